@@ -1,0 +1,67 @@
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from agent_bridge.events import Envelope, make_envelope
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as the change it reports.
+
+    AMQP mode: pending → published (relay, broker confirmed) → delivered | dead.
+    Embedded mode: the consumer claims pending rows itself: pending → delivered | dead.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PUBLISHED = "published"
+        DELIVERED = "delivered"
+        DEAD = "dead"
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    type = models.CharField(max_length=64)
+    schema = models.PositiveSmallIntegerField(default=1)
+    uid = models.UUIDField(null=True, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    data = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Delivery attempts that failed so far.")
+    available_at = models.DateTimeField(default=timezone.now, help_text="Embedded bus: not before this time.")
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "available_at"], name="outbox_status_available"),
+            models.Index(fields=["uid"], name="outbox_uid"),
+            models.Index(fields=["type", "status"], name="outbox_type_status"),
+            models.Index(fields=["status", "delivered_at"], name="outbox_status_delivered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id} ({self.status})"
+
+    @property
+    def envelope(self) -> Envelope:
+        return make_envelope(
+            event_id=self.event_id, event_type=self.type, occurred_at=self.occurred_at, uid=self.uid, data=self.data
+        )
+
+
+class UserSyncLease(models.Model):
+    """Serialises the Agent calls made for one user, whatever the number of consumers.
+
+    A consumer holds the lease while it reads the user's latest state and sends it, so an
+    older state can never overwrite a newer one at the Agent. A crashed holder's lease expires.
+    """
+
+    uid = models.UUIDField(primary_key=True)
+    owner = models.CharField(max_length=64, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lease {self.uid} ({self.owner or 'free'})"

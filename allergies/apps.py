@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AllergiesConfig(AppConfig):
+    name = "allergies"
+    verbose_name = "Allergies"

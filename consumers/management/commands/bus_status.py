@@ -1,0 +1,27 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from consumers.selectors import bus_status_get
+
+
+class Command(BaseCommand):
+    help = "Show the bus: backlog, oldest pending age, retrying, dead letters, per event type."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, **options) -> None:
+        status = bus_status_get()
+        if options["json"]:
+            self.stdout.write(json.dumps(status))
+            return
+        self.stdout.write(
+            f"backlog {status['backlog']}  oldest pending {status['oldest_pending_age_seconds']}s  "
+            f"retrying {status['retrying']}  dead letters {status['dead_letters']}"
+        )
+        for event_type, counts in sorted(status["by_type"].items()):
+            self.stdout.write(
+                f"  {event_type:34} backlog {counts['backlog']:6}  retrying {counts['retrying']:6}  "
+                f"dead {counts['dead_letters']:6}"
+            )

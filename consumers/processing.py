@@ -1,0 +1,118 @@
+"""Turning one delivery of an event into an outcome: the retry and dead-letter policy.
+
+A transient failure is retried a few times at once with jittered exponential backoff; if it
+persists, the transport schedules a delayed retry (BUS_RETRY_DELAYS_SECONDS) that does not
+block other events, and once those are used up the event becomes a dead letter. A permanent
+failure is a dead letter at once.
+"""
+import logging
+import time
+from dataclasses import dataclass
+
+import backoff
+from django.conf import settings
+
+from agent_bridge import events
+from agent_bridge.agent_client import AgentClient, AgentError
+from agent_bridge.events import Envelope
+from agent_bridge.leases import LeaseBusy
+from consumers.handlers import HANDLERS
+
+logger = logging.getLogger("consumers.delivery")
+
+DELIVERED = "delivered"
+SKIPPED = "skipped"
+RETRY = "retry"
+DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # delivered | skipped | retry | dead
+    error: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in (DELIVERED, SKIPPED)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, LeaseBusy) or (isinstance(exc, AgentError) and exc.transient)
+
+
+def retry_delay_seconds(*, attempt: int) -> float | None:
+    """Delay before delivery attempt `attempt + 1`, or None when retries are used up."""
+    delays = settings.BUS_RETRY_DELAYS_SECONDS
+    return float(delays[attempt - 1]) if attempt <= len(delays) else None
+
+
+def _describe(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    status = getattr(exc, "status", None)
+    parts = [type(exc).__name__]
+    if status:
+        parts.append(str(status))
+    if code:
+        parts.append(str(code))
+    return f"{' '.join(parts)}: {exc}"[:1000]
+
+
+def _call_with_immediate_retries(envelope: Envelope, agent: AgentClient) -> str:
+    handler = HANDLERS[envelope["type"]]
+
+    @backoff.on_exception(
+        backoff.expo,
+        (AgentError, LeaseBusy),
+        giveup=lambda exc: not is_transient(exc),
+        max_tries=lambda: settings.BUS_IMMEDIATE_TRIES,
+        jitter=backoff.full_jitter,
+        factor=0.1,
+        max_value=lambda: settings.BUS_IMMEDIATE_BACKOFF_MAX_SECONDS,
+        logger=None,
+    )
+    def call() -> str:
+        return handler(envelope, agent)
+
+    return call()
+
+
+def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) -> Outcome:
+    """Deliver one event. Database errors propagate: the transport redelivers later."""
+    started = time.monotonic()
+    if envelope.get("type") not in HANDLERS:
+        outcome = Outcome(DEAD, f"no handler for event type {envelope.get('type')!r}")
+    else:
+        try:
+            outcome = Outcome(_call_with_immediate_retries(envelope, agent))
+        except (AgentError, LeaseBusy) as exc:
+            error = _describe(exc)
+            if is_transient(exc):
+                outcome = Outcome(RETRY if retry_delay_seconds(attempt=attempt) is not None else DEAD, error)
+            else:
+                outcome = Outcome(DEAD, error)
+    log_delivery(envelope, attempt=attempt, outcome=outcome, duration=time.monotonic() - started)
+    return outcome
+
+
+def log_delivery(envelope: Envelope, *, attempt: int, outcome: Outcome, duration: float) -> None:
+    """One structured line per delivery attempt; allergy dead letters are CRITICAL."""
+    level = logging.INFO
+    if outcome.status == RETRY:
+        level = logging.WARNING
+    elif outcome.status == DEAD:
+        level = logging.CRITICAL if envelope.get("type") == events.ALLERGIES_REPLACED else logging.ERROR
+    data = envelope.get("data") or {}
+    extra = {
+        "event_id": envelope.get("id"),
+        "event_type": envelope.get("type"),
+        "uid": envelope.get("uid"),
+        "attempt": attempt,
+        "outcome": outcome.status,
+        "duration_ms": round(duration * 1000, 1),
+    }
+    if "revision" in data:
+        extra["revision"] = data["revision"]
+    message = " ".join(f"{key}={value}" for key, value in extra.items())
+    if outcome.error:
+        message += f" error={outcome.error!r}"
+    logger.log(level, "delivery %s", message, extra=extra)

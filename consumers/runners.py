@@ -1,0 +1,250 @@
+"""The long-running processes behind `manage.py consume` and `manage.py relay`.
+
+Each runs until its stop flag is set (SIGTERM/SIGINT), finishes the event in hand, and
+survives the loss of the broker or the database by reconnecting with backoff.
+"""
+import json
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
+
+from agent_bridge.agent_client import AgentClient
+from agent_bridge.events import Envelope
+from agent_bridge.leases import WORKER_ID
+from agent_bridge.models import OutboxEvent
+from agent_bridge.transports import embedded
+from agent_bridge.transports import rabbitmq as amqp
+from consumers import processing, services
+
+logger = logging.getLogger("consumers")
+
+RECONNECT_BACKOFF_MAX_SECONDS = 10.0
+
+
+def stop_flag_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the process finishes its unit of work and exits."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        logger.info("received %s, stopping after the event in hand", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def run_resiliently(name: str, session: Callable[[], None], stop: threading.Event) -> None:
+    """Run `session` until stopped; after a broker or database loss, back off and start again."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            session()
+            delay = 0.5
+        except amqp.CONNECTION_ERRORS as exc:
+            logger.warning("%s: broker connection lost (%s); reconnecting in %.1fs", name, type(exc).__name__, delay)
+        except DatabaseError as exc:
+            logger.warning("%s: database error (%s); reconnecting in %.1fs", name, type(exc).__name__, delay)
+            connections.close_all()
+        stop.wait(delay)
+        delay = min(delay * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+
+
+def settle(envelope: Envelope, *, attempt: int, outcome: processing.Outcome) -> None:
+    """Record a delivered or dead event; retries are recorded by the transport that schedules them."""
+    if outcome.done:
+        services.outbox_event_mark_delivered(event_id=envelope["id"])
+    elif outcome.status == processing.DEAD:
+        services.dead_letter_record(envelope=envelope, attempts=attempt, reason=outcome.error)
+
+
+class EmbeddedConsumer:
+    """Consumes straight from the outbox table (no broker)."""
+
+    def __init__(self, *, stop: threading.Event, agent: AgentClient | None = None) -> None:
+        self.stop = stop
+        self.agent = agent or AgentClient.from_settings()
+
+    def run(self) -> None:
+        logger.info("consumer started (embedded bus) worker=%s", WORKER_ID)
+        run_resiliently("consumer", self._session, self.stop)
+        logger.info("consumer stopped")
+
+    def _session(self) -> None:
+        while not self.stop.is_set():
+            close_old_connections()
+            event = embedded.outbox_event_claim_next(worker_id=WORKER_ID)
+            if event is None:
+                self.stop.wait(settings.BUS_POLL_INTERVAL_SECONDS)
+                continue
+            self.handle(event)
+
+    def handle(self, event: OutboxEvent) -> processing.Outcome:
+        attempt = event.attempts + 1
+        envelope = event.envelope
+        outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
+        if outcome.status == processing.RETRY:
+            delay = processing.retry_delay_seconds(attempt=attempt)
+            embedded.outbox_event_release_for_retry(event=event, delay_seconds=delay, error=outcome.error)
+        else:
+            settle(envelope, attempt=attempt, outcome=outcome)
+        return outcome
+
+
+class RabbitConsumer:
+    """Consumes the work queue with manual acks: an event is acked only once settled."""
+
+    def __init__(self, *, stop: threading.Event, agent: AgentClient | None = None) -> None:
+        self.stop = stop
+        self.agent = agent or AgentClient.from_settings()
+        self.topology = amqp.topology_from_settings()
+        # Handlers run on one worker thread while the main thread keeps the connection's
+        # heartbeats going, so a slow Agent never gets the connection closed under us.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+
+    def run(self) -> None:
+        logger.info("consumer started (rabbitmq) worker=%s queue=%s", WORKER_ID, self.topology.work_queue)
+        try:
+            run_resiliently("consumer", self._session, self.stop)
+        finally:
+            self.worker.shutdown(wait=True)
+        logger.info("consumer stopped")
+
+    def _session(self) -> None:
+        connection = amqp.connect_rollback_unsafe(name=f"kairos-consumer {WORKER_ID}")
+        try:
+            channel = connection.channel()
+            amqp.topology_declare(channel, self.topology)
+            channel.basic_qos(prefetch_count=settings.AMQP_PREFETCH)
+            publisher = connection.channel()
+            publisher.confirm_delivery()
+            dead_channel = connection.channel()
+            self._record_broker_dead_letters(connection, dead_channel)
+            for method, properties, body in channel.consume(self.topology.work_queue, inactivity_timeout=0.5):
+                if method is None:
+                    self._record_broker_dead_letters(connection, dead_channel)
+                else:
+                    self._handle_message(connection, channel, publisher, method, properties, body)
+                if self.stop.is_set():
+                    break
+            channel.cancel()
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _run_on_worker(self, connection, fn: Callable, *args, **kwargs):
+        future = self.worker.submit(self._in_worker, fn, *args, **kwargs)
+        while not future.done():
+            connection.sleep(0.05)
+        return future.result()
+
+    @staticmethod
+    def _in_worker(fn: Callable, *args, **kwargs):
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        except DatabaseError:
+            connections.close_all()
+            raise
+
+    def _handle_message(self, connection, channel, publisher, method, properties, body: bytes) -> None:
+        try:
+            envelope = json.loads(body)
+            if not isinstance(envelope, dict) or not envelope.get("id") or not envelope.get("type"):
+                raise ValueError("not an event envelope")
+        except ValueError:
+            logger.error("rejecting malformed message %s to the dead-letter queue", properties.message_id)
+            channel.basic_reject(method.delivery_tag, requeue=False)
+            return
+        attempt = amqp.attempt_of(properties)
+        outcome = self._run_on_worker(connection, self._process, envelope, attempt)
+        if outcome.status == processing.RETRY:
+            delay = processing.retry_delay_seconds(attempt=attempt)
+            amqp.envelope_publish_retry(publisher, self.topology, envelope, attempt=attempt + 1, delay_seconds=delay)
+        channel.basic_ack(method.delivery_tag)
+
+    def _process(self, envelope: Envelope, attempt: int) -> processing.Outcome:
+        outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
+        if outcome.status == processing.RETRY:
+            services.outbox_event_note_retry(event_id=envelope["id"], attempt=attempt, error=outcome.error)
+        else:
+            settle(envelope, attempt=attempt, outcome=outcome)
+        return outcome
+
+    def _record_broker_dead_letters(self, connection, dead_channel) -> None:
+        """Messages the broker dead-lettered (rejected, over the delivery limit) become DeadLetter rows."""
+        for _ in range(100):
+            method, properties, body = dead_channel.basic_get(self.topology.dead_queue)
+            if method is None:
+                return
+            try:
+                envelope = json.loads(body)
+                if not isinstance(envelope, dict) or not envelope.get("id"):
+                    raise ValueError
+            except ValueError:
+                envelope = {
+                    "id": properties.message_id or str(uuid.uuid4()),
+                    "type": properties.type or "",
+                    "uid": None,
+                    "raw": body.decode("utf-8", "replace")[:10000],
+                }
+            deaths = (properties.headers or {}).get("x-death") or [{}]
+            reason = f"dead-lettered by the broker: {deaths[0].get('reason', 'unknown')}"
+            self._run_on_worker(
+                connection,
+                services.dead_letter_record,
+                envelope=envelope,
+                attempts=amqp.attempt_of(properties),
+                reason=reason,
+            )
+            dead_channel.basic_ack(method.delivery_tag)
+
+
+class Relay:
+    """Publishes pending outbox rows to RabbitMQ, marking each published once confirmed."""
+
+    def __init__(self, *, stop: threading.Event) -> None:
+        self.stop = stop
+        self.topology = amqp.topology_from_settings()
+
+    def run(self) -> None:
+        logger.info("relay started worker=%s exchange=%s", WORKER_ID, self.topology.exchange)
+        run_resiliently("relay", self._session, self.stop)
+        logger.info("relay stopped")
+
+    def _session(self) -> None:
+        connection = amqp.connect_rollback_unsafe(name=f"kairos-relay {WORKER_ID}")
+        try:
+            channel = connection.channel()
+            amqp.topology_declare(channel, self.topology)
+            channel.confirm_delivery()
+            while not self.stop.is_set():
+                close_old_connections()
+                if not self.publish_batch(channel):
+                    connection.sleep(settings.BUS_POLL_INTERVAL_SECONDS)
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def publish_batch(self, channel) -> int:
+        pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).order_by("id")
+        batch = list(pending[: settings.BUS_RELAY_BATCH_SIZE])
+        published: list[int] = []
+        try:
+            for event in batch:
+                amqp.envelope_publish(channel, self.topology, event.envelope)
+                published.append(event.pk)
+                logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)
+        finally:
+            if published:
+                OutboxEvent.objects.filter(pk__in=published, status=OutboxEvent.Status.PENDING).update(
+                    status=OutboxEvent.Status.PUBLISHED, published_at=timezone.now()
+                )
+        return len(published)

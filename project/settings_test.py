@@ -1,0 +1,12 @@
+"""Settings for the test suite: production settings with debug on and a fast hasher."""
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "1")
+os.environ.setdefault("AGENT_SERVICE_TOKEN", "test-service-token-0123456789abcdef0123")
+
+from project.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+SECURE_SSL_REDIRECT = False
+BUS_IMMEDIATE_BACKOFF_MAX_SECONDS = 0.05

@@ -1,0 +1,47 @@
+"""The walking skeleton over real processes: signup → outbox → bus → consumer → Agent."""
+import time
+
+import pytest
+
+from tests.e2e.harness import SERVICE_TOKEN, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def signup(stack, email: str) -> dict:
+    response = stack.api("POST", "/api/signup/", json={"username": "ada", "email": email, "password": "a-long-passphrase-42"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def agent_creates(stack) -> list[dict]:
+    return [r for r in stack.agent.requests() if r["method"] == "POST" and r["path"].startswith("/users/")]
+
+
+def test_signup_creates_the_user_at_the_agent_once(stack) -> None:
+    signup(stack, "ada@example.com")
+
+    users = wait_for(lambda: stack.agent.state()["users"], what="the Agent to hold the user")
+    stack.wait_drained()
+    time.sleep(0.5)  # a duplicate delivery would show up here
+
+    assert len(users) == 1
+    creates = agent_creates(stack)
+    effective = [r for r in creates if r["status"] in (200, 201)]
+    assert len(effective) >= 1
+    assert all(r["token_valid"] for r in creates)
+    assert len(stack.agent.state()["users"]) == 1
+
+
+def test_signup_answers_while_the_agent_refuses_connections_and_syncs_later(stack) -> None:
+    stack.agent.down()
+
+    started = time.monotonic()
+    signup(stack, "grace@example.com")
+    assert time.monotonic() - started < 5  # the view never waits on the Agent
+
+    time.sleep(1.5)
+    assert stack.agent.state()["users"] == {}
+    stack.agent.up()
+    wait_for(lambda: stack.agent.state()["users"], timeout=60, what="the user to reach the Agent after it came back")
+    assert SERVICE_TOKEN  # the double only accepted requests carrying the right token

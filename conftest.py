@@ -45,12 +45,12 @@ def stack_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
 
 
 @pytest.fixture
-def stack(stack_factory):  # noqa: ANN001, ANN201
+def stack(stack_factory):
     return stack_factory()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report

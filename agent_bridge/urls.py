@@ -1,7 +1,1 @@
-from django.urls import path
-
-from agent_bridge import views
-
-urlpatterns = [
-    path("health/", views.HealthView.as_view(), name="health"),
-]
+urlpatterns: list = []

@@ -14,6 +14,9 @@ from identity import selectors as identity_selectors
 
 # A handler returns "delivered" or "skipped" (nothing left to do, e.g. the user is gone).
 Handler = Callable[[Envelope, AgentClient], str]
+# Called after a failed delivery attempt with the envelope and the error text, e.g. to show
+# the user that their allergy profile is not yet at the Agent.
+FailureRecorder = Callable[[Envelope, str], None]
 
 
 def handle_user_registered(envelope: Envelope, agent: AgentClient) -> str:
@@ -37,3 +40,5 @@ HANDLERS: dict[str, Handler] = {
     events.USER_REGISTERED: handle_user_registered,
     events.USER_DELETED: handle_user_deleted,
 }
+
+FAILURE_RECORDERS: dict[str, FailureRecorder] = {}

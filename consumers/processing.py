@@ -16,7 +16,7 @@ from agent_bridge import events
 from agent_bridge.agent_client import AgentClient, AgentError
 from agent_bridge.events import Envelope
 from agent_bridge.leases import LeaseBusy
-from consumers.handlers import HANDLERS
+from consumers.handlers import FAILURE_RECORDERS, HANDLERS
 
 logger = logging.getLogger("consumers.delivery")
 
@@ -91,6 +91,9 @@ def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) ->
             else:
                 outcome = Outcome(DEAD, error)
     log_delivery(envelope, attempt=attempt, outcome=outcome, duration=time.monotonic() - started)
+    recorder = FAILURE_RECORDERS.get(envelope.get("type", ""))
+    if recorder is not None and not outcome.done:
+        recorder(envelope, outcome.error)
     return outcome
 
 

@@ -14,4 +14,5 @@ urlpatterns = [
     path("api/", include("identity.urls")),
     path("api/", include("allergies.urls")),
     path("api/", include("agent_bridge.urls")),
+    path("api/", include("consumers.urls")),
 ]

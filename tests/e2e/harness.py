@@ -40,7 +40,7 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: f
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - the predicate may fail until the system is ready
+        except Exception as exc:
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last error {last_error!r}")

@@ -9,7 +9,8 @@ pytestmark = pytest.mark.e2e
 
 
 def signup(stack, email: str) -> dict:
-    response = stack.api("POST", "/api/signup/", json={"username": "ada", "email": email, "password": "a-long-passphrase-42"})
+    body = {"username": "ada", "email": email, "password": "a-long-passphrase-42"}
+    response = stack.api("POST", "/api/signup/", json=body)
     assert response.status_code == 201, response.text
     return response.json()
 

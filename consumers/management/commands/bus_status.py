@@ -8,7 +8,7 @@ from consumers.selectors import bus_status_get
 class Command(BaseCommand):
     help = "Show the bus: backlog, oldest pending age, retrying, dead letters, per event type."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options) -> None:

@@ -1,0 +1,446 @@
+"""The HTTP client for the Kairos Agent: the only code that talks to it.
+
+Each method is one Agent endpoint (seed 000 §3, §9). The client makes exactly
+one attempt per call: the retry policy (immediate backoff, delayed retries,
+dead letters) belongs to the consumer, which needs to know *why* a call failed
+to choose. So every failure is raised as a typed :class:`AgentError` whose
+``transient`` flag says whether trying again later can help (DESIGN §5):
+
+    AgentError
+    ├── AgentTransientError        5xx, 429, AGENT_UNAVAILABLE, no usable answer
+    │   ├── AgentUnavailable       the Agent answered "not now"
+    │   ├── AgentTimeout           no answer in time
+    │   └── AgentConnectionError   could not connect, or the connection broke
+    └── AgentPermanentError        other 4xx: retrying cannot help
+        ├── AgentUserNotFound      404 USER_NOT_FOUND: create the user, then retry
+        ├── AgentAuthError         401 INVALID_SERVICE_TOKEN: configuration alert
+        ├── AgentInvalidPayload    422 INVALID_PAYLOAD
+        └── AgentMissingUserId     400 MISSING_USER_ID
+
+The service token is a secret: it travels only in the ``X-Service-Token``
+header, is never logged, and is scrubbed from every exception message (an
+error body could echo it). Exceptions carry no ``requests`` response either,
+because a response holds its request's headers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, ClassVar, Self
+from urllib.parse import quote
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+#: Longest wait for the TCP connection: slightly above a multiple of 3 s, the
+#: TCP retransmission window, as the requests documentation recommends.
+MAX_CONNECT_TIMEOUT = 3.05
+_MAX_DETAIL = 300
+
+
+class AgentError(Exception):
+    """A failed Agent call.
+
+    ``status`` is the HTTP status (None when no answer came), ``code`` the
+    Agent's machine-readable code (from the body, else the ``X-Error-Code``
+    header, else derived from the status), ``detail`` a short human text.
+    """
+
+    transient: ClassVar[bool] = False
+    default_code: ClassVar[str] = "AGENT_ERROR"
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.detail = detail
+        self.status = status
+        self.code = code or self.default_code
+        self.method = method
+        self.path = path
+        #: Seconds from a ``Retry-After`` header, a hint for the retry policy.
+        self.retry_after = retry_after
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" on {self.method} {self.path}" if self.method else ""
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.code}{status}{where}{detail}"
+
+
+class AgentTransientError(AgentError):
+    """Trying again later may succeed."""
+
+    transient = True
+    default_code = "AGENT_UNAVAILABLE"
+
+
+class AgentUnavailable(AgentTransientError):
+    """The Agent answered, but with 5xx, 429 or AGENT_UNAVAILABLE."""
+
+
+class AgentTimeout(AgentTransientError):
+    """No answer within the configured timeout."""
+
+    default_code = "AGENT_TIMEOUT"
+
+
+class AgentConnectionError(AgentTransientError):
+    """The connection could not be made or broke (refused, DNS, reset...)."""
+
+    default_code = "AGENT_CONNECTION_ERROR"
+
+
+class AgentPermanentError(AgentError):
+    """The Agent refused the request; the same request will fail again."""
+
+    default_code = "AGENT_REJECTED"
+
+
+class AgentUserNotFound(AgentPermanentError):
+    """404 USER_NOT_FOUND. Callers create the user and retry the update."""
+
+    default_code = "USER_NOT_FOUND"
+
+
+class AgentAuthError(AgentPermanentError):
+    """401 INVALID_SERVICE_TOKEN: AGENT_SERVICE_TOKEN does not match the Agent's."""
+
+    default_code = "INVALID_SERVICE_TOKEN"
+
+
+class AgentInvalidPayload(AgentPermanentError):
+    """422 INVALID_PAYLOAD: the Agent's validation rejected what we sent."""
+
+    default_code = "INVALID_PAYLOAD"
+
+
+class AgentMissingUserId(AgentPermanentError):
+    """400 MISSING_USER_ID: a call without a usable uid (a bug on our side)."""
+
+    default_code = "MISSING_USER_ID"
+
+
+_PERMANENT_BY_CODE: dict[str, type[AgentPermanentError]] = {
+    "USER_NOT_FOUND": AgentUserNotFound,
+    "INVALID_SERVICE_TOKEN": AgentAuthError,
+    "INVALID_PAYLOAD": AgentInvalidPayload,
+    "MISSING_USER_ID": AgentMissingUserId,
+}
+_PERMANENT_BY_STATUS: dict[int, type[AgentPermanentError]] = {
+    401: AgentAuthError,
+    422: AgentInvalidPayload,
+}
+
+
+def error_class_for(status: int, code: str | None, detail: str) -> type[AgentError]:
+    """Choose the exception for an error answer.
+
+    The status decides first whether the failure is transient: a 5xx or 429
+    is, whatever code its body claims. For other answers the Agent's code
+    wins; without one (the real Agent's 401/422 bodies carry none) the status
+    decides. A 404 without a code is only "user not found" when the detail
+    says so, because a bare 404 usually means a wrong AGENT_BASE_URL, and
+    "create the user, then retry" would not fix that.
+    """
+    if status >= 500 or status in (408, 429) or code == "AGENT_UNAVAILABLE":
+        return AgentUnavailable
+    if code in _PERMANENT_BY_CODE:
+        return _PERMANENT_BY_CODE[code]
+    if status == 404:
+        not_found = detail.strip().lower() == "user not found"
+        return AgentUserNotFound if not_found else AgentPermanentError
+    return _PERMANENT_BY_STATUS.get(status, AgentPermanentError)
+
+
+class AgentClient:
+    """One session to the Agent, authenticated with the service token.
+
+    ``timeout`` is the read timeout in seconds; the connect timeout is the
+    same capped at :data:`MAX_CONNECT_TIMEOUT`, so an unreachable Agent is
+    detected quickly even when reads are allowed to be slow.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        service_token: str,
+        timeout: float,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = service_token
+        self.timeout = (min(float(timeout), MAX_CONNECT_TIMEOUT), float(timeout))
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+
+    @classmethod
+    def from_settings(cls, *, session: requests.Session | None = None) -> AgentClient:
+        """Build the client from the AGENT_* Django settings (DESIGN §3)."""
+        # Imported here so that this module (and its tests) import without Django.
+        from django.conf import settings
+
+        return cls(
+            base_url=settings.AGENT_BASE_URL,
+            service_token=settings.AGENT_SERVICE_TOKEN,
+            timeout=float(settings.AGENT_TIMEOUT_SECONDS),
+            session=session,
+        )
+
+    def __repr__(self) -> str:
+        return f"AgentClient(base_url={self.base_url!r}, timeout={self.timeout!r})"
+
+    def close(self) -> None:
+        """Close the session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the Agent's endpoints ---------------------------------------------
+
+    def create_user(
+        self,
+        *,
+        uid: str | uuid.UUID,
+        preferences: dict[str, Any] | None = None,
+        allergies: dict[str, Any] | None = None,
+        dietary_flags: list[str] | None = None,
+        vibe_tags: list[str] | None = None,
+        allergy_flags: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /users/{uid}``, idempotent: ``{"uid", "created": bool}``."""
+        payload = {
+            "preferences": preferences or {},
+            "allergies": allergies or {},
+            "dietary_flags": dietary_flags or [],
+            "vibe_tags": vibe_tags or [],
+            "allergy_flags": allergy_flags or [],
+        }
+        return self._json("POST", self._user_path(uid), json=payload)
+
+    def get_user(self, *, uid: str | uuid.UUID) -> dict[str, Any]:
+        """``GET /users/{uid}``: the Agent's full profile of the user."""
+        return self._json("GET", self._user_path(uid))
+
+    def update_preferences(self, *, uid: str | uuid.UUID, preferences: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /users/{uid}``: the Agent deep-merges ``preferences``.
+
+        Allergies are untouched; they only change through
+        :meth:`replace_allergies`.
+        """
+        return self._json("PATCH", self._user_path(uid), json={"preferences": preferences})
+
+    def replace_allergies(
+        self,
+        *,
+        uid: str | uuid.UUID,
+        confirmed: list[str],
+        intolerances: list[str],
+        severity: dict[str, str],
+    ) -> dict[str, Any]:
+        """``PATCH /users/{uid}/allergies``: a full replace, never a merge.
+
+        Returns ``{"uid", "allergy_flags", "updated": true}``; the Agent
+        rebuilds ``allergy_flags`` itself.
+        """
+        payload = {
+            "confirmed": confirmed,
+            "intolerances": intolerances,
+            "severity": severity,
+        }
+        return self._json("PATCH", self._user_path(uid, "/allergies"), json=payload)
+
+    def delete_user(self, *, uid: str | uuid.UUID) -> bool:
+        """``DELETE /users/{uid}`` with its interactions.
+
+        True when deleted, False when the Agent had no such user: for an
+        account deletion that counts as done.
+        """
+        try:
+            self._request("DELETE", self._user_path(uid))
+        except AgentUserNotFound:
+            return False
+        return True
+
+    def get_interactions(
+        self,
+        *,
+        uid: str | uuid.UUID,
+        limit: int = 20,
+        offset: int = 0,
+        include_response: bool = False,
+    ) -> dict[str, Any]:
+        """``GET /users/{uid}/interactions``, one page, newest first.
+
+        Returns ``{"interactions", "total", "limit", "offset"}``; the Agent
+        accepts ``limit`` from 1 to 100.
+        """
+        params = {
+            "limit": limit,
+            "offset": offset,
+            "include_response": "true" if include_response else "false",
+        }
+        return self._json("GET", self._user_path(uid, "/interactions"), params=params)
+
+    def clear_interactions(self, *, uid: str | uuid.UUID) -> None:
+        """``DELETE /users/{uid}/interactions``; the user record stays.
+
+        Raises :class:`AgentUserNotFound` if the Agent has no such user.
+        """
+        self._request("DELETE", self._user_path(uid, "/interactions"))
+
+    # --- plumbing ------------------------------------------------------------
+
+    @staticmethod
+    def _user_path(uid: str | uuid.UUID, suffix: str = "") -> str:
+        text = str(uid).strip() if uid is not None else ""
+        if not text:
+            # Would otherwise hit /users/ and fail confusingly; this is a caller bug.
+            raise AgentMissingUserId("no uid given", code="MISSING_USER_ID")
+        return f"/users/{quote(text, safe='')}{suffix}"
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._request(method, path, **kwargs)
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            # A 2xx that is not our JSON: a proxy or a wrong base URL answered.
+            raise AgentUnavailable(
+                "the Agent's answer is not a JSON object",
+                status=response.status_code,
+                code="INVALID_RESPONSE",
+                method=method,
+                path=path,
+            )
+        return data
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        """Make one attempt; return a 2xx response or raise a typed AgentError."""
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                f"{self.base_url}{path}",
+                json=json,
+                params=params,
+                headers={"X-Service-Token": self._token, "Accept": "application/json"},
+                timeout=self.timeout,
+                # A redirect could turn PATCH into GET; the Agent never redirects.
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:  # ConnectTimeout included
+            raise AgentTimeout(
+                f"no answer within {self.timeout[1]:g}s ({type(exc).__name__})",
+                method=method,
+                path=path,
+            ) from exc
+        except requests.exceptions.InvalidHeader:
+            # Its message quotes the header value, i.e. the token: drop the cause.
+            raise AgentPermanentError(
+                "AGENT_SERVICE_TOKEN is not a valid header value",
+                code="INVALID_SERVICE_TOKEN_SETTING",
+                method=method,
+                path=path,
+            ) from None
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+        ) as exc:
+            raise AgentPermanentError(
+                f"AGENT_BASE_URL is not a usable URL ({type(exc).__name__})",
+                code="INVALID_AGENT_URL",
+                method=method,
+                path=path,
+            ) from exc
+        except requests.RequestException as exc:
+            raise AgentConnectionError(
+                f"could not reach the Agent ({type(exc).__name__})",
+                method=method,
+                path=path,
+            ) from exc
+
+        elapsed_ms = (time.monotonic() - started) * 1000
+        logger.debug(
+            "agent %s %s -> %s in %.0f ms",
+            method,
+            path,
+            response.status_code,
+            elapsed_ms,
+        )
+        if 200 <= response.status_code < 300:
+            return response
+        raise self._error_from(response, method, path)
+
+    def _error_from(self, response: requests.Response, method: str, path: str) -> AgentError:
+        status = response.status_code
+        code: str | None = None
+        detail = ""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            raw_code = body.get("code")
+            code = raw_code[:64] if isinstance(raw_code, str) and raw_code else None
+            raw_detail = body.get("detail", "")
+            # FastAPI's validation errors put a list of field errors in detail.
+            detail = raw_detail if isinstance(raw_detail, str) else json.dumps(raw_detail)
+        else:
+            detail = response.text.strip()
+        code = code or response.headers.get("X-Error-Code") or None
+        if 300 <= status < 400:
+            code = code or "UNEXPECTED_REDIRECT"
+            location = response.headers.get("Location", "?")
+            detail = f"redirected to {location}; fix AGENT_BASE_URL"
+        cls = error_class_for(status, code, detail)
+        return cls(
+            self._scrub(detail)[:_MAX_DETAIL],
+            status=status,
+            code=self._scrub(code) if code else None,
+            method=method,
+            path=path,
+            retry_after=_retry_after(response),
+        )
+
+    def _scrub(self, text: str) -> str:
+        """Remove the service token from text that came from the network."""
+        if self._token and self._token in text:
+            text = text.replace(self._token, "[redacted]")
+        return text
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare enough to ignore

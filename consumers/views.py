@@ -1,5 +1,6 @@
 from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -7,6 +8,9 @@ from rest_framework.views import APIView
 
 class HealthView(APIView):
     """Liveness and readiness: is the database reachable."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request: Request) -> Response:

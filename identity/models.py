@@ -43,3 +43,44 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+
+class AuthToken(models.Model):
+    """A login credential. Only the SHA-256 of the secret is stored: a database leak gives no tokens.
+
+    The secret is 32 random bytes (see identity.tokens), so a fast unsalted hash is enough: there is
+    nothing to brute-force, unlike a password.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="auth_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "revoked_at"], name="authtoken_user_revoked")]
+
+    def __str__(self) -> str:
+        return f"token {self.pk} of user {self.user_id}"
+
+    def is_usable(self, *, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and self.expires_at > now
+
+
+class UserPreferences(models.Model):
+    """Explicit taste preferences; `revision` counts merges, `synced_revision` what the Agent has."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="preferences")
+    data = models.JSONField(default=dict)
+    revision = models.PositiveIntegerField(default=0)
+    synced_revision = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of user {self.user_id} (revision {self.revision})"

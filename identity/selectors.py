@@ -1,7 +1,10 @@
 """Reads of the identity app."""
 import uuid
 
-from identity.models import User
+from django.utils import timezone
+
+from identity.models import AuthToken, User, UserPreferences
+from identity.tokens import auth_token_hash
 
 
 def user_exists(*, uid: uuid.UUID) -> bool:
@@ -10,3 +13,37 @@ def user_exists(*, uid: uuid.UUID) -> bool:
 
 def user_get_by_uid(*, uid: uuid.UUID) -> User | None:
     return User.objects.filter(uid=uid).first()
+
+
+def user_get_by_email(*, email: str) -> User | None:
+    return User.objects.filter(email__iexact=email.strip()).first()
+
+
+def auth_token_get_usable(*, raw: str) -> AuthToken | None:
+    """The live (not revoked, not expired) token whose secret is `raw`, for an active user."""
+    return (
+        AuthToken.objects.select_related("user")
+        .filter(
+            key_hash=auth_token_hash(raw),
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            user__is_active=True,
+        )
+        .first()
+    )
+
+
+def user_preferences_get(*, user: User) -> dict:
+    prefs = UserPreferences.objects.filter(user=user).first()
+    return dict(prefs.data) if prefs else {}
+
+
+def user_preferences_get_by_uid(*, uid: uuid.UUID) -> tuple[dict, int] | None:
+    """(data, revision) of a user's preferences, for the consumer; None when the user is gone."""
+    user = User.objects.filter(uid=uid).only("pk").first()
+    if user is None:
+        return None
+    prefs = UserPreferences.objects.filter(user=user).first()
+    if prefs is None:
+        return {}, 0
+    return dict(prefs.data), prefs.revision

@@ -1,0 +1,57 @@
+"""Token authentication for the API: `Authorization: Token <t>` or `X-Auth-Token: <t>`.
+
+The token is looked up by its SHA-256; a revoked or expired token, an unknown one, or a user
+uid sent in its place is refused with 401. No header at all leaves the request anonymous, and
+the IsAuthenticated default permission answers 401 (authenticate_header below makes it 401, not 403).
+"""
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from identity import selectors
+
+KEYWORD = "Token"
+# Record use at most this often, so authenticated reads don't each cost a write.
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+# Longer than any token we issue (43 chars); refuse junk before touching the database.
+MAX_TOKEN_LENGTH = 128
+
+
+class TokenAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request):
+        raw = self._raw_token(request)
+        if raw is None:
+            return None
+        token = selectors.auth_token_get_usable(raw=raw)
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid or expired token.", code="invalid_token")
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            type(token).objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return KEYWORD
+
+    @staticmethod
+    def _raw_token(request: Request) -> str | None:
+        header = get_authorization_header(request).split()
+        if header and header[0].lower() == KEYWORD.lower().encode():
+            if len(header) != 2:
+                raise exceptions.AuthenticationFailed("Invalid token header.", code="invalid_token")
+            raw_bytes = header[1]
+        else:
+            x_auth = request.META.get("HTTP_X_AUTH_TOKEN", "")
+            if not x_auth:
+                return None
+            raw_bytes = x_auth.strip().encode("latin-1", "replace") if isinstance(x_auth, str) else x_auth
+        try:
+            raw = raw_bytes.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid token header.", code="invalid_token") from exc
+        if not raw or len(raw) > MAX_TOKEN_LENGTH:
+            raise exceptions.AuthenticationFailed("Invalid or expired token.", code="invalid_token")
+        return raw

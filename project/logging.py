@@ -1,10 +1,35 @@
-"""JSON log lines for log shippers (LOG_FORMAT=json)."""
+"""One log format for the API, the relay and the consumer (LOG_FORMAT=text|json).
+
+Both formatters print the caller's extra fields (event_id, uid, outcome, request_id, ...),
+so a line carries the same facts whichever format is configured. The request id of the HTTP
+request being served lives in a context variable set by project.middleware.RequestIdMiddleware
+and is stamped on every record by RequestIdFilter (none outside a request: bus lines carry
+event ids instead).
+"""
+import contextvars
 import json
 import logging
 from datetime import UTC, datetime
 
 # LogRecord attributes that are not extra fields passed by the caller.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+#: The id of the HTTP request this thread/task is serving, or None.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def _extras(record: logging.LogRecord) -> dict[str, object]:
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")}
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to records emitted while an API request is served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = request_id_var.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,9 +40,23 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
+        line.update(_extras(record))
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger message`, then ` request_id=...` when the request has one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        if request_id and "request_id=" not in record.getMessage():
+            # Only the request id is appended: bus lines already spell their fields out.
+            first, newline, rest = text.partition("\n")
+            text = f"{first} request_id={request_id}{newline}{rest}"
+        return text

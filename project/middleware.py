@@ -1,0 +1,64 @@
+"""Request ids and one log line per API request.
+
+An incoming `X-Request-ID` is kept when it looks like an id (so a proxy's or the frontend's id
+follows the request through our logs); anything else is replaced by a fresh one. The id is put
+on the response, on `request.request_id`, and in project.logging.request_id_var, from where
+RequestIdFilter stamps it on every log record emitted while the request is served.
+"""
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from project.logging import request_id_var
+
+logger = logging.getLogger("project.request")
+
+HEADER = "X-Request-ID"
+# Letters, digits and . _ : - only, at most 128 characters: nothing that could forge a log
+# line or smuggle markup into a log viewer.
+_SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Path segments that are credentials (email verification tokens) never reach the logs.
+_SECRET_PATHS = re.compile(r"^(/api/verify/)(?!resend/)[^/]+")
+
+
+def request_id_from(raw: str | None) -> str:
+    """The caller's id when it is sane, else a new one."""
+    if raw and _SANE_ID.match(raw):
+        return raw
+    return uuid.uuid4().hex
+
+
+def loggable_path(path: str) -> str:
+    return _SECRET_PATHS.sub(r"\1<redacted>", path)
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_from(request.headers.get(HEADER))
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        started = time.monotonic()
+        try:
+            response = self.get_response(request)
+            response[HEADER] = request_id
+            duration_ms = round((time.monotonic() - started) * 1000, 1)
+            path = loggable_path(request.path)
+            logger.info(
+                "%s %s %s %.1fms",
+                request.method,
+                path,
+                response.status_code,
+                duration_ms,
+                extra={"method": request.method, "path": path, "status": response.status_code,
+                       "duration_ms": duration_ms},
+            )
+            return response
+        finally:
+            request_id_var.reset(token)

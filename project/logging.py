@@ -9,6 +9,7 @@ event ids instead).
 import contextvars
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 # LogRecord attributes that are not extra fields passed by the caller.
@@ -18,17 +19,39 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
+# URL path segments that are credentials (email verification tokens): never logged.
+_SECRET_PATHS = re.compile(r"(/api/verify/)(?!resend/)[^/\s'\"]+")
+
+
+def redact_path(text: str) -> str:
+    return _SECRET_PATHS.sub(r"\1<redacted>", text)
+
+
+def _loggable(value: object) -> object:
+    # django.request passes the HttpRequest as an extra; its repr holds the full path.
+    if hasattr(value, "method") and hasattr(value, "path") and hasattr(value, "META"):
+        return f"{value.method} {redact_path(value.path)}"
+    return value
+
+
 def _extras(record: logging.LogRecord) -> dict[str, object]:
-    return {key: value for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")}
+    return {
+        key: _loggable(value)
+        for key, value in vars(record).items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to records emitted while an API request is served."""
+    """Adds `request_id` to records emitted while an API request is served, and blanks
+    credentials out of the paths that Django's own request loggers print ("Not Found: ...")."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = request_id_var.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
+        if record.name.startswith("django.") and "/api/verify/" in record.getMessage():
+            record.msg, record.args = redact_path(record.getMessage()), None
         return True
 
 

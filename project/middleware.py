@@ -6,34 +6,31 @@ on the response, on `request.request_id`, and in project.logging.request_id_var,
 RequestIdFilter stamps it on every log record emitted while the request is served.
 """
 import logging
+import os
 import re
 import time
 import uuid
 from collections.abc import Callable
 
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
 
-from project.logging import request_id_var
+from project.logging import redact_path, request_id_var
 
 logger = logging.getLogger("project.request")
 
 HEADER = "X-Request-ID"
 # Letters, digits and . _ : - only, at most 128 characters: nothing that could forge a log
 # line or smuggle markup into a log viewer.
-_SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-# Path segments that are credentials (email verification tokens) never reach the logs.
-_SECRET_PATHS = re.compile(r"^(/api/verify/)(?!resend/)[^/]+")
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def request_id_from(raw: str | None) -> str:
     """The caller's id when it is sane, else a new one."""
-    if raw and _SANE_ID.match(raw):
+    if raw and _SANE_ID.fullmatch(raw):
         return raw
     return uuid.uuid4().hex
-
-
-def loggable_path(path: str) -> str:
-    return _SECRET_PATHS.sub(r"\1<redacted>", path)
 
 
 class RequestIdMiddleware:
@@ -43,22 +40,41 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_from(request.headers.get(HEADER))
         request.request_id = request_id
-        token = request_id_var.set(request_id)
+        # Not reset when the chain returns: Django logs 4xx/5xx answers ("Not Found: ...") after
+        # the middleware chain, and those lines should carry the id too. request_finished
+        # (sent when the server closes the response) clears it.
+        request_id_var.set(request_id)
         started = time.monotonic()
         try:
             response = self.get_response(request)
-            response[HEADER] = request_id
-            duration_ms = round((time.monotonic() - started) * 1000, 1)
-            path = loggable_path(request.path)
-            logger.info(
-                "%s %s %s %.1fms",
-                request.method,
-                path,
-                response.status_code,
-                duration_ms,
-                extra={"method": request.method, "path": path, "status": response.status_code,
-                       "duration_ms": duration_ms},
-            )
-            return response
-        finally:
-            request_id_var.reset(token)
+        except BaseException:
+            request_id_var.set(None)
+            raise
+        response[HEADER] = request_id
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        path = redact_path(request.path)
+        logger.info(
+            "%s %s %s %.1fms",
+            request.method,
+            path,
+            response.status_code,
+            duration_ms,
+            extra={"method": request.method, "path": path, "status": response.status_code, "duration_ms": duration_ms},
+        )
+        return response
+
+
+def _forget_request_id(**kwargs: object) -> None:
+    request_id_var.set(None)
+
+
+request_finished.connect(_forget_request_id, dispatch_uid="project.middleware.forget_request_id")
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, without its warning when `collectstatic` has not run: with
+    WHITENOISE_USE_FINDERS the files are found in the apps then, so nothing is missing."""
+
+    def add_files(self, root: str, prefix: str | None = None) -> None:
+        if os.path.isdir(root):
+            super().add_files(root, prefix)

@@ -182,17 +182,6 @@ AUTH_TOKEN_TTL = timedelta(days=env.int("AUTH_TOKEN_TTL_DAYS", default=14))
 EMAIL_VERIFICATION_TTL = timedelta(days=env.int("EMAIL_VERIFICATION_TTL_DAYS", default=3))
 PASSWORD_RESET_TTL = timedelta(hours=env.int("PASSWORD_RESET_TTL_HOURS", default=2))
 FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="http://localhost:3000")
-# Django's reset-token generator reads this (seconds).
-PASSWORD_RESET_TIMEOUT = int(PASSWORD_RESET_TTL.total_seconds())
-
-# Throttle counts must be shared by every gunicorn worker and process: a database table
-# (created by identity's migration 0003), not per-process memory.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": env.str("CACHE_TABLE", default="kairos_cache"),
-    }
-}
 
 # --- Email ----------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -24,6 +24,23 @@ def api_client() -> APIClient:
 
 
 @pytest.fixture
+def member(db):
+    """A verified user (allergies, preferences and interactions tests)."""
+    from identity.models import User
+
+    return User.objects.create_user(
+        email="member@example.com", password="a-long-passphrase-42", username="member", is_verified=True  # noqa: S106
+    )
+
+
+@pytest.fixture
+def member_client(api_client, member) -> APIClient:
+    """`api_client` authenticated as `member`."""
+    api_client.force_authenticate(member)
+    return api_client
+
+
+@pytest.fixture
 def stack_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
     """Start real processes: `stack_factory(consumers=1, extra_env={...})` → a started Stack."""
     from tests.e2e.harness import Stack

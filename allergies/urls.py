@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from allergies import views
+
+urlpatterns = [
+    path("allergies/", views.AllergyProfileView.as_view(), name="allergies"),
+]

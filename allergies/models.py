@@ -1,0 +1,35 @@
+from django.conf import settings
+from django.db import models
+
+
+class AllergyProfile(models.Model):
+    """The user's allergy profile: the backend's source of truth, copied to the Agent by events.
+
+    `revision` counts changes (PUT or DELETE); `synced_revision` is the newest revision the
+    Agent is known to hold. A delivery attempt that fails records `sync_failed_at` and
+    `sync_last_error`; a new revision clears `sync_failed_at` (it has not been tried yet).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="allergy_profile"
+    )
+    confirmed = models.JSONField(default=list, blank=True)
+    intolerances = models.JSONField(default=list, blank=True)
+    severity = models.JSONField(default=dict, blank=True)
+    revision = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+    synced_revision = models.PositiveIntegerField(default=0)
+    sync_last_error = models.TextField(blank=True, default="")
+    sync_failed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"allergy profile of user {self.user_id} (revision {self.revision})"
+
+    @property
+    def allergy_flags(self) -> list[str]:
+        """The sorted union of confirmed allergens and intolerances, as the Agent computes it."""
+        return allergy_flags_for(self.confirmed, self.intolerances)
+
+
+def allergy_flags_for(confirmed: list[str], intolerances: list[str]) -> list[str]:
+    return sorted(set(confirmed) | set(intolerances))

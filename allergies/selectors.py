@@ -1,0 +1,77 @@
+"""Reads of the allergies app."""
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from allergies.models import AllergyProfile, allergy_flags_for
+from identity.models import User
+
+SYNC_SYNCED = "synced"
+SYNC_PENDING = "pending"
+SYNC_FAILING = "failing"
+
+
+@dataclass(frozen=True)
+class AllergyState:
+    """An allergy profile as the API and the consumer see it (a user without one is at revision 0)."""
+
+    confirmed: list[str]
+    intolerances: list[str]
+    severity: dict[str, str]
+    revision: int
+    updated_at: datetime | None
+    synced_revision: int
+    sync_last_error: str
+    sync_failed_at: datetime | None
+
+    @property
+    def allergy_flags(self) -> list[str]:
+        return allergy_flags_for(self.confirmed, self.intolerances)
+
+    @property
+    def sync_state(self) -> str:
+        """synced: the Agent holds this revision (or a newer one never exists, so: this one).
+        failing: not synced, and a delivery attempt failed since this revision was written.
+        pending: not synced, and no attempt has failed yet for this revision."""
+        if self.synced_revision >= self.revision:
+            return SYNC_SYNCED
+        if self.sync_failed_at is not None:
+            return SYNC_FAILING
+        return SYNC_PENDING
+
+    @property
+    def sync(self) -> dict:
+        state = self.sync_state
+        return {
+            "state": state,
+            "revision": self.revision,
+            "synced_revision": self.synced_revision,
+            "last_error": (self.sync_last_error or None) if state != SYNC_SYNCED else None,
+        }
+
+    @classmethod
+    def of(cls, profile: AllergyProfile | None) -> "AllergyState":
+        if profile is None:
+            return cls([], [], {}, 0, None, 0, "", None)
+        return cls(
+            confirmed=list(profile.confirmed),
+            intolerances=list(profile.intolerances),
+            severity=dict(profile.severity),
+            revision=profile.revision,
+            updated_at=profile.updated_at,
+            synced_revision=profile.synced_revision,
+            sync_last_error=profile.sync_last_error,
+            sync_failed_at=profile.sync_failed_at,
+        )
+
+
+def allergy_profile_get(*, user) -> AllergyState:
+    return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+
+
+def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
+    """The user's allergy state for the consumer; None when the user does not exist."""
+    user = User.objects.filter(uid=uid).only("pk").first()
+    if user is None:
+        return None
+    return AllergyState.of(AllergyProfile.objects.filter(user=user).first())

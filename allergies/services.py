@@ -1,0 +1,76 @@
+"""Writes of the allergies app. The only place that sends allergies' domain signals."""
+import uuid
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from allergies import signals
+from allergies.models import AllergyProfile, allergy_flags_for
+from allergies.selectors import AllergyState
+from allergies.validation import allergy_profile_clean
+from identity.models import User
+
+MAX_SYNC_ERROR_LENGTH = 1000
+
+
+def allergy_profile_replace(
+    *, user: User, confirmed: list[str], intolerances: list[str], severity: dict[str, str]
+) -> AllergyState:
+    """Replace the whole profile and queue it for the Agent.
+
+    Names are normalised and the rules checked here too (AllergyProfileInvalid), so no caller
+    can store a profile the API would refuse. The row is locked for the transaction, so
+    concurrent replacements get distinct revisions and the outbox receives them in order.
+    """
+    clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
+    with transaction.atomic():
+        profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
+        profile.confirmed = clean.confirmed
+        profile.intolerances = clean.intolerances
+        profile.severity = clean.severity
+        profile.revision += 1
+        # The new revision has not been tried yet: it is pending, not failing. The last error
+        # stays visible until the Agent holds the profile.
+        profile.sync_failed_at = None
+        profile.save()
+        signals.allergy_profile_replaced.send(
+            sender=AllergyProfile,
+            uid=user.uid,
+            revision=profile.revision,
+            confirmed=list(profile.confirmed),
+            intolerances=list(profile.intolerances),
+            severity=dict(profile.severity),
+            allergy_flags=allergy_flags_for(profile.confirmed, profile.intolerances),
+        )
+    return AllergyState.of(profile)
+
+
+def allergy_profile_clear(*, user: User) -> AllergyState:
+    """Empty the profile (a new revision, synced to the Agent like any replacement)."""
+    return allergy_profile_replace(user=user, confirmed=[], intolerances=[], severity={})
+
+
+def allergy_sync_record_success(*, uid: uuid.UUID | str, revision: int) -> None:
+    """The Agent now holds `revision` of the user's profile (called by the consumer).
+
+    `synced_revision` only moves forward; the error is cleared once the Agent holds the
+    current revision.
+    """
+    # Plain UPDATEs: they leave updated_at alone (it dates the user's change, not the sync).
+    with transaction.atomic():
+        profiles = AllergyProfile.objects.filter(user__uid=uid)
+        profiles.filter(synced_revision__lt=revision).update(synced_revision=revision)
+        profiles.filter(synced_revision__gte=F("revision")).update(sync_last_error="", sync_failed_at=None)
+
+
+def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:
+    """A delivery attempt failed; the profile shows `failing` until a later attempt succeeds.
+
+    The consumer always sends the current revision, so a failure recorded now is a failure of
+    the current revision (in the rare race where the user changes the profile during the
+    attempt, the new revision shows `failing` one attempt early; the Agent was failing anyway).
+    """
+    AllergyProfile.objects.filter(user__uid=uid, synced_revision__lt=F("revision")).update(
+        sync_last_error=error[:MAX_SYNC_ERROR_LENGTH], sync_failed_at=timezone.now()
+    )

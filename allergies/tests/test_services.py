@@ -1,0 +1,128 @@
+"""Revisions, the event each change raises, and the sync-state transitions."""
+import pytest
+
+from agent_bridge import events
+from agent_bridge.models import OutboxEvent
+from allergies import selectors, services
+from allergies.models import AllergyProfile
+from allergies.validation import AllergyProfileInvalid
+
+PEANUTS = {"confirmed": ["Peanut"], "intolerances": ["lactose"], "severity": {"peanuts": "anaphylactic",
+                                                                                 "Lactose": "intolerance"}}
+
+
+def replace(user, **overrides):
+    return services.allergy_profile_replace(user=user, **{**PEANUTS, **overrides})
+
+
+def state(user):
+    return selectors.allergy_profile_get(user=user)
+
+
+def allergy_events():
+    return list(OutboxEvent.objects.filter(type=events.ALLERGIES_REPLACED).order_by("id"))
+
+
+def test_a_user_without_a_profile_is_empty_and_synced_at_revision_0(member) -> None:
+    current = state(member)
+    assert (current.confirmed, current.intolerances, current.severity, current.revision) == ([], [], {}, 0)
+    assert current.sync == {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None}
+
+
+def test_replace_stores_normalised_names_and_raises_the_full_state(member) -> None:
+    result = replace(member)
+
+    assert result.revision == 1
+    assert result.confirmed == ["peanuts"]
+    assert result.severity == {"peanuts": "anaphylactic", "lactose": "intolerance"}
+    [event] = allergy_events()
+    assert event.uid == member.uid
+    assert event.data == {
+        "revision": 1,
+        "confirmed": ["peanuts"],
+        "intolerances": ["lactose"],
+        "severity": {"peanuts": "anaphylactic", "lactose": "intolerance"},
+        "allergy_flags": ["lactose", "peanuts"],
+    }
+
+
+def test_each_change_increments_the_revision_and_raises_one_event(member) -> None:
+    replace(member)
+    replace(member, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
+    cleared = services.allergy_profile_clear(user=member)
+
+    assert cleared.revision == 3
+    assert (cleared.confirmed, cleared.intolerances, cleared.severity) == ([], [], {})
+    assert [e.data["revision"] for e in allergy_events()] == [1, 2, 3]
+    assert allergy_events()[-1].data["allergy_flags"] == []
+
+
+def test_clear_without_a_profile_starts_at_revision_1(member) -> None:
+    assert services.allergy_profile_clear(user=member).revision == 1
+    assert len(allergy_events()) == 1
+
+
+def test_an_invalid_profile_changes_nothing_and_raises_nothing(member) -> None:
+    replace(member)
+    with pytest.raises(AllergyProfileInvalid):
+        replace(member, severity={"peanuts": "deadly"})
+    assert state(member).revision == 1
+    assert len(allergy_events()) == 1
+
+
+def test_sync_state_transitions(member) -> None:
+    replace(member)
+    assert state(member).sync == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
+
+    services.allergy_sync_record_failure(uid=member.uid, error="AgentUnavailable 500: boom")
+    assert state(member).sync == {
+        "state": "failing", "revision": 1, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
+    }
+
+    # A new revision has not been tried yet: pending again, the last error still shown.
+    replace(member, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
+    assert state(member).sync == {
+        "state": "pending", "revision": 2, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
+    }
+
+    # The Agent got revision 1 late: still not the current one.
+    services.allergy_sync_record_success(uid=member.uid, revision=1)
+    assert state(member).sync["state"] == "pending"
+    assert state(member).sync["synced_revision"] == 1
+
+    services.allergy_sync_record_failure(uid=member.uid, error="AgentTimeout: slow")
+    assert state(member).sync["state"] == "failing"
+
+    services.allergy_sync_record_success(uid=member.uid, revision=2)
+    assert state(member).sync == {"state": "synced", "revision": 2, "synced_revision": 2, "last_error": None}
+    profile = AllergyProfile.objects.get(user=member)
+    assert (profile.sync_last_error, profile.sync_failed_at) == ("", None)
+
+
+def test_synced_revision_never_moves_back(member) -> None:
+    replace(member)
+    replace(member, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
+    services.allergy_sync_record_success(uid=member.uid, revision=2)
+    services.allergy_sync_record_success(uid=member.uid, revision=1)
+    assert state(member).synced_revision == 2
+
+
+def test_a_failure_after_the_current_revision_is_synced_changes_nothing(member) -> None:
+    replace(member)
+    services.allergy_sync_record_success(uid=member.uid, revision=1)
+    services.allergy_sync_record_failure(uid=member.uid, error="late failure of a stale attempt")
+    assert state(member).sync == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+
+
+def test_sync_records_do_not_touch_updated_at(member) -> None:
+    before = replace(member).updated_at
+    services.allergy_sync_record_failure(uid=member.uid, error="x")
+    services.allergy_sync_record_success(uid=member.uid, revision=1)
+    assert state(member).updated_at == before
+
+
+def test_sync_records_for_an_unknown_user_are_ignored(db) -> None:
+    import uuid
+
+    services.allergy_sync_record_success(uid=uuid.uuid4(), revision=3)
+    services.allergy_sync_record_failure(uid=uuid.uuid4(), error="x")

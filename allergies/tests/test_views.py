@@ -1,0 +1,118 @@
+"""GET/PUT/DELETE /api/allergies/: shapes of DESIGN §6 and 400s that name the field."""
+import pytest
+
+from agent_bridge.models import OutboxEvent
+from allergies import services
+
+URL = "/api/allergies/"
+BODY = {
+    "confirmed": ["Peanut", "shrimp"],
+    "intolerances": ["Lactose"],
+    "severity": {"peanuts": "anaphylactic", "prawns": "severe", "lactose": "intolerance"},
+}
+KEYS = {"confirmed", "intolerances", "severity", "allergy_flags", "revision", "updated_at", "sync"}
+
+
+def test_get_without_a_profile(member_client) -> None:
+    response = member_client.get(URL)
+    assert response.status_code == 200
+    assert response.json() == {
+        "confirmed": [],
+        "intolerances": [],
+        "severity": {},
+        "allergy_flags": [],
+        "revision": 0,
+        "updated_at": None,
+        "sync": {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None},
+    }
+
+
+def test_put_answers_the_normalised_profile_pending_sync(member_client) -> None:
+    response = member_client.put(URL, BODY, format="json")
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert set(body) == KEYS | {"message"}
+    assert body["confirmed"] == ["peanuts", "crustaceans"]
+    assert body["intolerances"] == ["lactose"]
+    assert body["severity"] == {"peanuts": "anaphylactic", "crustaceans": "severe", "lactose": "intolerance"}
+    assert body["allergy_flags"] == ["crustaceans", "lactose", "peanuts"]
+    assert body["revision"] == 1
+    assert body["updated_at"]
+    assert body["sync"] == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
+    assert member_client.get(URL).json() == {k: v for k, v in body.items() if k != "message"}
+
+
+def test_get_shows_synced_and_failing(member_client, member) -> None:
+    member_client.put(URL, BODY, format="json")
+    services.allergy_sync_record_failure(uid=member.uid, error="AgentUnavailable 500")
+    assert member_client.get(URL).json()["sync"]["state"] == "failing"
+    services.allergy_sync_record_success(uid=member.uid, revision=1)
+    assert member_client.get(URL).json()["sync"] == {
+        "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None
+    }
+
+
+def test_delete_clears_the_profile_as_a_new_revision(member_client) -> None:
+    member_client.put(URL, BODY, format="json")
+    response = member_client.delete(URL)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["message"]
+    assert (body["confirmed"], body["intolerances"], body["severity"], body["allergy_flags"]) == ([], [], {}, [])
+    assert body["revision"] == 2
+    assert OutboxEvent.objects.filter(type="allergies.replaced").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"confirmed": ["milk"], "severity": {}}, "severity"),  # a listed allergen without a severity
+        ({"confirmed": ["milk"], "severity": {"milk": "deadly"}}, "severity"),  # unknown level
+        ({"confirmed": ["milk"], "severity": {"milk": "severe", "eggs": "mild"}}, "severity"),
+        ({"confirmed": ["milk"], "severity": {"milk": "severe", "eggs": "severe"}}, "severity"),  # unlisted
+        ({"confirmed": ["Peanut", "peanuts"], "severity": {"peanuts": "severe"}}, "confirmed"),  # duplicate
+        ({"intolerances": ["soy", "soya"], "severity": {"soybeans": "intolerance"}}, "intolerances"),
+        ({"confirmed": [""], "severity": {}}, "confirmed"),  # empty name
+        ({"intolerances": ["  "], "severity": {}}, "intolerances"),
+        ({"confirmed": ["x" * 65], "severity": {}}, "confirmed"),  # over-long name
+        ({"confirmed": [f"a{i}" for i in range(51)], "severity": {f"a{i}": "severe" for i in range(51)}},
+         "confirmed"),  # too many
+        ({"confirmed": "peanuts", "severity": {}}, "confirmed"),  # not a list
+        ({"confirmed": [], "severity": ["peanuts"]}, "severity"),  # not an object
+        ({"confirmed": None}, "confirmed"),
+    ],
+)
+def test_put_refuses_invalid_profiles_naming_the_field(member_client, body: dict, field: str) -> None:
+    response = member_client.put(URL, body, format="json")
+    assert response.status_code == 400
+    payload = response.json()
+    assert payload["detail"] and payload["code"]
+    assert field in payload["errors"]
+    assert member_client.get(URL).json()["revision"] == 0
+    assert not OutboxEvent.objects.filter(type="allergies.replaced").exists()
+
+
+@pytest.mark.parametrize("raw", ["[]", "not json", '"text"'])
+def test_put_refuses_a_body_that_is_not_an_object(member_client, raw: str) -> None:
+    response = member_client.put(URL, raw, content_type="application/json")
+    assert response.status_code == 400
+    assert {"detail", "code"} <= set(response.json())
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_authentication_is_required(api_client, db, method: str) -> None:
+    response = getattr(api_client, method)(URL, BODY, format="json") if method == "put" else getattr(
+        api_client, method
+    )(URL)
+    assert response.status_code in (401, 403)
+    assert {"detail", "code"} <= set(response.json())
+
+
+def test_token_authentication_works(api_client, member) -> None:
+    from identity import services as identity_services
+
+    issued = identity_services.auth_token_issue(user=member)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued.raw}")
+    assert api_client.put(URL, BODY, format="json").status_code == 200
+    assert api_client.get(URL).json()["revision"] == 1

@@ -1,0 +1,54 @@
+"""Thin API views: validate with a serializer, call one service, shape the answer."""
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from allergies import selectors, services
+from allergies.selectors import AllergyState
+from allergies.serializers import (
+    AllergyProfileInputSerializer,
+    AllergyProfileMessageOutputSerializer,
+    AllergyProfileOutputSerializer,
+)
+
+UPDATED_MESSAGE = "Allergy profile updated."
+CLEARED_MESSAGE = "Allergy profile cleared."
+
+
+def _render(state: AllergyState, message: str | None = None) -> dict:
+    data = {
+        "confirmed": state.confirmed,
+        "intolerances": state.intolerances,
+        "severity": state.severity,
+        "allergy_flags": state.allergy_flags,
+        "revision": state.revision,
+        "updated_at": state.updated_at,
+        "sync": state.sync,
+    }
+    if message is None:
+        return AllergyProfileOutputSerializer(data).data
+    return AllergyProfileMessageOutputSerializer({**data, "message": message}).data
+
+
+class AllergyProfileView(APIView):
+    """The user's allergy profile; every answer carries its sync state with the Agent."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: AllergyProfileOutputSerializer})
+    def get(self, request: Request) -> Response:
+        return Response(_render(selectors.allergy_profile_get(user=request.user)))
+
+    @extend_schema(request=AllergyProfileInputSerializer, responses={200: AllergyProfileMessageOutputSerializer})
+    def put(self, request: Request) -> Response:
+        serializer = AllergyProfileInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        state = services.allergy_profile_replace(user=request.user, **serializer.validated_data)
+        return Response(_render(state, UPDATED_MESSAGE))
+
+    @extend_schema(request=None, responses={200: AllergyProfileMessageOutputSerializer})
+    def delete(self, request: Request) -> Response:
+        state = services.allergy_profile_clear(user=request.user)
+        return Response(_render(state, CLEARED_MESSAGE))

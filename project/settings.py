@@ -233,6 +233,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default handlers print its records a second time, in another format.
+        "django": {"handlers": [], "propagate": True},
         # runserver's own access lines would repeat project.request's (and in another format).
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "django.db.backends": {"level": "WARNING"},

@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -65,3 +66,25 @@ class UserSyncLease(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.uid} ({self.owner or 'free'})"
+
+
+class InteractionMirror(models.Model):
+    """The local copy of a user's interaction history at the Agent (DESIGN §7).
+
+    Views serve this copy and never call the Agent. `synced_at` dates the copy;
+    `refresh_requested_at` marks an outstanding `interactions.refresh_requested` event (at most
+    one per user); `clear_pending` is set while an `interactions.clear_requested` event is not
+    yet done, so a refresh fetched before the clear cannot bring the old history back.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="interaction_mirror"
+    )
+    items = models.JSONField(default=list, blank=True, help_text="Newest first, as the Agent lists them.")
+    agent_total = models.PositiveIntegerField(default=0, help_text="The Agent's count (may exceed the items kept).")
+    synced_at = models.DateTimeField(null=True, blank=True)
+    refresh_requested_at = models.DateTimeField(null=True, blank=True)
+    clear_pending = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"interaction mirror of user {self.user_id} ({len(self.items)} items)"

@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from agent_bridge import views
+
+urlpatterns = [
+    path("interactions/", views.InteractionsView.as_view(), name="interactions"),
+]

@@ -1,0 +1,33 @@
+from django.contrib import admin
+
+from agent_bridge.models import InteractionMirror
+
+
+@admin.register(InteractionMirror)
+class InteractionMirrorAdmin(admin.ModelAdmin):
+    """Read-only view of the local copy of each user's Agent history (refreshed by the consumer)."""
+
+    list_display = ("user", "item_count", "agent_total", "synced_at", "refresh_requested_at", "clear_pending")
+    list_select_related = ("user",)
+    search_fields = ("user__email", "user__uid")
+    list_filter = ("clear_pending",)
+    readonly_fields = (
+        "user",
+        "item_count",
+        "agent_total",
+        "synced_at",
+        "refresh_requested_at",
+        "clear_pending",
+        "items",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="items mirrored")
+    def item_count(self, obj: InteractionMirror) -> int:
+        return len(obj.items)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,96 @@
+"""Writes of agent_bridge's interaction-history mirror (DESIGN §7).
+
+agent_bridge is the bridge itself, so it writes its own outbox events directly (no signal),
+always in the same transaction as the mirror change they go with.
+"""
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from agent_bridge import events
+from agent_bridge.models import InteractionMirror
+from agent_bridge.outbox import outbox_event_add
+from identity.models import User
+
+#: Most history items the consumer copies from the Agent (newest first); older ones are not
+#: mirrored. Pages of 100, the Agent's largest.
+INTERACTIONS_MIRROR_MAX_ITEMS = 500
+INTERACTIONS_PAGE_SIZE = 100
+# Fields of the Agent's InteractionSummary that the mirror keeps (seed 000 §9); the Agent's full
+# response body and the uid are not needed to show the history.
+_DROPPED_FIELDS = ("agent_response", "uid")
+
+
+def _max_age() -> timedelta:
+    return timedelta(seconds=settings.INTERACTIONS_MIRROR_MAX_AGE_SECONDS)
+
+
+def _is_stale(mirror: InteractionMirror | None, now) -> bool:
+    return mirror is None or mirror.synced_at is None or now - mirror.synced_at > _max_age()
+
+
+def _refresh_outstanding(mirror: InteractionMirror | None, now) -> bool:
+    # A request older than the max age counts as lost (e.g. dead-lettered): ask again.
+    return mirror is not None and mirror.refresh_requested_at is not None and (
+        now - mirror.refresh_requested_at <= _max_age()
+    )
+
+
+def interaction_mirror_refresh_request_if_stale(*, user: User) -> bool:
+    """Queue `interactions.refresh_requested` when the mirror is missing or older than
+    INTERACTIONS_MIRROR_MAX_AGE_SECONDS, unless one is outstanding. True while a refresh is
+    outstanding (the caller answers `refreshing: true`)."""
+    now = timezone.now()
+    mirror = InteractionMirror.objects.filter(user=user).first()
+    if not _is_stale(mirror, now) or _refresh_outstanding(mirror, now):
+        # The common read path takes no lock.
+        return _refresh_outstanding(mirror, now)
+    with transaction.atomic():
+        mirror, _ = InteractionMirror.objects.select_for_update().get_or_create(user=user)
+        if _is_stale(mirror, now) and not _refresh_outstanding(mirror, now):
+            mirror.refresh_requested_at = now
+            mirror.save(update_fields=["refresh_requested_at"])
+            outbox_event_add(event_type=events.INTERACTIONS_REFRESH_REQUESTED, uid=user.uid, data={})
+    return _refresh_outstanding(mirror, now)
+
+
+def interaction_history_clear(*, user: User) -> None:
+    """Empty the mirror now and queue `interactions.clear_requested` for the Agent."""
+    with transaction.atomic():
+        mirror, _ = InteractionMirror.objects.select_for_update().get_or_create(user=user)
+        mirror.items = []
+        mirror.agent_total = 0
+        # The empty mirror is what the user asked for: no refresh until it is older than the max age.
+        mirror.synced_at = timezone.now()
+        mirror.clear_pending = True
+        mirror.save()
+        outbox_event_add(event_type=events.INTERACTIONS_CLEAR_REQUESTED, uid=user.uid, data={})
+
+
+def interaction_mirror_store(*, uid: uuid.UUID | str, items: list[dict[str, Any]], total: int) -> bool:
+    """Store the history fetched from the Agent (consumer). False when not stored: the user is
+    gone, or a clear is pending (the fetched history is about to be erased at the Agent)."""
+    user = User.objects.filter(uid=uid).only("pk").first()
+    if user is None:
+        return False
+    with transaction.atomic():
+        mirror, _ = InteractionMirror.objects.select_for_update().get_or_create(user=user)
+        mirror.refresh_requested_at = None
+        stored = not mirror.clear_pending
+        if stored:
+            mirror.items = [{k: v for k, v in item.items() if k not in _DROPPED_FIELDS} for item in items]
+            mirror.agent_total = total
+            mirror.synced_at = timezone.now()
+        mirror.save()
+    return stored
+
+
+def interaction_mirror_clear_done(*, uid: uuid.UUID | str) -> None:
+    """The Agent has erased the history (consumer): the empty mirror is now in sync."""
+    InteractionMirror.objects.filter(user__uid=uid, clear_pending=True).update(
+        clear_pending=False, items=[], agent_total=0, synced_at=timezone.now()
+    )

@@ -4,11 +4,14 @@ The token is looked up by its SHA-256; a revoked or expired token, an unknown on
 uid sent in its place is refused with 401. No header at all leaves the request anonymous, and
 the IsAuthenticated default permission answers 401 (authenticate_header below makes it 401, not 403).
 """
+import hmac
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from identity import selectors
@@ -55,3 +58,24 @@ class TokenAuthentication(BaseAuthentication):
         if not raw or len(raw) > MAX_TOKEN_LENGTH:
             raise exceptions.AuthenticationFailed("Invalid or expired token.", code="invalid_token")
         return raw
+
+
+class InvalidServiceToken(exceptions.APIException):
+    # Not AuthenticationFailed: on a view without authenticators DRF would turn that into 403.
+    status_code = 401
+    default_detail = "Invalid service token."
+    default_code = "invalid_service_token"
+
+
+class HasServiceToken(BasePermission):
+    """Service-to-service calls (the Agent): `X-Service-Token` must equal AGENT_SERVICE_TOKEN.
+
+    Compared in constant time; an unset token on our side refuses everything.
+    """
+
+    def has_permission(self, request: Request, view) -> bool:
+        expected = settings.AGENT_SERVICE_TOKEN or ""
+        given = request.META.get("HTTP_X_SERVICE_TOKEN", "")
+        if not expected or not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
+            raise InvalidServiceToken
+        return True

@@ -1,8 +1,15 @@
 """Input and output shapes of the identity API (DESIGN.md §4)."""
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from identity.models import User
+from identity.services import PREFERENCES_MAX_BYTES
 
 
 class SignupInputSerializer(serializers.Serializer):
@@ -11,7 +18,10 @@ class SignupInputSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
 
     def validate(self, attrs: dict) -> dict:
-        validate_password(attrs["password"], User(email=attrs["email"], username=attrs["username"]))
+        try:
+            validate_password(attrs["password"], User(email=attrs["email"], username=attrs["username"]))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": exc.messages}) from exc
         return attrs
 
 
@@ -38,3 +48,140 @@ class LoginOutputSerializer(serializers.Serializer):
     username = serializers.CharField()
     token = serializers.CharField(help_text="The secret credential: `Authorization: Token <token>`.")
     expires_at = serializers.DateTimeField()
+
+
+class EmailInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class VerifyOutputSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+
+class MeOutputSerializer(serializers.Serializer):
+    uid = serializers.UUIDField()
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    is_verified = serializers.BooleanField()
+    date_joined = serializers.DateTimeField()
+
+
+class MeUpdateInputSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150, min_length=1, trim_whitespace=True)
+
+
+class PasswordChangeInputSerializer(serializers.Serializer):
+    current_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    new_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+
+
+class PasswordResetConfirmInputSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=256, trim_whitespace=True)
+    new_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+
+
+class PasswordInputSerializer(serializers.Serializer):
+    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+
+
+class ValidateTokenInputSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=256, trim_whitespace=True)
+
+
+class ValidateTokenOutputSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    uid = serializers.UUIDField(allow_null=True)
+
+
+# --- Preferences ---------------------------------------------------------------------------
+# The keys the Agent knows (seed 000 §7). Values stay small: they are sent to the Agent whole.
+PREFERENCE_MAX_ITEMS = 50
+PREFERENCE_MAX_STRING = 100
+
+
+def _check_string(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise serializers.ValidationError(f"{path}: expected a non-empty string.")
+    if len(value) > PREFERENCE_MAX_STRING:
+        raise serializers.ValidationError(f"{path}: at most {PREFERENCE_MAX_STRING} characters.")
+    return value.strip()
+
+
+def _check_string_list(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list):
+        raise serializers.ValidationError(f"{path}: expected a list of strings.")
+    if len(value) > PREFERENCE_MAX_ITEMS:
+        raise serializers.ValidationError(f"{path}: at most {PREFERENCE_MAX_ITEMS} items.")
+    cleaned: list[str] = []
+    for i, item in enumerate(value):
+        text = _check_string(item, f"{path}[{i}]")
+        if text not in cleaned:
+            cleaned.append(text)
+    return cleaned
+
+
+def _check_number(value: Any, path: str) -> float | int:
+    # bool is an int in Python; a weight of `true` is a client bug, not a number.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise serializers.ValidationError(f"{path}: expected a finite number.")
+    return value
+
+
+def _check_flat_object(value: Any, path: str, *, numbers_only: bool) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise serializers.ValidationError(f"{path}: expected an object.")
+    if len(value) > PREFERENCE_MAX_ITEMS:
+        raise serializers.ValidationError(f"{path}: at most {PREFERENCE_MAX_ITEMS} keys.")
+    cleaned: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _check_string(key, f"{path} key")
+        if numbers_only or not isinstance(item, str):
+            cleaned[name] = _check_number(item, f"{path}.{name}")
+        else:
+            cleaned[name] = _check_string(item, f"{path}.{name}")
+    return cleaned
+
+
+def _check_cuisine_affinity(value: Any, path: str) -> Any:
+    """{cuisine: weight} or a list of liked cuisines."""
+    if isinstance(value, list):
+        return _check_string_list(value, path)
+    return _check_flat_object(value, path, numbers_only=True)
+
+
+def _check_location_bias(value: Any, path: str) -> Any:
+    """A place name, a list of them, or an object of strings/numbers (e.g. {"city": ..., "radius_km": 3})."""
+    if isinstance(value, str):
+        return _check_string(value, path)
+    if isinstance(value, list):
+        return _check_string_list(value, path)
+    return _check_flat_object(value, path, numbers_only=False)
+
+
+PREFERENCE_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
+    "dietary": _check_string_list,
+    "vibes": _check_string_list,
+    "cuisine_affinity": _check_cuisine_affinity,
+    "price_comfort": _check_string_list,
+    "location_bias": _check_location_bias,
+}
+
+
+class PreferencesSerializer(serializers.Serializer):
+    preferences = serializers.JSONField(
+        help_text="Keys: " + ", ".join(PREFERENCE_VALIDATORS) + ". PATCH deep-merges (lists are unioned)."
+    )
+
+    def validate_preferences(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Expected an object.")
+        unknown = sorted(set(value) - set(PREFERENCE_VALIDATORS))
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown preference key(s): {', '.join(map(str, unknown))}. "
+                f"Allowed: {', '.join(PREFERENCE_VALIDATORS)}."
+            )
+        cleaned = {key: PREFERENCE_VALIDATORS[key](item, key) for key, item in value.items()}
+        if len(json.dumps(cleaned)) > PREFERENCES_MAX_BYTES:
+            raise serializers.ValidationError(f"Preferences must stay under {PREFERENCES_MAX_BYTES} bytes.")
+        return cleaned

@@ -1,13 +1,17 @@
 """Writes of the identity app. The only place that sends identity's domain signals."""
+import copy
+import json
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.utils import timezone
 
-from identity import signals
-from identity.models import AuthToken, User
+from identity import signals, tokens
+from identity.models import AuthToken, User, UserPreferences
 from identity.tokens import auth_token_generate, auth_token_hash
 
 
@@ -17,6 +21,22 @@ class InvalidCredentials(Exception):
 
 class EmailNotVerified(Exception):
     """Right password, but the address is not verified yet."""
+
+
+class InvalidPassword(Exception):
+    """The password given to re-confirm an action is wrong."""
+
+
+class InvalidLinkToken(Exception):
+    """A verification or reset token that is tampered, malformed, expired or already used."""
+
+
+class PreferencesTooLarge(Exception):
+    """The merged preferences would exceed PREFERENCES_MAX_BYTES."""
+
+
+# The merged document is sent to the Agent whole; keep it small.
+PREFERENCES_MAX_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,3 +108,161 @@ def user_login(*, email: str, password: str) -> tuple[User, IssuedToken]:
         user.save(update_fields=["last_login"])
         issued = auth_token_issue(user=user)
     return user, issued
+
+
+def user_logout_all(*, user: User) -> int:
+    return auth_tokens_revoke_all(user=user)
+
+
+# --- Email verification -----------------------------------------------------------------
+def user_email_verify(*, token: str) -> User:
+    """Mark the address in a valid verification token as verified (idempotent).
+
+    The token must still match the account's current address, so a link sent to an older
+    address proves nothing. Raises InvalidLinkToken.
+    """
+    payload = tokens.email_verification_token_read(token)
+    if payload is None:
+        raise InvalidLinkToken
+    try:
+        uid = uuid.UUID(str(payload["uid"]))
+    except ValueError as exc:
+        raise InvalidLinkToken from exc
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(uid=uid, is_active=True).first()
+        if user is None or user.email.lower() != str(payload["email"]).lower():
+            raise InvalidLinkToken
+        if not user.is_verified:
+            user.is_verified = True
+            user.save(update_fields=["is_verified"])
+    return user
+
+
+def verification_email_resend(*, email: str) -> None:
+    """Queue a new verification email if `email` belongs to an unverified account; silently
+    nothing otherwise, so the caller's answer does not reveal whether the address is registered."""
+    with transaction.atomic():
+        user = User.objects.filter(email__iexact=email.strip(), is_active=True, is_verified=False).first()
+        if user is not None:
+            signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
+
+
+# --- Profile and password -----------------------------------------------------------------
+def user_update(*, user: User, username: str) -> User:
+    user.username = username
+    user.save(update_fields=["username"])
+    return user
+
+
+def user_password_change(
+    *, user: User, current_password: str, new_password: str, keep_token: AuthToken | None
+) -> None:
+    """Change the password and revoke every other token of the user (other sessions log out).
+
+    Raises InvalidPassword, or Django's ValidationError when the new password is too weak.
+    """
+    if not user.check_password(current_password):
+        raise InvalidPassword
+    validate_password(new_password, user)
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        auth_tokens_revoke_all(user=user, keep=keep_token)
+
+
+def password_reset_request(*, email: str) -> None:
+    """Queue a reset email if the address belongs to an active account; silently nothing otherwise."""
+    with transaction.atomic():
+        user = User.objects.filter(email__iexact=email.strip(), is_active=True).first()
+        if user is not None:
+            signals.email_requested.send(sender=User, uid=user.uid, kind="password_reset")
+
+
+def password_reset_confirm(*, token: str, new_password: str) -> User:
+    """Set a new password from a reset token and revoke all the user's tokens.
+
+    The token is single-use (it hashes the current password hash, which this changes) and
+    expires after PASSWORD_RESET_TTL. Receiving the link also proves the address, so the account
+    becomes verified. Raises InvalidLinkToken, or ValidationError for a weak password.
+    """
+    parts = tokens.password_reset_token_split(token)
+    if parts is None:
+        raise InvalidLinkToken
+    uid_hex, inner = parts
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(uid=uuid.UUID(hex=uid_hex), is_active=True).first()
+        if user is None or not tokens.password_reset_token_generator.check_token(user, inner):
+            raise InvalidLinkToken
+        validate_password(new_password, user)
+        user.set_password(new_password)
+        user.is_verified = True
+        user.save(update_fields=["password", "is_verified"])
+        auth_tokens_revoke_all(user=user)
+    return user
+
+
+# --- Deletion -------------------------------------------------------------------------------
+def user_erase(*, user: User) -> uuid.UUID:
+    """Delete the account locally and queue its erasure at the Agent, atomically.
+
+    Tokens and preferences go with it (cascade). No password check: callers are the account
+    owner after re-confirmation (user_delete) and the Django admin.
+    """
+    uid = user.uid
+    with transaction.atomic():
+        user.delete()
+        signals.user_deleted.send(sender=User, uid=uid)
+    return uid
+
+
+def user_delete(*, user: User, password: str) -> uuid.UUID:
+    """The owner deletes the account, re-confirming with the password. Raises InvalidPassword."""
+    if not user.check_password(password):
+        raise InvalidPassword
+    return user_erase(user=user)
+
+
+# --- Preferences ----------------------------------------------------------------------------
+def preferences_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge exactly as the Agent does (agent_bridge.devagent.deep_merge documents it):
+    objects merge recursively, lists are unioned in order, anything else replaces. Keeping the
+    two merges equal keeps the local copy and the Agent's copy equal."""
+    result = copy.deepcopy(base)
+    for key, value in update.items():
+        old = result.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            result[key] = preferences_merge(old, value)
+        elif isinstance(value, list) and isinstance(old, list):
+            merged = list(old)
+            for item in value:
+                if item not in merged:
+                    merged.append(item)
+            result[key] = merged
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def user_preferences_update(*, user: User, preferences: dict[str, Any]) -> UserPreferences:
+    """Merge validated `preferences` into the user's, bump the revision and queue the merge for
+    the Agent, in one transaction. A merge that changes nothing raises no event.
+    Raises PreferencesTooLarge."""
+    with transaction.atomic():
+        UserPreferences.objects.get_or_create(user=user)  # race-safe create, then lock the row
+        prefs = UserPreferences.objects.select_for_update().get(pk=user.pk)
+        merged = preferences_merge(prefs.data, preferences)
+        if merged == prefs.data:
+            return prefs
+        if len(json.dumps(merged)) > PREFERENCES_MAX_BYTES:
+            raise PreferencesTooLarge
+        prefs.data = merged
+        prefs.revision += 1
+        prefs.save(update_fields=["data", "revision", "updated_at"])
+        signals.preferences_updated.send(sender=User, uid=user.uid, revision=prefs.revision, delta=preferences)
+    return prefs
+
+
+def user_preferences_sync_record(*, uid: uuid.UUID, revision: int) -> None:
+    """The consumer delivered preferences up to `revision` to the Agent. Never moves backwards."""
+    # One conditional UPDATE: concurrent consumers can only raise it.
+    UserPreferences.objects.filter(user__uid=uid, synced_revision__lt=revision).update(synced_revision=revision)

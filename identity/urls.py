@@ -4,6 +4,16 @@ from identity import views
 
 urlpatterns = [
     path("signup/", views.SignupView.as_view(), name="signup"),
+    path("verify/resend/", views.ResendVerificationView.as_view(), name="verify-resend"),
+    path("verify/<str:token>/", views.VerifyEmailView.as_view(), name="verify"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("logout/all/", views.LogoutAllView.as_view(), name="logout-all"),
+    path("me/", views.MeView.as_view(), name="me"),
+    path("password/change/", views.PasswordChangeView.as_view(), name="password-change"),
+    path("password/reset/", views.PasswordResetView.as_view(), name="password-reset"),
+    path("password/reset/confirm/", views.PasswordResetConfirmView.as_view(), name="password-reset-confirm"),
+    path("account/", views.AccountView.as_view(), name="account"),
+    path("preferences/", views.PreferencesView.as_view(), name="preferences"),
+    path("internal/validate-token/", views.ValidateTokenView.as_view(), name="validate-token"),
 ]

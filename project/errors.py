@@ -8,6 +8,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 
+class RequestTooLarge(exceptions.APIException):
+    """The body is over DATA_UPLOAD_MAX_MEMORY_SIZE (raised by project.parsers and for Django's own check)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "request_too_large"
+
+
 def _first_code(errors: Any) -> str:
     """The code of the first field error, used when a serializer raised one error only."""
     if isinstance(errors, dict):
@@ -15,53 +23,53 @@ def _first_code(errors: Any) -> str:
             return _first_code(value)
     if isinstance(errors, list) and errors:
         return _first_code(errors[0])
-    return getattr(errors, "code", "invalid")
+    return getattr(errors, "code", None) or "invalid"
 
 
 def _plain(errors: Any) -> Any:
     """ErrorDetail trees → plain strings, keeping the structure."""
     if isinstance(errors, dict):
-        return {key: _plain(value) for key, value in errors.items()}
+        return {str(key): _plain(value) for key, value in errors.items()}
     if isinstance(errors, list):
         return [_plain(value) for value in errors]
     return str(errors)
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, RequestDataTooBig):
-        exc = exceptions.APIException("Request body too large.")
-        exc.status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-        exc.default_code = "request_too_large"
-        return Response(
-            {"detail": "Request body too large.", "code": "request_too_large"},
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
+def _as_api_exception(exc: Exception) -> Exception:
+    """Django's own exceptions → the DRF exception with the same meaning."""
+    if isinstance(exc, RequestDataTooBig):  # before SuspiciousOperation: it is one
+        return RequestTooLarge()
     if isinstance(exc, SuspiciousOperation):
-        return Response({"detail": "Bad request.", "code": "bad_request"}, status=400)
+        return exceptions.ParseError("Bad request.", code="bad_request")
     if isinstance(exc, UnicodeDecodeError):
-        return Response({"detail": "Request body is not valid UTF-8.", "code": "parse_error"}, status=400)
+        return exceptions.ParseError("Request body is not valid UTF-8.")
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, PermissionDenied):
+        return exceptions.PermissionDenied()
+    return exc
 
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    exc = _as_api_exception(exc)
     response = exception_handler(exc, context)
     if response is None:
-        return None
+        return None  # not an API error: Django's 500 handler (json_server_error) answers
     if isinstance(exc, exceptions.ValidationError):
         errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        one_field = isinstance(exc.detail, dict) and len(exc.detail) == 1
         response.data = {
             "detail": "Invalid input.",
-            "code": "invalid",
+            "code": _first_code(exc.detail) if one_field else "invalid",
             "errors": _plain(errors),
         }
-        if isinstance(exc.detail, dict) and len(exc.detail) == 1:
-            response.data["code"] = _first_code(exc.detail)
         return response
-    if isinstance(exc, Http404):
-        response.data = {"detail": "Not found.", "code": "not_found"}
-        return response
-    if isinstance(exc, PermissionDenied):
-        response.data = {"detail": "Permission denied.", "code": "permission_denied"}
-        return response
-    detail = getattr(exc, "detail", str(exc))
+    detail = getattr(exc, "detail", None)
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+    if isinstance(detail, dict | list):
+        # An APIException raised with structured detail: keep it, under "errors".
+        response.data = {"detail": "Request failed.", "code": "error", "errors": _plain(detail)}
+        return response
     response.data = {"detail": str(detail), "code": code if isinstance(code, str) else "error"}
     return response
 
@@ -71,6 +79,8 @@ def _json_error(status_code: int, detail: str, code: str) -> JsonResponse:
 
 
 def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return _json_error(413, RequestTooLarge.default_detail, RequestTooLarge.default_code)
     return _json_error(400, "Bad request.", "bad_request")
 
 

@@ -157,7 +157,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["identity.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser plus the DATA_UPLOAD_MAX_MEMORY_SIZE limit (413).
+    "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
     "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -182,6 +183,17 @@ AUTH_TOKEN_TTL = timedelta(days=env.int("AUTH_TOKEN_TTL_DAYS", default=14))
 EMAIL_VERIFICATION_TTL = timedelta(days=env.int("EMAIL_VERIFICATION_TTL_DAYS", default=3))
 PASSWORD_RESET_TTL = timedelta(hours=env.int("PASSWORD_RESET_TTL_HOURS", default=2))
 FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="http://localhost:3000")
+# Django's reset-token generator reads this (seconds).
+PASSWORD_RESET_TIMEOUT = int(PASSWORD_RESET_TTL.total_seconds())
+
+# Throttle counts must be shared by every gunicorn worker and process: a database table
+# (created by identity's migration 0003), not per-process memory.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": env.str("CACHE_TABLE", default="kairos_cache"),
+    }
+}
 
 # --- Email ----------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -201,6 +213,8 @@ AGENT_TIMEOUT_SECONDS = env.float("AGENT_TIMEOUT_SECONDS", default=10.0)
 AMQP_URL = env.str("AMQP_URL", default="")
 AMQP_QUEUE_TYPE = env.str("AMQP_QUEUE_TYPE", default="classic")  # classic | quorum
 AMQP_PREFETCH = env.int("AMQP_PREFETCH", default=10)
+# Seconds between AMQP heartbeats; daemons keep them going while a handler waits on the Agent.
+AMQP_HEARTBEAT_SECONDS = env.int("AMQP_HEARTBEAT_SECONDS", default=30)
 # Quorum work queues: deliveries before RabbitMQ dead-letters a message (RabbitMQ 4 default: 20).
 AMQP_DELIVERY_LIMIT = env.int("AMQP_DELIVERY_LIMIT", default=20)
 # Names of the RabbitMQ topology start with this prefix (tests isolate themselves with it).

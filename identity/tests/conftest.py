@@ -45,3 +45,24 @@ def auth_client(issued_token) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
     return client
+
+
+@pytest.fixture
+def outbox():
+    """outbox(type) → the OutboxEvents of that type, oldest first."""
+    from agent_bridge.models import OutboxEvent
+
+    def events(event_type: str) -> list[OutboxEvent]:
+        return list(OutboxEvent.objects.filter(type=event_type).order_by("id"))
+
+    return events
+
+
+@pytest.fixture
+def clear_cache():
+    """Empty the throttle counts before and after a test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()

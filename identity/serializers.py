@@ -12,10 +12,26 @@ from identity.models import User
 from identity.services import PREFERENCES_MAX_BYTES
 
 
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into strings."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(serializers.EmailField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SignupInputSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, trim_whitespace=True)
-    email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    username = StrictCharField(max_length=150, trim_whitespace=True)
+    email = StrictEmailField(max_length=254)
+    password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
 
     def validate(self, attrs: dict) -> dict:
         try:
@@ -38,8 +54,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class LoginInputSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    email = StrictEmailField(max_length=254)
+    password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
 
 
 class LoginOutputSerializer(serializers.Serializer):
@@ -51,7 +67,7 @@ class LoginOutputSerializer(serializers.Serializer):
 
 
 class EmailInputSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+    email = StrictEmailField(max_length=254)
 
 
 class VerifyOutputSerializer(serializers.Serializer):
@@ -67,25 +83,25 @@ class MeOutputSerializer(serializers.Serializer):
 
 
 class MeUpdateInputSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, min_length=1, trim_whitespace=True)
+    username = StrictCharField(max_length=150, min_length=1, trim_whitespace=True)
 
 
 class PasswordChangeInputSerializer(serializers.Serializer):
-    current_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
-    new_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    current_password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
+    new_password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
 
 
 class PasswordResetConfirmInputSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=256, trim_whitespace=True)
-    new_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    token = StrictCharField(max_length=256, trim_whitespace=True)
+    new_password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
 
 
 class PasswordInputSerializer(serializers.Serializer):
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
 
 
 class ValidateTokenInputSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=256, trim_whitespace=True)
+    token = StrictCharField(max_length=256, trim_whitespace=True)
 
 
 class ValidateTokenOutputSerializer(serializers.Serializer):

@@ -5,7 +5,6 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -51,6 +50,10 @@ def _as_api_exception(exc: Exception) -> Exception:
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    # Imported here: rest_framework.views loads the parser classes, and project.parsers imports
+    # this module (a top-level import would be circular).
+    from rest_framework.views import exception_handler
+
     exc = _as_api_exception(exc)
     response = exception_handler(exc, context)
     if response is None:

@@ -1,0 +1,110 @@
+import pytest
+from django.test import override_settings
+
+from identity import throttles
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clear_cache")]
+
+RATES = {
+    "login": "100/min",
+    "login_email": "3/min",
+    "signup": "4/hour",
+    "signup_email": "100/hour",
+    "email_action": "100/hour",
+    "email_action_email": "2/hour",
+}
+
+
+def login(client, email, password="wrong-password-1", ip="10.0.0.1"):  # noqa: S107
+    return client.post("/api/login/", {"email": email, "password": password}, format="json", REMOTE_ADDR=ip)
+
+
+@override_settings(THROTTLE_RATES=RATES)
+def test_the_n_plus_first_failed_login_for_an_email_is_429(api_client, verified_user, password) -> None:
+    for _ in range(3):
+        assert login(api_client, verified_user.email).status_code == 401
+    refused = login(api_client, verified_user.email, password=password, ip="10.0.0.2")  # even right, from elsewhere
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled"
+    assert "Retry-After" in refused
+    # Another address is not affected by this email's count.
+    assert login(api_client, "other@example.com").status_code == 401
+
+
+@override_settings(THROTTLE_RATES={**RATES, "login": "2/min", "login_email": "100/min"})
+def test_logins_are_throttled_per_client_address(api_client, db) -> None:
+    assert login(api_client, "a@example.com").status_code == 401
+    assert login(api_client, "b@example.com").status_code == 401
+    assert login(api_client, "c@example.com").status_code == 429
+    assert login(api_client, "c@example.com", ip="10.9.9.9").status_code == 401
+
+
+@override_settings(THROTTLE_RATES=RATES)
+def test_email_counts_ignore_case_and_spaces(api_client, db) -> None:
+    for email in ("x@example.com", "X@EXAMPLE.com", " x@example.com "):
+        login(api_client, email)
+    assert login(api_client, "x@example.com").status_code == 429
+
+
+@override_settings(THROTTLE_RATES=RATES)
+def test_signup_is_throttled_per_client_address(api_client, db) -> None:
+    statuses = [
+        api_client.post(
+            "/api/signup/", {"username": "u", "email": f"u{i}@example.com", "password": "a-long-passphrase-42"},
+            format="json",
+        ).status_code
+        for i in range(5)
+    ]
+    assert statuses == [201, 201, 201, 201, 429]
+
+
+@override_settings(THROTTLE_RATES=RATES)
+def test_resend_and_reset_share_the_per_email_limit(api_client, db) -> None:
+    body = {"email": "someone@example.com"}
+    assert api_client.post("/api/verify/resend/", body, format="json").status_code == 202
+    assert api_client.post("/api/password/reset/", body, format="json").status_code == 202
+    assert api_client.post("/api/password/reset/", body, format="json").status_code == 429
+    assert api_client.post("/api/verify/resend/", body, format="json").status_code == 429
+
+
+@override_settings(THROTTLE_RATES={key: "1/min" for key in RATES}, THROTTLING_ENABLED=False)
+def test_throttling_can_be_switched_off(api_client, db) -> None:
+    for _ in range(5):
+        assert login(api_client, "x@example.com").status_code == 401
+
+
+def test_throttle_rates_off_in_the_environment_disables_them(monkeypatch) -> None:
+    import importlib
+
+    import project.settings as project_settings
+
+    monkeypatch.setenv("THROTTLE_RATES", "off")
+    monkeypatch.setenv("DJANGO_DEBUG", "1")
+    try:
+        reloaded = importlib.reload(project_settings)
+        assert reloaded.THROTTLING_ENABLED is False
+        monkeypatch.setenv("THROTTLE_RATES", "login=1/min, signup_email=2/day")
+        reloaded = importlib.reload(project_settings)
+        assert reloaded.THROTTLING_ENABLED is True
+        assert reloaded.THROTTLE_RATES["login"] == "1/min"
+        assert reloaded.THROTTLE_RATES["signup_email"] == "2/day"
+        assert reloaded.THROTTLE_RATES["login_email"] == reloaded.DEFAULT_THROTTLE_RATES["login_email"]
+    finally:
+        monkeypatch.delenv("THROTTLE_RATES")
+        importlib.reload(project_settings)
+
+
+def test_every_scope_has_a_default_rate(settings) -> None:
+    scopes = {cls.scope for cls in throttles.LOGIN_THROTTLES + throttles.SIGNUP_THROTTLES}
+    scopes |= {cls.scope for cls in throttles.EMAIL_ACTION_THROTTLES}
+    assert scopes <= settings.DEFAULT_THROTTLE_RATES.keys()
+
+
+def test_counts_live_in_the_shared_database_cache(settings) -> None:
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+
+
+@override_settings(THROTTLE_RATES=RATES)
+def test_a_malformed_body_is_400_not_500(api_client, db) -> None:
+    response = api_client.post("/api/login/", data=b"[1, 2]", content_type="application/json")
+    assert response.status_code == 400

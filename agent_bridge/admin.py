@@ -31,3 +31,29 @@ class InteractionMirrorAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- the outbox (owned by the bus; self-contained) -------------------------------------------
+from agent_bridge.models import OutboxEvent  # noqa: E402
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    """Read-only view of the transactional outbox: what was raised and what became of it."""
+
+    list_display = ("type", "event_id", "uid", "status", "attempts", "occurred_at", "published_at", "delivered_at")
+    list_filter = ("status", "type")
+    search_fields = ("event_id", "uid")
+    ordering = ("-id",)
+    date_hierarchy = "occurred_at"
+    readonly_fields = (
+        "event_id", "type", "schema", "uid", "occurred_at", "status", "attempts", "available_at", "claimed_by",
+        "claimed_until", "published_at", "delivered_at", "last_error", "data",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -6,11 +6,14 @@ block other events, and once those are used up the event becomes a dead letter. 
 failure is a dead letter at once.
 """
 import logging
+import re
 import time
+import traceback
 from dataclasses import dataclass
 
 import backoff
 from django.conf import settings
+from django.db import DatabaseError
 
 from agent_bridge import events
 from agent_bridge.agent_client import AgentClient, AgentError
@@ -46,7 +49,23 @@ def retry_delay_seconds(*, attempt: int) -> float | None:
     return float(delays[attempt - 1]) if attempt <= len(delays) else None
 
 
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@", re.IGNORECASE)
+
+
+def scrub_secrets(text: str) -> str:
+    """Remove the service token and URL passwords from text bound for logs and dead letters.
+
+    The Agent client already scrubs its errors; this also covers errors from anywhere else
+    (a handler's bug, an SMTP or broker error that quotes a URL).
+    """
+    token = settings.AGENT_SERVICE_TOKEN
+    if token and token in text:
+        text = text.replace(token, "[redacted]")
+    return _URL_PASSWORD.sub(r"\g<scheme>:[redacted]@", text)
+
+
 def _describe(exc: BaseException) -> str:
+    # The class name comes first: failure recorders tell a LeaseBusy from an Agent error by it.
     code = getattr(exc, "code", None)
     status = getattr(exc, "status", None)
     parts = [type(exc).__name__]
@@ -54,7 +73,7 @@ def _describe(exc: BaseException) -> str:
         parts.append(str(status))
     if code:
         parts.append(str(code))
-    return f"{' '.join(parts)}: {exc}"[:1000]
+    return scrub_secrets(f"{' '.join(parts)}: {exc}")[:1000]
 
 
 def _call_with_immediate_retries(envelope: Envelope, agent: AgentClient) -> str:
@@ -64,7 +83,7 @@ def _call_with_immediate_retries(envelope: Envelope, agent: AgentClient) -> str:
         backoff.expo,
         (AgentError, LeaseBusy),
         giveup=lambda exc: not is_transient(exc),
-        max_tries=lambda: settings.BUS_IMMEDIATE_TRIES,
+        max_tries=lambda: max(1, settings.BUS_IMMEDIATE_TRIES),
         jitter=backoff.full_jitter,
         factor=0.1,
         max_value=lambda: settings.BUS_IMMEDIATE_BACKOFF_MAX_SECONDS,
@@ -76,8 +95,18 @@ def _call_with_immediate_retries(envelope: Envelope, agent: AgentClient) -> str:
     return call()
 
 
+def _after_transient(attempt: int, error: str) -> Outcome:
+    return Outcome(RETRY if retry_delay_seconds(attempt=attempt) is not None else DEAD, error)
+
+
 def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) -> Outcome:
-    """Deliver one event. Database errors propagate: the transport redelivers later."""
+    """Deliver one event (attempt `attempt`, counting from 1) and say what became of it.
+
+    Database errors propagate: the transport leaves the event to be delivered again once the
+    database is back. Any other unexpected exception (a handler bug, an SMTP error) is treated
+    as transient: delayed retries give a fix or a recovered dependency a chance, and the
+    schedule is bounded, so it ends as a dead letter rather than looping.
+    """
     started = time.monotonic()
     if envelope.get("type") not in HANDLERS:
         outcome = Outcome(DEAD, f"no handler for event type {envelope.get('type')!r}")
@@ -86,10 +115,18 @@ def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) ->
             outcome = Outcome(_call_with_immediate_retries(envelope, agent))
         except (AgentError, LeaseBusy) as exc:
             error = _describe(exc)
-            if is_transient(exc):
-                outcome = Outcome(RETRY if retry_delay_seconds(attempt=attempt) is not None else DEAD, error)
-            else:
-                outcome = Outcome(DEAD, error)
+            outcome = _after_transient(attempt, error) if is_transient(exc) else Outcome(DEAD, error)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            # The traceback is scrubbed like the error: exception messages can quote secrets.
+            logger.error(
+                "handler for %s %s failed unexpectedly\n%s",
+                envelope.get("type"),
+                envelope.get("id"),
+                scrub_secrets("".join(traceback.format_exception(exc))),
+            )
+            outcome = _after_transient(attempt, _describe(exc))
     log_delivery(envelope, attempt=attempt, outcome=outcome, duration=time.monotonic() - started)
     recorder = FAILURE_RECORDERS.get(envelope.get("type", ""))
     if recorder is not None and not outcome.done:
@@ -98,7 +135,11 @@ def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) ->
 
 
 def log_delivery(envelope: Envelope, *, attempt: int, outcome: Outcome, duration: float) -> None:
-    """One structured line per delivery attempt; allergy dead letters are CRITICAL."""
+    """One structured line per delivery attempt; allergy dead letters are CRITICAL.
+
+    Only identifiers, counters and the (scrubbed) error go in: never the event's data, which
+    can hold personal details, and never a credential.
+    """
     level = logging.INFO
     if outcome.status == RETRY:
         level = logging.WARNING
@@ -117,5 +158,6 @@ def log_delivery(envelope: Envelope, *, attempt: int, outcome: Outcome, duration
         extra["revision"] = data["revision"]
     message = " ".join(f"{key}={value}" for key, value in extra.items())
     if outcome.error:
-        message += f" error={outcome.error!r}"
+        extra["error"] = scrub_secrets(outcome.error)
+        message += f" error={extra['error']!r}"
     logger.log(level, "delivery %s", message, extra=extra)

@@ -3,16 +3,18 @@
 Each runs until its stop flag is set (SIGTERM/SIGINT), finishes the event in hand, and
 survives the loss of the broker or the database by reconnecting with backoff.
 """
+import contextlib
 import json
 import logging
 import signal
 import threading
+import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connection, connections
 from django.utils import timezone
 
 from agent_bridge.agent_client import AgentClient
@@ -42,7 +44,11 @@ def stop_flag_on_signals() -> threading.Event:
 
 
 def run_resiliently(name: str, session: Callable[[], None], stop: threading.Event) -> None:
-    """Run `session` until stopped; after a broker or database loss, back off and start again."""
+    """Run `session` until stopped; after a broker or database loss, back off and start again.
+
+    Anything else a session raises is logged with its traceback and treated the same way: a
+    daemon that exits on the first surprise leaves events undelivered until someone notices.
+    """
     delay = 0.5
     while not stop.is_set():
         try:
@@ -52,9 +58,26 @@ def run_resiliently(name: str, session: Callable[[], None], stop: threading.Even
             logger.warning("%s: broker connection lost (%s); reconnecting in %.1fs", name, type(exc).__name__, delay)
         except DatabaseError as exc:
             logger.warning("%s: database error (%s); reconnecting in %.1fs", name, type(exc).__name__, delay)
-            connections.close_all()
+            _close_db_connections()
+        except Exception:
+            trace = processing.scrub_secrets(traceback.format_exc())
+            logger.error("%s: unexpected error; starting again in %.1fs\n%s", name, delay, trace)
+            _close_db_connections()
         stop.wait(delay)
         delay = min(delay * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+
+
+def _close_db_connections() -> None:
+    # Closing a connection to a database that is gone can fail too.
+    with contextlib.suppress(DatabaseError):
+        connections.close_all()
+
+
+def _check_database() -> None:
+    """Raise DatabaseError unless the database answers (before taking messages off the broker)."""
+    close_old_connections()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 def settle(envelope: Envelope, *, attempt: int, outcome: processing.Outcome) -> None:
@@ -118,6 +141,9 @@ class RabbitConsumer:
         logger.info("consumer stopped")
 
     def _session(self) -> None:
+        # Without a database no message can be settled: taking them off the broker would only
+        # add to their redelivery count (and a quorum queue dead-letters at the limit).
+        self._run_on_worker(None, _check_database)
         connection = amqp.connect_rollback_unsafe(name=f"kairos-consumer {WORKER_ID}")
         try:
             channel = connection.channel()
@@ -134,15 +160,20 @@ class RabbitConsumer:
                     self._handle_message(connection, channel, publisher, method, properties, body)
                 if self.stop.is_set():
                     break
+            # Messages prefetched but not started go back to the queue at once.
             channel.cancel()
         finally:
-            if connection.is_open:
-                connection.close()
+            amqp.connection_close_quietly(connection)
 
     def _run_on_worker(self, connection, fn: Callable, *args, **kwargs):
+        """Run `fn` on the handler thread; meanwhile this thread serves the connection's
+        heartbeats (pika is not thread-safe, so only this thread touches the connection)."""
         future = self.worker.submit(self._in_worker, fn, *args, **kwargs)
         while not future.done():
-            connection.sleep(0.05)
+            if connection is None:
+                future.exception(timeout=None)
+            else:
+                connection.sleep(0.05)
         return future.result()
 
     @staticmethod
@@ -195,8 +226,7 @@ class RabbitConsumer:
                     "uid": None,
                     "raw": body.decode("utf-8", "replace")[:10000],
                 }
-            deaths = (properties.headers or {}).get("x-death") or [{}]
-            reason = f"dead-lettered by the broker: {deaths[0].get('reason', 'unknown')}"
+            reason = f"dead-lettered by the broker: {amqp.death_reason(properties)}"
             self._run_on_worker(
                 connection,
                 services.dead_letter_record,
@@ -230,8 +260,7 @@ class Relay:
                 if not self.publish_batch(channel):
                     connection.sleep(settings.BUS_POLL_INTERVAL_SECONDS)
         finally:
-            if connection.is_open:
-                connection.close()
+            amqp.connection_close_quietly(connection)
 
     def publish_batch(self, channel) -> int:
         pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).order_by("id")

@@ -1,0 +1,115 @@
+"""The embedded consumer's unit of work and the outbox claim, against a real Agent double."""
+import threading
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agent_bridge import events
+from agent_bridge.models import OutboxEvent
+from agent_bridge.transports import embedded
+from consumers import processing
+from consumers.models import DeadLetter
+from consumers.runners import EmbeddedConsumer, run_resiliently
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def consumer(agent) -> EmbeddedConsumer:
+    return EmbeddedConsumer(stop=threading.Event(), agent=agent)
+
+
+def registered(user) -> OutboxEvent:
+    return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=user.uid)
+
+
+def claim() -> OutboxEvent | None:
+    return embedded.outbox_event_claim_next(worker_id="test-worker")
+
+
+def test_a_delivered_event_is_marked_delivered(consumer, devagent, member) -> None:
+    row = registered(member)
+    outcome = consumer.handle(claim())
+    row.refresh_from_db()
+    assert outcome.status == processing.DELIVERED
+    assert row.status == OutboxEvent.Status.DELIVERED and row.delivered_at is not None
+    assert str(member.uid) in devagent.state.snapshot()["users"]
+
+
+def test_a_transient_failure_is_released_for_a_delayed_retry(consumer, devagent, member, settings) -> None:
+    settings.BUS_RETRY_DELAYS_SECONDS = [30, 60]
+    devagent.state.set_fault({"status": 503})
+    row = registered(member)
+
+    consumer.handle(claim())
+
+    row.refresh_from_db()
+    assert row.status == OutboxEvent.Status.PENDING
+    assert row.attempts == 1 and "503" in row.last_error
+    assert row.available_at > timezone.now() + timedelta(seconds=25)
+    assert row.claimed_by == ""
+    assert claim() is None  # not due yet
+
+
+def test_an_event_waiting_for_a_retry_does_not_hold_up_the_others(consumer, devagent, member, settings) -> None:
+    from identity.models import User
+
+    other = User.objects.create_user(email="other@example.com", password="x-long-passphrase-42", username="o")
+    settings.BUS_RETRY_DELAYS_SECONDS = [30]
+    devagent.state.set_fault({"status": 503, "paths": str(member.uid)})
+    first, second = registered(member), registered(other)
+
+    consumer.handle(claim())
+    consumer.handle(claim())
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (OutboxEvent.Status.PENDING, OutboxEvent.Status.DELIVERED)
+
+
+def test_a_permanent_failure_becomes_a_dead_letter(consumer, devagent, member) -> None:
+    devagent.state.set_fault({"status": 401})
+    row = registered(member)
+
+    consumer.handle(claim())
+
+    row.refresh_from_db()
+    dead = DeadLetter.objects.get(event_id=row.event_id)
+    assert row.status == OutboxEvent.Status.DEAD
+    assert (dead.type, dead.uid, dead.attempts) == (events.USER_REGISTERED, member.uid, 1)
+    assert "INVALID_SERVICE_TOKEN" in dead.reason
+    assert dead.envelope == row.envelope
+
+
+def test_retries_used_up_become_a_dead_letter(consumer, devagent, member, settings) -> None:
+    settings.BUS_RETRY_DELAYS_SECONDS = [0, 0]
+    devagent.state.set_fault({"status": 503})
+    row = registered(member)
+
+    statuses = [consumer.handle(claim()).status for _ in range(3)]
+
+    assert statuses == [processing.RETRY, processing.RETRY, processing.DEAD]
+    assert DeadLetter.objects.get(event_id=row.event_id).attempts == 3
+
+
+def test_an_expired_claim_is_taken_again(member) -> None:
+    row = registered(member)
+    assert claim().pk == row.pk
+    assert claim() is None  # claimed
+    OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    assert claim().pk == row.pk  # the first consumer died mid-event
+
+
+def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> None:
+    stop = threading.Event()
+    calls = []
+
+    def session() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            stop.set()
+        raise RuntimeError("boom")
+
+    run_resiliently("test", session, stop)
+    assert len(calls) == 2

@@ -1,0 +1,57 @@
+"""Long chaos soaks from the command line:
+
+    python -m tests.chaos --seed 1234 --duration 900
+
+Needs PostgreSQL (DATABASE_URL, default: the scripts/services.sh server) and rabbitmq-server
+installed; the run starts its own broker node. Exit status 0 when nothing was lost or stale.
+"""
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, default=None, help="replay a run (default: a fresh random seed)")
+    parser.add_argument("--duration", type=float, default=600, help="seconds of fault injection (default 600)")
+    parser.add_argument("--min-faults", type=int, default=50, help="inject at least this many faults")
+    parser.add_argument("--clients", type=int, default=2, help="client threads acting for users")
+    parser.add_argument("--consumers", type=int, default=2, help="consumer processes")
+    parser.add_argument("--users-per-client", type=int, default=60)
+    parser.add_argument("--drain-timeout", type=float, default=600)
+    parser.add_argument("--workdir", type=Path, default=None, help="where logs and report.json go")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's database for inspection")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DATABASE_URL", "postgres://kairos@127.0.0.1:5433/kairos")
+    from tests.chaos.broker import rabbitmq_missing_reason
+    from tests.chaos.runner import ChaosConfig, run_chaos
+
+    reason = rabbitmq_missing_reason()
+    if reason:
+        print(f"chaos: cannot run: {reason}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"kairos-chaos-run-{seed}-"))
+    config = ChaosConfig(
+        seed=seed,
+        workdir=workdir,
+        duration=args.duration,
+        min_faults=args.min_faults,
+        clients=args.clients,
+        consumers=args.consumers,
+        users_per_client=args.users_per_client,
+        drain_timeout=args.drain_timeout,
+    )
+    report = run_chaos(config, keep=args.keep)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Fault injection: two lanes of seeded faults that run while the clients act.
+
+The process lane crashes processes (kill -9 of the API with its workers, the relay, a consumer)
+and stops or kills the broker, then brings each back; the Agent lane makes the Agent double slow,
+fail with 5xx, refuse connections, or answer 401 (a rotated service token) for a while. Every
+fault ends with the component healthy again, so the run can drain afterwards.
+"""
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.chaos.broker import OwnBroker
+from tests.chaos.stack import ChaosStack
+
+PROCESS_KINDS = ("api_kill", "relay_kill", "consumer_kill", "rabbitmq_restart", "rabbitmq_kill")
+AGENT_KINDS = ("agent_slow", "agent_5xx", "agent_down", "agent_401")
+ALL_KINDS = PROCESS_KINDS + AGENT_KINDS
+
+
+@dataclass
+class FaultLog:
+    started: float = field(default_factory=time.monotonic)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str, detail: str, began: float, ended: float) -> None:
+        with self.lock:
+            self.entries.append(
+                {
+                    "kind": kind,
+                    "detail": detail,
+                    "at": round(began - self.started, 2),
+                    "seconds": round(ended - began, 2),
+                }
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            counts = dict.fromkeys(ALL_KINDS, 0)
+            for entry in self.entries:
+                counts[entry["kind"]] += 1
+            return counts
+
+    def total(self) -> int:
+        with self.lock:
+            return len(self.entries)
+
+
+class Injector:
+    """Applies one fault of a kind and heals it before returning."""
+
+    def __init__(self, stack: ChaosStack, broker: OwnBroker) -> None:
+        self.stack = stack
+        self.broker = broker
+        self.process_lock = threading.Lock()  # process faults never overlap each other
+
+    def inject(self, kind: str, rng: random.Random) -> str:
+        return getattr(self, kind)(rng)
+
+    # --- processes ---------------------------------------------------------------
+    def _crash_and_restart(self, name: str, rng: random.Random, down_max: float) -> str:
+        down = rng.uniform(0, down_max)
+        with self.process_lock:
+            self.stack.crash(name)
+            time.sleep(down)
+            self.stack.restart(name)
+        return f"{name} down {down:.1f}s"
+
+    def api_kill(self, rng: random.Random) -> str:
+        return self._crash_and_restart("api", rng, 1.5)
+
+    def relay_kill(self, rng: random.Random) -> str:
+        return self._crash_and_restart("relay", rng, 3.0)
+
+    def consumer_kill(self, rng: random.Random) -> str:
+        return self._crash_and_restart(f"consumer{rng.randrange(self.stack.consumer_count)}", rng, 3.0)
+
+    def rabbitmq_restart(self, rng: random.Random) -> str:
+        down = rng.uniform(0, 2)
+        with self.process_lock:
+            self.broker.stop()
+            time.sleep(down)
+            self.broker.start()
+        return f"stopped, down {down:.1f}s"
+
+    def rabbitmq_kill(self, rng: random.Random) -> str:
+        down = rng.uniform(0, 2)
+        with self.process_lock:
+            self.broker.kill()
+            time.sleep(down)
+            self.broker.start()
+        return f"SIGKILL, down {down:.1f}s"
+
+    # --- the Agent -----------------------------------------------------------------
+    def _for_a_while(self, rng: random.Random, low: float, high: float) -> float:
+        hold = rng.uniform(low, high)
+        time.sleep(hold)
+        return hold
+
+    def agent_slow(self, rng: random.Random) -> str:
+        latency = rng.randint(500, 3000)  # the backend's Agent timeout is 2 s: some calls time out
+        self.stack.agent.fault(latency_ms=latency)
+        try:
+            hold = self._for_a_while(rng, 2, 5)
+        finally:
+            self.stack.agent.clear_faults()
+        return f"latency {latency} ms for {hold:.1f}s"
+
+    def agent_5xx(self, rng: random.Random) -> str:
+        status = rng.choice((500, 500, 502, 503, 429))
+        self.stack.agent.fault(status=status)
+        try:
+            hold = self._for_a_while(rng, 1, 4)
+        finally:
+            self.stack.agent.clear_faults()
+        return f"status {status} for {hold:.1f}s"
+
+    def agent_down(self, rng: random.Random) -> str:
+        self.stack.agent.down()
+        try:
+            hold = self._for_a_while(rng, 1, 4)
+        finally:
+            self.stack.agent.up()
+        return f"connections refused for {hold:.1f}s"
+
+    def agent_401(self, rng: random.Random) -> str:
+        # A permanent error: what it touches is dead-lettered, to be replayed by the operator.
+        self.stack.agent.fault(status=401)
+        try:
+            hold = self._for_a_while(rng, 0.5, 2)
+        finally:
+            self.stack.agent.clear_faults()
+        return f"401 INVALID_SERVICE_TOKEN for {hold:.1f}s"
+
+
+class FaultLane(threading.Thread):
+    """Injects faults of the given kinds in shuffled rounds (every kind once per round) until stopped."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        kinds: tuple[str, ...],
+        seed: int,
+        injector: Injector,
+        log: FaultLog,
+        stop: threading.Event,
+        gap: tuple[float, float],
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.kinds = kinds
+        self.rng = random.Random(seed)
+        self.injector = injector
+        self.log = log
+        self.stop_event = stop
+        self.gap = gap
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        deck: list[str] = []
+        try:
+            while not self.stop_event.wait(self.rng.uniform(*self.gap)):
+                if not deck:
+                    deck = list(self.kinds)
+                    self.rng.shuffle(deck)
+                kind = deck.pop()
+                began = time.monotonic()
+                detail = self.injector.inject(kind, self.rng)
+                self.log.add(kind, detail, began, time.monotonic())
+        except BaseException as exc:  # reported by the runner
+            self.failure = exc

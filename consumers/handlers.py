@@ -2,15 +2,39 @@
 
 Handlers are idempotent (delivery is at least once) and raise AgentError subclasses or
 LeaseBusy; the retry and dead-letter policy lives in consumers.processing.
+
+Every handler that talks to the Agent holds the user's lease (agent_bridge.leases) for the
+whole read-current-state → call-the-Agent → record-the-result sequence, so Agent calls about
+one user never interleave, whatever the number of consumers. Under the lease it first checks
+that the user still exists locally: a deleted user is never re-created at the Agent (the
+`user.deleted` handler takes the same lease, so it runs entirely before or after).
+
+State-carrying handlers (`allergies.replaced`, `preferences.updated`, `user.registered`) send
+the state read from the database *now*, not the event's payload. An event is only a "something
+changed" signal; a stale, duplicated, replayed or reordered event therefore re-sends the
+current state (or nothing, when the Agent already holds that revision) and can never overwrite
+a newer state at the Agent with an older one.
 """
+import logging
+import smtplib
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from agent_bridge import events
-from agent_bridge.agent_client import AgentClient
+from agent_bridge import services as bridge_services
+from agent_bridge.agent_client import AgentClient, AgentPermanentError, AgentTransientError, AgentUserNotFound
 from agent_bridge.events import Envelope
-from agent_bridge.leases import user_lease, user_lease_forget
+from agent_bridge.leases import LeaseBusy, user_lease, user_lease_forget
+from allergies import selectors as allergy_selectors
+from allergies import services as allergy_services
 from identity import selectors as identity_selectors
+from identity import services as identity_services
+
+logger = logging.getLogger("consumers.handlers")
+
+DELIVERED = "delivered"
+SKIPPED = "skipped"
 
 # A handler returns "delivered" or "skipped" (nothing left to do, e.g. the user is gone).
 Handler = Callable[[Envelope, AgentClient], str]
@@ -19,26 +43,203 @@ Handler = Callable[[Envelope, AgentClient], str]
 FailureRecorder = Callable[[Envelope, str], None]
 
 
+def _uid(envelope: Envelope) -> uuid.UUID:
+    return uuid.UUID(str(envelope["uid"]))
+
+
+def _agent_user_create_with_snapshot(uid: uuid.UUID, agent: AgentClient) -> bool:
+    """Create the user at the Agent with the full current profile (call under the lease).
+
+    True when the Agent created it from this snapshot: the allergy and preference revisions
+    read here are then recorded as synced. False when the user already existed at the Agent
+    (the snapshot was ignored) or no longer exists here (nothing is created).
+    """
+    allergies = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
+    preferences = identity_selectors.user_preferences_get_by_uid(uid=uid)
+    if allergies is None or preferences is None:
+        return False
+    preference_data, preference_revision = preferences
+    answer = agent.create_user(
+        uid=str(uid),
+        preferences=preference_data,
+        allergies={
+            "confirmed": allergies.confirmed,
+            "intolerances": allergies.intolerances,
+            "severity": allergies.severity,
+        },
+        allergy_flags=allergies.allergy_flags,
+    )
+    created = bool(answer.get("created"))
+    if created:
+        allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
+        identity_services.user_preferences_sync_record(uid=uid, revision=preference_revision)
+    return created
+
+
 def handle_user_registered(envelope: Envelope, agent: AgentClient) -> str:
-    uid = uuid.UUID(envelope["uid"])
+    """Create the user at the Agent with its full current profile; idempotent at the Agent."""
+    uid = _uid(envelope)
     with user_lease(uid):
         if not identity_selectors.user_exists(uid=uid):
-            return "skipped"  # deleted before we got here: never resurrect it at the Agent
-        agent.create_user(uid=str(uid))
-    return "delivered"
+            return SKIPPED  # deleted before we got here: never resurrect it at the Agent
+        _agent_user_create_with_snapshot(uid, agent)
+    return DELIVERED
+
+
+def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> str:
+    """Send the *current* allergy profile unless the Agent already holds its revision."""
+    uid = _uid(envelope)
+    with user_lease(uid):
+        state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
+        if state is None:
+            return SKIPPED  # the user is gone
+        if state.synced_revision >= state.revision:
+            return SKIPPED  # a newer (or this) revision is already at the Agent
+        try:
+            agent.replace_allergies(
+                uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
+            )
+        except AgentUserNotFound:
+            # The snapshot carries this very profile, so when the Agent creates the user from
+            # it there is nothing left to retry (and the lease is held for one call less).
+            if _agent_user_create_with_snapshot(uid, agent):
+                return DELIVERED
+            agent.replace_allergies(
+                uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
+            )
+        allergy_services.allergy_sync_record_success(uid=uid, revision=state.revision)
+    return DELIVERED
+
+
+def record_allergy_failure(envelope: Envelope, error: str) -> None:
+    """After a failed attempt the profile shows `failing` with the error (DESIGN §6).
+
+    LeaseBusy is not a failure to reach the Agent: another consumer is syncing this user.
+    """
+    if envelope.get("uid") and not error.startswith(LeaseBusy.__name__):
+        allergy_services.allergy_sync_record_failure(uid=_uid(envelope), error=error)
+
+
+def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> str:
+    """Merge the *full current* preferences at the Agent.
+
+    The Agent deep-merges, so sending everything we hold (rather than the event's delta) is
+    idempotent and makes a lost or reordered delta harmless.
+    """
+    uid = _uid(envelope)
+    with user_lease(uid):
+        current = identity_selectors.user_preferences_get_by_uid(uid=uid)
+        if current is None:
+            return SKIPPED  # the user is gone
+        data, revision = current
+        try:
+            agent.update_preferences(uid=str(uid), preferences=data)
+        except AgentUserNotFound:
+            if not _agent_user_create_with_snapshot(uid, agent):
+                agent.update_preferences(uid=str(uid), preferences=data)
+        identity_services.user_preferences_sync_record(uid=uid, revision=revision)
+    return DELIVERED
+
+
+def handle_interactions_clear_requested(envelope: Envelope, agent: AgentClient) -> str:
+    uid = _uid(envelope)
+    with user_lease(uid):
+        if not identity_selectors.user_exists(uid=uid):
+            return SKIPPED
+        try:
+            agent.clear_interactions(uid=str(uid))
+        except AgentUserNotFound:
+            # The Agent has no such user, hence no history: the clear is done. The Agent must
+            # still hold every live user's profile (allergies above all), so repair it now
+            # rather than wait for the next profile change; a new user has no history.
+            _agent_user_create_with_snapshot(uid, agent)
+        bridge_services.interaction_mirror_clear_done(uid=uid)
+    return DELIVERED
+
+
+def _agent_interactions_fetch(uid: uuid.UUID, agent: AgentClient) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, in pages of 100, up to INTERACTIONS_MIRROR_MAX_ITEMS items."""
+    items: list[dict[str, Any]] = []
+    total = 0
+    cap = bridge_services.INTERACTIONS_MIRROR_MAX_ITEMS
+    while len(items) < cap:
+        page = agent.get_interactions(
+            uid=str(uid), limit=min(bridge_services.INTERACTIONS_PAGE_SIZE, cap - len(items)), offset=len(items)
+        )
+        batch = [item for item in page.get("interactions") or [] if isinstance(item, dict)]
+        total = int(page.get("total") or 0)
+        items.extend(batch)
+        if not batch or len(items) >= total:
+            break
+    return items[:cap], total
+
+
+def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient) -> str:
+    uid = _uid(envelope)
+    with user_lease(uid):
+        if not identity_selectors.user_exists(uid=uid):
+            return SKIPPED
+        try:
+            items, total = _agent_interactions_fetch(uid, agent)
+        except AgentUserNotFound:
+            # No user at the Agent means no history: mirror the empty history (and repair the
+            # Agent's copy of the profile, as for a clear).
+            _agent_user_create_with_snapshot(uid, agent)
+            items, total = [], 0
+        stored = bridge_services.interaction_mirror_store(uid=uid, items=items, total=total)
+    return DELIVERED if stored else SKIPPED
 
 
 def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> str:
-    uid = uuid.UUID(envelope["uid"])
+    uid = _uid(envelope)
     with user_lease(uid):
         agent.delete_user(uid=str(uid))  # a 404 counts as done
     user_lease_forget(uid=uid)
-    return "delivered"
+    return DELIVERED
+
+
+class EmailSendFailed(AgentTransientError):
+    """The email backend failed (SMTP error, connection refused): retry later.
+
+    consumers.processing classifies failures by AgentError.transient, so email failures take
+    the same retry → dead-letter path as Agent failures instead of crashing the consumer.
+    """
+
+    default_code = "EMAIL_SEND_FAILED"
+
+
+class EmailKindUnknown(AgentPermanentError):
+    """An email.requested event with a kind identity.emails does not know: a bug, dead-letter it."""
+
+    default_code = "UNKNOWN_EMAIL_KIND"
+
+
+def handle_email_requested(envelope: Envelope, agent: AgentClient) -> str:
+    """Send the email with Django's backend; no Agent call, so no lease."""
+    # Imported here: identity.emails renders templates and builds link tokens, which the
+    # Agent-bound handlers never need.
+    from identity import emails
+
+    kind = str((envelope.get("data") or {}).get("kind", ""))
+    try:
+        sent = emails.account_email_send_rollback_unsafe(uid=_uid(envelope), kind=kind)
+    except emails.UnknownEmailKind as exc:
+        raise EmailKindUnknown(f"unknown email kind {kind!r}") from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise EmailSendFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+    return DELIVERED if sent else SKIPPED
 
 
 HANDLERS: dict[str, Handler] = {
     events.USER_REGISTERED: handle_user_registered,
+    events.EMAIL_REQUESTED: handle_email_requested,
+    events.ALLERGIES_REPLACED: handle_allergies_replaced,
+    events.PREFERENCES_UPDATED: handle_preferences_updated,
+    events.INTERACTIONS_CLEAR_REQUESTED: handle_interactions_clear_requested,
+    events.INTERACTIONS_REFRESH_REQUESTED: handle_interactions_refresh_requested,
     events.USER_DELETED: handle_user_deleted,
 }
 
-FAILURE_RECORDERS: dict[str, FailureRecorder] = {}
+FAILURE_RECORDERS: dict[str, FailureRecorder] = {
+    events.ALLERGIES_REPLACED: record_allergy_failure,
+}

@@ -41,7 +41,7 @@ class SignupInputSerializer(serializers.Serializer):
         return attrs
 
 
-class MessageSerializer(serializers.Serializer):
+class AccountMessageSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 

@@ -15,12 +15,12 @@ from rest_framework.views import APIView
 from identity import selectors, services, throttles
 from identity.authentication import HasServiceToken
 from identity.serializers import (
+    AccountMessageSerializer,
     EmailInputSerializer,
     ErrorSerializer,
     LoginInputSerializer,
     LoginOutputSerializer,
     MeOutputSerializer,
-    MessageSerializer,
     MeUpdateInputSerializer,
     PasswordChangeInputSerializer,
     PasswordInputSerializer,
@@ -78,7 +78,7 @@ class PublicAPIView(APIView):
 class SignupView(PublicAPIView):
     throttle_classes = throttles.SIGNUP_THROTTLES
 
-    @extend_schema(request=SignupInputSerializer, responses={201: MessageSerializer, 400: ERROR, 429: ERROR})
+    @extend_schema(request=SignupInputSerializer, responses={201: AccountMessageSerializer, 400: ERROR, 429: ERROR})
     def post(self, request: Request) -> Response:
         serializer = SignupInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -92,7 +92,7 @@ class SignupView(PublicAPIView):
 class VerifyEmailView(PublicAPIView):
     @extend_schema(
         parameters=[OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.PATH)],
-        responses={200: MessageSerializer, 400: ERROR},
+        responses={200: AccountMessageSerializer, 400: ERROR},
     )
     def get(self, request: Request, token: str) -> Response:
         try:
@@ -105,7 +105,7 @@ class VerifyEmailView(PublicAPIView):
 class ResendVerificationView(PublicAPIView):
     throttle_classes = throttles.EMAIL_ACTION_THROTTLES
 
-    @extend_schema(request=EmailInputSerializer, responses={202: MessageSerializer, 400: ERROR, 429: ERROR})
+    @extend_schema(request=EmailInputSerializer, responses={202: AccountMessageSerializer, 400: ERROR, 429: ERROR})
     def post(self, request: Request) -> Response:
         serializer = EmailInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -142,7 +142,7 @@ class LoginView(PublicAPIView):
 class PasswordResetView(PublicAPIView):
     throttle_classes = throttles.EMAIL_ACTION_THROTTLES
 
-    @extend_schema(request=EmailInputSerializer, responses={202: MessageSerializer, 400: ERROR, 429: ERROR})
+    @extend_schema(request=EmailInputSerializer, responses={202: AccountMessageSerializer, 400: ERROR, 429: ERROR})
     def post(self, request: Request) -> Response:
         serializer = EmailInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -151,7 +151,7 @@ class PasswordResetView(PublicAPIView):
 
 
 class PasswordResetConfirmView(PublicAPIView):
-    @extend_schema(request=PasswordResetConfirmInputSerializer, responses={200: MessageSerializer, 400: ERROR})
+    @extend_schema(request=PasswordResetConfirmInputSerializer, responses={200: AccountMessageSerializer, 400: ERROR})
     def post(self, request: Request) -> Response:
         serializer = PasswordResetConfirmInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -166,14 +166,14 @@ class PasswordResetConfirmView(PublicAPIView):
 
 # --- The signed-in user ------------------------------------------------------------------
 class LogoutView(APIView):
-    @extend_schema(request=None, responses={200: MessageSerializer, 401: ERROR})
+    @extend_schema(request=None, responses={200: AccountMessageSerializer, 401: ERROR})
     def post(self, request: Request) -> Response:
         services.auth_token_revoke(token=request.auth)
         return Response({"message": LOGOUT_MESSAGE})
 
 
 class LogoutAllView(APIView):
-    @extend_schema(request=None, responses={200: MessageSerializer, 401: ERROR})
+    @extend_schema(request=None, responses={200: AccountMessageSerializer, 401: ERROR})
     def post(self, request: Request) -> Response:
         services.user_logout_all(user=request.user)
         return Response({"message": LOGOUT_ALL_MESSAGE})
@@ -193,7 +193,9 @@ class MeView(APIView):
 
 
 class PasswordChangeView(APIView):
-    @extend_schema(request=PasswordChangeInputSerializer, responses={200: MessageSerializer, 400: ERROR, 401: ERROR})
+    @extend_schema(
+        request=PasswordChangeInputSerializer, responses={200: AccountMessageSerializer, 400: ERROR, 401: ERROR}
+    )
     def post(self, request: Request) -> Response:
         serializer = PasswordChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

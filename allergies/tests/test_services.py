@@ -126,3 +126,42 @@ def test_sync_records_for_an_unknown_user_are_ignored(db) -> None:
 
     services.allergy_sync_record_success(uid=uuid.uuid4(), revision=3)
     services.allergy_sync_record_failure(uid=uuid.uuid4(), error="x")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replacements_get_distinct_revisions_in_outbox_order() -> None:
+    """The row lock serialises replacements: no lost update, no shared revision, even for the
+    very first write (the row does not exist yet)."""
+    import threading
+
+    from django.db import connection
+
+    from identity.models import User
+
+    user = User.objects.create_user(email="race@example.com", password="x" * 12, username="race")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def write(i: int) -> None:
+        try:
+            barrier.wait()
+            services.allergy_profile_replace(
+                user=user, confirmed=[f"a{i}"], intolerances=[], severity={f"a{i}": "severe"}
+            )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert state(user).revision == 8
+    assert [e.data["revision"] for e in allergy_events()] == list(range(1, 9))
+    # The stored profile is the one the last revision's event carries.
+    assert allergy_events()[-1].data["confirmed"] == state(user).confirmed

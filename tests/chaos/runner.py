@@ -39,7 +39,7 @@ class ChaosConfig:
     clients: int = 2
     consumers: int = 2
     users_per_client: int = 40
-    verify_grace_seconds: float = 20.0
+    verify_grace_seconds: float = 30.0
     drain_timeout: float = 300.0
 
 

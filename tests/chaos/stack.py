@@ -42,7 +42,11 @@ class ChaosStack(Stack):
     def __init__(
         self, workdir: Path, *, amqp_url: str, consumers: int = 2, extra_env: dict[str, str] | None = None
     ) -> None:
-        super().__init__(workdir, consumers=consumers, extra_env={"AMQP_URL": amqp_url, **(extra_env or {})})
+        super().__init__(
+            workdir,
+            consumers=consumers,
+            extra_env={"AMQP_URL": amqp_url, "DJANGO_SETTINGS_MODULE": "tests.chaos.settings", **(extra_env or {})},
+        )
         self.amqp_url = amqp_url
 
     def start_api(self) -> None:

@@ -1,0 +1,75 @@
+"""Helpers for the recoverability and broker end-to-end tests: the Agent double's request log,
+the bus figures and the operator commands, read from outside the processes."""
+import os
+import subprocess
+import uuid
+from typing import Any
+
+import requests
+
+from tests.e2e.harness import REPO, Stack, wait_for
+
+
+def agent_calls(stack: Stack, *, uid: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+    """Requests the Agent double received on its /users API (in arrival order)."""
+    calls = [r for r in stack.agent.requests() if r["path"].startswith("/users/")]
+    if uid is not None:
+        calls = [r for r in calls if r["path"].startswith(f"/users/{uid}")]
+    if method is not None:
+        calls = [r for r in calls if r["method"] == method]
+    return calls
+
+
+def current_fault(stack: Stack) -> dict[str, Any] | None:
+    """The double's active fault (None once a `fail_count` fault has been used up)."""
+    response = requests.get(f"{stack.agent.control_url}/fault", timeout=5)
+    response.raise_for_status()
+    return response.json()["fault"]
+
+
+def signup(stack: Stack, email: str) -> None:
+    body = {"username": "ada", "email": email, "password": "a-long-passphrase-42"}
+    response = stack.api("POST", "/api/signup/", json=body)
+    assert response.status_code == 201, response.text
+
+
+def uid_of(stack: Stack, email: str) -> str:
+    """The uid of a user who signed up (read through the app, as an operator would)."""
+    code = f"from identity.models import User; print(User.objects.get(email={email!r}).uid)"
+    return str(uuid.UUID(stack.manage("shell", "-c", code).stdout.strip().splitlines()[-1]))
+
+
+def bus(stack: Stack) -> dict[str, Any]:
+    """The bus figures from GET /api/health/ (the same as `bus_status --json`, without starting a
+    Django process per look)."""
+    response = stack.api("GET", "/api/health/")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def dead_letters(stack: Stack) -> int:
+    return bus(stack)["dead_letters"]
+
+
+def wait_drained(stack: Stack, timeout: float = 60) -> dict[str, Any]:
+    return wait_for(lambda: (status := bus(stack))["backlog"] == 0 and status, timeout=timeout, interval=0.2,
+                    what="the bus to drain")
+
+
+def replay(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return stack.manage("replay_dead_letters", *args, check=check)
+
+
+def wait_dead_letters(stack: Stack, count: int, timeout: float = 30) -> dict[str, Any]:
+    return wait_for(
+        lambda: (status := bus(stack))["dead_letters"] == count and status,
+        timeout=timeout,
+        interval=0.2,
+        what=f"{count} dead letters",
+    )
+
+
+def services_script(*args: str, timeout: float = 180) -> None:
+    """scripts/services.sh with this run's environment (KAIROS_* chooses the broker it acts on)."""
+    subprocess.run(["bash", str(REPO / "scripts" / "services.sh"), *args], check=True, timeout=timeout,
+                   env=os.environ.copy(), capture_output=True)

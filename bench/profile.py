@@ -1,0 +1,87 @@
+"""Profile a bus process under a burst of events: `python -m bench.profile [--transport embedded|rabbitmq]`.
+
+Starts the same stack as `python -m bench`, runs one consumer (and the relay, for RabbitMQ)
+under `py-spy record --idle` (wall-clock samples, so waits on the database, the broker and
+sleeps show up), commits a burst of allergy changes, and prints where the consumer's time goes
+(inclusive share per frame, and the leaf frames). The raw py-spy output is kept for flame graphs.
+"""
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.stack import Stack
+
+
+def summarize(raw: Path, *, top: int = 40, keep: str = "") -> str:
+    inclusive: collections.Counter = collections.Counter()
+    leaves: collections.Counter = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if keep and not any(keep in f for f in frames):
+            continue
+        weight = int(count)
+        total += weight
+        for frame in set(frames):
+            inclusive[frame] += weight
+        leaves[frames[-1]] += weight
+    out = [f"{total} samples" + (f" in frames matching {keep!r}" if keep else "")]
+    out += [f"{v / total * 100:5.1f}%  {k[:160]}" for k, v in inclusive.most_common(top)]
+    out += ["--- leaf frames"] + [f"{v / total * 100:5.1f}%  {k[:160]}" for k, v in leaves.most_common(15)]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--transport", choices=["embedded", "rabbitmq"], default="embedded")
+    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--process", choices=["consumer", "relay"], default="consumer")
+    parser.add_argument("--out", default=tempfile.gettempdir(), help="folder for the raw py-spy output")
+    args = parser.parse_args(argv)
+    spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy_bin).exists():
+        sys.stderr.write("py-spy is missing: pip install -r bench/requirements.txt\n")
+        return 2
+    amqp_url = ""
+    if args.transport == "rabbitmq":
+        amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-profile-"))
+    stack = Stack(workdir, database_url=os.environ.get("DATABASE_URL", "postgres://kairos@127.0.0.1:5433/kairos"),
+                  amqp_url=amqp_url, api_workers=1)
+    try:
+        stack.start_agent()
+        stack.manage("migrate", "--noinput")
+        os.environ.update(stack.env)
+        import django
+
+        django.setup()
+        from bench import bus
+
+        users = bus.users_create(args.events, label="prof")
+        bus.agent_users_create(stack, users)
+        stack.start_bus(amqp=bool(amqp_url), consumers=1)
+        pid = stack.pids("relay" if args.process == "relay" else "consumer")[0]
+        raw = Path(args.out) / f"pyspy-{args.process}-{args.transport}.txt"
+        spy = subprocess.Popen([spy_bin, "record", "--idle", "--format", "raw", "--rate", "200", "-o", str(raw),
+                                "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        result = bus.burst(stack, users, cap_s=120)
+        spy.send_signal(2)
+        spy.wait(30)
+        print(f"burst: {result}")
+        print(summarize(raw))
+        print(f"raw profile: {raw}")
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,348 @@
+"""`python -m bench`: start the stack, measure the API and the bus, write docs/benchmarks.{md,json} and plots.
+
+Phases (each states its load parameters in the JSON and the report):
+  1. API vs ceiling: wrk against GET/PUT /api/allergies/ and the bare DRF endpoint, bus processes stopped.
+  2. The Agent's health seen from the API: this service's PUT vs the seed-000 synchronous PUT with the
+     double healthy, slow (200 ms) and down, with the RabbitMQ relay + one consumer running.
+  3. Raw ceilings: pika publish-with-confirms + consume; sequential HTTP to the double.
+  4. Bus: burst throughput and paced propagation latency, embedded and RabbitMQ (1 and 2 consumers).
+  5. Growth: the bus again with 1k, 10k and 100k users' worth of delivered outbox rows present.
+"""
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench import load
+from bench.stack import REPO, Stack
+
+DEFAULT_DATABASE_URL = "postgres://kairos@127.0.0.1:5433/kairos"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.getloadavg().__repr__()
+
+
+class Profile:
+    """Durations and sizes; --quick shrinks them for building and debugging the harness."""
+
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.api = load.LoadSpec(threads=2, connections=16, duration_s=2 if quick else 4, warmup_s=1 if quick else 2)
+        self.rounds = 2 if quick else 3
+        self.sync = load.LoadSpec(threads=2, connections=16, duration_s=3 if quick else 5,
+                                  warmup_s=1 if quick else 2)
+        self.rounds_conditions = 1 if quick else 2
+        self.burst_events = 150 if quick else 500
+        self.burst_cap_s = 10 if quick else 20
+        self.paced_rate = 8.0
+        self.paced_events = 24 if quick else 80
+        self.growth_burst_events = 100 if quick else 250
+        self.growth_paced_events = 16 if quick else 40
+        self.growth_users = [1000, 10000] if quick else [1000, 10000, 100000]
+        self.rows_per_user = 3
+        self.raw_pika_messages = 1000 if quick else 3000
+        self.raw_http_requests = 300 if quick else 1000
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.profile = Profile(args.quick)
+        self.database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        self.amqp_url = os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL
+        self.results: dict[str, Any] = {"notes": []}
+        self.workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
+        self.stack: Stack | None = None
+
+    # --- set-up -------------------------------------------------------------------
+    def start(self) -> Stack:
+        if not self.database_url.startswith("postgres") or not reachable(self.database_url, 5432):
+            self.results["notes"].append("PostgreSQL not reachable: ran on SQLite.")
+            self.database_url = "sqlite://"
+        if not reachable(self.amqp_url, 5672):
+            self.results["notes"].append(f"RabbitMQ not reachable at {self.amqp_url}: RabbitMQ measurements skipped.")
+            self.amqp_url = ""
+        stack = Stack(self.workdir, database_url=self.database_url, amqp_url=self.amqp_url,
+                      api_workers=self.args.workers)
+        self.stack = stack
+        log(f"workdir {self.workdir}; database {stack.database_kind}; rabbitmq {'yes' if self.amqp_url else 'no'}")
+        stack.start_agent()
+        stack.manage("migrate", "--noinput")
+        os.environ.update(stack.env)
+        import django
+
+        django.setup()
+        stack.start_api()
+        return stack
+
+    def tokens_for(self, users: list) -> tuple[list[str], str]:
+        """Real login when the API has it; else tokens written with the ORM (pre-login builds)."""
+        import requests
+
+        from bench.bus import PASSWORD
+
+        stack = self.stack
+        probe = requests.post(f"{stack.api_url}/api/login/", json={"email": users[0].email, "password": PASSWORD},
+                              timeout=30)
+        if probe.status_code == 200 and "token" in probe.json():
+            tokens = [probe.json()["token"]]
+            for user in users[1:]:
+                response = requests.post(f"{stack.api_url}/api/login/",
+                                         json={"email": user.email, "password": PASSWORD}, timeout=30)
+                response.raise_for_status()
+                tokens.append(response.json()["token"])
+            return tokens, "POST /api/login/"
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from identity.models import AuthToken
+        from identity.tokens import auth_token_generate, auth_token_hash
+
+        tokens = []
+        for user in users:
+            raw = auth_token_generate()
+            AuthToken.objects.create(user=user, key_hash=auth_token_hash(raw),
+                                     expires_at=timezone.now() + timedelta(days=1))
+            tokens.append(raw)
+        return tokens, f"ORM (login answered {probe.status_code})"
+
+    # --- the bus processes ----------------------------------------------------------
+    def bus_start(self, *, amqp: bool, consumers: int, command: str = "consume") -> None:
+        self.stack.start_bus(amqp=amqp, consumers=consumers, command=command)
+
+    def bus_stop(self) -> None:
+        from bench import bus
+
+        self.stack.stop_bus()
+        self.stack.purge_queues()
+        bus.outbox_quiesce()
+
+    # --- phases -------------------------------------------------------------------
+    def phase_api(self, tokens: list[str]) -> None:
+        """Rounds of ceiling/ours back to back, so the machine's (shared, drifting) load hits both alike."""
+        spec = self.profile.api
+        base = self.stack.api_url
+        endpoints = [
+            ("ceiling_get", "/bench/ceiling/", "GET", False, False),
+            ("allergies_get", "/api/allergies/", "GET", True, False),
+            ("ceiling_put", "/bench/ceiling/", "PUT", False, True),
+            ("allergies_put", "/api/allergies/", "PUT", True, True),
+            ("ceiling_auth_get", "/bench/ceiling-auth/", "GET", True, False),
+        ]
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in endpoints}
+        for index in range(self.profile.rounds):
+            for name, path, method, use_tokens, body in endpoints:
+                log(f"api round {index + 1}: {name}")
+                rounds[name].append(load.run_wrk(base, path, method=method, tokens=tokens if use_tokens else [],
+                                                 spec=spec, body=body, warm=index == 0))
+        self.results["api"] = {"load": asdict(spec), "rounds": self.profile.rounds, "workers": self.args.workers,
+                               "runs": {name: load.combine(runs) for name, runs in rounds.items()},
+                               "bus_running": False}
+
+    def phase_conditions(self, tokens: list[str]) -> None:
+        """This service's PUT vs the seed-000 synchronous PUT with the double healthy, slow and down."""
+        spec = self.profile.sync
+        stack = self.stack
+        amqp = bool(self.amqp_url)
+        rounds: dict[str, dict[str, list]] = {}
+        for index in range(self.profile.rounds_conditions):
+            for condition in ("healthy", "slow", "down"):
+                self.bus_start(amqp=amqp, consumers=1)
+                if condition == "slow":
+                    stack.control("POST", "/fault", {"latency_ms": 200})
+                elif condition == "down":
+                    stack.control("POST", "/down")
+                for name, path in (("service_put", "/api/allergies/"), ("sync_put", "/bench/sync/allergies/")):
+                    log(f"conditions round {index + 1}: {condition} {name}")
+                    rounds.setdefault(condition, {}).setdefault(name, []).append(
+                        load.run_wrk(stack.api_url, path, method="PUT", tokens=tokens, spec=spec, body=True,
+                                     warm=index == 0)
+                    )
+                stack.control("POST", "/fault", {})
+                stack.control("POST", "/up")
+                self.bus_stop()
+        self.results["conditions"] = {
+            "load": asdict(spec),
+            "rounds": self.profile.rounds_conditions,
+            "bus": "rabbitmq, relay + 1 consumer" if amqp else "embedded, 1 consumer",
+            "conditions": {c: {n: load.combine(r) for n, r in runs.items()} for c, runs in rounds.items()},
+        }
+
+    def phase_raw(self) -> None:
+        stack = self.stack
+        raw: dict[str, Any] = {}
+        if self.amqp_url:
+            log("raw: pika")
+            raw["pika"] = self._raw(["pika", "--url", self.amqp_url, "--n", str(self.profile.raw_pika_messages),
+                                     "--prefetch", os.environ.get("AMQP_PREFETCH", "10")])
+        log("raw: http")
+        raw["http"] = self._raw(["http", "--url", stack.agent_url, "--token", stack.env["AGENT_SERVICE_TOKEN"],
+                                 "--n", str(self.profile.raw_http_requests)])
+        self.results["raw"] = raw
+
+    def _raw(self, argv: list[str]) -> dict[str, Any]:
+        completed = subprocess.run([sys.executable, "-m", "bench.raw", *argv], cwd=REPO, capture_output=True,
+                                   text=True, timeout=300, check=True)
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+
+    def bus_configs(self) -> list[tuple[str, bool, int, str]]:
+        configs = [("embedded_1", False, 1, "consume")]
+        if self.amqp_url:
+            configs += [("rabbitmq_1", True, 1, "consume"), ("rabbitmq_2", True, 2, "consume")]
+        return configs
+
+    def measure_bus(self, pool: list, *, amqp: bool, consumers: int, burst_n: int, paced_n: int,
+                    command: str = "consume") -> dict[str, Any]:
+        from bench import bus
+
+        p = self.profile
+        self.bus_start(amqp=amqp, consumers=consumers, command=command)
+        try:
+            bus.warm_up(self.stack, pool[:20])
+            # Latency first, on an empty queue; the burst may leave a backlog, purged by bus_stop().
+            latency = bus.paced(self.stack, pool[:paced_n], rate=p.paced_rate, cap_s=p.burst_cap_s)
+            burst = bus.burst(self.stack, pool[:burst_n], cap_s=p.burst_cap_s)
+        finally:
+            self.bus_stop()
+        return {"consumers": consumers, "transport": "rabbitmq" if amqp else "embedded", "command": command,
+                "burst": burst, "latency": latency}
+
+    def phase_bus(self, pool: list) -> None:
+        from bench.management.commands.bench_consume_wakeup import applicable
+
+        p = self.profile
+        out = {}
+        configs = self.bus_configs()
+        if self.amqp_url and applicable():
+            configs.append(("whatif_rabbitmq_1_wakeup", True, 1, "bench_consume_wakeup"))
+        elif self.amqp_url:
+            self.results["notes"].append("The consumer no longer polls with connection.sleep(): what-if skipped.")
+        for name, amqp, consumers, command in configs:
+            log(f"bus: {name}")
+            out[name] = self.measure_bus(pool, amqp=amqp, consumers=consumers, burst_n=p.burst_events,
+                                         paced_n=p.paced_events, command=command)
+        self.results["bus"] = out
+
+    def phase_growth(self, pool: list) -> None:
+        from bench import bus
+
+        p = self.profile
+        out: dict[str, Any] = {"rows_per_user": p.rows_per_user, "points": []}
+        present = 0
+        for users in p.growth_users:
+            rows = users * p.rows_per_user
+            log(f"growth: adding {rows - present} delivered outbox rows")
+            insert_s = bus.history_add(rows - present)
+            present = rows
+            point: dict[str, Any] = {"users": users, "history_rows": rows, "insert_s": round(insert_s, 1)}
+            for name, amqp, consumers, _command in self.bus_configs()[:2]:
+                log(f"growth: {users} users, {name}")
+                point[name] = self.measure_bus(pool, amqp=amqp, consumers=consumers, burst_n=p.growth_burst_events,
+                                               paced_n=p.growth_paced_events)
+            out["points"].append(point)
+        self.results["growth"] = out
+
+    # --- the whole run --------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        self.results["meta"] = {
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "uptime_before": uptime(),
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "quick": self.args.quick,
+            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                  text=True).stdout.strip(),
+            "git_dirty": bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                             capture_output=True, text=True).stdout.strip()),
+        }
+        stack = self.start()
+        try:
+            from bench import bus
+
+            self.results["meta"].update(database=stack.database_kind, rabbitmq=bool(self.amqp_url),
+                                        api_workers=self.args.workers)
+            api_users = bus.users_create(self.profile.api.connections * 2, label="api")
+            pool = bus.users_create(max(self.profile.burst_events, self.profile.paced_events), label="bus")
+            bus.agent_users_create(stack, api_users + pool)
+            tokens, how = self.tokens_for(api_users)
+            self.results["meta"]["tokens_from"] = how
+            phases = self.args.phases
+            if "api" in phases:
+                self.phase_api(tokens)
+            if "conditions" in phases:
+                self.phase_conditions(tokens)
+            if "raw" in phases:
+                self.phase_raw()
+            if "bus" in phases:
+                self.phase_bus(pool)
+            if "growth" in phases:
+                self.phase_growth(pool)
+        finally:
+            self.results["meta"]["uptime_after"] = uptime()
+            self.results["meta"]["duration_s"] = round(time.time() - started, 1)
+            if not self.args.keep:
+                stack.stop()
+            else:
+                log(f"kept: {self.workdir}, database {stack.database_url}")
+        return self.results
+
+
+PHASES = ("api", "conditions", "raw", "bus", "growth")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs for building the harness (not for the report)")
+    parser.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md/.json and bench/*.png go")
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn sync workers")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--keep", action="store_true", help="leave the processes' logs and the database in place")
+    parser.add_argument("--report-only", metavar="JSON", help="re-render the report from an existing JSON")
+    args = parser.parse_args(argv)
+    args.phases = [p for p in args.phases.split(",") if p]
+    from bench import report
+
+    out = Path(args.out)
+    if args.report_only:
+        results = json.loads(Path(args.report_only).read_text())
+    else:
+        if not load.wrk_available():
+            log("wrk is missing: apt-get install wrk")
+            return 2
+        results = Bench(args).run()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmarks.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    report.write(results, out)
+    log(f"wrote {out / 'benchmarks.md'}, {out / 'benchmarks.json'} and {out / 'bench'}/*.png")
+    return 0

@@ -293,6 +293,9 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
             report.problems.append(f"{len(ledger.rejected)} actions were refused (4xx), e.g. {ledger.rejected[0]}")
         report.ok = findings.ok and not report.problems
         (config.workdir / "fault-log.json").write_text(json.dumps(fault_log.entries, indent=1))
+        # The ground truth, user by user, to compare with the logs when a finding needs explaining.
+        ledger_dump = [{k: v for k, v in u.__dict__.items() if k not in ("password", "token")} for u in users]
+        (config.workdir / "ledger.json").write_text(json.dumps(ledger_dump, indent=1))
     except BaseException as exc:
         report.problems.append(f"the run crashed: {exc!r}")
         raise

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from agent_bridge import selectors, services
 from agent_bridge.serializers import InteractionsPageSerializer, InteractionsQuerySerializer, MessageSerializer
+from identity.serializers import ErrorSerializer
 
 CLEAR_MESSAGE = "Your history is being cleared."
 
@@ -20,7 +21,7 @@ class InteractionsView(APIView):
             OpenApiParameter("limit", int, description="1 to 100, default 20"),
             OpenApiParameter("offset", int, description=">= 0, default 0"),
         ],
-        responses={200: InteractionsPageSerializer},
+        responses={200: InteractionsPageSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         query = InteractionsQuerySerializer(data=request.query_params)
@@ -29,7 +30,7 @@ class InteractionsView(APIView):
         page = selectors.interaction_page_get(user=request.user, **query.validated_data)
         return Response(InteractionsPageSerializer({**page, "refreshing": refreshing}).data)
 
-    @extend_schema(request=None, responses={202: MessageSerializer})
+    @extend_schema(request=None, responses={202: MessageSerializer, 401: ErrorSerializer})
     def delete(self, request: Request) -> Response:
         services.interaction_history_clear(user=request.user)
         return Response({"message": CLEAR_MESSAGE}, status=status.HTTP_202_ACCEPTED)

@@ -12,6 +12,7 @@ from allergies.serializers import (
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
 )
+from identity.serializers import ErrorSerializer
 
 UPDATED_MESSAGE = "Allergy profile updated."
 CLEARED_MESSAGE = "Allergy profile cleared."
@@ -37,18 +38,21 @@ class AllergyProfileView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: AllergyProfileOutputSerializer})
+    @extend_schema(responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer})
     def get(self, request: Request) -> Response:
         return Response(_render(selectors.allergy_profile_get(user=request.user)))
 
-    @extend_schema(request=AllergyProfileInputSerializer, responses={200: AllergyProfileMessageOutputSerializer})
+    @extend_schema(
+        request=AllergyProfileInputSerializer,
+        responses={200: AllergyProfileMessageOutputSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
     def put(self, request: Request) -> Response:
         serializer = AllergyProfileInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         state = services.allergy_profile_replace(user=request.user, **serializer.validated_data)
         return Response(_render(state, UPDATED_MESSAGE))
 
-    @extend_schema(request=None, responses={200: AllergyProfileMessageOutputSerializer})
+    @extend_schema(request=None, responses={200: AllergyProfileMessageOutputSerializer, 401: ErrorSerializer})
     def delete(self, request: Request) -> Response:
         state = services.allergy_profile_clear(user=request.user)
         return Response(_render(state, CLEARED_MESSAGE))

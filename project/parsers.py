@@ -3,7 +3,7 @@ import io
 from typing import Any
 
 from django.conf import settings
-from rest_framework import parsers
+from rest_framework import exceptions, parsers
 
 from project.errors import RequestTooLarge
 
@@ -31,4 +31,7 @@ class JSONParser(parsers.JSONParser):
             if len(raw) > limit:
                 raise RequestTooLarge
             stream = io.BytesIO(raw)
-        return super().parse(stream, media_type, parser_context)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:  # e.g. [[[[...]]]] 10 000 deep: json raises this, not ValueError
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from exc

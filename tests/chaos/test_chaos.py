@@ -29,6 +29,7 @@ def test_no_acknowledged_change_is_lost_or_stale_under_faults(tmp_path) -> None:
         workdir=tmp_path / "chaos",
         duration=float(os.environ.get("CHAOS_DURATION", "200")),
         min_faults=MIN_FAULTS,
+        drain_timeout=180,  # with the 2 x duration cap on faults, the run stays under the 900 s timeout
     )
 
     report = run_chaos(config)

@@ -1,0 +1,134 @@
+"""RabbitMQ: the topology on both queue types, heartbeats during a slow Agent call, and a broker
+restart in the middle of a stream of events. Needs a broker (AMQP_URL)."""
+import json
+import os
+import threading
+import time
+import uuid
+
+import pika
+import pytest
+
+from agent_bridge.transports import rabbitmq as amqp
+from tests.e2e.bus_helpers import agent_calls, bus, services_script, signup, uid_of, wait_drained
+from tests.e2e.harness import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
+
+ENVELOPE = {"id": str(uuid.uuid4()), "type": "user.registered", "schema": 1, "occurred_at": "2026-01-01T00:00:00Z",
+            "uid": str(uuid.uuid4()), "data": {}}
+
+
+@pytest.fixture
+def channel(settings):
+    settings.AMQP_URL = os.environ["AMQP_URL"]
+    connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    declared: list[amqp.Topology] = []
+    yield connection.channel(), declared
+    cleanup = connection.channel()
+    for topology in declared:
+        for queue in (topology.work_queue, topology.dead_queue, topology.retry_queue(1)):
+            cleanup.queue_delete(queue)
+        cleanup.exchange_delete(topology.exchange)
+        cleanup.exchange_delete(topology.dead_exchange)
+    connection.close()
+
+
+def get(channel, queue: str, timeout: float = 10):
+    """basic_get until a message arrives (TTL and dead-lettering take a moment)."""
+    return wait_for(lambda: (m := channel.basic_get(queue))[0] is not None and m, timeout=timeout, interval=0.1,
+                    what=f"a message in {queue}")
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_topology_routes_retries_back_and_rejections_to_the_dead_queue(channel, settings, queue_type) -> None:
+    channel, declared = channel
+    settings.AMQP_DELIVERY_LIMIT = 2
+    topology = amqp.Topology(prefix=f"kairos-test-topo-{uuid.uuid4().hex[:8]}")
+    declared.append(topology)
+    amqp.topology_declare(channel, topology, queue_type=queue_type, retry_delays=[1])
+    amqp.topology_declare(channel, topology, queue_type=queue_type, retry_delays=[1])  # idempotent
+    channel.confirm_delivery()
+
+    amqp.envelope_publish(channel, topology, ENVELOPE)
+    method, properties, body = get(channel, topology.work_queue)
+    assert json.loads(body) == ENVELOPE and amqp.attempt_of(properties) == 1
+    assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
+    channel.basic_ack(method.delivery_tag)
+
+    # a delayed retry comes back to the work queue after its TTL, as the next attempt
+    amqp.envelope_publish_retry(channel, topology, ENVELOPE, attempt=2, delay_seconds=1)
+    assert channel.basic_get(topology.work_queue)[0] is None
+    method, properties, _ = get(channel, topology.work_queue)
+    assert amqp.attempt_of(properties) == 2
+
+    # a rejected message is not dropped: it lands in the dead queue, with the reason
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    method, properties, body = get(channel, topology.dead_queue)
+    assert json.loads(body)["id"] == ENVELOPE["id"] and amqp.death_reason(properties) == "rejected"
+    channel.basic_ack(method.delivery_tag)
+
+
+def test_a_quorum_work_queue_dead_letters_at_the_delivery_limit_instead_of_dropping(channel, settings) -> None:
+    channel, declared = channel
+    settings.AMQP_DELIVERY_LIMIT = 2
+    topology = amqp.Topology(prefix=f"kairos-test-limit-{uuid.uuid4().hex[:8]}")
+    declared.append(topology)
+    amqp.topology_declare(channel, topology, queue_type="quorum", retry_delays=[1])
+    channel.confirm_delivery()
+    amqp.envelope_publish(channel, topology, ENVELOPE)
+
+    for _ in range(3):  # a poison message: every consumer that takes it gives it back
+        method, _, _ = get(channel, topology.work_queue)
+        channel.basic_nack(method.delivery_tag, requeue=True)
+
+    method, properties, body = get(channel, topology.dead_queue)
+    assert json.loads(body)["id"] == ENVELOPE["id"]
+    assert amqp.death_reason(properties) == "delivery_limit"
+    assert channel.basic_get(topology.work_queue)[0] is None
+
+
+def test_heartbeats_survive_a_handler_slower_than_two_heartbeats(stack_factory) -> None:
+    stack = stack_factory(extra_env={"AMQP_HEARTBEAT_SECONDS": "1", "AGENT_TIMEOUT_SECONDS": "15"})
+    stack.agent.fault(latency_ms=5000, fail_count=1)
+
+    signup(stack, "slow@example.com")
+    uid = uid_of(stack, "slow@example.com")
+    wait_for(lambda: stack.agent.user(uid), timeout=40, what="the slow call to deliver")
+    wait_drained(stack)
+    time.sleep(1.5)
+
+    assert len(agent_calls(stack, uid=uid, method="POST")) == 1  # never redelivered
+    consumer_log = (stack.workdir / "consumer0.log").read_text()
+    assert "connection lost" not in consumer_log
+    assert "outcome=delivered" in consumer_log
+
+
+def test_restarting_rabbitmq_mid_stream_loses_nothing(stack_factory) -> None:
+    """Restarts the broker of this run (scripts/services.sh, KAIROS_* environment): other test
+    runs on the same broker see a blip."""
+    stack = stack_factory()
+    emails = [f"user{i}@example.com" for i in range(24)]
+    done = threading.Event()
+
+    def stream() -> None:
+        for email in emails:
+            signup(stack, email)
+            time.sleep(0.15)
+        done.set()
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    wait_for(lambda: len(stack.agent.state()["users"]) >= 4, timeout=30, what="the stream to flow")
+    services_script("restart-rabbitmq")
+    writer.join(timeout=120)
+    assert done.is_set()
+
+    wait_for(lambda: len(stack.agent.state()["users"]) == len(emails), timeout=90, interval=0.5,
+             what="every user at the Agent")
+    status = wait_drained(stack, timeout=60)
+    assert status["dead_letters"] == 0
+    logs = (stack.workdir / "relay.log").read_text() + (stack.workdir / "consumer0.log").read_text()
+    assert "broker connection lost" in logs  # the restart did happen under the daemons
+    assert stack.processes["relay"].poll() is None and stack.processes["consumer0"].poll() is None
+    assert bus(stack)["backlog"] == 0

@@ -133,6 +133,17 @@ def _prefix_states(user: UserRecord) -> list[dict[str, Any]]:
     return states
 
 
+def _shape(value: Any) -> str:
+    return "object" if isinstance(value, dict) else "list" if isinstance(value, list) else "scalar"
+
+
+def _keys_that_changed_shape(user: UserRecord, expected: dict[str, Any], held: dict[str, Any]) -> list[str]:
+    differing = [key for key in expected if held.get(key) != expected[key]]
+    return [
+        key for key in differing if len({_shape(delta[key]) for delta in user.preference_deltas if key in delta}) > 1
+    ]
+
+
 def check(users: list[UserRecord], db: DatabaseView, agent_users: dict[str, dict[str, Any]]) -> Findings:
     findings = Findings()
     live_uids: set[str] = set()
@@ -199,8 +210,17 @@ def check(users: list[UserRecord], db: DatabaseView, agent_users: dict[str, dict
             if missing:
                 findings.lost.append(f"{text}; missing {missing}")
             else:
-                in_prefix = held_preferences in _prefix_states(user)
-                findings.stale.append(f"{text}{' (an older merge)' if in_prefix else ' (replayed out of order)'}")
+                if held_preferences in _prefix_states(user):
+                    hint = " (an older merge)"
+                else:
+                    changed = _keys_that_changed_shape(user, expected_preferences, held_preferences)
+                    hint = (
+                        f" (not any earlier merge; {changed} changed shape across the deltas, and merging a later "
+                        "full state cannot remove what the old shape left at the Agent)"
+                        if changed
+                        else " (not any earlier merge)"
+                    )
+                findings.stale.append(f"{text}{hint}")
     for uid in sorted(set(agent_users) - live_uids - deleted_uids):
         findings.other.append(f"the Agent holds user {uid}, which is not a live user of this run (resurrected?)")
     return findings

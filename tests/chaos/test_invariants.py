@@ -101,3 +101,19 @@ def test_an_unknown_user_at_the_agent_is_reported() -> None:
     findings = check([_user(allergy_history=[ALLERGIES], allergy_writes=1)], _db(), agent)
 
     assert findings.other and not findings.ok
+
+
+def test_a_key_whose_shape_changed_is_named_in_the_finding() -> None:
+    # What the first CI-mode run found: the consumer merges the *current* full preferences at the
+    # Agent; when the list state in the middle was never sent (coalesced behind a backlog), the old
+    # object's keys survive at the Agent.
+    deltas = [{"cuisine_affinity": {"thai": 0.5}}, {"cuisine_affinity": ["thai"]}, {"cuisine_affinity": {"french": 1}}]
+    user = _user(preference_deltas=deltas)
+    final = user.expected_preferences
+    held = merge_preferences(merge_preferences({}, deltas[0]), final)  # the middle state coalesced away
+    db = _db(allergies=None, preferences=final)
+
+    findings = check([user], db, _agent(allergies={}, preferences=held))
+
+    assert held == {"cuisine_affinity": {"thai": 0.5, "french": 1}} != final
+    assert len(findings.stale) == 1 and "['cuisine_affinity'] changed shape" in findings.stale[0]

@@ -154,3 +154,27 @@ def test_sql_and_html_looking_strings_are_plain_data(send, body_of, route, metho
     lowered = response.content.lower()
     for leak in (b"syntax error", b"sqlite", b"psycopg", b"traceback", b"operationalerror"):
         assert leak not in lowered, response.content[:500]
+
+
+@pytest.mark.parametrize("text", SQL_AND_HTML)
+def test_sql_and_html_looking_strings_round_trip_verbatim(client, account, text) -> None:
+    """Stored as data and returned as data: JSON-escaped, never interpreted, never mangled."""
+    auth = {"HTTP_AUTHORIZATION": f"Token {account.token}"}
+
+    def call(method: str, path: str, body: dict | None = None) -> dict:
+        response = client.generic(method, path, data=json.dumps(body or {}), content_type="application/json", **auth)
+        assert response.status_code == 200, (path, response.content[:300])
+        assert response["Content-Type"].startswith("application/json")
+        return json.loads(response.content)
+
+    call("PATCH", "/api/me/", {"username": text})
+    assert call("GET", "/api/me/")["username"] == text
+
+    call("PATCH", "/api/preferences/", {"preferences": {"vibes": [text]}})
+    assert call("GET", "/api/preferences/")["preferences"]["vibes"] == [text]
+
+    call("PUT", "/api/allergies/", {"confirmed": [text], "intolerances": [], "severity": {text: "severe"}})
+    from allergies.vocabulary import allergen_normalize
+
+    # Unknown allergen names are normalised by the vocabulary's rule, then stored as plain data.
+    assert call("GET", "/api/allergies/")["confirmed"] == [allergen_normalize(text)]

@@ -13,6 +13,13 @@ class AllergyProfileInputSerializer(serializers.Serializer):
     severity = serializers.DictField(child=serializers.JSONField(), default=dict)
 
     def validate(self, attrs: dict) -> dict:
+        # A body naming none of the fields is far likelier a client bug than a wish to wipe a
+        # food-safety record; clearing has its own verb (DELETE).
+        if isinstance(self.initial_data, dict) and not set(self.initial_data) & set(self.fields):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Name at least one of confirmed, intolerances, severity; use DELETE to clear."]},
+                code="empty_profile",
+            )
         try:
             clean = allergy_profile_clean(**attrs)
         except AllergyProfileInvalid as exc:

@@ -116,3 +116,13 @@ def test_token_authentication_works(api_client, member) -> None:
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued.raw}")
     assert api_client.put(URL, BODY, format="json").status_code == 200
     assert api_client.get(URL).json()["revision"] == 1
+
+
+def test_put_with_a_body_naming_no_field_is_refused_and_keeps_the_profile(member_client) -> None:
+    member_client.put("/api/allergies/", {"confirmed": ["peanuts"], "severity": {"peanuts": "severe"}}, format="json")
+
+    response = member_client.put("/api/allergies/", {}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["non_field_errors"]
+    assert member_client.get("/api/allergies/").json()["confirmed"] == ["peanuts"]

@@ -4,10 +4,12 @@ Each runs until its stop flag is set (SIGTERM/SIGINT), finishes the event in han
 survives the loss of the broker or the database by reconnecting with backoff.
 """
 import contextlib
+import hashlib
 import json
 import logging
 import signal
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from consumers import processing, services
 logger = logging.getLogger("consumers")
 
 RECONNECT_BACKOFF_MAX_SECONDS = 10.0
+DEAD_QUEUE_CHECK_SECONDS = 5.0
 
 
 def stop_flag_on_signals() -> threading.Event:
@@ -121,6 +124,23 @@ class EmbeddedConsumer:
         return outcome
 
 
+def _envelope_from(body: bytes) -> Envelope | None:
+    """The event envelope in a message body, or None if it is not one we can settle
+    (every id we store is a UUID: anything else would fail at the database, again and again)."""
+    try:
+        envelope = json.loads(body)
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+            return None
+        if not 0 < len(envelope["type"]) <= 64:  # DeadLetter.type and OutboxEvent.type hold 64
+            return None
+        uuid.UUID(str(envelope.get("id")))
+        if envelope.get("uid") is not None:
+            uuid.UUID(str(envelope["uid"]))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return envelope
+
+
 class RabbitConsumer:
     """Consumes the work queue with manual acks: an event is acked only once settled."""
 
@@ -153,11 +173,15 @@ class RabbitConsumer:
             publisher.confirm_delivery()
             dead_channel = connection.channel()
             self._record_broker_dead_letters(connection, dead_channel)
+            dead_checked = time.monotonic()
             for method, properties, body in channel.consume(self.topology.work_queue, inactivity_timeout=0.5):
-                if method is None:
-                    self._record_broker_dead_letters(connection, dead_channel)
-                else:
+                if method is not None:
                     self._handle_message(connection, channel, publisher, method, properties, body)
+                # When idle, and now and then under load, so broker dead letters never wait for a lull.
+                if method is None or time.monotonic() - dead_checked > DEAD_QUEUE_CHECK_SECONDS:
+                    if not self.stop.is_set():
+                        self._record_broker_dead_letters(connection, dead_channel)
+                    dead_checked = time.monotonic()
                 if self.stop.is_set():
                     break
             # Messages prefetched but not started go back to the queue at once.
@@ -186,11 +210,8 @@ class RabbitConsumer:
             raise
 
     def _handle_message(self, connection, channel, publisher, method, properties, body: bytes) -> None:
-        try:
-            envelope = json.loads(body)
-            if not isinstance(envelope, dict) or not envelope.get("id") or not envelope.get("type"):
-                raise ValueError("not an event envelope")
-        except ValueError:
+        envelope = _envelope_from(body)
+        if envelope is None:
             logger.error("rejecting malformed message %s to the dead-letter queue", properties.message_id)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
@@ -215,15 +236,16 @@ class RabbitConsumer:
             method, properties, body = dead_channel.basic_get(self.topology.dead_queue)
             if method is None:
                 return
-            try:
-                envelope = json.loads(body)
-                if not isinstance(envelope, dict) or not envelope.get("id"):
-                    raise ValueError
-            except ValueError:
+            envelope = _envelope_from(body)
+            if envelope is None:
+                # Kept verbatim for a human; the id is derived from the message so that recording it
+                # twice (after a crash before the ack) updates one row.
+                raw_id = properties.message_id or hashlib.sha256(body).hexdigest()
                 envelope = {
-                    "id": properties.message_id or str(uuid.uuid4()),
-                    "type": properties.type or "",
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"kairos-dead-letter:{raw_id}")),
+                    "type": (properties.type or "")[:64],
                     "uid": None,
+                    "message_id": (properties.message_id or "")[:200],
                     "raw": body.decode("utf-8", "replace")[:10000],
                 }
             reason = f"dead-lettered by the broker: {amqp.death_reason(properties)}"

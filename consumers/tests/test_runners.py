@@ -113,3 +113,24 @@ def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> N
 
     run_resiliently("test", session, stop)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", "uid": null}', True),
+        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", '
+         b'"uid": "b90c75f8-d06a-4e15-94f8-41faba334a58"}', True),
+        (b"not json", False),
+        (b"\xff\xfe", False),
+        (b"[1, 2]", False),
+        (b'{"id": "garbage-1", "type": "user.registered"}', False),
+        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", "uid": "nope"}', False),
+        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": ""}', False),
+        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "' + b"x" * 65 + b'"}', False),
+    ],
+)
+def test_only_settleable_envelopes_are_processed(body: bytes, ok: bool) -> None:
+    from consumers.runners import _envelope_from
+
+    assert (_envelope_from(body) is not None) is ok

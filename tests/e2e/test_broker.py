@@ -132,3 +132,22 @@ def test_restarting_rabbitmq_mid_stream_loses_nothing(stack_factory) -> None:
     assert "broker connection lost" in logs  # the restart did happen under the daemons
     assert stack.processes["relay"].poll() is None and stack.processes["consumer0"].poll() is None
     assert bus(stack)["backlog"] == 0
+
+
+def test_a_message_the_broker_dead_letters_becomes_a_visible_dead_letter(stack) -> None:
+    signup(stack, "first@example.com")  # the daemons are up and have declared the topology
+    wait_for(lambda: stack.agent.state()["users"], timeout=30, what="the first event delivered")
+    connection = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+    try:
+        publisher = connection.channel()
+        publisher.confirm_delivery()
+        publisher.basic_publish(f"{stack.prefix}.events", "user.registered", b"not json at all",
+                                properties=pika.BasicProperties(message_id="garbage-1", type="user.registered"),
+                                mandatory=True)
+    finally:
+        connection.close()
+
+    wait_for(lambda: bus(stack)["dead_letters"] == 1, timeout=30, what="the rejected message recorded")
+    result = stack.manage("replay_dead_letters", check=False)
+    assert result.returncode != 0 and "not an event envelope" in result.stdout
+    assert bus(stack)["dead_letters"] == 1  # kept for a human to look at

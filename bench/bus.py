@@ -5,6 +5,7 @@ so each one is a committed allergy change with its outbox row, exactly as PUT /a
 makes it. Delivery is observed where it ends: the Agent double's request log (`timestamp`,
 epoch seconds, taken when the double starts handling the request).
 """
+import json
 import time
 import uuid
 from datetime import timedelta
@@ -156,13 +157,33 @@ def paced(stack: Stack, users: list, *, rate: float, cap_s: float) -> dict[str, 
 
 
 def history_add(rows: int) -> float:
-    """bulk_create `rows` delivered outbox rows (3 per simulated user), like days of past traffic."""
+    """Add `rows` delivered outbox rows (3 per simulated user), like weeks of past traffic.
+
+    PostgreSQL: one INSERT … SELECT over generate_series (300k rows in seconds, where
+    bulk_create takes a minute on this machine); other databases: bulk_create.
+    """
+    from django.db import connection
+
     from agent_bridge import events
     from agent_bridge.models import OutboxEvent
 
     kinds = [(events.USER_REGISTERED, {}), (events.EMAIL_REQUESTED, {"kind": "verify"}),
              (events.ALLERGIES_REPLACED, {"revision": 1, **BODIES[0], "allergy_flags": ["lactose", "peanuts"]})]
     started = time.time()
+    if connection.vendor == "postgresql":
+        table = OutboxEvent._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (event_id, type, schema, uid, occurred_at, data, status, attempts, available_at,
+                                     claimed_by, claimed_until, published_at, delivered_at, last_error)
+                SELECT gen_random_uuid(), (ARRAY[%s, %s, %s])[1 + i %% 3], 1, gen_random_uuid(), t,
+                       (ARRAY[%s::jsonb, %s::jsonb, %s::jsonb])[1 + i %% 3], 'delivered', 0, t, '', NULL, t, t, ''
+                FROM (SELECT i, now() - make_interval(secs => %s - i) AS t FROM generate_series(1, %s) AS i) AS s
+                """,  # noqa: S608 - the table name is the model's own
+                [*(k for k, _ in kinds), *(json.dumps(d) for _, d in kinds), rows, rows],
+            )
+        return time.time() - started
     now = timezone.now()
     batch: list = []
     for i in range(rows):
@@ -176,3 +197,35 @@ def history_add(rows: int) -> float:
     if batch:
         OutboxEvent.objects.bulk_create(batch)
     return time.time() - started
+
+
+def queries_per_event(stack: Stack, user: Any) -> dict[str, Any]:
+    """Database statements the consumer spends on one allergy event (in-process, bus processes stopped).
+
+    Counts what the embedded consumer runs to claim and settle one event, and what the RabbitMQ
+    consumer's handler thread runs for one message; each statement is a round trip to the database.
+    """
+    import threading
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agent_bridge.transports import embedded
+    from consumers.runners import EmbeddedConsumer, RabbitConsumer
+
+    out: dict[str, Any] = {}
+    produce(user, 0)
+    consumer = EmbeddedConsumer(stop=threading.Event())
+    with CaptureQueriesContext(connection) as claim:
+        event = embedded.outbox_event_claim_next(worker_id="bench-diagnostic")
+    with CaptureQueriesContext(connection) as handle:
+        outcome = consumer.handle(event)
+    out["embedded"] = {"claim": len(claim.captured_queries), "handle_and_settle": len(handle.captured_queries),
+                       "outcome": outcome.status}
+    produce(user, 1)
+    event = embedded.outbox_event_claim_next(worker_id="bench-diagnostic")
+    with CaptureQueriesContext(connection) as rabbit:
+        outcome = RabbitConsumer(stop=threading.Event())._process(event.envelope, 1)
+    out["rabbitmq_handler"] = {"handle_and_settle": len(rabbit.captured_queries), "outcome": outcome.status,
+                               "statements": [q["sql"][:90] for q in rabbit.captured_queries]}
+    return out

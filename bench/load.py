@@ -145,6 +145,9 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         max_ms=max(r["max_ms"] for r in runs),
         rounds=runs,
     )
+    # A round in which no request completed (the synchronous design with the Agent down) has
+    # no latency to speak of: it must not pull the median down to 0.
+    measured = [r for r in runs if r["requests"] > 0] or runs
     for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
-        merged[key] = statistics.median(r[key] for r in runs)
+        merged[key] = statistics.median(r[key] for r in measured)
     return merged

@@ -17,13 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 from bench import load
-from bench.stack import REPO, Stack
+from bench.stack import REPO, Stack, wait_for
 
 DEFAULT_DATABASE_URL = "postgres://kairos@127.0.0.1:5433/kairos"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -56,16 +58,18 @@ class Profile:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
         self.api = load.LoadSpec(threads=2, connections=16, duration_s=2 if quick else 4, warmup_s=1 if quick else 2)
-        self.rounds = 2 if quick else 3
+        self.rounds = 2
         self.sync = load.LoadSpec(threads=2, connections=16, duration_s=3 if quick else 5,
                                   warmup_s=1 if quick else 2)
         self.rounds_conditions = 1 if quick else 2
-        self.burst_events = 150 if quick else 500
-        self.burst_cap_s = 10 if quick else 20
+        self.burst_events = 150 if quick else 400
+        self.burst_cap_s = 10 if quick else 15
         self.paced_rate = 8.0
-        self.paced_events = 24 if quick else 80
-        self.growth_burst_events = 100 if quick else 250
-        self.growth_paced_events = 16 if quick else 40
+        self.paced_events = 24 if quick else 64
+        self.growth_burst_events = 100 if quick else 150
+        self.growth_burst_cap_s = 8
+        self.growth_paced_events = 16 if quick else 24
+        self.budget_s = 570
         self.growth_users = [1000, 10000] if quick else [1000, 10000, 100000]
         self.rows_per_user = 3
         self.raw_pika_messages = 1000 if quick else 3000
@@ -140,9 +144,12 @@ class Bench:
         self.stack.start_bus(amqp=amqp, consumers=consumers, command=command)
 
     def bus_stop(self) -> None:
+        self.stack.stop_bus()
+        self.bus_purge()
+
+    def bus_purge(self) -> None:
         from bench import bus
 
-        self.stack.stop_bus()
         self.stack.purge_queues()
         bus.outbox_quiesce()
 
@@ -158,12 +165,19 @@ class Bench:
             ("allergies_put", "/api/allergies/", "PUT", True, True),
             ("ceiling_auth_get", "/bench/ceiling-auth/", "GET", True, False),
         ]
+        whatif = self.stack.start_api_variant("api_nohc", {"BENCH_CONN_HEALTH_CHECKS": "0"})
+        endpoints += [
+            ("whatif_nohc_allergies_get", "/api/allergies/", "GET", True, False),
+            ("whatif_nohc_allergies_put", "/api/allergies/", "PUT", True, True),
+        ]
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in endpoints}
         for index in range(self.profile.rounds):
             for name, path, method, use_tokens, body in endpoints:
                 log(f"api round {index + 1}: {name}")
-                rounds[name].append(load.run_wrk(base, path, method=method, tokens=tokens if use_tokens else [],
-                                                 spec=spec, body=body, warm=index == 0))
+                rounds[name].append(load.run_wrk(whatif if name.startswith("whatif") else base, path, method=method,
+                                                 tokens=tokens if use_tokens else [], spec=spec, body=body,
+                                                 warm=index == 0))
+        self.stack.stop_process("api_nohc")
         self.results["api"] = {"load": asdict(spec), "rounds": self.profile.rounds, "workers": self.args.workers,
                                "runs": {name: load.combine(runs) for name, runs in rounds.items()},
                                "bus_running": False}
@@ -174,22 +188,40 @@ class Bench:
         stack = self.stack
         amqp = bool(self.amqp_url)
         rounds: dict[str, dict[str, list]] = {}
-        for index in range(self.profile.rounds_conditions):
-            for condition in ("healthy", "slow", "down"):
-                self.bus_start(amqp=amqp, consumers=1)
-                if condition == "slow":
-                    stack.control("POST", "/fault", {"latency_ms": 200})
-                elif condition == "down":
-                    stack.control("POST", "/down")
-                for name, path in (("service_put", "/api/allergies/"), ("sync_put", "/bench/sync/allergies/")):
-                    log(f"conditions round {index + 1}: {condition} {name}")
-                    rounds.setdefault(condition, {}).setdefault(name, []).append(
-                        load.run_wrk(stack.api_url, path, method="PUT", tokens=tokens, spec=spec, body=True,
-                                     warm=index == 0)
-                    )
-                stack.control("POST", "/fault", {})
-                stack.control("POST", "/up")
-                self.bus_stop()
+        # One bus for the whole phase; between conditions whatever is queued or waiting for a retry
+        # is purged, so each condition starts from an empty bus.
+        # The synchronous design gets its own gunicorn (same settings and workers): with the Agent down its
+        # requests hold every worker for 3 s and more, and requests queued behind them would otherwise
+        # starve the service's PUTs measured next.
+        sync_url = stack.start_api_variant("api_sync", {})
+        self.bus_start(amqp=amqp, consumers=1)
+        try:
+            for index in range(self.profile.rounds_conditions):
+                for condition in ("healthy", "slow", "down"):
+                    if condition == "slow":
+                        stack.control("POST", "/fault", {"latency_ms": 200})
+                    elif condition == "down":
+                        stack.control("POST", "/down")
+                    for name, base, path in (("service_put", stack.api_url, "/api/allergies/"),
+                                             ("sync_put", sync_url, "/bench/sync/allergies/")):
+                        log(f"conditions round {index + 1}: {condition} {name}")
+                        # With the Agent down every synchronous request takes 3 s or more: a longer window
+                        # lets some of them complete (wrk only reports completed requests).
+                        run_spec = replace(spec, duration_s=max(spec.duration_s, 12)) if (
+                            name == "sync_put" and condition == "down") else spec
+                        rounds.setdefault(condition, {}).setdefault(name, []).append(
+                            load.run_wrk(base, path, method="PUT", tokens=tokens, spec=run_spec, body=True,
+                                         warm=index == 0)
+                        )
+                    stack.control("POST", "/fault", {})
+                    stack.control("POST", "/up")
+                    # wrk is gone, but requests it left in gunicorn's backlog still run: let them finish.
+                    wait_for(lambda: requests.get(f"{sync_url}/bench/ceiling/", timeout=2).ok, timeout=60,
+                             what="the synchronous design's server to drain")
+                    self.bus_purge()
+        finally:
+            self.bus_stop()
+            stack.stop_process("api_sync")
         self.results["conditions"] = {
             "load": asdict(spec),
             "rounds": self.profile.rounds_conditions,
@@ -221,16 +253,17 @@ class Bench:
         return configs
 
     def measure_bus(self, pool: list, *, amqp: bool, consumers: int, burst_n: int, paced_n: int,
-                    command: str = "consume") -> dict[str, Any]:
+                    command: str = "consume", cap_s: float | None = None) -> dict[str, Any]:
         from bench import bus
 
         p = self.profile
+        cap_s = cap_s or p.burst_cap_s
         self.bus_start(amqp=amqp, consumers=consumers, command=command)
         try:
             bus.warm_up(self.stack, pool[:20])
             # Latency first, on an empty queue; the burst may leave a backlog, purged by bus_stop().
-            latency = bus.paced(self.stack, pool[:paced_n], rate=p.paced_rate, cap_s=p.burst_cap_s)
-            burst = bus.burst(self.stack, pool[:burst_n], cap_s=p.burst_cap_s)
+            latency = bus.paced(self.stack, pool[:paced_n], rate=p.paced_rate, cap_s=cap_s)
+            burst = bus.burst(self.stack, pool[:burst_n], cap_s=cap_s)
         finally:
             self.bus_stop()
         return {"consumers": consumers, "transport": "rabbitmq" if amqp else "embedded", "command": command,
@@ -240,6 +273,9 @@ class Bench:
         from bench.management.commands.bench_consume_wakeup import applicable
 
         p = self.profile
+        from bench import bus
+
+        self.results["queries_per_event"] = bus.queries_per_event(self.stack, pool[-1])
         out = {}
         configs = self.bus_configs()
         if self.amqp_url and applicable():
@@ -259,6 +295,9 @@ class Bench:
         out: dict[str, Any] = {"rows_per_user": p.rows_per_user, "points": []}
         present = 0
         for users in p.growth_users:
+            if time.time() - self.started > p.budget_s:
+                self.results["notes"].append(f"Growth stopped before {users} users: the run's time budget was spent.")
+                break
             rows = users * p.rows_per_user
             log(f"growth: adding {rows - present} delivered outbox rows")
             insert_s = bus.history_add(rows - present)
@@ -267,13 +306,13 @@ class Bench:
             for name, amqp, consumers, _command in self.bus_configs()[:2]:
                 log(f"growth: {users} users, {name}")
                 point[name] = self.measure_bus(pool, amqp=amqp, consumers=consumers, burst_n=p.growth_burst_events,
-                                               paced_n=p.growth_paced_events)
+                                               paced_n=p.growth_paced_events, cap_s=p.growth_burst_cap_s)
             out["points"].append(point)
         self.results["growth"] = out
 
     # --- the whole run --------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        started = time.time()
+        started = self.started = time.time()
         self.results["meta"] = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "uptime_before": uptime(),

@@ -139,6 +139,20 @@ class Stack:
         wait_for(lambda: requests.get(f"{self.api_url}/api/health/", timeout=2).status_code < 500, timeout=60,
                  what="the API to answer")
 
+    def start_api_variant(self, name: str, extra_env: dict[str, str]) -> str:
+        """A second gunicorn, same settings plus `extra_env` (what-if measurements); returns its base URL."""
+        port = free_port()
+        self._spawn(
+            name,
+            [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(self.api_workers), "--timeout", "60", "--graceful-timeout", "5"],
+            env={**self.env, **extra_env},
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/api/health/", timeout=2).status_code < 500, timeout=60,
+                 what=f"{name} to answer")
+        return url
+
     def bus_env(self, *, amqp: bool) -> dict[str, str]:
         return {**self.env, "AMQP_URL": self.amqp_url if amqp else ""}
 

@@ -313,16 +313,17 @@ class Bench:
     # --- the whole run --------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = self.started = time.time()
+        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True)
         self.results["meta"] = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "uptime_before": uptime(),
             "nproc": os.cpu_count(),
             "python": platform.python_version(),
             "quick": self.args.quick,
-            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                  text=True).stdout.strip(),
-            "git_dirty": bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                             capture_output=True, text=True).stdout.strip()),
+            "git": self.args.git_label or git.stdout.strip(),
+            "git_dirty": False if self.args.git_label else bool(dirty.stdout.strip()),
         }
         stack = self.start()
         try:
@@ -367,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn sync workers")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
     parser.add_argument("--keep", action="store_true", help="leave the processes' logs and the database in place")
+    parser.add_argument("--git-label", help="what the code is, when running from an export outside git "
+                        "(e.g. `git archive HEAD` unpacked: a clean tree)")
     parser.add_argument("--report-only", metavar="JSON", help="re-render the report from an existing JSON")
     args = parser.parse_args(argv)
     args.phases = [p for p in args.phases.split(",") if p]

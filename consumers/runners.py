@@ -25,6 +25,7 @@ from agent_bridge.leases import WORKER_ID
 from agent_bridge.models import OutboxEvent
 from agent_bridge.transports import embedded
 from agent_bridge.transports import rabbitmq as amqp
+from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing, services
 
 logger = logging.getLogger("consumers")
@@ -104,13 +105,19 @@ class EmbeddedConsumer:
         logger.info("consumer stopped")
 
     def _session(self) -> None:
-        while not self.stop.is_set():
-            close_old_connections()
-            event = embedded.outbox_event_claim_next(worker_id=WORKER_ID)
-            if event is None:
-                self.stop.wait(settings.BUS_POLL_INTERVAL_SECONDS)
-                continue
-            self.handle(event)
+        waiter = OutboxWaiter(stop=self.stop)
+        waiter.prepare()
+        try:
+            while not self.stop.is_set():
+                close_old_connections()
+                event = embedded.outbox_event_claim_next(worker_id=WORKER_ID)
+                if event is None:
+                    # Until a commit notifies us, or the next delayed retry is due.
+                    waiter.wait(max_seconds=embedded.outbox_seconds_until_next_due())
+                    continue
+                self.handle(event)
+        finally:
+            waiter.close()
 
     def handle(self, event: OutboxEvent) -> processing.Outcome:
         attempt = event.attempts + 1
@@ -272,16 +279,21 @@ class Relay:
         logger.info("relay stopped")
 
     def _session(self) -> None:
+        waiter = OutboxWaiter(stop=self.stop)
         connection = amqp.connect_rollback_unsafe(name=f"kairos-relay {WORKER_ID}")
         try:
             channel = connection.channel()
             amqp.topology_declare(channel, self.topology)
             channel.confirm_delivery()
+            waiter.prepare()
             while not self.stop.is_set():
                 close_old_connections()
                 if not self.publish_batch(channel):
-                    connection.sleep(settings.BUS_POLL_INTERVAL_SECONDS)
+                    # Wake on a commit; return often enough to serve the broker's heartbeats.
+                    waiter.wait(max_seconds=settings.AMQP_HEARTBEAT_SECONDS / 4)
+                    connection.process_data_events(time_limit=0)
         finally:
+            waiter.close()
             amqp.connection_close_quietly(connection)
 
     def publish_batch(self, channel) -> int:

@@ -227,6 +227,8 @@ BUS_IMMEDIATE_TRIES = env.int("BUS_IMMEDIATE_TRIES", default=3)
 BUS_IMMEDIATE_BACKOFF_MAX_SECONDS = env.float("BUS_IMMEDIATE_BACKOFF_MAX_SECONDS", default=2.0)
 BUS_RETRY_DELAYS_SECONDS = env.list("BUS_RETRY_DELAYS_SECONDS", cast=int, default=[5, 30, 120, 600, 3600])
 BUS_POLL_INTERVAL_SECONDS = env.float("BUS_POLL_INTERVAL_SECONDS", default=0.05)
+# PostgreSQL wakes the relay and embedded consumer by NOTIFY at commit; they still poll this often.
+BUS_NOTIFY_FALLBACK_SECONDS = env.float("BUS_NOTIFY_FALLBACK_SECONDS", default=1.0)
 BUS_RELAY_BATCH_SIZE = env.int("BUS_RELAY_BATCH_SIZE", default=200)
 # How long a consumer owns a user's sync lease (serialises Agent calls per user).
 BUS_USER_LEASE_SECONDS = env.float("BUS_USER_LEASE_SECONDS", default=AGENT_TIMEOUT_SECONDS * 2 + 5)

@@ -40,3 +40,15 @@ def outbox_event_release_for_retry(*, event: OutboxEvent, delay_seconds: float, 
         claimed_until=None,
         last_error=error,
     )
+
+
+def outbox_seconds_until_next_due() -> float | None:
+    """Seconds until the next pending event waiting for a delayed retry is due (None: none waits)."""
+    now = timezone.now()
+    nearest = (
+        OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, available_at__gt=now)
+        .order_by("available_at")
+        .values_list("available_at", flat=True)
+        .first()
+    )
+    return None if nearest is None else max(0.0, (nearest - now).total_seconds())

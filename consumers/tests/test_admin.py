@@ -1,0 +1,49 @@
+"""The Django admin shows dead letters and replays them with the same service as the command."""
+import pytest
+from django.urls import reverse
+
+from agent_bridge import events
+from agent_bridge.models import OutboxEvent
+from consumers import services
+from consumers.models import DeadLetter
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    from identity.models import User
+
+    admin = User.objects.create_superuser(email="ops@example.com", password="an-admin-passphrase-42", username="ops")
+    client.force_login(admin)
+    return client
+
+
+def dead_row() -> OutboxEvent:
+    row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
+    services.dead_letter_record(envelope=row.envelope, attempts=1, reason="AgentAuthError 401 INVALID_SERVICE_TOKEN")
+    return row
+
+
+def test_the_dead_letter_list_and_the_outbox_list_render(admin_client) -> None:
+    row = dead_row()
+    dead_list = admin_client.get(reverse("admin:consumers_deadletter_changelist"))
+    assert dead_list.status_code == 200 and str(row.event_id) in dead_list.content.decode()
+    assert admin_client.get(reverse("admin:agent_bridge_outboxevent_changelist")).status_code == 200
+
+
+def test_the_replay_action_replays_only_the_selected(admin_client, settings) -> None:
+    settings.AMQP_URL = ""
+    chosen, other = dead_row(), dead_row()
+    chosen_pk = DeadLetter.objects.get(event_id=chosen.event_id).pk
+
+    response = admin_client.post(
+        reverse("admin:consumers_deadletter_changelist"),
+        {"action": "replay_selected", "_selected_action": [chosen_pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "Replayed 1, skipped 0 as stale, failed 0." in response.content.decode()
+    assert list(DeadLetter.objects.values_list("event_id", flat=True)) == [other.event_id]
+    assert OutboxEvent.objects.get(pk=chosen.pk).status == OutboxEvent.Status.PENDING

@@ -70,6 +70,7 @@ def wait_dead_letters(stack: Stack, count: int, timeout: float = 30) -> dict[str
 
 
 def services_script(*args: str, timeout: float = 180) -> None:
-    """scripts/services.sh with this run's environment (KAIROS_* chooses the broker it acts on)."""
-    subprocess.run(["bash", str(REPO / "scripts" / "services.sh"), *args], check=True, timeout=timeout,
-                   env=os.environ.copy(), capture_output=True)
+    """scripts/services.sh (or KAIROS_SERVICES_SCRIPT) with this run's environment: the KAIROS_*
+    variables choose the broker it acts on."""
+    script = os.environ.get("KAIROS_SERVICES_SCRIPT") or str(REPO / "scripts" / "services.sh")
+    subprocess.run(["bash", script, *args], check=True, timeout=timeout, env=os.environ.copy(), capture_output=True)

@@ -68,6 +68,8 @@ def test_sigterm_during_a_slow_agent_call_finishes_the_event_and_exits_0(stack_f
     time.sleep(1)
     assert len(agent_calls(stack, uid=uid, method="POST")) == 1
     assert "stopping after the event in hand" in (stack.workdir / "consumer0.log").read_text()
+    if stack.amqp_url:
+        assert stack.kill("relay", signal.SIGTERM, timeout=30) == 0
 
 
 def test_one_failing_user_holds_up_no_one_and_gets_the_latest_state_once_the_agent_is_back(stack_factory) -> None:

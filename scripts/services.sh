@@ -164,7 +164,35 @@ rabbit() {
   )
 }
 
-rabbit_pid() { live_pid "$RMQ_DIR/rabbit.pid" "$RMQ_DIR"; }
+# The broker's pid: from its pid file, or else (a node still booting has not written
+# it yet) the Erlang VM whose environment names this state folder.
+rabbit_pid() {
+  live_pid "$RMQ_DIR/rabbit.pid" "$RMQ_DIR" && return 0
+  rabbit_vm_pids | head -n1 | grep .
+}
+
+# Erlang VMs booting RabbitMQ on this state folder.
+rabbit_vm_pids() {
+  local pid
+  for pid in $(pgrep -x 'beam(\.smp)?' 2>/dev/null); do
+    pid_alive "$pid" || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- '-s rabbit boot' || continue
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null |
+      grep -qxF "RABBITMQ_MNESIA_BASE=$RMQ_DIR/mnesia" || continue
+    echo "$pid"
+  done
+}
+
+# A start that failed must not leave a half-booted node behind.
+abort_rabbitmq_start() {
+  local pid
+  rabbit_log_tail 60
+  for pid in $(live_pid "$RMQ_DIR/rabbit.pid" "$RMQ_DIR") $(rabbit_vm_pids); do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || true
+  done
+  die "$1"
+}
 
 rabbit_log_tail() {
   local n="${1:-40}" f
@@ -199,15 +227,13 @@ EOF
 }
 
 wait_amqp() {
-  local deadline=$((SECONDS + WAIT_SECONDS))
+  local started=$SECONDS deadline=$((SECONDS + WAIT_SECONDS))
   until port_open "$AMQP_PORT"; do
     if ((SECONDS >= deadline)); then
-      rabbit_log_tail 60
-      die "RabbitMQ did not accept connections on $HOST:$AMQP_PORT within ${WAIT_SECONDS}s (node $RABBIT_NODE, state $RMQ_DIR)"
+      abort_rabbitmq_start "RabbitMQ did not accept connections on $HOST:$AMQP_PORT within ${WAIT_SECONDS}s (node $RABBIT_NODE, state $RMQ_DIR)"
     fi
-    if ((SECONDS > 5)) && ! rabbit_pid >/dev/null && [[ -s "$RMQ_DIR/rabbit.pid" ]]; then
-      rabbit_log_tail 60
-      die "RabbitMQ exited during start-up (node $RABBIT_NODE, state $RMQ_DIR)"
+    if ((SECONDS - started > 5)) && ! rabbit_pid >/dev/null; then
+      abort_rabbitmq_start "RabbitMQ exited during start-up (node $RABBIT_NODE, state $RMQ_DIR)"
     fi
     sleep 0.3
   done
@@ -227,8 +253,7 @@ start_rabbitmq() {
   log "starting RabbitMQ ($RABBIT_NODE, amqp://$HOST:$AMQP_PORT, state $RMQ_DIR)"
   local started=$SECONDS
   if ! rabbit rabbitmq-server -detached >"$RMQ_DIR/log/startup.log" 2>&1; then
-    rabbit_log_tail 60
-    die "rabbitmq-server -detached failed"
+    abort_rabbitmq_start "rabbitmq-server -detached failed"
   fi
   wait_amqp
   log "RabbitMQ ready in $((SECONDS - started))s"
@@ -287,7 +312,7 @@ pg_bin_dir() {
   if command -v initdb >/dev/null 2>&1; then
     initdb="$(readlink -f "$(command -v initdb)")"
   else
-    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    for d in $(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V -r); do
       if [[ -x "$d/initdb" ]]; then initdb="$d/initdb"; break; fi
     done
   fi
@@ -388,6 +413,7 @@ start_postgres() {
 listen_addresses = '$HOST'
 port = $PG_PORT
 unix_socket_directories = '$PG_SOCK'
+log_checkpoints = off
 EOF
   [[ $EUID -ne 0 ]] || chown "$(pg_user)": "$PG_DATA/kairos.conf"
   log "starting PostgreSQL (postgres://kairos@$HOST:$PG_PORT/kairos, data $PG_DATA)"
@@ -455,6 +481,7 @@ print_env() {
   printf 'export KAIROS_SERVICES_DIR=%q\n' "$STATE_DIR"
   printf 'export KAIROS_AMQP_PORT=%s\n' "$AMQP_PORT"
   printf 'export KAIROS_PG_PORT=%s\n' "$PG_PORT"
+  printf 'export KAIROS_RABBITMQ_NODENAME=%q\n' "$RABBIT_NODE"
 }
 
 status() {

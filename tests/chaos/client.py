@@ -167,7 +167,7 @@ class ClientWorker(threading.Thread):
             time.sleep(0.1)
             return
         user = self.rng.choice(active)
-        choices = [("allergies_replace", 40), ("preferences_merge", 40), ("allergies_clear", 5), ("account_delete", 3)]
+        choices = [("allergies_replace", 40), ("preferences_merge", 40), ("allergies_clear", 5), ("account_delete", 1)]
         choices = [(name, weight) for name, weight in choices if name in self.capabilities]
         if not choices:
             time.sleep(0.1)

@@ -233,6 +233,17 @@ def _bus_table(results: dict) -> list[str]:
     return [*lines, ""] if bus or raw else ["Not measured in this run.", ""]
 
 
+def _queries(results: dict) -> list[str]:
+    q = results.get("queries_per_event")
+    if not q:
+        return []
+    e, r = q["embedded"], q["rabbitmq_handler"]
+    return [f"Database statements per allergy event (counted in-process with Django's CaptureQueriesContext): "
+            f"embedded consumer {e['claim']} to claim + {e['handle_and_settle']} to handle and settle; RabbitMQ "
+            f"consumer {r['handle_and_settle']} to handle and settle: " + ", ".join(
+                f"`{x.split(' ', 1)[0]}`" for x in r["statements"]) + ".", ""]
+
+
 def _growth_table(results: dict) -> list[str]:
     points = _get(results, "growth", "points") or []
     if not points:
@@ -256,7 +267,7 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
     load_api = api.get("load") or {}
     load_sync = cond.get("load") or {}
     bus_any = next(iter((results.get("bus") or {}).values()), None)
-    rabbit = "yes" if meta.get("rabbitmq") else "no"
+    rabbit = (f"at {meta['rabbitmq_at']}" if meta.get("rabbitmq_at") else "yes") if meta.get("rabbitmq") else "no"
     dirty = " (working tree had uncommitted changes)" if meta.get("git_dirty") else ""
     quick = "; QUICK profile (not for conclusions)" if meta.get("quick") else ""
     paced = ""
@@ -306,15 +317,20 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
             "and no database (PUT parses and echoes the body); `ceiling_auth` adds only the project's token "
             "authentication (diagnostic).", "", *_api_table(results)]
     out += ["## The Agent's health seen from PUT /api/allergies/", "",
-            f"Bus running ({cond.get('bus', '–')}). The seed-000 design (bench/views.py `SyncAllergiesView`) saves "
-            "locally and then calls the Agent in the request: 3 tries, 1 s then 2 s sleeps, 10 s timeout. "
-            "`slow` = double `POST /fault {\"latency_ms\": 200}`, `down` = double `POST /down` (connections "
-            "refused). wrk only counts requests that completed inside the window.", "",
+            f"Bus running ({cond.get('bus', '–')}), purged between conditions. The seed-000 design "
+            "(bench/views.py `SyncAllergiesView`) saves locally and then calls the Agent in the request: 3 tries, "
+            "1 s then 2 s sleeps, 10 s timeout. It runs on its own gunicorn with the same settings and worker "
+            "count, so its stuck workers cannot starve the service's PUTs. `slow` = double "
+            "`POST /fault {\"latency_ms\": 200}`, `down` = double `POST /down` (connections refused; the "
+            "synchronous design gets a 12 s window there so that some requests complete at all). wrk only "
+            "counts requests that completed inside the window.", "",
             *_conditions_table(results)]
-    out += ["## Bus", "", *_bus_table(results)]
+    out += ["## Bus", "", "`whatif_*` rows run bench-only variants of the service's code (see Analysis); "
+            "every other row is the service as committed.", "", *_bus_table(results), *_queries(results)]
     out += ["## Growth of the outbox", "",
-            f"Delivered rows added with `bulk_create` ({_get(results, 'growth', 'rows_per_user') or 3} per user: "
-            "registered, email, allergies), then the bus measured again (smaller burst and sample).", "",
+            f"Delivered rows added ({_get(results, 'growth', 'rows_per_user') or 3} per simulated user: registered, "
+            "email, allergies; on PostgreSQL one `INSERT … SELECT generate_series`, elsewhere `bulk_create`), then "
+            "the bus measured again with a smaller burst and sample, bus processes running as in production.", "",
             *_growth_table(results)]
     if images:
         out += ["## Plots", ""] + [f"![{name}](bench/{name})" for name in images] + [""]

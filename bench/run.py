@@ -329,7 +329,9 @@ class Bench:
         try:
             from bench import bus
 
+            broker = urlsplit(self.amqp_url) if self.amqp_url else None
             self.results["meta"].update(database=stack.database_kind, rabbitmq=bool(self.amqp_url),
+                                        rabbitmq_at=f"{broker.hostname}:{broker.port or 5672}" if broker else None,
                                         api_workers=self.args.workers)
             api_users = bus.users_create(self.profile.api.connections * 2, label="api")
             pool = bus.users_create(max(self.profile.burst_events, self.profile.paced_events), label="bus")

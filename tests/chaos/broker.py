@@ -5,9 +5,11 @@ private state folder, node name and AMQP port; its data folder survives restarts
 queues and persistent messages do too, exactly like a production broker that is restarted.
 """
 
+import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -99,5 +101,13 @@ class OwnBroker:
         """Stop the node and remove its data (end of the run)."""
         try:
             self._run("stop-rabbitmq")
+        except (RuntimeError, subprocess.SubprocessError):
+            # A failed graceful stop must not leave a node running after the test: SIGKILL it.
+            pid_file = self.state_dir / "rabbitmq" / "rabbit.pid"
+            pid = pid_file.read_text().strip() if pid_file.exists() else ""
+            if pid.isdigit():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            raise
         finally:
             shutil.rmtree(self.state_dir, ignore_errors=True)

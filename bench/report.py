@@ -4,6 +4,7 @@ from typing import Any
 
 from bench.stats import ratio
 
+CONDITIONS = ("healthy", "slow", "down")  # the JSON is written with sorted keys
 TARGETS = {
     "put_p99_down_over_healthy": 1.2,
     "api_share_of_ceiling": 0.70,
@@ -116,7 +117,7 @@ def plots(results: dict, folder: Path) -> list[str]:
 
     cond = _get(results, "conditions", "conditions") or {}
     if cond:
-        names = list(cond)
+        names = [c for c in CONDITIONS if c in cond]
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
         width = 0.4
         xs = range(len(names))
@@ -131,19 +132,22 @@ def plots(results: dict, folder: Path) -> list[str]:
         ax2.set_title("PUT throughput by Agent condition")
         for ax in (ax1, ax2):
             ax.set_xticks(list(xs), names)
-            ax.legend()
+            ax.legend(fontsize=8, loc="upper left")
+        ax2.set_ylim(top=max(ax2.get_ylim()[1], 1) * 1.25)
+        ax1.set_ylim(top=ax1.get_ylim()[1] * 3)
         save(fig, "agent_conditions.png")
 
     bus = results.get("bus") or {}
     raw = results.get("raw") or {}
     if bus:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
         labels = list(bus) + [f"raw {k}" for k in raw]
         values = [bus[k]["burst"]["events_per_s"] or 0 for k in bus] + [raw[k]["rate"] or 0 for k in raw]
         ax1.bar(labels, values, color=["#2a7"] * len(bus) + ["#888"] * len(raw))
         ax1.set_ylabel("events/s (commit → Agent double)")
         ax1.set_title("Bus throughput vs raw ceilings")
-        ax1.tick_params(axis="x", rotation=20)
+        ax1.set_xticks(range(len(labels)), [label.replace("whatif_", "what-if\n") for label in labels], rotation=30,
+                       ha="right", fontsize=8)
         names = list(bus)
         xs = range(len(names))
         width = 0.4
@@ -152,7 +156,8 @@ def plots(results: dict, folder: Path) -> list[str]:
         ax2.axhline(TARGETS["rabbit_p50_ms"], color="C0", ls=":", lw=1, label="RabbitMQ p50 target")
         ax2.axhline(TARGETS["rabbit_p99_ms"], color="C1", ls=":", lw=1, label="RabbitMQ p99 target")
         ax2.axhline(TARGETS["embedded_p99_ms"], color="C3", ls=":", lw=1, label="embedded p99 target")
-        ax2.set_xticks(list(xs), names)
+        ax2.set_xticks(list(xs), [n.replace("whatif_", "what-if\n") for n in names], rotation=30, ha="right",
+                       fontsize=8)
         ax2.set_ylabel("propagation latency (ms)")
         ax2.set_title("Commit → Agent double latency")
         ax2.legend(fontsize=7)
@@ -172,6 +177,8 @@ def plots(results: dict, folder: Path) -> list[str]:
             ax.set_xscale("log")
             ax.set_xlabel("delivered outbox rows present")
             ax.legend(fontsize=8)
+        ax1.set_ylim(bottom=0)
+        ax2.set_ylim(bottom=0)
         ax1.set_ylabel("events/s")
         ax1.set_title("Bus throughput vs outbox history")
         ax2.set_ylabel("ms")
@@ -203,7 +210,8 @@ def _conditions_table(results: dict) -> list[str]:
         return ["Not measured in this run.", ""]
     lines = ["| Agent double | design | 2xx req/s | non-2xx | p50 ms | p99 ms | max ms | completed |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for condition, runs in cond.items():
+    for condition in [c for c in CONDITIONS if c in cond]:
+        runs = cond[condition]
         for key, label in (("service_put", "this service (outbox)"), ("sync_put", "seed 000 synchronous")):
             run = runs[key]
             lines.append(f"| {condition} | {label} | {_fmt(run['ok_rps'])} | {run['non2xx']} | "

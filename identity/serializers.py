@@ -158,22 +158,20 @@ def _check_flat_object(value: Any, path: str, *, numbers_only: bool) -> dict[str
     return cleaned
 
 
-def _check_cuisine_affinity(value: Any, path: str) -> Any:
-    """{cuisine: weight} or a list of liked cuisines."""
-    if isinstance(value, list):
-        return _check_string_list(value, path)
+def _check_cuisine_affinity(value: Any, path: str) -> dict[str, Any]:
+    """{cuisine: weight}."""
     return _check_flat_object(value, path, numbers_only=True)
 
 
-def _check_location_bias(value: Any, path: str) -> Any:
-    """A place name, a list of them, or an object of strings/numbers (e.g. {"city": ..., "radius_km": 3})."""
-    if isinstance(value, str):
-        return _check_string(value, path)
-    if isinstance(value, list):
-        return _check_string_list(value, path)
+def _check_location_bias(value: Any, path: str) -> dict[str, Any]:
+    """An object of strings/numbers, e.g. {"city": "Oslo", "radius_km": 3}."""
     return _check_flat_object(value, path, numbers_only=False)
 
 
+# Each key has exactly one shape. The consumer sends the full current preferences and the
+# Agent deep-merges them; when sends are coalesced, a key that changed shape in between
+# (object → list → object) would leave the old object's keys behind at the Agent. With one
+# shape per key, merging the latest state always lands on exactly the backend's state.
 PREFERENCE_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "dietary": _check_string_list,
     "vibes": _check_string_list,

@@ -71,6 +71,10 @@ def test_unknown_key_is_400_naming_it(auth_client, outbox) -> None:
         {"cuisine_affinity": {"thai": {"deep": 1}}},
         {"location_bias": 5},
         {"location_bias": {"city": ["a"]}},
+        # One shape per key (see identity.serializers): other shapes would not merge cleanly.
+        {"cuisine_affinity": ["thai"]},
+        {"location_bias": "old town"},
+        {"location_bias": ["a", "b"]},
         {"price_comfort": None},
         [],
         "vegan",

@@ -315,20 +315,9 @@ class ClientWorker(threading.Thread):
         makers = {
             "dietary": lambda: rng.sample(DIETARY, rng.randint(1, 2)),
             "vibes": lambda: rng.sample(VIBES, rng.randint(1, 3)),
-            # Both documented shapes, so a delta sometimes changes the type (the new value replaces).
-            "cuisine_affinity": lambda: (
-                {c: round(rng.uniform(-1, 1), 2) for c in rng.sample(CUISINES, 2)}
-                if rng.random() < 0.8
-                else rng.sample(CUISINES, 2)
-            ),
+            "cuisine_affinity": lambda: {c: round(rng.uniform(-1, 1), 2) for c in rng.sample(CUISINES, 2)},
             "price_comfort": lambda: rng.sample(PRICE_TIERS, rng.randint(1, 2)),
-            "location_bias": lambda: rng.choice(
-                (
-                    rng.choice(NEIGHBOURHOODS),
-                    rng.sample(NEIGHBOURHOODS, 2),
-                    {"city": rng.choice(NEIGHBOURHOODS), "radius_km": rng.randint(1, 9)},
-                )
-            ),
+            "location_bias": lambda: {"city": rng.choice(NEIGHBOURHOODS), "radius_km": rng.randint(1, 9)},
         }
         keys = rng.sample(sorted(makers), rng.randint(1, 3))
         return {key: makers[key]() for key in keys}

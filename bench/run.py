@@ -270,18 +270,12 @@ class Bench:
                 "burst": burst, "latency": latency}
 
     def phase_bus(self, pool: list) -> None:
-        from bench.management.commands.bench_consume_wakeup import applicable
-
         p = self.profile
         from bench import bus
 
         self.results["queries_per_event"] = bus.queries_per_event(self.stack, pool[-1])
         out = {}
         configs = self.bus_configs()
-        if self.amqp_url and applicable():
-            configs.append(("whatif_rabbitmq_1_wakeup", True, 1, "bench_consume_wakeup"))
-        elif self.amqp_url:
-            self.results["notes"].append("The consumer no longer polls with connection.sleep(): what-if skipped.")
         for name, amqp, consumers, command in configs:
             log(f"bus: {name}")
             out[name] = self.measure_bus(pool, amqp=amqp, consumers=consumers, burst_n=p.burst_events,

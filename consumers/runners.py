@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pika
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
 from django.utils import timezone
@@ -148,6 +149,13 @@ def _envelope_from(body: bytes) -> Envelope | None:
     return envelope
 
 
+def _wake_rollback_unsafe(connection) -> None:
+    """Interrupt the connection's event loop from another thread (pika's one thread-safe call).
+    If the connection is already gone, the waiting loop notices on its own."""
+    with contextlib.suppress(pika.exceptions.ConnectionWrongStateError, pika.exceptions.StreamLostError):
+        connection.add_callback_threadsafe(lambda: None)
+
+
 class RabbitConsumer:
     """Consumes the work queue with manual acks: an event is acked only once settled."""
 
@@ -200,11 +208,12 @@ class RabbitConsumer:
         """Run `fn` on the handler thread; meanwhile this thread serves the connection's
         heartbeats (pika is not thread-safe, so only this thread touches the connection)."""
         future = self.worker.submit(self._in_worker, fn, *args, **kwargs)
+        if connection is None:
+            return future.result()
+        # Wake this thread's event loop the moment the handler finishes, instead of polling.
+        future.add_done_callback(lambda _future: _wake_rollback_unsafe(connection))
         while not future.done():
-            if connection is None:
-                future.exception(timeout=None)
-            else:
-                connection.sleep(0.05)
+            connection.process_data_events(time_limit=1.0)
         return future.result()
 
     @staticmethod

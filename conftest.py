@@ -2,9 +2,14 @@
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from rest_framework.test import APIClient
+
+if TYPE_CHECKING:
+    from identity.models import User
+    from identity.services import IssuedToken
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -23,21 +28,71 @@ def api_client() -> APIClient:
     return APIClient()
 
 
-@pytest.fixture
-def member(db):
-    """A verified user (allergies, preferences and interactions tests)."""
+PASSWORD = "a-long-passphrase-42"  # noqa: S105 (test users only)
+
+
+def _make_user(*, email: str, verified: bool) -> "User":
     from identity.models import User
 
-    return User.objects.create_user(
-        email="member@example.com", password="a-long-passphrase-42", username="member", is_verified=True  # noqa: S106
-    )
+    user = User.objects.create_user(email=email, password=PASSWORD, username=email.split("@")[0])
+    if verified:
+        user.is_verified = True
+        user.save(update_fields=["is_verified"])
+    return user
 
 
 @pytest.fixture
-def member_client(api_client, member) -> APIClient:
-    """`api_client` authenticated as `member`."""
-    api_client.force_authenticate(member)
-    return api_client
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def user(db) -> "User":
+    """An unverified user whose password is the `password` fixture."""
+    return _make_user(email="unverified@example.com", verified=False)
+
+
+@pytest.fixture
+def verified_user(db) -> "User":
+    """A verified user whose password is the `password` fixture."""
+    return _make_user(email="ada@example.com", verified=True)
+
+
+@pytest.fixture
+def issued_token(verified_user) -> "IssuedToken":
+    """A real login token of `verified_user` (`.raw` is the secret, `.token` the row)."""
+    from identity import services
+
+    return services.auth_token_issue(user=verified_user)
+
+
+@pytest.fixture
+def auth_client(issued_token) -> APIClient:
+    """An APIClient that sends `verified_user`'s real token on every request."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
+    return client
+
+
+@pytest.fixture
+def outbox():
+    """outbox(type) → the OutboxEvents of that type, oldest first."""
+    from agent_bridge.models import OutboxEvent
+
+    def events(event_type: str) -> list[OutboxEvent]:
+        return list(OutboxEvent.objects.filter(type=event_type).order_by("id"))
+
+    return events
+
+
+@pytest.fixture
+def clear_cache():
+    """Empty the throttle counts before and after a test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()
 
 
 @pytest.fixture

@@ -13,21 +13,21 @@ def item(i: int) -> dict:
     }
 
 
-def test_store_keeps_the_summary_fields_only(member) -> None:
-    assert services.interaction_mirror_store(uid=member.uid, items=[item(1)], total=7) is True
-    mirror = InteractionMirror.objects.get(user=member)
+def test_store_keeps_the_summary_fields_only(verified_user) -> None:
+    assert services.interaction_mirror_store(uid=verified_user.uid, items=[item(1)], total=7) is True
+    mirror = InteractionMirror.objects.get(user=verified_user)
     assert mirror.items == [{"id": 1, "user_query": "q1", "created_at": "2026-01-01T00:00:00Z"}]
     assert mirror.agent_total == 7 and mirror.synced_at is not None and mirror.refresh_requested_at is None
 
 
-def test_clear_done_only_acts_on_a_pending_clear(member) -> None:
-    services.interaction_mirror_store(uid=member.uid, items=[item(1)], total=1)
-    services.interaction_mirror_clear_done(uid=member.uid)
-    assert len(InteractionMirror.objects.get(user=member).items) == 1
+def test_clear_done_only_acts_on_a_pending_clear(verified_user) -> None:
+    services.interaction_mirror_store(uid=verified_user.uid, items=[item(1)], total=1)
+    services.interaction_mirror_clear_done(uid=verified_user.uid)
+    assert len(InteractionMirror.objects.get(user=verified_user).items) == 1
 
 
-def test_storing_for_a_deleted_user_is_a_no_op(member) -> None:
-    uid = member.uid
-    member.delete()
+def test_storing_for_a_deleted_user_is_a_no_op(verified_user) -> None:
+    uid = verified_user.uid
+    verified_user.delete()
     assert services.interaction_mirror_store(uid=uid, items=[item(1)], total=1) is False
     assert not InteractionMirror.objects.exists()

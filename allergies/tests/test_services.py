@@ -23,20 +23,20 @@ def allergy_events():
     return list(OutboxEvent.objects.filter(type=events.ALLERGIES_REPLACED).order_by("id"))
 
 
-def test_a_user_without_a_profile_is_empty_and_synced_at_revision_0(member) -> None:
-    current = state(member)
+def test_a_user_without_a_profile_is_empty_and_synced_at_revision_0(verified_user) -> None:
+    current = state(verified_user)
     assert (current.confirmed, current.intolerances, current.severity, current.revision) == ([], [], {}, 0)
     assert current.sync == {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None}
 
 
-def test_replace_stores_normalised_names_and_raises_the_full_state(member) -> None:
-    result = replace(member)
+def test_replace_stores_normalised_names_and_raises_the_full_state(verified_user) -> None:
+    result = replace(verified_user)
 
     assert result.revision == 1
     assert result.confirmed == ["peanuts"]
     assert result.severity == {"peanuts": "anaphylactic", "lactose": "intolerance"}
     [event] = allergy_events()
-    assert event.uid == member.uid
+    assert event.uid == verified_user.uid
     assert event.data == {
         "revision": 1,
         "confirmed": ["peanuts"],
@@ -46,10 +46,10 @@ def test_replace_stores_normalised_names_and_raises_the_full_state(member) -> No
     }
 
 
-def test_each_change_increments_the_revision_and_raises_one_event(member) -> None:
-    replace(member)
-    replace(member, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
-    cleared = services.allergy_profile_clear(user=member)
+def test_each_change_increments_the_revision_and_raises_one_event(verified_user) -> None:
+    replace(verified_user)
+    replace(verified_user, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
+    cleared = services.allergy_profile_clear(user=verified_user)
 
     assert cleared.revision == 3
     assert (cleared.confirmed, cleared.intolerances, cleared.severity) == ([], [], {})
@@ -57,68 +57,68 @@ def test_each_change_increments_the_revision_and_raises_one_event(member) -> Non
     assert allergy_events()[-1].data["allergy_flags"] == []
 
 
-def test_clear_without_a_profile_starts_at_revision_1(member) -> None:
-    assert services.allergy_profile_clear(user=member).revision == 1
+def test_clear_without_a_profile_starts_at_revision_1(verified_user) -> None:
+    assert services.allergy_profile_clear(user=verified_user).revision == 1
     assert len(allergy_events()) == 1
 
 
-def test_an_invalid_profile_changes_nothing_and_raises_nothing(member) -> None:
-    replace(member)
+def test_an_invalid_profile_changes_nothing_and_raises_nothing(verified_user) -> None:
+    replace(verified_user)
     with pytest.raises(AllergyProfileInvalid):
-        replace(member, severity={"peanuts": "deadly"})
-    assert state(member).revision == 1
+        replace(verified_user, severity={"peanuts": "deadly"})
+    assert state(verified_user).revision == 1
     assert len(allergy_events()) == 1
 
 
-def test_sync_state_transitions(member) -> None:
-    replace(member)
-    assert state(member).sync == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
+def test_sync_state_transitions(verified_user) -> None:
+    replace(verified_user)
+    assert state(verified_user).sync == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
 
-    services.allergy_sync_record_failure(uid=member.uid, error="AgentUnavailable 500: boom")
-    assert state(member).sync == {
+    services.allergy_sync_record_failure(uid=verified_user.uid, error="AgentUnavailable 500: boom")
+    assert state(verified_user).sync == {
         "state": "failing", "revision": 1, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
     }
 
     # A new revision has not been tried yet: pending again, the last error still shown.
-    replace(member, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
-    assert state(member).sync == {
+    replace(verified_user, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
+    assert state(verified_user).sync == {
         "state": "pending", "revision": 2, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
     }
 
     # The Agent got revision 1 late: still not the current one.
-    services.allergy_sync_record_success(uid=member.uid, revision=1)
-    assert state(member).sync["state"] == "pending"
-    assert state(member).sync["synced_revision"] == 1
+    services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
+    assert state(verified_user).sync["state"] == "pending"
+    assert state(verified_user).sync["synced_revision"] == 1
 
-    services.allergy_sync_record_failure(uid=member.uid, error="AgentTimeout: slow")
-    assert state(member).sync["state"] == "failing"
+    services.allergy_sync_record_failure(uid=verified_user.uid, error="AgentTimeout: slow")
+    assert state(verified_user).sync["state"] == "failing"
 
-    services.allergy_sync_record_success(uid=member.uid, revision=2)
-    assert state(member).sync == {"state": "synced", "revision": 2, "synced_revision": 2, "last_error": None}
-    profile = AllergyProfile.objects.get(user=member)
+    services.allergy_sync_record_success(uid=verified_user.uid, revision=2)
+    assert state(verified_user).sync == {"state": "synced", "revision": 2, "synced_revision": 2, "last_error": None}
+    profile = AllergyProfile.objects.get(user=verified_user)
     assert (profile.sync_last_error, profile.sync_failed_at) == ("", None)
 
 
-def test_synced_revision_never_moves_back(member) -> None:
-    replace(member)
-    replace(member, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
-    services.allergy_sync_record_success(uid=member.uid, revision=2)
-    services.allergy_sync_record_success(uid=member.uid, revision=1)
-    assert state(member).synced_revision == 2
+def test_synced_revision_never_moves_back(verified_user) -> None:
+    replace(verified_user)
+    replace(verified_user, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
+    services.allergy_sync_record_success(uid=verified_user.uid, revision=2)
+    services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
+    assert state(verified_user).synced_revision == 2
 
 
-def test_a_failure_after_the_current_revision_is_synced_changes_nothing(member) -> None:
-    replace(member)
-    services.allergy_sync_record_success(uid=member.uid, revision=1)
-    services.allergy_sync_record_failure(uid=member.uid, error="late failure of a stale attempt")
-    assert state(member).sync == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+def test_a_failure_after_the_current_revision_is_synced_changes_nothing(verified_user) -> None:
+    replace(verified_user)
+    services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
+    services.allergy_sync_record_failure(uid=verified_user.uid, error="late failure of a stale attempt")
+    assert state(verified_user).sync == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
 
 
-def test_sync_records_do_not_touch_updated_at(member) -> None:
-    before = replace(member).updated_at
-    services.allergy_sync_record_failure(uid=member.uid, error="x")
-    services.allergy_sync_record_success(uid=member.uid, revision=1)
-    assert state(member).updated_at == before
+def test_sync_records_do_not_touch_updated_at(verified_user) -> None:
+    before = replace(verified_user).updated_at
+    services.allergy_sync_record_failure(uid=verified_user.uid, error="x")
+    services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
+    assert state(verified_user).updated_at == before
 
 
 def test_sync_records_for_an_unknown_user_are_ignored(db) -> None:

@@ -13,8 +13,8 @@ BODY = {
 KEYS = {"confirmed", "intolerances", "severity", "allergy_flags", "revision", "updated_at", "sync"}
 
 
-def test_get_without_a_profile(member_client) -> None:
-    response = member_client.get(URL)
+def test_get_without_a_profile(auth_client) -> None:
+    response = auth_client.get(URL)
     assert response.status_code == 200
     assert response.json() == {
         "confirmed": [],
@@ -27,8 +27,8 @@ def test_get_without_a_profile(member_client) -> None:
     }
 
 
-def test_put_answers_the_normalised_profile_pending_sync(member_client) -> None:
-    response = member_client.put(URL, BODY, format="json")
+def test_put_answers_the_normalised_profile_pending_sync(auth_client) -> None:
+    response = auth_client.put(URL, BODY, format="json")
 
     assert response.status_code == 200, response.json()
     body = response.json()
@@ -40,22 +40,22 @@ def test_put_answers_the_normalised_profile_pending_sync(member_client) -> None:
     assert body["revision"] == 1
     assert body["updated_at"]
     assert body["sync"] == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
-    assert member_client.get(URL).json() == {k: v for k, v in body.items() if k != "message"}
+    assert auth_client.get(URL).json() == {k: v for k, v in body.items() if k != "message"}
 
 
-def test_get_shows_synced_and_failing(member_client, member) -> None:
-    member_client.put(URL, BODY, format="json")
-    services.allergy_sync_record_failure(uid=member.uid, error="AgentUnavailable 500")
-    assert member_client.get(URL).json()["sync"]["state"] == "failing"
-    services.allergy_sync_record_success(uid=member.uid, revision=1)
-    assert member_client.get(URL).json()["sync"] == {
+def test_get_shows_synced_and_failing(auth_client, verified_user) -> None:
+    auth_client.put(URL, BODY, format="json")
+    services.allergy_sync_record_failure(uid=verified_user.uid, error="AgentUnavailable 500")
+    assert auth_client.get(URL).json()["sync"]["state"] == "failing"
+    services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
+    assert auth_client.get(URL).json()["sync"] == {
         "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None
     }
 
 
-def test_delete_clears_the_profile_as_a_new_revision(member_client) -> None:
-    member_client.put(URL, BODY, format="json")
-    response = member_client.delete(URL)
+def test_delete_clears_the_profile_as_a_new_revision(auth_client) -> None:
+    auth_client.put(URL, BODY, format="json")
+    response = auth_client.delete(URL)
     assert response.status_code == 200
     body = response.json()
     assert body["message"]
@@ -83,19 +83,19 @@ def test_delete_clears_the_profile_as_a_new_revision(member_client) -> None:
         ({"confirmed": None}, "confirmed"),
     ],
 )
-def test_put_refuses_invalid_profiles_naming_the_field(member_client, body: dict, field: str) -> None:
-    response = member_client.put(URL, body, format="json")
+def test_put_refuses_invalid_profiles_naming_the_field(auth_client, body: dict, field: str) -> None:
+    response = auth_client.put(URL, body, format="json")
     assert response.status_code == 400
     payload = response.json()
     assert payload["detail"] and payload["code"]
     assert field in payload["errors"]
-    assert member_client.get(URL).json()["revision"] == 0
+    assert auth_client.get(URL).json()["revision"] == 0
     assert not OutboxEvent.objects.filter(type="allergies.replaced").exists()
 
 
 @pytest.mark.parametrize("raw", ["[]", "not json", '"text"'])
-def test_put_refuses_a_body_that_is_not_an_object(member_client, raw: str) -> None:
-    response = member_client.put(URL, raw, content_type="application/json")
+def test_put_refuses_a_body_that_is_not_an_object(auth_client, raw: str) -> None:
+    response = auth_client.put(URL, raw, content_type="application/json")
     assert response.status_code == 400
     assert {"detail", "code"} <= set(response.json())
 
@@ -109,20 +109,20 @@ def test_authentication_is_required(api_client, db, method: str) -> None:
     assert {"detail", "code"} <= set(response.json())
 
 
-def test_token_authentication_works(api_client, member) -> None:
+def test_token_authentication_works(api_client, verified_user) -> None:
     from identity import services as identity_services
 
-    issued = identity_services.auth_token_issue(user=member)
+    issued = identity_services.auth_token_issue(user=verified_user)
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued.raw}")
     assert api_client.put(URL, BODY, format="json").status_code == 200
     assert api_client.get(URL).json()["revision"] == 1
 
 
-def test_put_with_a_body_naming_no_field_is_refused_and_keeps_the_profile(member_client) -> None:
-    member_client.put("/api/allergies/", {"confirmed": ["peanuts"], "severity": {"peanuts": "severe"}}, format="json")
+def test_put_with_a_body_naming_no_field_is_refused_and_keeps_the_profile(auth_client) -> None:
+    auth_client.put("/api/allergies/", {"confirmed": ["peanuts"], "severity": {"peanuts": "severe"}}, format="json")
 
-    response = member_client.put("/api/allergies/", {}, format="json")
+    response = auth_client.put("/api/allergies/", {}, format="json")
 
     assert response.status_code == 400
     assert response.json()["errors"]["non_field_errors"]
-    assert member_client.get("/api/allergies/").json()["confirmed"] == ["peanuts"]
+    assert auth_client.get("/api/allergies/").json()["confirmed"] == ["peanuts"]

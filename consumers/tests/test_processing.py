@@ -1,4 +1,5 @@
 """The retry and dead-letter policy (consumers.processing) against a real Agent double over HTTP."""
+
 import logging
 import uuid
 
@@ -25,20 +26,20 @@ def agent_calls(devagent) -> list[dict]:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
-def test_transient_answers_are_retried_at_once_then_scheduled(devagent, agent, member, settings, status) -> None:
+def test_transient_answers_are_retried_at_once_then_scheduled(devagent, agent, verified_user, settings, status) -> None:
     settings.BUS_IMMEDIATE_TRIES = 3
     devagent.state.set_fault({"status": status})
 
-    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, member.uid), attempt=1, agent=agent)
+    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
 
     assert outcome.status == processing.RETRY
     assert str(status) in outcome.error
     assert len(agent_calls(devagent)) == 3  # BUS_IMMEDIATE_TRIES tries in all, then a delayed retry
 
 
-def test_the_agent_refusing_connections_is_transient(devagent, agent, member) -> None:
+def test_the_agent_refusing_connections_is_transient(devagent, agent, verified_user) -> None:
     devagent.down()
-    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, member.uid), attempt=1, agent=agent)
+    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
     assert outcome.status == processing.RETRY
     assert outcome.error.startswith("AgentConnectionError")
 
@@ -47,30 +48,32 @@ def test_the_agent_refusing_connections_is_transient(devagent, agent, member) ->
     ("status", "code"),
     [(401, "INVALID_SERVICE_TOKEN"), (422, "INVALID_PAYLOAD"), (400, "MISSING_USER_ID"), (403, "FORBIDDEN")],
 )
-def test_permanent_answers_are_dead_letters_at_once(devagent, agent, member, status, code) -> None:
+def test_permanent_answers_are_dead_letters_at_once(devagent, agent, verified_user, status, code) -> None:
     devagent.state.set_fault({"status": status, "code": code})
 
-    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, member.uid), attempt=1, agent=agent)
+    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
 
     assert outcome.status == processing.DEAD
     assert code in outcome.error
     assert len(agent_calls(devagent)) == 1  # no retry storm
 
 
-def test_a_transient_failure_that_clears_within_the_immediate_tries_is_delivered(devagent, agent, member, settings):
+def test_a_transient_failure_that_clears_within_the_immediate_tries_is_delivered(
+    devagent, agent, verified_user, settings
+):
     settings.BUS_IMMEDIATE_TRIES = 3
     devagent.state.set_fault({"status": 503, "fail_count": 2})
 
-    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, member.uid), attempt=1, agent=agent)
+    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
 
     assert outcome.status == processing.DELIVERED
     assert [r["status"] for r in agent_calls(devagent)] == [503, 503, 201]
 
 
-def test_one_immediate_try_means_no_immediate_retry(devagent, agent, member, settings) -> None:
+def test_one_immediate_try_means_no_immediate_retry(devagent, agent, verified_user, settings) -> None:
     settings.BUS_IMMEDIATE_TRIES = 1
     devagent.state.set_fault({"status": 503})
-    processing.process_envelope(envelope(events.USER_REGISTERED, member.uid), attempt=1, agent=agent)
+    processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
     assert len(agent_calls(devagent)) == 1
 
 
@@ -79,10 +82,10 @@ def test_retry_schedule_follows_the_settings(settings) -> None:
     assert [processing.retry_delay_seconds(attempt=a) for a in (1, 2, 3, 4)] == [5.0, 30.0, 120.0, None]
 
 
-def test_a_transient_failure_on_the_last_attempt_is_a_dead_letter(devagent, agent, member, settings) -> None:
+def test_a_transient_failure_on_the_last_attempt_is_a_dead_letter(devagent, agent, verified_user, settings) -> None:
     settings.BUS_RETRY_DELAYS_SECONDS = [1, 2]
     devagent.state.set_fault({"status": 503})
-    env = envelope(events.USER_REGISTERED, member.uid)
+    env = envelope(events.USER_REGISTERED, verified_user.uid)
 
     assert processing.process_envelope(env, attempt=2, agent=agent).status == processing.RETRY
     assert processing.process_envelope(env, attempt=3, agent=agent).status == processing.DEAD
@@ -117,25 +120,25 @@ def delivery_records(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "consumers.delivery"]
 
 
-def test_one_structured_log_line_per_attempt(devagent, agent, member, caplog) -> None:
-    env = envelope(events.USER_REGISTERED, member.uid)
+def test_one_structured_log_line_per_attempt(devagent, agent, verified_user, caplog) -> None:
+    env = envelope(events.USER_REGISTERED, verified_user.uid)
     with caplog.at_level(logging.INFO, logger="consumers.delivery"):
         processing.process_envelope(env, attempt=2, agent=agent)
 
     [record] = delivery_records(caplog)
     assert record.levelno == logging.INFO
-    assert (record.event_id, record.event_type, record.uid) == (env["id"], env["type"], str(member.uid))
+    assert (record.event_id, record.event_type, record.uid) == (env["id"], env["type"], str(verified_user.uid))
     assert (record.attempt, record.outcome) == (2, "delivered")
     assert isinstance(record.duration_ms, float)
 
 
-def test_allergy_dead_letters_are_logged_critical_with_the_revision(devagent, agent, member, caplog) -> None:
+def test_allergy_dead_letters_are_logged_critical_with_the_revision(devagent, agent, verified_user, caplog) -> None:
     devagent.state.set_fault({"status": 422})
-    env = envelope(events.ALLERGIES_REPLACED, member.uid, {"revision": 4})
+    env = envelope(events.ALLERGIES_REPLACED, verified_user.uid, {"revision": 4})
     # The profile must be behind the event's revision, or the handler has nothing to send.
     from allergies.models import AllergyProfile
 
-    AllergyProfile.objects.create(user=member, revision=4, confirmed=["peanuts"], severity={"peanuts": "severe"})
+    AllergyProfile.objects.create(user=verified_user, revision=4, confirmed=["peanuts"], severity={"peanuts": "severe"})
     with caplog.at_level(logging.INFO, logger="consumers.delivery"):
         outcome = processing.process_envelope(env, attempt=1, agent=agent)
 

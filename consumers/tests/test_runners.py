@@ -28,19 +28,19 @@ def claim() -> OutboxEvent | None:
     return embedded.outbox_event_claim_next(worker_id="test-worker")
 
 
-def test_a_delivered_event_is_marked_delivered(consumer, devagent, member) -> None:
-    row = registered(member)
+def test_a_delivered_event_is_marked_delivered(consumer, devagent, verified_user) -> None:
+    row = registered(verified_user)
     outcome = consumer.handle(claim())
     row.refresh_from_db()
     assert outcome.status == processing.DELIVERED
     assert row.status == OutboxEvent.Status.DELIVERED and row.delivered_at is not None
-    assert str(member.uid) in devagent.state.snapshot()["users"]
+    assert str(verified_user.uid) in devagent.state.snapshot()["users"]
 
 
-def test_a_transient_failure_is_released_for_a_delayed_retry(consumer, devagent, member, settings) -> None:
+def test_a_transient_failure_is_released_for_a_delayed_retry(consumer, devagent, verified_user, settings) -> None:
     settings.BUS_RETRY_DELAYS_SECONDS = [30, 60]
     devagent.state.set_fault({"status": 503})
-    row = registered(member)
+    row = registered(verified_user)
 
     consumer.handle(claim())
 
@@ -52,13 +52,13 @@ def test_a_transient_failure_is_released_for_a_delayed_retry(consumer, devagent,
     assert claim() is None  # not due yet
 
 
-def test_an_event_waiting_for_a_retry_does_not_hold_up_the_others(consumer, devagent, member, settings) -> None:
+def test_an_event_waiting_for_a_retry_does_not_hold_up_the_others(consumer, devagent, verified_user, settings) -> None:
     from identity.models import User
 
     other = User.objects.create_user(email="other@example.com", password="x-long-passphrase-42", username="o")
     settings.BUS_RETRY_DELAYS_SECONDS = [30]
-    devagent.state.set_fault({"status": 503, "paths": str(member.uid)})
-    first, second = registered(member), registered(other)
+    devagent.state.set_fault({"status": 503, "paths": str(verified_user.uid)})
+    first, second = registered(verified_user), registered(other)
 
     consumer.handle(claim())
     consumer.handle(claim())
@@ -68,24 +68,24 @@ def test_an_event_waiting_for_a_retry_does_not_hold_up_the_others(consumer, deva
     assert (first.status, second.status) == (OutboxEvent.Status.PENDING, OutboxEvent.Status.DELIVERED)
 
 
-def test_a_permanent_failure_becomes_a_dead_letter(consumer, devagent, member) -> None:
+def test_a_permanent_failure_becomes_a_dead_letter(consumer, devagent, verified_user) -> None:
     devagent.state.set_fault({"status": 401})
-    row = registered(member)
+    row = registered(verified_user)
 
     consumer.handle(claim())
 
     row.refresh_from_db()
     dead = DeadLetter.objects.get(event_id=row.event_id)
     assert row.status == OutboxEvent.Status.DEAD
-    assert (dead.type, dead.uid, dead.attempts) == (events.USER_REGISTERED, member.uid, 1)
+    assert (dead.type, dead.uid, dead.attempts) == (events.USER_REGISTERED, verified_user.uid, 1)
     assert "INVALID_SERVICE_TOKEN" in dead.reason
     assert dead.envelope == row.envelope
 
 
-def test_retries_used_up_become_a_dead_letter(consumer, devagent, member, settings) -> None:
+def test_retries_used_up_become_a_dead_letter(consumer, devagent, verified_user, settings) -> None:
     settings.BUS_RETRY_DELAYS_SECONDS = [0, 0]
     devagent.state.set_fault({"status": 503})
-    row = registered(member)
+    row = registered(verified_user)
 
     statuses = [consumer.handle(claim()).status for _ in range(3)]
 
@@ -93,8 +93,8 @@ def test_retries_used_up_become_a_dead_letter(consumer, devagent, member, settin
     assert DeadLetter.objects.get(event_id=row.event_id).attempts == 3
 
 
-def test_an_expired_claim_is_taken_again(member) -> None:
-    row = registered(member)
+def test_an_expired_claim_is_taken_again(verified_user) -> None:
+    row = registered(verified_user)
     assert claim().pk == row.pk
     assert claim() is None  # claimed
     OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))

@@ -101,13 +101,13 @@ def test_filters_select_exactly_what_they_say(settings) -> None:
     }
 
 
-def test_a_stale_allergy_dead_letter_is_skipped_and_resolved(settings, member) -> None:
+def test_a_stale_allergy_dead_letter_is_skipped_and_resolved(settings, verified_user) -> None:
     from allergies.models import AllergyProfile
 
     settings.AMQP_URL = ""
-    AllergyProfile.objects.create(user=member, revision=5, synced_revision=4)
-    stale = dead_event(events.ALLERGIES_REPLACED, member.uid, data={"revision": 3})
-    current = dead_event(events.ALLERGIES_REPLACED, member.uid, data={"revision": 5})
+    AllergyProfile.objects.create(user=verified_user, revision=5, synced_revision=4)
+    stale = dead_event(events.ALLERGIES_REPLACED, verified_user.uid, data={"revision": 3})
+    current = dead_event(events.ALLERGIES_REPLACED, verified_user.uid, data={"revision": 5})
 
     dry = services.dead_letter_replay(dry_run=True)
     assert {i.event_id: i.outcome for i in dry.items} == {

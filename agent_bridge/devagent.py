@@ -56,6 +56,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
+from agent_bridge.merge import preferences_deep_merge
+
 logger = logging.getLogger(__name__)
 
 #: The line printed by the CLI once both ports listen; e2e tests parse it to
@@ -147,27 +149,8 @@ def allergy_flags_for(confirmed: list[str], intolerances: list[str]) -> list[str
     return sorted(set(confirmed) | set(intolerances))
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``update`` into ``base`` the way the real Agent does.
-
-    Objects merge recursively, lists are unioned (order kept, duplicates
-    dropped) and any other value replaces the old one. The backend's own
-    preference merge has to agree with this to keep both copies equal.
-    """
-    result = copy.deepcopy(base)
-    for key, value in update.items():
-        old = result.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            result[key] = deep_merge(old, value)
-        elif isinstance(value, list) and isinstance(old, list):
-            merged = list(old)
-            for item in value:
-                if item not in merged:
-                    merged.append(item)
-            result[key] = merged
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
+# The real Agent's merge rule, shared with the backend's own preference merge.
+deep_merge = preferences_deep_merge
 
 
 def _parse_bool(raw: str, name: str) -> bool:

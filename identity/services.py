@@ -1,5 +1,4 @@
 """Writes of the identity app. The only place that sends identity's domain signals."""
-import copy
 import json
 import uuid
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.utils import timezone
 
+from agent_bridge.merge import preferences_deep_merge
 from identity import signals, tokens
 from identity.models import AuthToken, User, UserPreferences
 from identity.tokens import auth_token_generate, auth_token_hash
@@ -223,24 +223,6 @@ def user_delete(*, user: User, password: str) -> uuid.UUID:
 
 
 # --- Preferences ----------------------------------------------------------------------------
-def preferences_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge exactly as the Agent does (agent_bridge.devagent.deep_merge documents it):
-    objects merge recursively, lists are unioned in order, anything else replaces. Keeping the
-    two merges equal keeps the local copy and the Agent's copy equal."""
-    result = copy.deepcopy(base)
-    for key, value in update.items():
-        old = result.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            result[key] = preferences_merge(old, value)
-        elif isinstance(value, list) and isinstance(old, list):
-            merged = list(old)
-            for item in value:
-                if item not in merged:
-                    merged.append(item)
-            result[key] = merged
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def user_preferences_update(*, user: User, preferences: dict[str, Any]) -> UserPreferences:
@@ -250,7 +232,7 @@ def user_preferences_update(*, user: User, preferences: dict[str, Any]) -> UserP
     with transaction.atomic():
         UserPreferences.objects.get_or_create(user=user)  # race-safe create, then lock the row
         prefs = UserPreferences.objects.select_for_update().get(pk=user.pk)
-        merged = preferences_merge(prefs.data, preferences)
+        merged = preferences_deep_merge(prefs.data, preferences)
         if merged == prefs.data:
             return prefs
         if len(json.dumps(merged)) > PREFERENCES_MAX_BYTES:

@@ -34,14 +34,6 @@ def test_patch_deep_merges_like_the_agent_and_raises_an_event(auth_client, verif
     assert events[1].data["delta"] == {"vibes": ["romantic", "quiet"], "cuisine_affinity": {"italian": 0.5}}
 
 
-def test_the_merge_matches_the_agent_double(verified_user) -> None:
-    from agent_bridge.devagent import deep_merge
-
-    base = {"vibes": ["a"], "location_bias": {"city": "Oslo"}, "dietary": ["vegan"]}
-    update = {"vibes": ["b", "a"], "location_bias": {"radius_km": 3}, "dietary": "x"}
-    assert services.preferences_merge(base, update) == deep_merge(base, update)
-
-
 def test_a_no_op_patch_raises_no_event(auth_client, outbox) -> None:
     patch(auth_client, {"dietary": ["vegan"]})
     again = patch(auth_client, {"dietary": ["vegan"]})

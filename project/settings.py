@@ -215,8 +215,6 @@ AMQP_QUEUE_TYPE = env.str("AMQP_QUEUE_TYPE", default="classic")  # classic | quo
 AMQP_PREFETCH = env.int("AMQP_PREFETCH", default=10)
 # Seconds between AMQP heartbeats; daemons keep them going while a handler waits on the Agent.
 AMQP_HEARTBEAT_SECONDS = env.int("AMQP_HEARTBEAT_SECONDS", default=30)
-# Seconds between AMQP heartbeats; daemons keep them going while a handler waits on the Agent.
-AMQP_HEARTBEAT_SECONDS = env.int("AMQP_HEARTBEAT_SECONDS", default=30)
 # Quorum work queues: deliveries before RabbitMQ dead-letters a message (RabbitMQ 4 default: 20).
 AMQP_DELIVERY_LIMIT = env.int("AMQP_DELIVERY_LIMIT", default=20)
 # Names of the RabbitMQ topology start with this prefix (tests isolate themselves with it).

@@ -26,7 +26,7 @@ def terminate_backends(stack) -> int:
 
 def test_losing_the_database_connections_mid_stream_loses_nothing(stack_factory) -> None:
     stack = stack_factory(consumers=0)
-    emails = [f"user{i}@example.com" for i in range(12)]
+    emails = [f"user{i}@example.com" for i in range(40)]
     for email in emails:
         signup(stack, email)
     stack.agent.fault(latency_ms=150)  # keeps the consumer busy while its connections are cut
@@ -47,11 +47,14 @@ def test_losing_the_database_connections_mid_stream_loses_nothing(stack_factory)
     finally:
         stop.set()
         cutter.join()
+    # The cuts landed mid-stream: the consumer still had users to deliver when they stopped.
+    assert len(stack.agent.state()["users"]) < len(emails)
     stack.agent.clear_faults()
 
     wait_for(lambda: len(stack.agent.state()["users"]) == len(emails), timeout=90, interval=0.5,
              what="every user at the Agent")
     status = wait_drained(stack, timeout=60)
     assert status["dead_letters"] == 0
+    # Cut connections are either reopened by Django's health check or reported and retried
+    # by the daemon ("database error" in its log); either way it keeps running.
     assert stack.processes["consumer0"].poll() is None
-    assert "database error" in (stack.workdir / "consumer0.log").read_text()

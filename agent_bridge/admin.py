@@ -9,7 +9,7 @@ class InteractionMirrorAdmin(admin.ModelAdmin):
 
     list_display = ("user", "item_count", "agent_total", "synced_at", "refresh_requested_at", "clear_pending")
     list_select_related = ("user",)
-    search_fields = ("user__email", "user__uid")
+    search_fields = ("user__email", "=user__uid")
     list_filter = ("clear_pending",)
     readonly_fields = (
         "user",
@@ -43,9 +43,9 @@ class OutboxEventAdmin(admin.ModelAdmin):
 
     list_display = ("type", "event_id", "uid", "status", "attempts", "occurred_at", "published_at", "delivered_at")
     list_filter = ("status", "type")
-    search_fields = ("event_id", "uid")
+    search_fields = ("=event_id", "=uid")
+    show_full_result_count = False
     ordering = ("-id",)
-    date_hierarchy = "occurred_at"
     readonly_fields = (
         "event_id", "type", "schema", "uid", "occurred_at", "status", "attempts", "available_at", "claimed_by",
         "claimed_until", "published_at", "delivered_at", "last_error", "data",

@@ -11,7 +11,7 @@ class AllergyProfileAdmin(admin.ModelAdmin):
 
     list_display = ("user", "revision", "synced_revision", "sync_state", "updated_at", "sync_failed_at")
     list_select_related = ("user",)
-    search_fields = ("user__email", "user__uid")
+    search_fields = ("user__email", "=user__uid")
     list_filter = ("sync_failed_at",)
     readonly_fields = (
         "user",

@@ -12,7 +12,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     list_display = ("type", "event_id", "uid", "attempts", "short_reason", "first_failed_at", "last_failed_at")
     list_filter = ("type", "last_failed_at")
-    search_fields = ("event_id", "uid", "reason")
+    search_fields = ("=event_id", "=uid", "reason")
     ordering = ("-last_failed_at",)
     readonly_fields = ("event_id", "type", "uid", "attempts", "reason", "first_failed_at", "last_failed_at",
                        "envelope")

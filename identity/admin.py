@@ -18,7 +18,7 @@ class UserPreferencesInline(admin.StackedInline):
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
     list_display = ("email", "username", "uid", "is_verified", "is_active", "date_joined")
-    search_fields = ("email", "uid")
+    search_fields = ("email", "=uid")
     list_filter = ("is_verified", "is_active", "is_staff")
     fields = (
         "uid", "email", "username", "is_verified", "is_active", "is_staff", "is_superuser",
@@ -44,7 +44,8 @@ class UserAdmin(admin.ModelAdmin):
 class AuthTokenAdmin(admin.ModelAdmin):
     list_display = ("id", "user", "created_at", "expires_at", "revoked_at", "last_used_at")
     list_filter = ("revoked_at",)
-    search_fields = ("user__email", "user__uid")
+    search_fields = ("user__email", "=user__uid")
+    list_select_related = ("user",)
     exclude = ("key_hash",)
     readonly_fields = ("user", "created_at", "expires_at", "last_used_at")
 

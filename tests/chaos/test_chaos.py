@@ -19,7 +19,7 @@ MIN_FAULTS = 50
 
 
 @pytest.mark.timeout(900)
-def test_no_acknowledged_change_is_lost_or_stale_under_faults(tmp_path) -> None:
+def test_no_acknowledged_change_is_lost_or_stale_under_faults(tmp_path, chaos_summaries: list[str]) -> None:
     reason = rabbitmq_missing_reason()
     if reason:
         pytest.skip(f"the chaos run starts its own broker node: {reason}")
@@ -35,6 +35,7 @@ def test_no_acknowledged_change_is_lost_or_stale_under_faults(tmp_path) -> None:
     report = run_chaos(config)
 
     summary = report.summary()
+    chaos_summaries.append(summary)
     assert report.fault_total >= MIN_FAULTS, summary
     assert all(report.faults.get(kind, 0) >= 1 for kind in ALL_KINDS), summary
     assert report.findings["checked_users"] > 0, summary

@@ -7,9 +7,7 @@ processes between measurements, and purging whatever a measurement left queued.
 """
 import contextlib
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,29 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from agent_bridge.devagent import LISTENING_LINE_RE
+from tests.e2e.harness import free_port, wait_for
+
 REPO = Path(__file__).resolve().parents[1]
 SERVICE_TOKEN = "bench-service-token-" + "0123456789abcdef" * 2
-LISTENING_LINE_RE = re.compile(r"devagent listening on (?P<base_url>http://\S+) \(control (?P<control_url>http://\S+)\)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}: {last!r}")
 
 
 class Stack:

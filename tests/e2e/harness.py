@@ -43,7 +43,7 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: f
         except Exception as exc:
             last_error = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last error {last_error!r}")
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}: last error {last_error!r}")
 
 
 class Stack:

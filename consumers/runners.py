@@ -241,7 +241,12 @@ class RabbitConsumer:
     def _process(self, envelope: Envelope, attempt: int) -> processing.Outcome:
         outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
         if outcome.status == processing.RETRY:
-            services.outbox_event_note_retry(event_id=envelope["id"], attempt=attempt, error=outcome.error)
+            services.outbox_event_note_retry(
+                event_id=envelope["id"],
+                attempt=attempt,
+                error=outcome.error,
+                delay_seconds=processing.retry_delay_seconds(attempt=attempt),
+            )
         else:
             settle(envelope, attempt=attempt, outcome=outcome)
         return outcome
@@ -317,6 +322,32 @@ class Relay:
         finally:
             if published:
                 OutboxEvent.objects.filter(pk__in=published, status=OutboxEvent.Status.PENDING).update(
-                    status=OutboxEvent.Status.PUBLISHED, published_at=timezone.now()
+                    status=OutboxEvent.Status.PUBLISHED,
+                    published_at=timezone.now(),
+                    available_at=services.outbox_settle_deadline(),
                 )
-        return len(published)
+        return len(published) + self.republish_unsettled(channel)
+
+    def republish_unsettled(self, channel) -> int:
+        """Publish again the events the broker took but nobody settled in time (a broker crash can
+        lose a message it was moving between queues); handlers are idempotent, so a late
+        original only makes a duplicate."""
+        overdue = OutboxEvent.objects.filter(
+            status=OutboxEvent.Status.PUBLISHED, available_at__lte=timezone.now()
+        ).order_by("available_at")
+        events = list(overdue[: settings.BUS_RELAY_BATCH_SIZE])
+        if events and self._work_queue_backlog(channel):
+            return 0  # consumers are still working through a backlog, which likely holds these
+        for event in events:
+            amqp.envelope_publish(channel, self.topology, event.envelope, attempt=event.attempts + 1)
+            OutboxEvent.objects.filter(pk=event.pk, status=OutboxEvent.Status.PUBLISHED).update(
+                available_at=services.outbox_settle_deadline()
+            )
+            logger.warning(
+                "relay republished event_id=%s event_type=%s uid=%s: not settled %ss after it was handed over",
+                event.event_id, event.type, event.uid, settings.BUS_REPUBLISH_AFTER_SECONDS,
+            )
+        return len(events)
+
+    def _work_queue_backlog(self, channel) -> int:
+        return channel.queue_declare(self.topology.work_queue, passive=True).method.message_count

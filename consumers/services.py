@@ -3,7 +3,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -28,8 +28,15 @@ def outbox_event_mark_delivered(*, event_id: uuid.UUID | str) -> None:
     )
 
 
-def outbox_event_note_retry(*, event_id: uuid.UUID | str, attempt: int, error: str) -> None:
-    OutboxEvent.objects.filter(event_id=event_id).update(attempts=attempt, last_error=error)
+def outbox_settle_deadline(*, after_seconds: float = 0.0) -> datetime:
+    """When an event handed to RabbitMQ must have been settled; past it the relay publishes it again."""
+    return timezone.now() + timedelta(seconds=after_seconds + settings.BUS_REPUBLISH_AFTER_SECONDS)
+
+
+def outbox_event_note_retry(*, event_id: uuid.UUID | str, attempt: int, error: str, delay_seconds: float) -> None:
+    OutboxEvent.objects.filter(event_id=event_id).update(
+        attempts=attempt, last_error=error, available_at=outbox_settle_deadline(after_seconds=delay_seconds)
+    )
 
 
 def dead_letter_record(*, envelope: Envelope, attempts: int, reason: str) -> DeadLetter:
@@ -177,7 +184,11 @@ def _replay_amqp(dead_letter: DeadLetter, publish: Callable[[Envelope], None]) -
     with transaction.atomic():
         row = _outbox_row_for(dead_letter)
         OutboxEvent.objects.filter(pk=row.pk).update(
-            status=OutboxEvent.Status.PUBLISHED, attempts=0, published_at=timezone.now(), last_error=""
+            status=OutboxEvent.Status.PUBLISHED,
+            attempts=0,
+            published_at=timezone.now(),
+            available_at=outbox_settle_deadline(),
+            last_error="",
         )
     try:
         publish(dead_letter.envelope)

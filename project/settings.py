@@ -228,6 +228,10 @@ BUS_POLL_INTERVAL_SECONDS = env.float("BUS_POLL_INTERVAL_SECONDS", default=0.05)
 # PostgreSQL wakes the relay and embedded consumer by NOTIFY at commit; they still poll this often.
 BUS_NOTIFY_FALLBACK_SECONDS = env.float("BUS_NOTIFY_FALLBACK_SECONDS", default=1.0)
 BUS_RELAY_BATCH_SIZE = env.int("BUS_RELAY_BATCH_SIZE", default=200)
+# RabbitMQ mode: an event handed to the broker but not settled by then is published again by
+# the relay. The outbox, not the broker, is the record: a broker crash can lose a message that
+# was being dead-lettered between queues (classic queues do that at most once).
+BUS_REPUBLISH_AFTER_SECONDS = env.int("BUS_REPUBLISH_AFTER_SECONDS", default=900)
 # How long a consumer owns a user's sync lease (serialises Agent calls per user).
 BUS_USER_LEASE_SECONDS = env.float("BUS_USER_LEASE_SECONDS", default=AGENT_TIMEOUT_SECONDS * 2 + 5)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)

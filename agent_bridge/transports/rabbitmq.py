@@ -158,6 +158,8 @@ def envelope_publish(
     channel: pika.adapters.blocking_connection.BlockingChannel,
     topology: Topology,
     envelope: Envelope,
+    *,
+    attempt: int = 1,
 ) -> None:
     """Publish an event to the work exchange; the channel must be in confirm mode.
 
@@ -168,7 +170,7 @@ def envelope_publish(
         topology.exchange,
         envelope["type"],
         json.dumps(envelope).encode(),
-        properties=_properties(envelope, attempt=1),
+        properties=_properties(envelope, attempt=attempt),
         mandatory=True,
     )
 

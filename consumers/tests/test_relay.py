@@ -1,0 +1,95 @@
+"""The relay against a real RabbitMQ: the outbox, not the broker, is the record of what is owed."""
+import threading
+import uuid
+from datetime import timedelta
+
+import pika
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from agent_bridge import events
+from agent_bridge.models import OutboxEvent
+from agent_bridge.transports import rabbitmq as amqp
+from consumers.runners import Relay
+
+pytestmark = [pytest.mark.django_db, pytest.mark.rabbitmq]
+
+
+@pytest.fixture
+def channel(settings):
+    settings.BUS_PREFIX = f"kairos-relay-test-{uuid.uuid4().hex[:8]}"
+    settings.BUS_REPUBLISH_AFTER_SECONDS = 60
+    topology = amqp.topology_from_settings()
+    connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    channel = connection.channel()
+    amqp.topology_declare(channel, topology)
+    channel.confirm_delivery()
+    yield channel
+    for delay in settings.BUS_RETRY_DELAYS_SECONDS:
+        channel.queue_delete(topology.retry_queue(delay))
+    channel.queue_delete(topology.work_queue)
+    channel.queue_delete(topology.dead_queue)
+    channel.exchange_delete(topology.exchange)
+    channel.exchange_delete(topology.dead_exchange)
+    connection.close()
+
+
+def handed_over(user, *, overdue: bool) -> OutboxEvent:
+    offset = timedelta(seconds=-1 if overdue else 30)
+    return OutboxEvent.objects.create(
+        type=events.USER_REGISTERED,
+        uid=user.uid,
+        status=OutboxEvent.Status.PUBLISHED,
+        attempts=2,
+        available_at=timezone.now() + offset,
+    )
+
+
+def work_queue_messages(channel) -> list[tuple[str, int]]:
+    queue = amqp.topology_from_settings().work_queue
+    found = []
+    while True:
+        method, properties, _body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            return found
+        found.append((properties.message_id, amqp.attempt_of(properties)))
+
+
+def test_an_event_nobody_settled_in_time_is_published_again(channel, verified_user) -> None:
+    event = handed_over(verified_user, overdue=True)
+
+    assert Relay(stop=threading.Event()).publish_batch(channel) == 1
+
+    assert work_queue_messages(channel) == [(str(event.event_id), 3)]
+    event.refresh_from_db()
+    assert event.status == OutboxEvent.Status.PUBLISHED
+    assert event.available_at > timezone.now() + timedelta(seconds=settings.BUS_REPUBLISH_AFTER_SECONDS - 5)
+
+
+def test_an_event_still_within_its_deadline_or_settled_is_left_alone(channel, verified_user) -> None:
+    handed_over(verified_user, overdue=False)
+    delivered = handed_over(verified_user, overdue=True)
+    OutboxEvent.objects.filter(pk=delivered.pk).update(status=OutboxEvent.Status.DELIVERED)
+
+    assert Relay(stop=threading.Event()).publish_batch(channel) == 0
+    assert work_queue_messages(channel) == []
+
+
+def test_a_first_publish_sets_the_settle_deadline(channel, verified_user) -> None:
+    event = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=verified_user.uid)
+
+    assert Relay(stop=threading.Event()).publish_batch(channel) == 1
+
+    event.refresh_from_db()
+    assert event.status == OutboxEvent.Status.PUBLISHED
+    assert event.available_at > timezone.now() + timedelta(seconds=settings.BUS_REPUBLISH_AFTER_SECONDS - 5)
+
+
+def test_overdue_events_wait_while_the_work_queue_still_has_a_backlog(channel, verified_user) -> None:
+    handed_over(verified_user, overdue=True)
+    queued = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=verified_user.uid)
+    amqp.envelope_publish(channel, amqp.topology_from_settings(), queued.envelope)
+
+    assert Relay(stop=threading.Event()).republish_unsettled(channel) == 0
+    assert [message_id for message_id, _ in work_queue_messages(channel)] == [str(queued.event_id)]

@@ -15,12 +15,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from agent_bridge.devagent import LISTENING_LINE_RE
-from tests.e2e.harness import free_port, wait_for
+from tests.e2e.harness import free_port, throwaway_database, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE_TOKEN = "bench-service-token-" + "0123456789abcdef" * 2
@@ -57,21 +56,7 @@ class Stack:
 
     # --- database ---------------------------------------------------------------
     def _make_database(self, base: str) -> tuple[str, Callable[[], None]]:
-        if not base.startswith(("postgres://", "postgresql://")):
-            return f"sqlite:///{self.workdir / 'bench.sqlite3'}", lambda: None
-        import psycopg
-
-        name = f"kairos_bench_{self.run_id}"
-        parts = urlsplit(base)
-        admin_url = urlunsplit(parts._replace(scheme="postgresql"))
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-        def drop() -> None:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-        return urlunsplit(parts._replace(path=f"/{name}")), drop
+        return throwaway_database(base, name=f"kairos_bench_{self.run_id}", workdir=self.workdir)
 
     @property
     def database_kind(self) -> str:

@@ -46,6 +46,25 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: f
     raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}: last error {last_error!r}")
 
 
+def throwaway_database(base_url: str, *, name: str, workdir: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh database for one stack and the function that drops it: a new PostgreSQL database
+    next to `base_url`'s when it is PostgreSQL, else a SQLite file in `workdir`."""
+    if not base_url.startswith(("postgres://", "postgresql://")):
+        return f"sqlite:///{workdir / f'{name}.sqlite3'}", lambda: None
+    import psycopg
+
+    parts = urlsplit(base_url)
+    admin_url = urlunsplit(parts._replace(scheme="postgresql"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(parts._replace(path=f"/{name}")), drop
+
+
 class Stack:
     def __init__(self, workdir: Path, *, consumers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
@@ -83,22 +102,9 @@ class Stack:
 
     # --- database -------------------------------------------------------------
     def _make_database(self) -> tuple[str, Callable[[], None]]:
-        base = os.environ.get("DATABASE_URL", "")
-        if not base.startswith(("postgres://", "postgresql://")):
-            return f"sqlite:///{self.workdir / 'e2e.sqlite3'}", lambda: None
-        import psycopg
-
-        name = self.prefix.replace("-", "_")
-        parts = urlsplit(base)
-        admin_url = urlunsplit(parts._replace(scheme="postgresql"))
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-        def drop() -> None:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-        return urlunsplit(parts._replace(path=f"/{name}")), drop
+        return throwaway_database(
+            os.environ.get("DATABASE_URL", ""), name=self.prefix.replace("-", "_"), workdir=self.workdir
+        )
 
     # --- processes ------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:

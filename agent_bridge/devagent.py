@@ -56,7 +56,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
-from agent_bridge.merge import preferences_deep_merge
+from identity.preferences import preferences_deep_merge
 
 logger = logging.getLogger(__name__)
 

@@ -5,10 +5,12 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from identity.addresses import email_canonical
+
 
 class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **fields) -> "User":
-        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user = self.model(email=email_canonical(email), **fields)
         user.set_password(password)
         user.save(using=self._db)
         return user

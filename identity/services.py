@@ -9,9 +9,10 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.utils import timezone
 
-from agent_bridge.merge import preferences_deep_merge
 from identity import signals, tokens
+from identity.addresses import email_canonical
 from identity.models import AuthToken, User, UserPreferences
+from identity.preferences import preferences_deep_merge
 from identity.tokens import auth_token_generate, auth_token_hash
 
 
@@ -51,7 +52,7 @@ def user_create(*, email: str, username: str, password: str) -> User | None:
     When the email is taken, nothing is created and the owner is emailed instead, so the
     caller answers both cases alike (no user enumeration). Returns the new user or None.
     """
-    email = User.objects.normalize_email(email).lower()
+    email = email_canonical(email)
     with transaction.atomic():
         existing = User.objects.filter(email__iexact=email).first()
         if existing is not None:

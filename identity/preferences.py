@@ -1,4 +1,7 @@
-"""The Agent's preference merge (its `_deep_merge`), part of the contract with the Agent.
+"""Preferences: the Agent's merge (its `_deep_merge`), part of the contract with the Agent.
+
+This module is the one owner of the preference rules and the merge; it is pure Python
+(no Django) so the Agent double imports it too.
 
 The backend merges a PATCH into its own copy with this, and the Agent double merges what it
 receives with it, so the two copies stay equal. Pure Python: the double imports it without Django.

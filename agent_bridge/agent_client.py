@@ -34,6 +34,8 @@ from urllib.parse import quote
 
 import requests
 
+from project.text import text_problem
+
 logger = logging.getLogger(__name__)
 
 #: Longest wait for the TCP connection: slightly above a multiple of 3 s, the
@@ -322,10 +324,11 @@ class AgentClient:
             data = response.json()
         except ValueError:
             data = None
-        if not isinstance(data, dict):
-            # A 2xx that is not our JSON: a proxy or a wrong base URL answered.
+        # A 2xx that is not our JSON: a proxy or a wrong base URL answered. A string that is not
+        # text (a lone surrogate) would be stored in the interaction mirror and break its answers.
+        if not isinstance(data, dict) or text_problem(data):
             raise AgentUnavailable(
-                "the Agent's answer is not a JSON object",
+                "the Agent's answer is not a JSON object of valid text",
                 status=response.status_code,
                 code="INVALID_RESPONSE",
                 method=method,

@@ -23,6 +23,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from project.text import invisible_strip
+
 EU = "EU 1169/2011 Annex II"
 US = "US FALCPA + FASTER Act"
 
@@ -146,9 +148,10 @@ _SPACES = re.compile(r"[\s_\-]+")
 
 
 def _key(raw: str) -> str:
-    """Case and spacing folded: NFKC, casefold, curly quotes straightened, runs of spaces,
-    underscores and hyphens become one space."""
-    text = unicodedata.normalize("NFKC", raw).replace("\u2019", "'").casefold()
+    """Case and spacing folded: invisible characters dropped ("pea\u200bnuts" is "peanuts", not
+    a new allergen), NFKC, casefold, curly quotes straightened, runs of spaces, underscores and
+    hyphens become one space."""
+    text = unicodedata.normalize("NFKC", invisible_strip(raw)).replace("\u2019", "'").casefold()
     return _SPACES.sub(" ", text).strip()
 
 

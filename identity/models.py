@@ -1,14 +1,21 @@
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models.functions import Lower
 from django.utils import timezone
 
-from identity.addresses import email_canonical
+from identity.addresses import EmailNotCanonical, email_canonical, email_canonical_or_none
 
 
 class UserManager(BaseUserManager["User"]):
+    def get_by_natural_key(self, username: str) -> "User":
+        # Django's ModelBackend (the admin login) and createsuperuser look users up here.
+        canonical = email_canonical_or_none(username)
+        if canonical is None:
+            raise self.model.DoesNotExist
+        return self.get(email=canonical)
+
     def create_user(self, email: str, password: str | None = None, **fields) -> "User":
         user = self.model(email=email_canonical(email), **fields)
         user.set_password(password)
@@ -22,7 +29,11 @@ class UserManager(BaseUserManager["User"]):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    """A Kairos account. `uid` is the stable public id shared with the Agent; never a credential."""
+    """A Kairos account. `uid` is the stable public id shared with the Agent; never a credential.
+
+    `email` holds the canonical form (identity.addresses.email_canonical), so uniqueness and
+    every lookup are exact comparisons on it, the same on SQLite and PostgreSQL.
+    """
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     email = models.EmailField(max_length=254, unique=True)
@@ -38,13 +49,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS = ["username"]
 
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(Lower("email"), name="identity_user_email_ci_unique"),
-        ]
-
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        # Model forms (the admin) call this: an edited address is stored canonical too.
+        super().clean()
+        try:
+            self.email = email_canonical(self.email)
+        except EmailNotCanonical as exc:
+            raise ValidationError({"email": str(exc)}) from exc
 
 
 class AuthToken(models.Model):

@@ -3,6 +3,7 @@ import uuid
 
 from django.utils import timezone
 
+from identity.addresses import email_canonical_or_none
 from identity.models import AuthToken, User, UserPreferences
 from identity.tokens import auth_token_hash
 
@@ -16,7 +17,8 @@ def user_get_by_uid(*, uid: uuid.UUID) -> User | None:
 
 
 def user_get_by_email(*, email: str) -> User | None:
-    return User.objects.filter(email__iexact=email.strip()).first()
+    canonical = email_canonical_or_none(email)
+    return User.objects.filter(email=canonical).first() if canonical is not None else None
 
 
 def auth_token_get_usable(*, raw: str) -> AuthToken | None:

@@ -1,6 +1,7 @@
 """Input and output shapes of the identity API (DESIGN.md §4)."""
 import json
 import math
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -8,8 +9,10 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from identity.addresses import EmailNotCanonical, email_canonical
 from identity.models import User
 from identity.services import PREFERENCES_MAX_BYTES
+from project.text import invisible_strip
 
 
 class StrictCharField(serializers.CharField):
@@ -22,10 +25,17 @@ class StrictCharField(serializers.CharField):
 
 
 class StrictEmailField(serializers.EmailField):
+    """An address, brought to its canonical form (identity.addresses) before anything else sees
+    it: lookups, uniqueness and the validators all work on the one spelling of a mailbox. An
+    address without a canonical form is refused like any invalid address."""
+
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
-        return super().to_internal_value(data)
+        try:
+            return email_canonical(super().to_internal_value(data))
+        except EmailNotCanonical:
+            self.fail("invalid")
 
 
 class SignupInputSerializer(serializers.Serializer):
@@ -116,11 +126,17 @@ PREFERENCE_MAX_STRING = 100
 
 
 def _check_string(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
+    # The Agent matches these against its own vocabularies (diets, cuisines...): one spelling,
+    # without characters that render as nothing ("ve\u200bgan" is "vegan").
+    if isinstance(value, str):
+        value = unicodedata.normalize("NFC", invisible_strip(value)).strip()
+    if not isinstance(value, str) or not value:
         raise serializers.ValidationError(f"{path}: expected a non-empty string.")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise serializers.ValidationError(f"{path}: must not contain control characters.")
     if len(value) > PREFERENCE_MAX_STRING:
         raise serializers.ValidationError(f"{path}: at most {PREFERENCE_MAX_STRING} characters.")
-    return value.strip()
+    return value
 
 
 def _check_string_list(value: Any, path: str) -> list[str]:

@@ -6,11 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from identity import signals, tokens
-from identity.addresses import email_canonical
+from identity.addresses import email_canonical, email_canonical_or_none
 from identity.models import AuthToken, User, UserPreferences
 from identity.preferences import preferences_deep_merge
 from identity.tokens import auth_token_generate, auth_token_hash
@@ -46,24 +46,44 @@ class IssuedToken:
     raw: str  # the secret; shown to the client once, never stored
 
 
+def _email_request(*, user: User | None, kind: str) -> None:
+    """Queue an account email for `user`; without one, the same event for a uid that names no
+    account. A flow that takes an email then does the same work (one lookup, one outbox row)
+    whether or not the address has an account, so neither its answer time nor the bus backlog
+    tells; the consumer finds nobody under the made-up uid and sends nothing."""
+    signals.email_requested.send(sender=User, uid=user.uid if user is not None else uuid.uuid4(), kind=kind)
+
+
 def user_create(*, email: str, username: str, password: str) -> User | None:
     """Create an unverified user and queue its Agent profile and verification email.
 
     When the email is taken, nothing is created and the owner is emailed instead, so the
-    caller answers both cases alike (no user enumeration). Returns the new user or None.
+    caller answers both cases alike (no user enumeration): the password is hashed in both cases
+    (Argon2 is nearly all of the cost), and a concurrent signup for the same new address ends
+    like a sequential one. Returns the new user or None. Raises EmailNotCanonical, or Django's
+    ValidationError for a weak password.
     """
     email = email_canonical(email)
+    user = User(email=email, username=username)
+    validate_password(password, user)
+    user.set_password(password)  # before the lookup: the same cost whether or not the address is taken
     with transaction.atomic():
-        existing = User.objects.filter(email__iexact=email).first()
+        existing = User.objects.filter(email=email).first()
+        if existing is None:
+            try:
+                with transaction.atomic():  # a savepoint: the insert may lose a race, see below
+                    user.save()
+            except IntegrityError:
+                # A concurrent signup committed this address between the lookup and the insert
+                # (PostgreSQL: the insert waited for it). Answer as if it had come first.
+                existing = User.objects.filter(email=email).first()
+                if existing is None:
+                    raise
         if existing is not None:
-            signals.email_requested.send(sender=User, uid=existing.uid, kind="account_exists")
+            _email_request(user=existing, kind="account_exists")
             return None
-        user = User(email=email, username=username)
-        validate_password(password, user)
-        user.set_password(password)
-        user.save()
         signals.user_registered.send(sender=User, user=user)
-        signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
+        _email_request(user=user, kind="verify")
     return user
 
 
@@ -95,7 +115,8 @@ def user_login(*, email: str, password: str) -> tuple[User, IssuedToken]:
     The password hasher runs whether or not the email is known, so the answer time does not
     reveal registered addresses. Raises InvalidCredentials or EmailNotVerified.
     """
-    user = User.objects.filter(email__iexact=email.strip()).first()
+    canonical = email_canonical_or_none(email)
+    user = User.objects.filter(email=canonical).first() if canonical is not None else None
     if user is None:
         # Same cost as a real check (this is what Django's ModelBackend does).
         User().set_password(password)
@@ -122,16 +143,12 @@ def user_email_verify(*, token: str) -> User:
     The token must still match the account's current address, so a link sent to an older
     address proves nothing. Raises InvalidLinkToken.
     """
-    payload = tokens.email_verification_token_read(token)
-    if payload is None:
+    uid = tokens.email_verification_token_uid(token)
+    if uid is None:
         raise InvalidLinkToken
-    try:
-        uid = uuid.UUID(str(payload["uid"]))
-    except ValueError as exc:
-        raise InvalidLinkToken from exc
     with transaction.atomic():
         user = User.objects.select_for_update().filter(uid=uid, is_active=True).first()
-        if user is None or user.email.lower() != str(payload["email"]).lower():
+        if user is None or not tokens.email_verification_token_check(token, email=user.email):
             raise InvalidLinkToken
         if not user.is_verified:
             user.is_verified = True
@@ -140,12 +157,13 @@ def user_email_verify(*, token: str) -> User:
 
 
 def verification_email_resend(*, email: str) -> None:
-    """Queue a new verification email if `email` belongs to an unverified account; silently
-    nothing otherwise, so the caller's answer does not reveal whether the address is registered."""
+    """Queue a new verification email if `email` belongs to an unverified account, and the same
+    work for nobody otherwise (see _email_request), so that neither the caller's answer nor its
+    time reveals whether the address is registered."""
+    canonical = email_canonical_or_none(email)
     with transaction.atomic():
-        user = User.objects.filter(email__iexact=email.strip(), is_active=True, is_verified=False).first()
-        if user is not None:
-            signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
+        user = User.objects.filter(email=canonical or "", is_active=True, is_verified=False).first()
+        _email_request(user=user, kind="verify")
 
 
 # --- Profile and password -----------------------------------------------------------------
@@ -172,11 +190,12 @@ def user_password_change(
 
 
 def password_reset_request(*, email: str) -> None:
-    """Queue a reset email if the address belongs to an active account; silently nothing otherwise."""
+    """Queue a reset email if the address belongs to an active account, and the same work for
+    nobody otherwise (see _email_request)."""
+    canonical = email_canonical_or_none(email)
     with transaction.atomic():
-        user = User.objects.filter(email__iexact=email.strip(), is_active=True).first()
-        if user is not None:
-            signals.email_requested.send(sender=User, uid=user.uid, kind="password_reset")
+        user = User.objects.filter(email=canonical or "", is_active=True).first()
+        _email_request(user=user, kind="password_reset")
 
 
 def password_reset_confirm(*, token: str, new_password: str) -> User:
@@ -189,9 +208,9 @@ def password_reset_confirm(*, token: str, new_password: str) -> User:
     parts = tokens.password_reset_token_split(token)
     if parts is None:
         raise InvalidLinkToken
-    uid_hex, inner = parts
+    uid, inner = parts
     with transaction.atomic():
-        user = User.objects.select_for_update().filter(uid=uuid.UUID(hex=uid_hex), is_active=True).first()
+        user = User.objects.select_for_update().filter(uid=uid, is_active=True).first()
         if user is None or not tokens.password_reset_token_generator.check_token(user, inner):
             raise InvalidLinkToken
         validate_password(new_password, user)

@@ -16,6 +16,8 @@ import hashlib
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from identity.addresses import email_canonical_or_none
+
 
 class _SettingsRateThrottle(SimpleRateThrottle):
     """Reads its rate from settings at request time, so overrides (and tests) take effect."""
@@ -32,14 +34,16 @@ class _IPThrottle(_SettingsRateThrottle):
 
 
 class _EmailThrottle(_SettingsRateThrottle):
-    """Keyed by a hash of the normalised email in the body; no email, no count (the IP one still applies)."""
+    """Keyed by a hash of the canonical email in the body (identity.addresses: every spelling of a
+    mailbox is one count); no email, no count (the IP one still applies)."""
 
     def get_cache_key(self, request, view) -> str | None:
         data = request.data  # a malformed body raises ParseError here → 400
         email = data.get("email") if isinstance(data, dict) else None
         if not isinstance(email, str) or not email.strip():
             return None
-        digest = hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+        canonical = email_canonical_or_none(email) or email.strip().lower()
+        digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}
 
 

@@ -1,6 +1,8 @@
 """Secrets for the identity app: login tokens, email-verification and password-reset link tokens."""
 import hashlib
+import re
 import secrets
+import uuid
 
 from django.conf import settings
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
@@ -19,24 +21,37 @@ def auth_token_hash(raw: str) -> str:
 
 
 # --- Email verification -----------------------------------------------------------
-# A signed, timestamped {uid, email}: it proves we sent it to that address and expires after
-# EMAIL_VERIFICATION_TTL. It grants nothing but "this address is verified", so it is no credential.
+# `<uid hex>:<timestamp>:<signature>`, signed with a salt that includes the address: it proves
+# we sent it to that address and expires after EMAIL_VERIFICATION_TTL, yet carries no address
+# (a token seen in a log, a browser history or a Referer header shows none). It grants
+# nothing but "this address is verified", so it is no credential.
 _VERIFY_SALT = "identity.email-verification"
+_UID_HEX = re.compile(r"[0-9a-f]{32}")
 
 
-def email_verification_token_make(*, uid, email: str) -> str:
-    return signing.dumps({"uid": str(uid), "email": email}, salt=_VERIFY_SALT, compress=True)
+def _verification_signer(email: str) -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=f"{_VERIFY_SALT}:{email}")
 
 
-def email_verification_token_read(token: str) -> dict | None:
-    """The signed payload, or None when the token is tampered, malformed or expired."""
+def email_verification_token_make(*, uid: uuid.UUID | str, email: str) -> str:
+    return _verification_signer(email).sign(uuid.UUID(str(uid)).hex)
+
+
+def email_verification_token_uid(token: str) -> uuid.UUID | None:
+    """The uid a well-formed token names (not yet checked: see email_verification_token_check)."""
+    uid_hex, sep, _rest = token.partition(":")
+    if not sep or not _UID_HEX.fullmatch(uid_hex):
+        return None
+    return uuid.UUID(hex=uid_hex)
+
+
+def email_verification_token_check(token: str, *, email: str) -> bool:
+    """True when `token` was made for `email` (the account's current address) and has not expired."""
     try:
-        payload = signing.loads(token, salt=_VERIFY_SALT, max_age=settings.EMAIL_VERIFICATION_TTL)
-    except (signing.BadSignature, ValueError, TypeError):  # SignatureExpired is a BadSignature
-        return None
-    if not isinstance(payload, dict) or not {"uid", "email"} <= payload.keys():
-        return None
-    return payload
+        _verification_signer(email).unsign(token, max_age=settings.EMAIL_VERIFICATION_TTL)
+    except (signing.BadSignature, ValueError):  # SignatureExpired is a BadSignature
+        return False
+    return True
 
 
 # --- Password reset -----------------------------------------------------------------
@@ -49,6 +64,8 @@ class _PasswordResetTokenGenerator(PasswordResetTokenGenerator):
 
 
 password_reset_token_generator = _PasswordResetTokenGenerator()
+# Django's token: base-36 timestamp, "-", hex digest (32 characters today; some room kept).
+_RESET_INNER = re.compile(r"[0-9a-z]{1,13}-[0-9a-f]{20,64}")
 
 
 def password_reset_token_make(*, user) -> str:
@@ -56,13 +73,13 @@ def password_reset_token_make(*, user) -> str:
     return f"{user.uid.hex}.{password_reset_token_generator.make_token(user)}"
 
 
-def password_reset_token_split(token: str) -> tuple[str, str] | None:
-    """(uid hex, Django token) or None when the token has the wrong shape."""
+def password_reset_token_split(token: str) -> tuple[uuid.UUID, str] | None:
+    """(uid, Django token) or None when the token is not exactly of the shape we make.
+
+    Exact patterns, not int()/UUID() leniency: int(x, 16) takes "-", "+", "_", spaces and "0x",
+    which uuid.UUID then refuses with an exception (a 500, before this was strict).
+    """
     uid_hex, sep, inner = token.partition(".")
-    if not sep or len(uid_hex) != 32 or not inner:
+    if not sep or not _UID_HEX.fullmatch(uid_hex) or not _RESET_INNER.fullmatch(inner):
         return None
-    try:
-        int(uid_hex, 16)
-    except ValueError:
-        return None
-    return uid_hex, inner
+    return uuid.UUID(hex=uid_hex), inner

@@ -6,10 +6,11 @@ from django.conf import settings
 from rest_framework import exceptions, parsers
 
 from project.errors import RequestTooLarge
+from project.text import text_problem
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with Django's body size limit enforced.
+    """DRF's JSON parser, with Django's body size limit enforced, that accepts only valid text.
 
     DRF reads the request stream itself, which bypasses the DATA_UPLOAD_MAX_MEMORY_SIZE check
     Django applies in `request.body`; without this a client could make us buffer any amount.
@@ -32,6 +33,12 @@ class JSONParser(parsers.JSONParser):
                 raise RequestTooLarge
             stream = io.BytesIO(raw)
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:  # e.g. [[[[...]]]] 10 000 deep: json raises this, not ValueError
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from exc
+        # JSON may spell a lone surrogate ("\ud800"), which is no text: stored, it would make
+        # every later answer that carries it fail to render. Refused here, for every endpoint.
+        problem = text_problem(data)
+        if problem:
+            raise exceptions.ParseError(f"JSON parse error - {problem}.")
+        return data

@@ -40,6 +40,9 @@ USER 10001:10001
 
 EXPOSE 8000
 
+# gunicorn also reads /app/gunicorn.conf.py (its default config file in the working directory):
+# its logger redacts verification and reset tokens, and credential headers, from every line.
+
 CMD ["gunicorn", "project.wsgi:application", \
      "--bind", "0.0.0.0:8000", \
      "--worker-tmp-dir", "/dev/shm", \

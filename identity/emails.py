@@ -15,6 +15,8 @@ from django.utils.timesince import timeuntil
 from identity import selectors, tokens
 
 KINDS = ("verify", "account_exists", "password_reset")
+#: The only names a template under identity/email/ may use (tests/security checks it).
+CONTEXT_NAMES = frozenset({"email", "link", "valid_for", "login_link", "reset_link"})
 
 
 class UnknownEmailKind(ValueError):
@@ -32,8 +34,13 @@ def _duration(delta: timedelta) -> str:
 
 
 def account_email_context(*, user, kind: str) -> dict[str, str]:
-    """The template context of one email; builds the link token (a secret) right now."""
-    context = {"username": user.username, "email": user.email}
+    """The template context of one email; builds the link token (a secret) right now.
+
+    Only what we wrote goes into an email: no username nor any other text a client chose.
+    Anyone can sign up with someone else's address, so a free-text field would let them write
+    their own words (a link, an instruction) into a genuine Kairos email to that person.
+    """
+    context = {"email": user.email}
     if kind == "verify":
         token = tokens.email_verification_token_make(uid=user.uid, email=user.email)
         context |= {"link": _frontend(f"/verify/{token}"), "valid_for": _duration(settings.EMAIL_VERIFICATION_TTL)}

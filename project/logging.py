@@ -19,12 +19,34 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
-# URL path segments that are credentials (email verification tokens): never logged.
-_SECRET_PATHS = re.compile(r"(/api/verify/)(?!resend/)[^/\s'\"]+")
+# Secrets that travel in URLs, never logged: the verification token is a path segment, of the
+# API's /api/verify/<token>/ and of the frontend's /verify/<token> (which browsers send on as the
+# Referer of the API calls that page makes); link tokens of the frontend's pages travel as
+# ?token= (the reset page), and so might any other credential-like query parameter.
+_SECRET_PATHS = re.compile(r"(/verify/)(?!resend(?:[/?#\s'\"]|$))[^/?#\s'\"]+", re.IGNORECASE)
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:[a-z_]*token|key|secret|password|code|signature)=)[^&#\s'\"]+", re.IGNORECASE
+)
+_MARKERS = ("/verify/", "=")
 
 
 def redact_path(text: str) -> str:
-    return _SECRET_PATHS.sub(r"\1<redacted>", text)
+    """`text` with every URL secret above replaced by <redacted> (any text holding paths or URLs)."""
+    if not any(marker in text for marker in _MARKERS):
+        return text  # the common case, without running a regular expression
+    return _SECRET_QUERY.sub(r"\1<redacted>", _SECRET_PATHS.sub(r"\1<redacted>", text))
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Blanks URL secrets out of a record's message (for loggers whose lines hold raw URLs:
+    Django's request loggers, runserver's, gunicorn's access and error logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_path(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 def _loggable(value: object) -> object:
@@ -42,17 +64,16 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
-class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to records emitted while an API request is served, and blanks
-    credentials out of the paths that Django's own request loggers print ("Not Found: ...")."""
+class RequestIdFilter(RedactSecretsFilter):
+    """Adds `request_id` to records emitted while an API request is served, and blanks URL
+    secrets out of every line (Django's own request loggers print raw paths: "Not Found: ...",
+    runserver's "GET /api/verify/<token>/ ...")."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = request_id_var.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
-        if record.name.startswith("django.") and "/api/verify/" in record.getMessage():
-            record.msg, record.args = redact_path(record.getMessage()), None
-        return True
+        return super().filter(record)
 
 
 class JsonFormatter(logging.Formatter):

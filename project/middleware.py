@@ -71,6 +71,27 @@ def _forget_request_id(**kwargs: object) -> None:
 request_finished.connect(_forget_request_id, dispatch_uid="project.middleware.forget_request_id")
 
 
+class NoStoreMiddleware:
+    """`Cache-Control: no-store` on every answer that does not set its own Cache-Control.
+
+    The API's answers carry tokens (login) and personal, health-related data (me, allergies,
+    preferences, sessions, export...), which no browser, proxy or CDN may keep. The default is
+    therefore "store nothing", for errors too; an answer that is public and cacheable says so
+    itself (e.g. `@method_decorator(cache_control(public=True, max_age=3600), name="get")`) and
+    is left alone. Static files never reach this middleware (WhiteNoise answers them first,
+    with its own long-lived headers).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response
+
+
 class StaticFilesMiddleware(WhiteNoiseMiddleware):
     """WhiteNoise, without its warning when `collectstatic` has not run: with
     WHITENOISE_USE_FINDERS the files are found in the apps then, so nothing is missing."""

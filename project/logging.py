@@ -25,14 +25,14 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 # ?token= (the reset page), and so might any other credential-like query parameter.
 _SECRET_PATHS = re.compile(r"(/verify/)(?!resend(?:[/?#\s'\"]|$))[^/?#\s'\"]+", re.IGNORECASE)
 _SECRET_QUERY = re.compile(
-    r"([?&;](?:[a-z_]*token|key|secret|password|code|signature)=)[^&#\s'\"]+", re.IGNORECASE
+    r"((?:^|[?&;\s])(?:[a-z_]*token|[a-z_]*secret|[a-z_]*password|api_key|signature)=)[^&#\s'\"]+", re.IGNORECASE
 )
 _MARKERS = ("/verify/", "=")
 
 
 def redact_path(text: str) -> str:
     """`text` with every URL secret above replaced by <redacted> (any text holding paths or URLs)."""
-    if not any(marker in text for marker in _MARKERS):
+    if not any(marker in text.lower() for marker in _MARKERS):
         return text  # the common case, without running a regular expression
     return _SECRET_QUERY.sub(r"\1<redacted>", _SECRET_PATHS.sub(r"\1<redacted>", text))
 

@@ -3,7 +3,7 @@
 The attack (5): Unicode spellings of one ASCII address (fullwidth letters, a zero-width space,
 a soft hyphen, an ideographic full stop, NFC vs NFD) made separate accounts whose mail all went
 to the same mailbox, each with its own per-email throttle allowance. (6): on PostgreSQL,
-`ſquat@` (U+017F) squatted `squat@` for good, since the lookup folded with UPPER() and the
+`\u017fquat@` (U+017F, long s) squatted `squat@` for good, since the lookup folded with UPPER() and the
 unique index with LOWER(). Now every flow canonicalises the address first
 (identity/addresses.py) and stores and compares the canonical form exactly.
 """
@@ -120,7 +120,7 @@ def test_an_address_without_a_canonical_form_is_refused_everywhere(address) -> N
 
 
 def test_the_squatter_cannot_keep_the_owner_out(outbox, settings) -> None:
-    """Finding 6 as the attacker played it: `ſquat@` first, then the owner of `squat@`."""
+    """Finding 6 as the attacker played it: long-s `squat@` first, then the owner of `squat@`."""
     client = APIClient()
     assert signup(client, "\u017fquat@example.com", username="mallory").status_code == 201
     assert signup(client, "squat@example.com", username="owner").status_code == 201
@@ -136,7 +136,7 @@ def test_the_squatter_cannot_keep_the_owner_out(outbox, settings) -> None:
 
 @pytest.mark.postgres
 def test_on_postgresql_lookup_and_uniqueness_fold_alike() -> None:
-    """PostgreSQL: UPPER('ſ') = 'S' but LOWER('ſ') = 'ſ'. The stored form is ASCII, and there is
+    """PostgreSQL: UPPER() of long s (U+017F) is 'S' but LOWER() leaves it. The stored form is ASCII, and there is
     no index folding it a second way."""
     assert connection.vendor == "postgresql"
     client = APIClient()

@@ -46,12 +46,12 @@ class IssuedToken:
     raw: str  # the secret; shown to the client once, never stored
 
 
-def _email_request(*, user: User | None, kind: str) -> None:
-    """Queue an account email for `user`; without one, the same event for a uid that names no
+def _email_recipient_uid(user: User | None) -> uuid.UUID:
+    """The uid to queue an account email for: `user`'s, or, without one, a uid that names no
     account. A flow that takes an email then does the same work (one lookup, one outbox row)
     whether or not the address has an account, so neither its answer time nor the bus backlog
     tells; the consumer finds nobody under the made-up uid and sends nothing."""
-    signals.email_requested.send(sender=User, uid=user.uid if user is not None else uuid.uuid4(), kind=kind)
+    return user.uid if user is not None else uuid.uuid4()
 
 
 def user_create(*, email: str, username: str, password: str) -> User | None:
@@ -80,10 +80,10 @@ def user_create(*, email: str, username: str, password: str) -> User | None:
                 if existing is None:
                     raise
         if existing is not None:
-            _email_request(user=existing, kind="account_exists")
+            signals.email_requested.send(sender=User, uid=existing.uid, kind="account_exists")
             return None
         signals.user_registered.send(sender=User, user=user)
-        _email_request(user=user, kind="verify")
+        signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
     return user
 
 
@@ -158,12 +158,12 @@ def user_email_verify(*, token: str) -> User:
 
 def verification_email_resend(*, email: str) -> None:
     """Queue a new verification email if `email` belongs to an unverified account, and the same
-    work for nobody otherwise (see _email_request), so that neither the caller's answer nor its
+    work for nobody otherwise (see _email_recipient_uid), so that neither the caller's answer nor its
     time reveals whether the address is registered."""
     canonical = email_canonical_or_none(email)
     with transaction.atomic():
         user = User.objects.filter(email=canonical or "", is_active=True, is_verified=False).first()
-        _email_request(user=user, kind="verify")
+        signals.email_requested.send(sender=User, uid=_email_recipient_uid(user), kind="verify")
 
 
 # --- Profile and password -----------------------------------------------------------------
@@ -191,11 +191,11 @@ def user_password_change(
 
 def password_reset_request(*, email: str) -> None:
     """Queue a reset email if the address belongs to an active account, and the same work for
-    nobody otherwise (see _email_request)."""
+    nobody otherwise (see _email_recipient_uid)."""
     canonical = email_canonical_or_none(email)
     with transaction.atomic():
         user = User.objects.filter(email=canonical or "", is_active=True).first()
-        _email_request(user=user, kind="password_reset")
+        signals.email_requested.send(sender=User, uid=_email_recipient_uid(user), kind="password_reset")
 
 
 def password_reset_confirm(*, token: str, new_password: str) -> User:

@@ -9,6 +9,7 @@ unique index with LOWER(). Now every flow canonicalises the address first
 """
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from rest_framework.test import APIClient
@@ -175,3 +176,19 @@ def test_the_migration_canonicalises_rows_and_sets_collisions_aside() -> None:
     for name in ("dup", "bad"):
         assert not users[name].is_active and users[name].email.endswith("@invalid"), name
         assert users[name].uid.hex in users[name].email
+
+
+def test_the_admin_login_and_the_admin_form_use_the_canonical_form_too(verified_user) -> None:
+    """Siblings outside the API: Django's ModelBackend (the admin login) looks users up through
+    the manager, and the admin's change form saves through User.clean()."""
+    from django.contrib.auth import authenticate
+
+    assert authenticate(username="ADA@\uff45xample\u3002com", password=PASSWORD) == verified_user
+    assert authenticate(username="\u0131da@example.com", password=PASSWORD) is None
+    verified_user.email = "Ada.New@\uff45xample.com"
+    verified_user.full_clean()
+    assert verified_user.email == "ada.new@example.com"
+    User.objects.create_user("Owner@Example.com", PASSWORD, username="owner")
+    clash = User(email="owner@\uff45xample.com", username="x", password="!")
+    with pytest.raises(ValidationError, match="already exists"):
+        clash.full_clean()

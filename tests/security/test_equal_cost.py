@@ -72,6 +72,7 @@ def assert_same_cost(a: list[float], b: list[float], *, what: str, ratio: float,
     ma, mb = statistics.median(a), statistics.median(b)
     share = _faster_share(a, b)
     summary = f"{what}: median known {ma * 1000:.1f} ms, unknown {mb * 1000:.1f} ms, known faster in {share:.0%}"
+    print(summary)  # shown with -s: the figures behind the verdict
     # The absolute floor keeps sub-millisecond scheduling noise of cheap flows from counting.
     assert max(ma, mb) <= ratio * min(ma, mb) + floor, summary
     assert 0.1 <= share <= 0.9, summary

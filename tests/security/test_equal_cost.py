@@ -157,3 +157,28 @@ def test_email_flows_do_the_same_database_work_for_known_and_unknown_addresses(
     assert _statements(client, path, {"email": known, **extra}) == _statements(
         client, path, {"email": f"nobody-{uuid.uuid4().hex[:6]}@example.com", **extra}
     )
+
+
+def test_the_consumer_drops_the_event_queued_for_nobody(settings) -> None:
+    """The unknown-address twin of a reset or resend is an email.requested event for a uid that
+    names no account: the consumer must finish it quietly (no email, no dead letter, no retry)."""
+    import threading
+
+    from django.core import mail
+
+    from agent_bridge.agent_client import AgentClient
+    from agent_bridge.models import OutboxEvent
+    from consumers.models import DeadLetter
+    from consumers.runners import EmbeddedConsumer
+
+    settings.THROTTLING_ENABLED = False
+    client = APIClient()
+    assert client.post("/api/password/reset/", {"email": "nobody@example.com"}, format="json").status_code == 202
+    assert client.post("/api/verify/resend/", {"email": "nobody@example.com"}, format="json").status_code == 202
+    consumer = EmbeddedConsumer(stop=threading.Event(), agent=AgentClient.from_settings())
+    events = list(OutboxEvent.objects.filter(type="email.requested"))
+    assert len(events) == 2
+    for event in events:
+        assert consumer.handle(event).done
+    assert mail.outbox == [] and not DeadLetter.objects.exists()
+    assert not OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).exists()

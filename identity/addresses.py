@@ -12,13 +12,16 @@ compare it by exact equality, and the unique index is on it.
   (the root) is dropped.
 - The local part loses the characters that render as nothing (project.text.invisible_strip),
   is NFKC-normalised and case-folded (long s is "s", a fullwidth "a" is "a"), and must then be
-  ASCII: a non-ASCII local part (RFC 6531) is refused rather than guessed at, since we cannot
-  know how the receiving server folds it (dotless i stays itself here, "I" under UPPER()).
+  an ASCII dot-atom: a non-ASCII local part (RFC 6531) is refused rather than guessed at, since
+  we cannot know how the receiving server folds it (dotless i stays itself here, "I" under
+  UPPER()); a quoted one ("victim"@) is its unquoted content, or refused when that is no
+  dot-atom.
 - Case: local parts are case-sensitive in RFC 5321, but no mail service we send to treats them
   so, and two accounts differing in case would be the squat this module exists to prevent.
   Provider-specific aliases (dots or "+tags" at some providers) are left alone: that is the
   provider's rule, not the address's.
 """
+import re
 import unicodedata
 
 import idna
@@ -26,6 +29,9 @@ import idna
 from project.text import invisible_strip
 
 MAX_LENGTH = 254  # RFC 5321 path limit, minus the angle brackets
+# RFC 5322 dot-atom: the only local-part syntax we store (ASCII by construction).
+_DOT_ATOM = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_QUOTED_PAIR = re.compile(r"\\(.)")
 
 
 class EmailNotCanonical(ValueError):
@@ -35,7 +41,11 @@ class EmailNotCanonical(ValueError):
 def _local_canonical(local: str) -> str:
     text = unicodedata.normalize("NFKC", invisible_strip(local))
     text = unicodedata.normalize("NFKC", text.casefold())
-    if not text or not text.isascii():
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        # A quoted local part names the same mailbox as its unquoted content ("victim"@ is
+        # victim@, RFC 5321 4.1.2), which Django's validator would accept as a second spelling.
+        text = _QUOTED_PAIR.sub(r"\1", text[1:-1])
+    if not _DOT_ATOM.fullmatch(text):
         raise EmailNotCanonical("the part before @ must be plain ASCII letters, digits and punctuation")
     return text
 

@@ -38,6 +38,8 @@ SPELLINGS = {
     "fullwidth full stop": "victim@example\uff0ecom",
     "trailing root dot": "victim@example.com.",
     "surrounding spaces": "  victim@example.com ",
+    "quoted local part": '"victim"@example.com',
+    "quoted pair": '"vic\\tim"@example.com',
 }
 IDN_ADDRESS = "chef@xn--bcher-kva.example"
 IDN_SPELLINGS = {
@@ -106,6 +108,7 @@ def test_spellings_share_one_per_email_throttle(settings, clear_cache) -> None:
         "victim@exa\u200dmple.com",  # a zero-width joiner where IDNA 2008 forbids it
         "victim@-example.com",
         "victim@[127.0.0.1]",
+        '"vic tim"@example.com',  # a quoted local part that is no dot-atom
     ],
 )
 def test_an_address_without_a_canonical_form_is_refused_everywhere(address) -> None:

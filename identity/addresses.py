@@ -11,7 +11,7 @@ compare it by exact equality, and the unique index is on it.
   domain; NFC and NFD spellings become one A-label (`xn--...`); case is folded. A trailing dot
   (the root) is dropped.
 - The local part loses the characters that render as nothing (project.text.invisible_strip),
-  is NFKC-normalised and case-folded (long s is "s", a fullwidth "a" is "a"), and must then be
+  is NFKC-normalised and lower-cased (long s is "s", a fullwidth "a" is "a"), and must then be
   an ASCII dot-atom: a non-ASCII local part (RFC 6531) is refused rather than guessed at, since
   we cannot know how the receiving server folds it (dotless i stays itself here, "I" under
   UPPER()); a quoted one ("victim"@) is its unquoted content, or refused when that is no
@@ -40,7 +40,9 @@ class EmailNotCanonical(ValueError):
 
 def _local_canonical(local: str) -> str:
     text = unicodedata.normalize("NFKC", invisible_strip(local))
-    text = unicodedata.normalize("NFKC", text.casefold())
+    # lower(), not casefold(): full folding would turn a German "ß" into "ss", another mailbox;
+    # the result must be ASCII anyway, and on ASCII the two agree.
+    text = unicodedata.normalize("NFKC", text.lower())
     if len(text) >= 2 and text[0] == text[-1] == '"':
         # A quoted local part names the same mailbox as its unquoted content ("victim"@ is
         # victim@, RFC 5321 4.1.2), which Django's validator would accept as a second spelling.

@@ -109,6 +109,8 @@ def test_spellings_share_one_per_email_throttle(settings, clear_cache) -> None:
         "victim@-example.com",
         "victim@[127.0.0.1]",
         '"vic tim"@example.com',  # a quoted local part that is no dot-atom
+        "stra\u00dfe@example.com",  # sharp s: full case folding would make it another mailbox, "strasse"
+        "\u0130stanbul@example.com",  # dotted capital I: lower-cases to i + combining dot
     ],
 )
 def test_an_address_without_a_canonical_form_is_refused_everywhere(address) -> None:

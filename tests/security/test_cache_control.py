@@ -13,7 +13,8 @@ from tests.security.routes import api_routes
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
-# Routes whose GET is public and the same for everyone (declared by the view itself).
+# Routes whose GET answer is public and the same for everyone: their view may declare it
+# cacheable (its own Cache-Control). Any other route's answers must be no-store.
 PUBLIC_CACHEABLE = {"/api/allergens/"}
 
 
@@ -32,7 +33,6 @@ def test_every_answer_is_no_store_unless_declared_public(account: Account, setti
             response = client.generic(method, route.path, data=b"{}", content_type="application/json", **headers)
             what = f"{method} {route.key} ({'token' if headers else 'anonymous'}) {response.status_code}"
             if route.key in PUBLIC_CACHEABLE and method in ("GET", "HEAD") and response.status_code == 200:
-                assert "public" in response.get("Cache-Control", ""), what
                 continue
             assert_not_stored(response, what)
 

@@ -75,7 +75,7 @@ def assert_same_cost(a: list[float], b: list[float], *, what: str, ratio: float,
     print(summary)  # shown with -s: the figures behind the verdict
     # The absolute floor keeps sub-millisecond scheduling noise of cheap flows from counting.
     assert max(ma, mb) <= ratio * min(ma, mb) + floor, summary
-    assert 0.1 <= share <= 0.9, summary
+    assert 0.08 <= share <= 0.92, summary  # about 3.5 standard deviations of the statistic at n=12
 
 
 def test_signup_costs_the_same_for_a_taken_and_a_free_address(argon2) -> None:
@@ -88,7 +88,7 @@ def test_signup_costs_the_same_for_a_taken_and_a_free_address(argon2) -> None:
     a, b = _samples(
         lambda: client.post("/api/signup/", body(taken), format="json"),
         lambda: client.post("/api/signup/", body(f"new-{uuid.uuid4().hex}@example.com"), format="json"),
-        n=10,
+        n=12,
     )
     assert_same_cost(a, b, what="signup", ratio=1.5, floor=0.005)
 
@@ -104,7 +104,7 @@ def test_login_costs_the_same_for_a_known_and_an_unknown_address(argon2, verifie
     a, b = _samples(
         lambda: client.post("/api/login/", body(known), format="json"),
         lambda: client.post("/api/login/", body(f"nobody-{uuid.uuid4().hex}@example.com"), format="json"),
-        n=10,
+        n=12,
     )
     assert_same_cost(a, b, what="login", ratio=1.5, floor=0.005)
 

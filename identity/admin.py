@@ -1,11 +1,36 @@
 """Admin for accounts. No password hash is shown, and deleting goes through the erasure service
 so the Agent forgets the user too (a plain queryset delete would skip the user.deleted event)."""
+import math
+
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from identity import services
+from identity import services, throttles
 from identity.models import AuthToken, User, UserPreferences
+from throttling.clients import client_address
+from throttling.limits import Limit
+
+
+def admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    """Django's admin login behind the login throttles: the same counters as POST /api/login/ (one
+    budget per address and per account, whichever door is used). Routed before admin.site.urls."""
+    if request.method == "POST":
+        address = client_address(request)
+        limits = [Limit("login", address)]
+        limits += throttles.email_limits("login", address=address, email=request.POST.get("username"))
+        try:
+            wait = throttles.throttle_check(iter(limits))
+        except throttles.ThrottleUnavailable as exc:
+            return JsonResponse({"detail": str(exc.detail), "code": exc.default_code}, status=exc.status_code)
+        if wait is not None:
+            response = JsonResponse(
+                {"detail": f"Too many login attempts. Try again in {math.ceil(wait)} seconds.", "code": "throttled"},
+                status=429,
+            )
+            response["Retry-After"] = str(math.ceil(wait))
+            return response
+    return admin.site.login(request, extra_context)
 
 
 class UserPreferencesInline(admin.StackedInline):

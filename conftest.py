@@ -86,8 +86,9 @@ def outbox():
 
 
 @pytest.fixture
-def clear_cache(db):
-    """Empty the throttle counts (the store the settings name) before and after a test."""
+def clear_cache(db, throttle_clock):
+    """Empty the throttle counts (the store the settings name) before and after a test; the throttles'
+    clock stands still (a window boundary mid-test would reset the counts under test)."""
     from throttling.stores import store_get
 
     store = store_get()
@@ -113,8 +114,9 @@ def _redis_throttle_counts_isolated(request: pytest.FixtureRequest) -> Iterator[
 
 
 @pytest.fixture(params=["embedded", "redis"])
-def throttle_store(request: pytest.FixtureRequest, settings, db):
-    """Each throttle test twice: on the embedded table and on Redis (REDIS_URL; skipped without it)."""
+def throttle_store(request: pytest.FixtureRequest, settings, db, throttle_clock):
+    """Each throttle test twice: on the embedded table and on Redis (REDIS_URL; skipped without it).
+    The throttles' clock stands still unless the test moves it (`throttle_clock`)."""
     from throttling.stores import store_get
 
     if request.param == "redis":
@@ -149,7 +151,9 @@ def throttle_clock(monkeypatch) -> ThrottleClock:
 
     from throttling import stores
 
-    clock = ThrottleClock(time.time())
+    # At the start of a day, so every window (they divide a day) starts with the test: Redis keys get
+    # their whole window as TTL in real time, which outlasts the test.
+    clock = ThrottleClock(time.time() // 86400 * 86400)
     monkeypatch.setattr(stores, "clock", clock)
     return clock
 

@@ -8,7 +8,7 @@ class Counter(models.Model):
     once expired; nothing culls them, so no amount of traffic can evict another client's count.
     """
 
-    # sha256 of (scope, identity, window): fixed size whatever the client sent.
+    # HMAC-SHA256 (SECRET_KEY) of (scope, identity, window): fixed size whatever the client sent.
     digest = models.CharField(max_length=64, primary_key=True)
     hits = models.PositiveIntegerField()
     # Unix seconds at which the window ends; pruning deletes rows past it.

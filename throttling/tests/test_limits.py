@@ -39,3 +39,16 @@ def test_nothing_is_counted_when_throttling_is_off(throttle_store, settings) -> 
     settings.THROTTLING_ENABLED = False
     for _ in range(5):
         assert limits_hit([Limit("login", "a")]) is None
+
+
+def test_stored_keys_cannot_be_matched_against_a_list_of_emails(throttle_store, settings) -> None:
+    import hashlib
+
+    from throttling.limits import _digest
+
+    limits_hit([Limit("login_email", "ada@example.com")])
+    digest = _digest("login_email", "ada@example.com", 300, 0)
+    assert len(digest) == 64
+    assert digest != hashlib.sha256(b"login_email\0ada@example.com\0300\x000").hexdigest()
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789"
+    assert _digest("login_email", "ada@example.com", 300, 0) != digest

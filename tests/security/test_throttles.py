@@ -221,3 +221,15 @@ def test_a_store_outage_refuses_credentials_with_503_json(db, settings, api_clie
     assert response.status_code == 503
     assert response.json()["code"] == "throttle_unavailable"
     assert admin_login(Client(), verified_user.email, password).status_code == 503
+
+
+def test_the_admin_password_change_is_throttled_per_user(throttle_store, superuser):
+    """A sibling of 13: the admin's password change re-confirms the old password too."""
+    client = Client()
+    client.force_login(superuser)
+    body = {"new_password1": "another-long-passphrase-7", "new_password2": "another-long-passphrase-7"}
+    statuses = [
+        client.post("/admin/password_change/", {**body, "old_password": f"guess-{i}"}).status_code for i in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]  # 200: the form again, with "incorrect password"
+    assert Client().get("/admin/password_change/").status_code == 302  # still behind the admin login

@@ -15,7 +15,7 @@ from throttling.limits import Limit
 def _refusal(limits: list[Limit]) -> HttpResponse | None:
     """The JSON answer of a refused admin request (429, or 503 when the store is down); None: go on."""
     try:
-        wait = throttles.throttle_check(iter(limits))
+        wait = throttles.throttle_check(limits)
     except throttles.ThrottleUnavailable as exc:
         return JsonResponse({"detail": str(exc.detail), "code": exc.default_code}, status=exc.status_code)
     if wait is None:

@@ -13,7 +13,7 @@ never reaches the per-email limit, and the owner, at another address, is not ref
 
 Only unsafe methods are counted: a GET never touches the store.
 """
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from rest_framework import exceptions, status
 from rest_framework.permissions import SAFE_METHODS
@@ -54,7 +54,7 @@ def email_limits(scope: str, *, address: str, email: object, per_pair: bool = Tr
     yield Limit(f"{scope}_email", key)
 
 
-def throttle_check(limits: Iterator[Limit]) -> float | None:
+def throttle_check(limits: Iterable[Limit]) -> float | None:
     """limits_hit for DRF views: None when allowed, else seconds to wait; 503 when the store is down."""
     try:
         return limits_hit(limits)

@@ -72,11 +72,18 @@ def test_an_over_long_email_is_counted(throttle_store, api_client, db):
 
 
 # --- 2: X-Forwarded-For is not the client --------------------------------------------------------
-def test_rotating_x_forwarded_for_does_not_bypass_the_per_address_limit(throttle_store, api_client, db):
-    """With no trusted proxy (the default) the header is ignored entirely."""
-    statuses = [
-        login(api_client, f"user{i}@example.com", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}") for i in range(12)
-    ]
+@pytest.mark.parametrize(
+    "header",
+    ["HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_FORWARDED", "HTTP_CLIENT_IP", "HTTP_TRUE_CLIENT_IP"],
+)
+def test_rotating_a_client_address_header_does_not_bypass_the_per_address_limit(
+    throttle_store, api_client, settings, db, header
+):
+    """With no trusted proxy (the default) X-Forwarded-For is ignored entirely, and the other
+    headers that claim a client address are never read (not even behind a trusted proxy)."""
+    settings.TRUSTED_PROXY_COUNT = 0 if header == "HTTP_X_FORWARDED_FOR" else 1
+    value = "for=192.0.2.{}" if header == "HTTP_FORWARDED" else "192.0.2.{}"
+    statuses = [login(api_client, f"user{i}@example.com", **{header: value.format(i)}) for i in range(12)]
     assert statuses == [401] * 10 + [429] * 2
 
 
@@ -130,8 +137,9 @@ def test_admin_login_refuses_guessing_even_the_right_password(throttle_store, su
 
 
 def test_admin_login_is_limited_per_username_across_addresses(throttle_store, superuser):
-    statuses = [admin_login(Client(), superuser.email, WRONG, ip=flood_address(i)).status_code for i in range(21)]
-    assert statuses == [200] * 20 + [429]
+    spellings = [superuser.email, superuser.email.upper(), f" {superuser.email} "]
+    statuses = [admin_login(Client(), spellings[i % 3], WRONG, ip=flood_address(i)).status_code for i in range(21)]
+    assert statuses == [200] * 20 + [429]  # one count, however the address is spelt
 
 
 def test_admin_login_and_api_login_share_one_budget_per_account(throttle_store, api_client, superuser):

@@ -98,7 +98,7 @@ def clear_cache(db, throttle_clock):
 
 
 @pytest.fixture(autouse=True)
-def _redis_throttle_counts_isolated(request: pytest.FixtureRequest) -> Iterator[None]:
+def _redis_throttle_counts_isolated() -> Iterator[None]:
     """With REDIS_URL set (CI's second pass) throttle counts outlive the test's database transaction:
     each test starts with none. (The embedded store's rows roll back with the test.)"""
     if not os.environ.get("REDIS_URL"):

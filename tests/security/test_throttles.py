@@ -90,9 +90,9 @@ def test_rotating_a_client_address_header_does_not_bypass_the_per_address_limit(
 def test_behind_one_trusted_proxy_only_the_address_it_appended_counts(throttle_store, api_client, settings, db):
     settings.TRUSTED_PROXY_COUNT = 1
     proxy = "172.16.0.2"
-    # The client sends its own XFF; the proxy appends the real peer. Rotating the client's part is useless.
+    # The client sends its own XFF (rotating, and long); the proxy appends the real peer.
     statuses = [
-        login(api_client, f"user{i}@example.com", ip=proxy, HTTP_X_FORWARDED_FOR=f"192.0.2.{i}, {ATTACKER}")
+        login(api_client, f"user{i}@example.com", ip=proxy, HTTP_X_FORWARDED_FOR=f"{'9' * 300}.{i}, {ATTACKER}")
         for i in range(11)
     ]
     assert statuses == [401] * 10 + [429]

@@ -140,13 +140,15 @@ X_FRAME_OPTIONS = "DENY"
 # short so that a refusal caused by someone else's attempts ends within minutes.
 DEFAULT_THROTTLE_RATES = {
     "login": "10/min",  # per client address
-    "login_email_address": "5/min",  # per (email, address): what one attacking address runs into
+    # per (email, address): what one attacking address runs into. Same window as the per-email
+    # limit and well below it, so that one address can never spend the per-email budget.
+    "login_email_address": "5/5min",
     "login_email": "20/5min",  # per email from every address: bounds distributed guessing
     "signup": "20/hour",
     "signup_email": "5/10min",
     "email_action": "10/hour",  # resend verification + password reset, one count
-    "email_action_email_address": "3/10min",
-    "email_action_email": "5/10min",
+    "email_action_email_address": "2/10min",
+    "email_action_email": "6/10min",
     "reconfirm": "5/10min",  # password change and account deletion, per user
 }
 _throttle_env = env.str("THROTTLE_RATES", default="")

@@ -112,6 +112,18 @@ def test_every_scope_has_a_default_rate(settings) -> None:
     assert set(throttles.ALL_SCOPES) == settings.DEFAULT_THROTTLE_RATES.keys()
 
 
+@pytest.mark.parametrize("scope", ["login", "email_action"])
+def test_one_address_can_never_spend_an_emails_whole_budget(settings, scope) -> None:
+    """The lockout policy (docs/api.md): per (email, address) over the same window as per email,
+    and below it, so an attacker at one address cannot refuse the owner."""
+    from throttling.rates import rate_parse
+
+    pair = rate_parse(settings.DEFAULT_THROTTLE_RATES[f"{scope}_email_address"])
+    email = rate_parse(settings.DEFAULT_THROTTLE_RATES[f"{scope}_email"])
+    assert pair.seconds == email.seconds
+    assert pair.limit * 3 <= email.limit  # at least three addresses to refuse the owner
+
+
 @override_settings(THROTTLE_RATES=RATES)
 def test_reconfirmation_is_counted_per_user_for_writes_only(throttle_store, auth_client, api_client, password) -> None:
     for _ in range(5):

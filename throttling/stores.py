@@ -74,9 +74,11 @@ class DatabaseStore:
         Counter.objects.using(self.using).all().delete()
 
 
+# One atomic step: a key never exists without its expiry (and one that somehow lost it gets it
+# back, so no count can outlive its window for good).
 _INCR_SCRIPT = """
 local hits = redis.call('INCR', KEYS[1])
-if hits == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if hits == 1 or redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return hits
 """
 

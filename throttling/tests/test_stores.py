@@ -130,6 +130,9 @@ def test_redis_keys_expire_with_their_window_and_clear_keeps_other_keys(throttle
     assert 40 <= ttl <= 42
     throttle_store.incr("k", 1000)  # a later hit does not extend the window
     assert throttle_store.client.ttl(throttle_store.prefix + "k") <= 42
+    throttle_store.client.persist(throttle_store.prefix + "k")  # however it lost its expiry...
+    assert throttle_store.incr("k", 30) == 3
+    assert 0 < throttle_store.client.ttl(throttle_store.prefix + "k") <= 30  # ...the next hit restores one
     foreign = f"not-ours-{uuid.uuid4().hex}"
     throttle_store.client.set(foreign, "1", ex=60)
     try:

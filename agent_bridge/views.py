@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from agent_bridge import selectors, services
 from agent_bridge.serializers import InteractionsPageSerializer, InteractionsQuerySerializer, MessageSerializer
-from identity.serializers import ErrorSerializer
+from project.errors import ErrorSerializer
 
 CLEAR_MESSAGE = "Your history is being cleared."
 

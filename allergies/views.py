@@ -12,7 +12,7 @@ from allergies.serializers import (
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
 )
-from identity.serializers import ErrorSerializer
+from project.errors import ErrorSerializer
 
 UPDATED_MESSAGE = "Allergy profile updated."
 CLEARED_MESSAGE = "Allergy profile cleared."

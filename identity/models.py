@@ -67,16 +67,17 @@ class AuthToken(models.Model):
     def __str__(self) -> str:
         return f"token {self.pk} of user {self.user_id}"
 
-    def is_usable(self, *, now=None) -> bool:
-        now = now or timezone.now()
-        return self.revoked_at is None and self.expires_at > now
-
 
 class UserPreferences(models.Model):
-    """Explicit taste preferences; `revision` counts merges, `synced_revision` what the Agent has."""
+    """Explicit taste preferences; `revision` counts changes, `synced_revision` what the Agent has.
+
+    `reset_keys`: keys changed since the last delivery in a way the Agent's merge cannot express
+    (a value or key removed); the consumer resets them at the Agent first (identity.preferences).
+    """
 
     user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="preferences")
     data = models.JSONField(default=dict)
+    reset_keys = models.JSONField(default=list, blank=True)
     revision = models.PositiveIntegerField(default=0)
     synced_revision = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

@@ -244,10 +244,61 @@ def test_preferences_reach_the_agent_as_a_merge(verified_user, agent, devagent) 
 
     assert agent_user(devagent, verified_user.uid)["preferences"] == {
         "learned": {"spicy": 0.8},  # the Agent's own learning is kept: a merge, not a replace
-        "vibes": ["quiet", "romantic"],
+        "vibes": ["romantic"],  # "quiet" was deselected: reset first, so the Agent's union cannot keep it
         "dietary": ["vegan"],
     }
     assert UserPreferences.objects.get(user=verified_user).synced_revision == 2
+
+
+def test_removed_values_and_keys_end_removed_at_the_agent(verified_user, agent, devagent) -> None:
+    """The double unions lists and merges objects like the Agent: removals need the reset merge."""
+    create_at_agent(agent, verified_user.uid)
+    identity_services.user_preferences_replace(
+        user=verified_user,
+        preferences={"dietary": ["vegetarian", "halal"], "location_bias": {"city": "Oslo", "radius_km": 3},
+                     "vibes": ["quiet"]},
+    )
+    for env in outbox_envelopes(events.PREFERENCES_UPDATED):
+        handle(env, agent)
+    identity_services.user_preferences_update(
+        user=verified_user, preferences={"dietary": ["halal"], "location_bias": {"city": "Oslo"}, "vibes": None}
+    )
+    [*_, env] = outbox_envelopes(events.PREFERENCES_UPDATED)
+
+    assert handle(env, agent) == "delivered"
+
+    assert agent_user(devagent, verified_user.uid)["preferences"] == {
+        "dietary": ["halal"], "location_bias": {"city": "Oslo"}, "vibes": []
+    }
+    prefs = UserPreferences.objects.get(user=verified_user)
+    assert (prefs.synced_revision, prefs.reset_keys) == (2, [])
+
+
+def test_a_failure_between_the_reset_and_the_state_is_repaired_by_the_retry(verified_user, agent, devagent) -> None:
+    from agent_bridge.agent_client import AgentError
+
+    create_at_agent(agent, verified_user.uid)
+    identity_services.user_preferences_update(user=verified_user, preferences={"dietary": ["vegetarian", "halal"]})
+    handle(outbox_envelopes(events.PREFERENCES_UPDATED)[0], agent)
+    identity_services.user_preferences_update(user=verified_user, preferences={"dietary": ["halal"]})
+    env = outbox_envelopes(events.PREFERENCES_UPDATED)[-1]
+    patches = []
+    real = agent.update_preferences
+
+    def fail_second(*, uid, preferences):
+        patches.append(preferences)
+        if len(patches) == 2:
+            raise AgentError("the Agent went away")
+        return real(uid=uid, preferences=preferences)
+
+    agent.update_preferences = fail_second
+    with pytest.raises(AgentError):
+        handle(env, agent)
+    assert UserPreferences.objects.get(user=verified_user).reset_keys == ["dietary"]  # not done yet
+    agent.update_preferences = real
+
+    assert handle(env, agent) == "delivered"
+    assert agent_user(devagent, verified_user.uid)["preferences"] == {"dietary": ["halal"]}
 
 
 def test_preferences_create_a_missing_agent_user(verified_user, agent, devagent) -> None:

@@ -55,6 +55,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "project.urls"
+# No HTML 301 (or DEBUG's RuntimeError for a POST) for a missing slash: project.errors.unrouted
+# answers a JSON 308 that keeps the method and the body.
+APPEND_SLASH = False
+CSRF_FAILURE_VIEW = "project.errors.json_csrf_failure"
 WSGI_APPLICATION = "project.wsgi.application"
 
 TEMPLATES = [

@@ -14,6 +14,7 @@ from agent_bridge.leases import user_lease
 from agent_bridge.models import InteractionMirror, OutboxEvent, UserSyncLease
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
+from allergies.tests.test_selectors import sync_of
 from consumers import processing
 from consumers.handlers import HANDLERS
 from identity import services as identity_services
@@ -101,7 +102,7 @@ def test_allergies_replaced_sends_the_full_state_and_records_the_sync(verified_u
     assert handle(env, agent) == "delivered"
 
     assert agent_user(devagent, verified_user.uid)["allergies"] == PEANUTS
-    assert sync_state(verified_user) == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert sync_state(verified_user) == sync_of("synced", 1, 1)
     # A duplicate delivery makes no call.
     assert handle(env, agent) == "skipped"
     assert len(agent_requests(devagent, "PATCH", "/allergies")) == 1
@@ -182,7 +183,7 @@ def test_reordered_and_duplicated_deliveries_never_overwrite_a_newer_state(
     revisions_sent = [int(name.split()[-1]) for name in sent]
     assert revisions_sent == sorted(revisions_sent), revisions_sent
     assert len(revisions_sent) == len(set(revisions_sent))  # no revision sent twice
-    assert sync_state(verified_user) == {"state": "synced", "revision": n, "synced_revision": n, "last_error": None}
+    assert sync_state(verified_user) == sync_of("synced", n, n)
 
 
 def test_a_failed_attempt_shows_failing_then_synced(verified_user, agent, devagent) -> None:
@@ -195,12 +196,13 @@ def test_a_failed_attempt_shows_failing_then_synced(verified_user, agent, devage
 
     assert outcome.status == processing.RETRY
     state = sync_state(verified_user)
-    assert state["state"] == "failing" and "500" in state["last_error"]
+    assert state["state"] == "failing" and state["code"] == "agent_unreachable"
+    assert "500" in allergy_selectors.allergy_profile_get(user=verified_user).sync_last_error
     assert agent_user(devagent, verified_user.uid)["allergies"]["confirmed"] == []
 
     devagent.state.set_fault({})
     assert processing.process_envelope(env, attempt=2, agent=agent).status == processing.DELIVERED
-    assert sync_state(verified_user) == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert sync_state(verified_user) == sync_of("synced", 1, 1)
 
 
 def test_a_permanent_failure_is_a_dead_letter_and_shows_failing(verified_user, agent, devagent) -> None:
@@ -211,7 +213,8 @@ def test_a_permanent_failure_is_a_dead_letter_and_shows_failing(verified_user, a
 
     assert processing.process_envelope(env, attempt=1, agent=agent).status == processing.DEAD
     assert sync_state(verified_user)["state"] == "failing"
-    assert "INVALID_PAYLOAD" in sync_state(verified_user)["last_error"]
+    assert sync_state(verified_user)["code"] == "agent_rejected"
+    assert "INVALID_PAYLOAD" in allergy_selectors.allergy_profile_get(user=verified_user).sync_last_error
 
 
 def test_a_busy_lease_is_not_shown_as_a_failure(verified_user, agent, devagent, settings) -> None:

@@ -69,7 +69,7 @@ def test_a_failing_agent_shows_failing_and_never_slows_the_put(stack) -> None:
     put_allergies(stack, user, PROFILE)
     assert time.monotonic() - started < 2
     failing = wait_for(lambda: sync_state(stack, user, "failing", 1), what="the profile to show failing")
-    assert "500" in failing["last_error"]
+    assert failing["code"] == "agent_unreachable"  # the Agent answered 500; the detail stays for operators
     assert failing["synced_revision"] == 0
 
     # A slow Agent (slower than the client's timeout) does not slow the API either.

@@ -10,6 +10,8 @@ from identity.addresses import email_canonical
 
 class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **fields) -> "User":
+        """Low level (test fixtures): no event. Code that creates accounts calls
+        identity.services.user_register (or user_create), which queues the user for the Agent."""
         user = self.model(email=email_canonical(email), **fields)
         user.set_password(password)
         user.save(using=self._db)
@@ -18,7 +20,10 @@ class UserManager(BaseUserManager["User"]):
     def create_superuser(self, email: str, password: str | None = None, **fields) -> "User":
         fields.update(is_staff=True, is_superuser=True, is_verified=True)
         fields.setdefault("username", email.split("@")[0])
-        return self.create_user(email, password, **fields)
+        from identity import services  # services imports this module
+
+        # `createsuperuser` ends here: through the service like signup, so the user reaches the Agent.
+        return services.user_register(user=self.model(email=email_canonical(email), **fields), password=password)
 
 
 class User(AbstractBaseUser, PermissionsMixin):

@@ -81,10 +81,18 @@ def user_create(*, email: str, username: str, password: str) -> User | None:
         if existing is not None:
             signals.email_requested.send(sender=User, uid=existing.uid, kind="account_exists")
             return None
+        user_register(user=user, password=password)
+        signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
+    return user
+
+
+def user_register(*, user: User, password: str | None) -> User:
+    """Save a new, unsaved `user` and queue its creation at the Agent: the one path of every way
+    a user is created (signup, `createsuperuser`, the admin's add form)."""
+    with transaction.atomic():
         user.set_password(password)
         user.save()
         signals.user_registered.send(sender=User, user=user)
-        signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
     return user
 
 

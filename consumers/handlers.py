@@ -169,7 +169,10 @@ def _agent_interactions_fetch(uid: uuid.UUID, agent: AgentClient) -> tuple[list[
     cap = bridge_services.INTERACTIONS_MIRROR_MAX_ITEMS
     while len(items) < cap:
         page = agent.get_interactions(
-            uid=str(uid), limit=min(bridge_services.INTERACTIONS_PAGE_SIZE, cap - len(items)), offset=len(items)
+            uid=str(uid),
+            limit=min(bridge_services.INTERACTIONS_PAGE_SIZE, cap - len(items)),
+            offset=len(items),
+            include_response=True,
         )
         batch = [item for item in page.get("interactions") or [] if isinstance(item, dict)]
         total = int(page.get("total") or 0)

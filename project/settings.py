@@ -146,6 +146,7 @@ DEFAULT_THROTTLE_RATES = {
     "signup_email": "5/hour",
     "email_action": "10/hour",
     "email_action_email": "3/hour",
+    "interactions_refresh": "6/min",
 }
 _throttle_env = env.str("THROTTLE_RATES", default="")
 THROTTLING_ENABLED = _throttle_env.strip().lower() != "off"

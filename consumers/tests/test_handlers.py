@@ -365,8 +365,8 @@ def test_refresh_stops_at_the_mirror_cap(verified_user, agent, devagent, monkeyp
     mirror = InteractionMirror.objects.get(user=verified_user)
     assert len(mirror.items) == 150 and mirror.agent_total == 230
     assert [r["query"] for r in agent_requests(devagent, "GET", "/interactions")] == [
-        "limit=100&offset=0&include_response=false",
-        "limit=50&offset=100&include_response=false",
+        "limit=100&offset=0&include_response=true",
+        "limit=50&offset=100&include_response=true",
     ]
 
 

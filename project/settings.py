@@ -118,6 +118,10 @@ WHITENOISE_USE_FINDERS = True
 
 # --- CORS -----------------------------------------------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=["http://localhost:3000"])
+# In DEBUG, also any port on localhost / 127.0.0.1 (Next 3000, Vite 5173, Angular 4200, ...).
+CORS_ALLOWED_ORIGIN_REGEXES = [r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"] if DEBUG else []
+# Browser code may read these: the request id to quote, and how long to wait after a 429.
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
 CORS_ALLOW_HEADERS = (
     "accept",
     "authorization",

@@ -14,3 +14,4 @@ class SchemaView(SpectacularAPIView):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = "application/json"
         return super().finalize_response(request, response, *args, **kwargs)
+

@@ -170,12 +170,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
     "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "project.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kairos Backend API",
-    "DESCRIPTION": "Identity, allergy profile and preferences; synced to the Agent by events.",
+    "DESCRIPTION": (
+        "Identity, allergy profile and preferences of Kairos users; each change reaches the Agent (the AI "
+        "service) shortly after, through events. Every error is JSON `{detail, code}` (validation errors add "
+        "`errors`: field → [{message, code}]); the codes are listed in docs/api.md."
+    ),
+    "TAGS": [
+        {"name": "account", "description": "Signup, verification, login, passwords, deletion."},
+        {"name": "profile", "description": "The signed-in user and their preferences."},
+        {"name": "allergies", "description": "The allergy profile (a food-safety record) and the vocabulary."},
+        {"name": "interactions", "description": "The chat history kept by the Agent."},
+        {"name": "internal", "description": "Service to service and operations: not for the frontend."},
+    ],
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -20,6 +20,8 @@ SYNC_MESSAGES: dict[str, str] = {
     "agent_rejected": "Saved, but the recommendation service refused it; our team has been alerted.",
     "sync_failed": "Saved, but not yet sent to your recommendations; we keep trying.",
 }
+SYNC_STATES: tuple[str, ...] = (SYNC_SYNCED, SYNC_PENDING, SYNC_FAILING)
+SYNC_CODES: tuple[str, ...] = tuple(SYNC_MESSAGES)
 # The first word of a recorded failure is the error's class (consumers.processing._describe).
 _FAILURE_CODES: dict[str, str] = {
     "AgentConnectionError": "agent_unreachable",

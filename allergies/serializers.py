@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from allergies.selectors import SYNC_FAILING, SYNC_MESSAGES, SYNC_PENDING, SYNC_SYNCED
+from allergies.selectors import SYNC_CODES, SYNC_STATES
 from allergies.validation import SEVERITY_LEVELS, AllergyProfileInvalid, allergy_profile_clean
 from allergies.vocabulary import EU, MAX_NAME_LENGTH, US
 
@@ -51,10 +51,10 @@ class AllergyProfileInputSerializer(serializers.Serializer):
 
 class AllergySyncSerializer(serializers.Serializer):
     state = serializers.ChoiceField(
-        choices=[SYNC_SYNCED, SYNC_PENDING, SYNC_FAILING],
+        choices=SYNC_STATES,
         help_text="synced: the Agent holds this revision; pending: on its way; failing: an attempt failed.",
     )
-    code = serializers.ChoiceField(choices=list(SYNC_MESSAGES), help_text="Stable: what to show.")
+    code = serializers.ChoiceField(choices=SYNC_CODES, help_text="Stable: what to show.")
     message = serializers.CharField(help_text="A short sentence for the user.")
     revision = serializers.IntegerField()
     synced_revision = serializers.IntegerField(help_text="The newest revision the Agent is known to hold.")

@@ -193,6 +193,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Enum names the generated TypeScript types use (without these: CodeEnum, StateEnum...).
+    "ENUM_NAME_OVERRIDES": {
+        "SyncCodeEnum": "allergies.selectors.SYNC_CODES",
+        "SyncStateEnum": "allergies.selectors.SYNC_STATES",
+        "SeverityEnum": "allergies.validation.SEVERITY_LEVELS",
+        "PriceTierEnum": "identity.preferences.PRICE_TIERS",
+    },
 }
 
 # Largest request body the API accepts; bigger bodies get a 413 JSON error.

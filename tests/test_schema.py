@@ -99,7 +99,7 @@ def test_enums_are_in_the_schema() -> None:
     assert severity["enum"] == ["anaphylactic", "severe", "moderate", "intolerance"]
     prefs = schemas["PreferencesDocument"]["properties"]
     assert set(prefs) == {"dietary", "vibes", "cuisine_affinity", "price_comfort", "location_bias"}
-    assert prefs["price_comfort"]["items"]["$ref"].endswith("PriceComfortEnum")
+    assert prefs["price_comfort"]["items"]["$ref"].endswith("PriceTierEnum")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ backend never touched stay as the Agent's profiler learned them.
 import copy
 import json
 import math
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,9 @@ def _string(value: Any, where: str) -> str:
         raise _Bad(f"{where}: expected a string.", "not_a_string")
     if not value.strip():
         raise _Bad(f"{where}: must not be blank.", "blank")
+    # NUL and other control characters: PostgreSQL's JSON cannot store NUL, and none is a taste.
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise _Bad(f"{where}: must not contain control characters.", "invalid_character")
     if len(value) > MAX_STRING:
         raise _Bad(f"{where}: at most {MAX_STRING} characters.", "max_length")
     return value.strip()

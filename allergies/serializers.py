@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from allergies.selectors import SYNC_CODES, SYNC_STATES
-from allergies.validation import SEVERITY_LEVELS, AllergyProfileInvalid, allergy_profile_clean
+from allergies.validation import SEVERITY_LEVELS
 from allergies.vocabulary import EU, MAX_NAME_LENGTH, US
 
 
@@ -20,8 +20,7 @@ class _SeverityLevelField(serializers.JSONField):
 class AllergyProfileInputSerializer(serializers.Serializer):
     """PUT /api/allergies/: a full replace. Omitted fields are empty, as in seed 000 §6.2."""
 
-    # Shapes only here; names and rules are checked by allergy_profile_clean, which the
-    # service runs as well, so both report the same messages.
+    # Shapes only here; names and rules are checked by the service (allergy_profile_clean).
     confirmed = serializers.ListField(
         child=_AllergenNameField(), default=list,
         help_text="Confirmed allergies: canonical names from `GET /api/allergens/` (synonyms and plurals are "
@@ -42,11 +41,7 @@ class AllergyProfileInputSerializer(serializers.Serializer):
                 {"non_field_errors": ["Name at least one of confirmed, intolerances, severity; use DELETE to clear."]},
                 code="empty_profile",
             )
-        try:
-            clean = allergy_profile_clean(**attrs)
-        except AllergyProfileInvalid as exc:
-            raise serializers.ValidationError(exc.errors) from exc
-        return {"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity}
+        return attrs
 
 
 class AllergySyncSerializer(serializers.Serializer):

@@ -85,4 +85,6 @@ def test_createsuperuser_queues_the_user_for_the_agent(db, outbox, monkeypatch) 
     call_command("createsuperuser", interactive=False, email="root@example.com", username="root", verbosity=0)
 
     [event] = outbox("user.registered")
-    assert event.uid == get_user_model().objects.get(email="root@example.com").uid
+    from identity.models import User
+
+    assert event.uid == User.objects.get(email="root@example.com").uid

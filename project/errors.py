@@ -12,16 +12,20 @@ Domain code raises `ApplicationError` subclasses (HackSoft's pattern) that carry
 code and, for input problems, the field; views never catch them. DRF's and Django's own
 exceptions are mapped to the same shape. The codes are listed in docs/api.md.
 """
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
 
 VALIDATION_ERROR = "validation_error"
 VALIDATION_DETAIL = "Invalid input."
@@ -142,6 +146,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     exc = _as_api_exception(exc)
     response = exception_handler(exc, context)
     if response is None:
+        if settings.DEBUG:
+            # DEBUG (scripts/dev) would answer Django's HTML debug page; the traceback goes to
+            # the console instead and the frontend gets the same JSON as in production.
+            logger.error("unhandled exception in %s", context.get("view"), exc_info=exc)
+            return Response({"detail": "Internal server error.", "code": "server_error"}, status=500)
         return None  # not an API error: Django's 500 handler (json_server_error) answers
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}

@@ -208,7 +208,8 @@ def test_django_exceptions_become_the_error_shape(exc, status, code) -> None:
     assert "secret" not in response.data["detail"]
 
 
-def test_non_api_exceptions_are_left_to_django() -> None:
+def test_non_api_exceptions_are_left_to_django(settings) -> None:
+    settings.DEBUG = False
     assert errors.api_exception_handler(RuntimeError("boom"), {}) is None
 
 
@@ -229,3 +230,12 @@ def test_django_level_handlers_answer_json() -> None:
     assert errors.json_permission_denied(request).status_code == 403
     assert errors.json_not_found(request).status_code == 404
     assert errors.json_server_error(request).status_code == 500
+
+
+def test_an_unexpected_exception_is_json_in_debug_too(settings, caplog) -> None:
+    """Production answers through handler500 (JSON); DEBUG would show Django's HTML debug page."""
+    settings.DEBUG = True
+    response = errors.api_exception_handler(RuntimeError("boom"), {"view": "SomeView"})
+    assert response.status_code == 500
+    assert response.data == {"detail": "Internal server error.", "code": "server_error"}
+    assert "boom" in caplog.text  # the traceback is for the console, not the answer

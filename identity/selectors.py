@@ -1,9 +1,10 @@
 """Reads of the identity app."""
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from django.utils import timezone
 
-from identity.addresses import email_canonical_or_none
 from identity.models import AuthToken, User, UserPreferences
 from identity.tokens import auth_token_hash
 
@@ -14,11 +15,6 @@ def user_exists(*, uid: uuid.UUID) -> bool:
 
 def user_get_by_uid(*, uid: uuid.UUID) -> User | None:
     return User.objects.filter(uid=uid).first()
-
-
-def user_get_by_email(*, email: str) -> User | None:
-    canonical = email_canonical_or_none(email)
-    return User.objects.filter(email=canonical).first() if canonical is not None else None
 
 
 def auth_token_get_usable(*, raw: str) -> AuthToken | None:
@@ -40,12 +36,21 @@ def user_preferences_get(*, user: User) -> dict:
     return dict(prefs.data) if prefs else {}
 
 
-def user_preferences_get_by_uid(*, uid: uuid.UUID) -> tuple[dict, int] | None:
-    """(data, revision) of a user's preferences, for the consumer; None when the user is gone."""
+@dataclass(frozen=True)
+class PreferencesState:
+    """A user's preferences as the consumer sends them (identity.preferences.agent_patches)."""
+
+    data: dict[str, Any]
+    revision: int
+    reset_keys: list[str]
+
+
+def user_preferences_get_by_uid(*, uid: uuid.UUID) -> PreferencesState | None:
+    """The user's preferences for the consumer; None when the user is gone."""
     user = User.objects.filter(uid=uid).only("pk").first()
     if user is None:
         return None
     prefs = UserPreferences.objects.filter(user=user).first()
     if prefs is None:
-        return {}, 0
-    return dict(prefs.data), prefs.revision
+        return PreferencesState({}, 0, [])
+    return PreferencesState(dict(prefs.data), prefs.revision, list(prefs.reset_keys))

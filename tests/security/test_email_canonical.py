@@ -158,8 +158,8 @@ def test_on_postgresql_lookup_and_uniqueness_fold_alike() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_canonicalises_rows_and_sets_collisions_aside() -> None:
     executor = MigrationExecutor(connection)
-    executor.migrate([("identity", "0003_cache_table")])
-    old = executor.loader.project_state([("identity", "0003_cache_table")]).apps
+    executor.migrate([("identity", "0004_preferences_reset_keys")])
+    old = executor.loader.project_state([("identity", "0004_preferences_reset_keys")]).apps
     OldUser = old.get_model("identity", "User")
     from django.utils import timezone
 

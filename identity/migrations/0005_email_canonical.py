@@ -46,14 +46,14 @@ def canonicalise_emails(apps, schema_editor):
             user.email = canonical
             user.save(update_fields=["email"])
     if set_aside:
-        print(f"\n  identity.0004: set aside {len(set_aside)} account(s): "
+        print(f"\n  identity.0005: set aside {len(set_aside)} account(s): "
               + ", ".join(f"{user.uid} ({reason})" for user, reason in set_aside))
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("identity", "0003_cache_table"),
+        ("identity", "0004_preferences_reset_keys"),
     ]
 
     operations = [

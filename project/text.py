@@ -4,7 +4,9 @@ Two rules, applied at two places:
 - `text_problem` is asked by the JSON parser (project/parsers.py) about every string of every
   request body, and by the Agent client about its answers: a string that is not valid Unicode
   text (a lone surrogate such as "\\ud800") cannot be encoded, so once stored it makes every later
-  answer that carries it fail to render; a NUL cannot be stored by PostgreSQL at all.
+  answer that carries it fail to render. (NUL, which PostgreSQL cannot store, is valid text:
+  each field refuses it with its own message, DRF's CharField and the allergy and preference
+  rules alike.)
 - `invisible_strip` removes the characters that render as nothing (Unicode's
   Default_Ignorable_Code_Point and the format controls, Cf: zero-width space, soft hyphen,
   bidi overrides, variation selectors, tag characters...) from names that are matched against a
@@ -28,8 +30,6 @@ def string_problem(text: str) -> str | None:
     """Why `text` cannot be accepted as text, or None when it can."""
     if _SURROGATE.search(text):
         return "a string must be valid Unicode text (it holds a lone surrogate)"
-    if "\x00" in text:
-        return "a string must not contain NUL characters"
     return None
 
 

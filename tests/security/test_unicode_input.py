@@ -2,8 +2,8 @@
 
 10: a lone surrogate ("\\ud800", legal in JSON, not Unicode text) in preferences or an allergy
 name was stored; the answer then failed to render and every later GET was a 500, for good. The
-JSON parser now refuses any string that is not text (and NUL, which PostgreSQL cannot store),
-for every endpoint, keys included. 16: invisible format characters survived in allergen names
+JSON parser now refuses any string that is not text, for every endpoint, keys included (NUL,
+which PostgreSQL cannot store, each field refuses). 16: invisible format characters survived in allergen names
 (`pea\\u200bnuts` was stored and sent to the Agent as a new allergen); every name matched
 against a vocabulary now loses them first.
 """

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from allergies.validation import allergy_flags_for
+
 
 class AllergyProfile(models.Model):
     """The user's allergy profile: the backend's source of truth, copied to the Agent by events.
@@ -29,7 +31,3 @@ class AllergyProfile(models.Model):
     def allergy_flags(self) -> list[str]:
         """The sorted union of confirmed allergens and intolerances, as the Agent computes it."""
         return allergy_flags_for(self.confirmed, self.intolerances)
-
-
-def allergy_flags_for(confirmed: list[str], intolerances: list[str]) -> list[str]:
-    return sorted(set(confirmed) | set(intolerances))

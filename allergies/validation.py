@@ -13,6 +13,13 @@ SEVERITY_LEVELS: tuple[str, ...] = ("anaphylactic", "severe", "moderate", "intol
 MAX_ENTRIES = 50
 
 
+def allergy_flags_for(confirmed: list[str], intolerances: list[str]) -> list[str]:
+    """The sorted union of confirmed allergens and intolerances, as the Agent computes it (DESIGN §6).
+
+    Pure Python like the rest of this module, so the Agent double imports it without Django."""
+    return sorted(set(confirmed) | set(intolerances))
+
+
 class AllergyProfileInvalid(ValueError):
     """`errors` maps a field name to its messages."""
 

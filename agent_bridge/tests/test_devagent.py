@@ -30,7 +30,9 @@ from agent_bridge.agent_client import (
     AgentUnavailable,
     AgentUserNotFound,
 )
-from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentControl, DevAgentServer, deep_merge
+from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentServer
+from identity.preferences import preferences_deep_merge as deep_merge
+from tests.devagent_control import DevAgentControl
 
 TOKEN = "devagent-test-token-0123456789abcdef"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentControl
+from agent_bridge.devagent import LISTENING_LINE_RE
+from tests.devagent_control import DevAgentControl
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_TOKEN = "e2e-service-token-0123456789abcdef0123456789"

@@ -61,6 +61,36 @@ class DevAgentControl:
     def clear_faults(self) -> None:
         self._call("POST", "/fault", {})
 
+    # --- silent misbehaviour (agent_bridge.devagent.faults.Misbehaviour) -------------
+    def misbehave(
+        self, *, late_apply: dict[str, Any] | None = None, keep_erased: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Set (replacing) the misbehaviours; see LateApply and KeepErased for the keys."""
+        return self._call("POST", "/misbehave", {"late_apply": late_apply, "keep_erased": keep_erased})["misbehaviour"]
+
+    def late_apply(
+        self, *, hold_ms: int, paths: str | None = None, count: int | None = 1, answer: str = "late"
+    ) -> dict:
+        return self.misbehave(late_apply={"hold_ms": hold_ms, "paths": paths, "count": count, "answer": answer})
+
+    def keep_erased(self, *, paths: str | None = None, count: int | None = None) -> dict:
+        return self.misbehave(keep_erased={"paths": paths, "count": count})
+
+    def misbehaviour(self) -> dict[str, Any]:
+        return self._call("GET", "/misbehave")["misbehaviour"]
+
+    def clear_misbehaviour(self) -> None:
+        self._call("POST", "/misbehave", {})
+
+    def forget(self) -> None:
+        """The Agent loses every user (faults, misbehaviour and the request log stay)."""
+        self._call("POST", "/forget")
+
+    def tamper(self, uid: str, **changes: Any) -> dict[str, Any]:
+        """Change a user's copy silently: allergies=None loses them, allergies={...} or
+        preferences={...} replace them."""
+        return self._call("POST", f"/tamper/{uid}", changes)
+
     def down(self) -> None:
         self._call("POST", "/down")
 

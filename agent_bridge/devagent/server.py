@@ -10,9 +10,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from agent_bridge.devagent.errors import HttpError, canonical_uid, invalid, require_object
+from agent_bridge.devagent.faults import LateApply
 from agent_bridge.devagent.state import AgentState
 
 logger = logging.getLogger(__name__)
@@ -108,9 +109,44 @@ class _AgentHandler(_JsonHandler):
         state = self.server.agent.state
         started = time.time()
         split = urlsplit(self.path)
-        path = split.path
         raw = self._read_body()
         presented = self.headers.get("X-Service-Token")
+        late = state.take_late_apply(self.command, split.path)
+        if late is None:
+            status, payload, code = self._answer(state, split, raw, presented, started)
+            self._send(status, payload, error_code=code)
+            return
+        if late.answer == "none":
+            # Close the connection unanswered now; the Agent applies the request later anyway.
+            self.close_connection = True
+            timer = threading.Timer(late.hold_ms / 1000, self._apply_late, args=(late, split, raw, presented, started))
+            timer.daemon = True
+            timer.start()
+            return
+        time.sleep(late.hold_ms / 1000)
+        status, payload, code = self._apply_late(late, split, raw, presented, started)
+        self._send(status, payload, error_code=code)  # long after the client's timeout: it is usually gone
+
+    def _apply_late(
+        self, late: LateApply, split: SplitResult, raw: bytes, presented: str | None, started: float
+    ) -> tuple[int, Any, str | None]:
+        state = self.server.agent.state
+        try:
+            return self._answer(state, split, raw, presented, started, late=True)
+        finally:
+            state.late_applied(late)
+
+    def _answer(
+        self,
+        state: AgentState,
+        split: SplitResult,
+        raw: bytes,
+        presented: str | None,
+        started: float,
+        *,
+        late: bool = False,
+    ) -> tuple[int, Any, str | None]:
+        path = split.path
         error_code = None
         try:
             fault = state.take_fault(path)
@@ -141,9 +177,10 @@ class _AgentHandler(_JsonHandler):
                 "body": _loggable_body(raw),
                 "timestamp": started,
                 "status": status,
+                "late": late,
             }
         )
-        self._send(status, payload, error_code=error_code)
+        return status, payload, error_code
 
     def _route(
         self,
@@ -192,6 +229,7 @@ def _loggable_body(raw: bytes) -> Any:
         return raw.decode("utf-8", errors="replace")
 
 
+_TAMPER_PATH = re.compile(r"^/tamper/(?P<uid>[^/]+)/?$")
 _INTERACTION_PATH = re.compile(r"^/interactions/(?P<uid>[^/]+)/?$")
 
 
@@ -236,6 +274,17 @@ class _ControlHandler(_JsonHandler):
             if method == "POST":
                 state.set_fault(require_object(self._body(raw), "body"))
                 return 200, {"fault": state.current_fault()}
+        if path == "/misbehave":
+            if method == "GET":
+                return 200, {"misbehaviour": state.current_misbehaviour()}
+            if method == "POST":
+                return 200, {"misbehaviour": state.set_misbehaviour(require_object(self._body(raw), "body"))}
+        if method == "POST" and path == "/forget":
+            state.forget()
+            return 200, {"forgotten": True}
+        tamper = _TAMPER_PATH.match(path)
+        if tamper and method == "POST":
+            return 200, state.tamper(canonical_uid(tamper["uid"]), self._parse_json(raw))
         if method == "POST" and path == "/down":
             agent.down()
             return 200, {"main_up": False}

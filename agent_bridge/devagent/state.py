@@ -19,7 +19,7 @@ from agent_bridge.devagent.errors import (
     str_list,
     user_not_found,
 )
-from agent_bridge.devagent.faults import Fault
+from agent_bridge.devagent.faults import Fault, LateApply, Misbehaviour
 from allergies.validation import SEVERITY_LEVELS, allergy_flags_for
 from identity.preferences import preferences_deep_merge
 
@@ -55,6 +55,7 @@ class AgentState:
         self._next_interaction_id = 1
         self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self._fault: Fault | None = None
+        self._misbehaviour = Misbehaviour({})
 
     # --- authentication --------------------------------------------------
 
@@ -90,6 +91,62 @@ class AgentState:
                     self._fault = None
             return fault
 
+    def set_misbehaviour(self, spec: dict[str, Any]) -> dict[str, Any]:
+        misbehaviour = Misbehaviour(spec)
+        with self._lock:
+            self._misbehaviour = misbehaviour
+            return misbehaviour.as_dict()
+
+    def current_misbehaviour(self) -> dict[str, Any]:
+        with self._lock:
+            return self._misbehaviour.as_dict()
+
+    def take_late_apply(self, method: str, path: str) -> LateApply | None:
+        """The late apply to hold this request for, counting it (None: handle it now)."""
+        with self._lock:
+            late = self._misbehaviour.late_apply
+            if late is None or late.remaining == 0 or not late.matches(method, path):
+                return None
+            if late.remaining is not None:
+                late.remaining -= 1
+            late.held += 1
+            return late
+
+    def late_applied(self, late: LateApply) -> None:
+        with self._lock:
+            late.held -= 1
+            late.applied += 1
+
+    def forget(self) -> None:
+        """Lose every user and history (a wiped Agent database); faults and the log stay."""
+        with self._lock:
+            self._users.clear()
+            self._interactions.clear()
+
+    def tamper(self, uid: str, body: Any) -> dict[str, Any]:
+        """Change a user's copy behind the backend's back (a restore, a hand edit).
+
+        ``{"allergies": null}`` loses the allergies, ``{"allergies": {...}}`` replaces them,
+        ``{"preferences": {...}}`` replaces the preferences; ``updated_at`` is left alone.
+        """
+        body = require_object(body, "body")
+        unknown = set(body) - {"allergies", "preferences"}
+        if unknown or not body:
+            raise invalid("tamper takes allergies and/or preferences")
+        allergies = None
+        if "allergies" in body:
+            given = body["allergies"]
+            allergies = self._allergies(require_object(given, "allergies") if given is not None else {})
+        preferences = str_dict(body, "preferences") if "preferences" in body else None
+        with self._lock:
+            user = self._existing(uid)
+            if allergies is not None:
+                user["allergies"] = allergies
+                user["allergy_flags"] = allergy_flags_for(allergies["confirmed"], allergies["intolerances"])
+            if preferences is not None:
+                user["preferences"] = preferences
+            return copy.deepcopy(user)
+
     def log_request(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self._log.append(entry)
@@ -104,6 +161,7 @@ class AgentState:
             self._interactions.clear()
             self._log.clear()
             self._fault = None
+            self._misbehaviour = Misbehaviour({})
             self._next_interaction_id = 1
 
     def snapshot(self) -> dict[str, Any]:
@@ -184,6 +242,12 @@ class AgentState:
     def delete_user(self, uid: str) -> tuple[int, None]:
         with self._lock:
             self._existing(uid)
+            keep = self._misbehaviour.keep_erased
+            if keep is not None and keep.remaining != 0 and keep.matches(f"/users/{uid}"):
+                if keep.remaining is not None:
+                    keep.remaining -= 1
+                keep.kept += 1
+                return 204, None  # says erased, keeps everything
             del self._users[uid]
             self._interactions.pop(uid, None)
             return 204, None

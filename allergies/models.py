@@ -10,6 +10,8 @@ class AllergyProfile(models.Model):
     `revision` counts changes (PUT or DELETE); `synced_revision` is the newest revision the
     Agent is known to hold. A delivery attempt that fails records `sync_failed_at` and
     `sync_last_error`; a new revision clears `sync_failed_at` (it has not been tried yet).
+    `sync_verifying` is set while an Agent call of unknown outcome is being read back
+    (agent_bridge.verification): the profile is not shown `synced` meanwhile.
     """
 
     user = models.OneToOneField(
@@ -23,6 +25,13 @@ class AllergyProfile(models.Model):
     synced_revision = models.PositiveIntegerField(default=0)
     sync_last_error = models.TextField(blank=True, default="")
     sync_failed_at = models.DateTimeField(null=True, blank=True)
+    # Written by agent_bridge.verification: the Agent's copy read back and compared with ours.
+    sync_verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the Agent's copy of this user was last read back equal to ours."
+    )
+    sync_verifying = models.BooleanField(
+        default=False, help_text="An Agent call's outcome was unknown; its read-back is not finished."
+    )
 
     def __str__(self) -> str:
         return f"allergy profile of user {self.user_id} (revision {self.revision})"

@@ -23,6 +23,8 @@ class AllergyState:
     synced_revision: int
     sync_last_error: str
     sync_failed_at: datetime | None
+    sync_verified_at: datetime | None = None
+    sync_verifying: bool = False
 
     @property
     def allergy_flags(self) -> list[str]:
@@ -30,11 +32,15 @@ class AllergyState:
 
     @property
     def sync_state(self) -> str:
-        """synced: the Agent holds this revision (or a newer one never exists, so: this one).
+        """synced: the Agent holds this revision (or a newer one never exists, so: this one), and
+        no Agent call of unknown outcome is still being read back.
         failing: not synced, and a delivery attempt failed since this revision was written.
-        pending: not synced, and no attempt has failed yet for this revision."""
-        if self.synced_revision >= self.revision:
+        pending: not synced, and no attempt has failed yet for this revision (or it is being
+        verified after an uncertain outcome)."""
+        if self.synced_revision >= self.revision and not self.sync_verifying:
             return SYNC_SYNCED
+        if self.synced_revision >= self.revision:
+            return SYNC_PENDING
         if self.sync_failed_at is not None:
             return SYNC_FAILING
         return SYNC_PENDING
@@ -47,6 +53,7 @@ class AllergyState:
             "revision": self.revision,
             "synced_revision": self.synced_revision,
             "last_error": (self.sync_last_error or None) if state != SYNC_SYNCED else None,
+            "verified_at": self.sync_verified_at,
         }
 
     @classmethod
@@ -62,6 +69,8 @@ class AllergyState:
             synced_revision=profile.synced_revision,
             sync_last_error=profile.sync_last_error,
             sync_failed_at=profile.sync_failed_at,
+            sync_verified_at=profile.sync_verified_at,
+            sync_verifying=profile.sync_verifying,
         )
 
 

@@ -32,6 +32,9 @@ class AllergySyncSerializer(serializers.Serializer):
     revision = serializers.IntegerField()
     synced_revision = serializers.IntegerField()
     last_error = serializers.CharField(allow_null=True)
+    verified_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the Agent's copy was last read back and found equal to ours (null: never)."
+    )
 
 
 class AllergyProfileOutputSerializer(serializers.Serializer):

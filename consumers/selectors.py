@@ -8,6 +8,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from agent_bridge.models import OutboxEvent
+from agent_bridge.verification import verification_status_get
 from consumers.models import DeadLetter
 
 UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
@@ -16,7 +17,9 @@ UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
 def bus_status_get() -> dict[str, Any]:
     """Backlog (events not yet delivered), the age of the oldest, retries and dead letters."""
     now = timezone.now()
-    undelivered = OutboxEvent.objects.filter(status__in=UNDELIVERED)
+    # A read-back step scheduled for later (never tried, not yet due) is not a backlog.
+    scheduled = Q(status=OutboxEvent.Status.PENDING, attempts=0, available_at__gt=now)
+    undelivered = OutboxEvent.objects.filter(status__in=UNDELIVERED).exclude(scheduled)
     totals = undelivered.aggregate(
         backlog=Count("id"),
         retrying=Count("id", filter=Q(attempts__gt=0)),
@@ -34,6 +37,7 @@ def bus_status_get() -> dict[str, Any]:
         "retrying": totals["retrying"],
         "dead_letters": DeadLetter.objects.count(),
         "by_type": by_type,
+        "verification": verification_status_get(),
     }
 
 

@@ -26,7 +26,9 @@ def allergy_events():
 def test_a_user_without_a_profile_is_empty_and_synced_at_revision_0(verified_user) -> None:
     current = state(verified_user)
     assert (current.confirmed, current.intolerances, current.severity, current.revision) == ([], [], {}, 0)
-    assert current.sync == {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None}
+    assert current.sync == {
+        "state": "synced", "revision": 0, "synced_revision": 0, "last_error": None, "verified_at": None
+    }
 
 
 def test_replace_stores_normalised_names_and_raises_the_full_state(verified_user) -> None:
@@ -72,17 +74,21 @@ def test_an_invalid_profile_changes_nothing_and_raises_nothing(verified_user) ->
 
 def test_sync_state_transitions(verified_user) -> None:
     replace(verified_user)
-    assert state(verified_user).sync == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
+    assert state(verified_user).sync == {
+        "state": "pending", "revision": 1, "synced_revision": 0, "last_error": None, "verified_at": None
+    }
 
     services.allergy_sync_record_failure(uid=verified_user.uid, error="AgentUnavailable 500: boom")
     assert state(verified_user).sync == {
-        "state": "failing", "revision": 1, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
+        "state": "failing", "revision": 1, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom",
+        "verified_at": None
     }
 
     # A new revision has not been tried yet: pending again, the last error still shown.
     replace(verified_user, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
     assert state(verified_user).sync == {
-        "state": "pending", "revision": 2, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
+        "state": "pending", "revision": 2, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom",
+        "verified_at": None
     }
 
     # The Agent got revision 1 late: still not the current one.
@@ -94,7 +100,9 @@ def test_sync_state_transitions(verified_user) -> None:
     assert state(verified_user).sync["state"] == "failing"
 
     services.allergy_sync_record_success(uid=verified_user.uid, revision=2)
-    assert state(verified_user).sync == {"state": "synced", "revision": 2, "synced_revision": 2, "last_error": None}
+    assert state(verified_user).sync == {
+        "state": "synced", "revision": 2, "synced_revision": 2, "last_error": None, "verified_at": None
+    }
     profile = AllergyProfile.objects.get(user=verified_user)
     assert (profile.sync_last_error, profile.sync_failed_at) == ("", None)
 
@@ -111,7 +119,9 @@ def test_a_failure_after_the_current_revision_is_synced_changes_nothing(verified
     replace(verified_user)
     services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
     services.allergy_sync_record_failure(uid=verified_user.uid, error="late failure of a stale attempt")
-    assert state(verified_user).sync == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert state(verified_user).sync == {
+        "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None, "verified_at": None
+    }
 
 
 def test_sync_records_do_not_touch_updated_at(verified_user) -> None:

@@ -23,7 +23,7 @@ def test_get_without_a_profile(auth_client) -> None:
         "allergy_flags": [],
         "revision": 0,
         "updated_at": None,
-        "sync": {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None},
+        "sync": {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None, "verified_at": None},
     }
 
 
@@ -39,7 +39,9 @@ def test_put_answers_the_normalised_profile_pending_sync(auth_client) -> None:
     assert body["allergy_flags"] == ["crustaceans", "lactose", "peanuts"]
     assert body["revision"] == 1
     assert body["updated_at"]
-    assert body["sync"] == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
+    assert body["sync"] == {
+        "state": "pending", "revision": 1, "synced_revision": 0, "last_error": None, "verified_at": None
+    }
     assert auth_client.get(URL).json() == {k: v for k, v in body.items() if k != "message"}
 
 
@@ -49,7 +51,7 @@ def test_get_shows_synced_and_failing(auth_client, verified_user) -> None:
     assert auth_client.get(URL).json()["sync"]["state"] == "failing"
     services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
     assert auth_client.get(URL).json()["sync"] == {
-        "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None
+        "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None, "verified_at": None
     }
 
 

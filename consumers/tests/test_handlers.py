@@ -101,7 +101,9 @@ def test_allergies_replaced_sends_the_full_state_and_records_the_sync(verified_u
     assert handle(env, agent) == "delivered"
 
     assert agent_user(devagent, verified_user.uid)["allergies"] == PEANUTS
-    assert sync_state(verified_user) == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert sync_state(verified_user) == {
+        "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None, "verified_at": None
+    }
     # A duplicate delivery makes no call.
     assert handle(env, agent) == "skipped"
     assert len(agent_requests(devagent, "PATCH", "/allergies")) == 1
@@ -182,7 +184,9 @@ def test_reordered_and_duplicated_deliveries_never_overwrite_a_newer_state(
     revisions_sent = [int(name.split()[-1]) for name in sent]
     assert revisions_sent == sorted(revisions_sent), revisions_sent
     assert len(revisions_sent) == len(set(revisions_sent))  # no revision sent twice
-    assert sync_state(verified_user) == {"state": "synced", "revision": n, "synced_revision": n, "last_error": None}
+    assert sync_state(verified_user) == {
+        "state": "synced", "revision": n, "synced_revision": n, "last_error": None, "verified_at": None
+    }
 
 
 def test_a_failed_attempt_shows_failing_then_synced(verified_user, agent, devagent) -> None:
@@ -200,7 +204,9 @@ def test_a_failed_attempt_shows_failing_then_synced(verified_user, agent, devage
 
     devagent.state.set_fault({})
     assert processing.process_envelope(env, attempt=2, agent=agent).status == processing.DELIVERED
-    assert sync_state(verified_user) == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert sync_state(verified_user) == {
+        "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None, "verified_at": None
+    }
 
 
 def test_a_permanent_failure_is_a_dead_letter_and_shows_failing(verified_user, agent, devagent) -> None:

@@ -25,3 +25,14 @@ class Command(BaseCommand):
                 f"  {event_type:34} backlog {counts['backlog']:6}  retrying {counts['retrying']:6}  "
                 f"dead {counts['dead_letters']:6}"
             )
+        verification = status["verification"]
+        oldest = verification["oldest_verified_age_seconds"]
+        self.stdout.write(
+            f"verification: {verification['users']} users, {verification['never_verified']} never verified, "
+            f"oldest verified {'-' if oldest is None else f'{oldest}s'} ago, {verification['verifying']} being "
+            f"read back (horizon {verification['read_back_horizon_seconds']:g}s), "
+            f"{verification['tombstones']} tombstones"
+        )
+        self.stdout.write(
+            "  drift found: " + "  ".join(f"{kind} {count}" for kind, count in verification["drift"].items())
+        )

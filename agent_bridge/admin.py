@@ -33,6 +33,46 @@ class InteractionMirrorAdmin(admin.ModelAdmin):
         return False
 
 
+# --- verification of the Agent's copy (agent_bridge.verification) ---------------------------
+from agent_bridge.models import AgentCopy, AgentDriftCount  # noqa: E402
+
+
+@admin.register(AgentCopy)
+class AgentCopyAdmin(admin.ModelAdmin):
+    """Read-only: when each user's copy at the Agent was last compared, read-backs under way
+    after uncertain Agent calls, and tombstones (uid only) of erased users. When a user's copy
+    was last *verified equal* is on their allergy profile (`sync verified at`)."""
+
+    list_display = ("uid", "checked_at", "read_back_chain", "read_back_since", "erased_at")
+    list_filter = (("read_back_chain", admin.EmptyFieldListFilter), ("erased_at", admin.EmptyFieldListFilter))
+    search_fields = ("=uid",)
+    show_full_result_count = False
+    ordering = ("checked_at",)
+    readonly_fields = list_display
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AgentDriftCount)
+class AgentDriftCountAdmin(admin.ModelAdmin):
+    """Drift found between the Agent's copy and ours, by kind (each one was repaired through the bus)."""
+
+    list_display = ("kind", "count", "last_found_at")
+    readonly_fields = list_display
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 # --- the outbox (owned by the bus; self-contained) -------------------------------------------
 from agent_bridge.models import OutboxEvent  # noqa: E402
 

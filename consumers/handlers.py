@@ -208,17 +208,18 @@ def handle_agent_resync_requested(envelope: Envelope, agent: AgentClient) -> str
         preferences = identity_selectors.user_preferences_get_by_uid(uid=uid)
         if allergies is None or preferences is None:
             return SKIPPED  # the user is gone
-        if _agent_user_create_with_snapshot(uid, agent):
-            return DELIVERED
-        agent.replace_allergies(
-            uid=str(uid),
-            confirmed=allergies.confirmed,
-            intolerances=allergies.intolerances,
-            severity=allergies.severity,
-        )
-        agent.update_preferences(uid=str(uid), preferences=preferences[0])
+        data, preference_revision = preferences
+        profile = {"confirmed": allergies.confirmed, "intolerances": allergies.intolerances,
+                   "severity": allergies.severity}
+        # After the Agent lost its data most users are missing: one call creates them whole.
+        created = agent.create_user(
+            uid=str(uid), preferences=data, allergies=profile, allergy_flags=allergies.allergy_flags
+        ).get("created")
+        if not created:
+            agent.replace_allergies(uid=str(uid), **profile)
+            agent.update_preferences(uid=str(uid), preferences=data)
         allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
-        identity_services.user_preferences_sync_record(uid=uid, revision=preferences[1])
+        identity_services.user_preferences_sync_record(uid=uid, revision=preference_revision)
     return DELIVERED
 
 

@@ -28,7 +28,11 @@ class AllergyProfileInputSerializer(serializers.Serializer):
 
 
 class AllergySyncSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=["synced", "pending", "failing"])
+    state = serializers.ChoiceField(
+        choices=["synced", "pending", "failing"],
+        help_text="synced: the Agent holds this revision, verified after any uncertain Agent call; pending: "
+        "not yet there, or being read back after an Agent call of unknown outcome; failing: the last attempt failed.",
+    )
     revision = serializers.IntegerField()
     synced_revision = serializers.IntegerField()
     last_error = serializers.CharField(allow_null=True)

@@ -8,7 +8,6 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from agent_bridge.models import OutboxEvent
-from agent_bridge.verification import verification_status_get
 from consumers.models import DeadLetter
 
 UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
@@ -37,7 +36,6 @@ def bus_status_get() -> dict[str, Any]:
         "retrying": totals["retrying"],
         "dead_letters": DeadLetter.objects.count(),
         "by_type": by_type,
-        "verification": verification_status_get(),
     }
 
 

@@ -2,17 +2,22 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from agent_bridge.verification import verification_status_get
 from consumers.selectors import bus_status_get
 
 
 class Command(BaseCommand):
-    help = "Show the bus: backlog, oldest pending age, retrying, dead letters, per event type."
+    help = (
+        "Show the bus: backlog, oldest pending age, retrying, dead letters, per event type; and the "
+        "verification of the Agent's copy (never verified, oldest verification, read-backs, drift by kind)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options) -> None:
-        status = bus_status_get()
+        # Verification figures scan every user: here, not in bus_status_get (the health check's).
+        status = bus_status_get() | {"verification": verification_status_get()}
         if options["json"]:
             self.stdout.write(json.dumps(status))
             return

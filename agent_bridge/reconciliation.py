@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import DatabaseError, close_old_connections
 from django.db.models import Count, Exists, F, OuterRef, Q
 
 from agent_bridge import events, verification
@@ -173,14 +174,14 @@ def reconcile_forever(
     stop: threading.Event,
     batch: int = 100,
     on_batch: Callable[[Summary, float], None] = lambda summary, rate: None,
+    refresh_connections: Callable[[], None] = close_old_connections,
 ) -> Summary:
     """Verify every copy within `period_seconds`, oldest checked first, at the lowest rate that
-    does it (capped at `max_rate`), until `stop` is set."""
-    from django.db import DatabaseError, close_old_connections
-
+    does it (capped at `max_rate`), until `stop` is set. Database connections are refreshed
+    before each batch (a daemon outlives database restarts)."""
     total = Summary()
     while not stop.is_set():
-        close_old_connections()
+        refresh_connections()
         try:
             rate = continuous_rate(count=population(), period_seconds=period_seconds, max_rate=max_rate)
             limiter = RateLimiter(rate, stop=stop)

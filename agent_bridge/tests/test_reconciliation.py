@@ -194,3 +194,22 @@ def test_bad_arguments_are_command_errors() -> None:
     for args in (["--uid", "nope"], ["--not-verified-for", "soon"], ["--rate", "0"], ["--continuous", "--dry-run"]):
         with pytest.raises(CommandError):
             call_command("reconcile_agent", *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_continuous_reconciliation_checks_everyone_and_stops_on_request(users, agent, devagent) -> None:
+    import threading
+
+    devagent.state.tamper(str(users[1].uid), {"allergies": None})
+    stop = threading.Event()
+    seen = []
+
+    def batch(total, rate) -> None:
+        seen.append((total.checked, total.drifted_users, rate))
+        stop.set()
+
+    total = reconciliation.reconcile_forever(
+        agent=agent, period_seconds=1, max_rate=1000, stop=stop, on_batch=batch, refresh_connections=lambda: None
+    )
+    assert (total.checked, total.equal, total.drifted_users, total.repaired) == (3, 2, 1, 1)
+    assert seen[0][2] == pytest.approx(3.75), "1.25 x 3 copies per 1 s period"
+    assert all(AgentCopy.objects.get(uid=u.uid).checked_at for u in users)

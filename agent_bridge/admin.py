@@ -1,10 +1,11 @@
 from django.contrib import admin
 
-from agent_bridge.models import InteractionMirror
+from agent_bridge.models import AgentCopy, AgentDriftCount, InteractionMirror, OutboxEvent
+from project.admin import ReadOnlyAdminMixin
 
 
 @admin.register(InteractionMirror)
-class InteractionMirrorAdmin(admin.ModelAdmin):
+class InteractionMirrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only view of the local copy of each user's Agent history (refreshed by the consumer)."""
 
     list_display = ("user", "item_count", "agent_total", "synced_at", "refresh_requested_at", "clear_pending")
@@ -26,19 +27,12 @@ class InteractionMirrorAdmin(admin.ModelAdmin):
     def item_count(self, obj: InteractionMirror) -> int:
         return len(obj.items)
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 # --- verification of the Agent's copy (agent_bridge.verification) ---------------------------
-from agent_bridge.models import AgentCopy, AgentDriftCount  # noqa: E402
 
 
 @admin.register(AgentCopy)
-class AgentCopyAdmin(admin.ModelAdmin):
+class AgentCopyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: when each user's copy at the Agent was last compared, read-backs under way
     after uncertain Agent calls, and tombstones (uid only) of erased users. When a user's copy
     was last *verified equal* is on their allergy profile (`sync verified at`)."""
@@ -51,34 +45,24 @@ class AgentCopyAdmin(admin.ModelAdmin):
     readonly_fields = list_display
     fields = readonly_fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a tombstone is how reconciliation finds an erased user still at the Agent
 
 
 @admin.register(AgentDriftCount)
-class AgentDriftCountAdmin(admin.ModelAdmin):
+class AgentDriftCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Drift found between the Agent's copy and ours, by kind (each one was repaired through the bus)."""
 
     list_display = ("kind", "count", "last_found_at")
     readonly_fields = list_display
     fields = readonly_fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-# --- the outbox (owned by the bus; self-contained) -------------------------------------------
-from agent_bridge.models import OutboxEvent  # noqa: E402
+# --- the outbox (owned by the bus) -------------------------------------------------------------
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only view of the transactional outbox: what was raised and what became of it."""
 
     list_display = ("type", "event_id", "uid", "status", "attempts", "occurred_at", "published_at", "delivered_at")
@@ -92,8 +76,3 @@ class OutboxEventAdmin(admin.ModelAdmin):
     )
     fields = readonly_fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -44,10 +44,10 @@ from agent_bridge.models import AgentCopy, AgentDriftCount, OutboxEvent
 from agent_bridge.outbox import outbox_event_add
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
-from allergies.validation import allergy_flags_for
+from allergies.contract import allergy_flags_for
 from identity import selectors as identity_selectors
 from identity.models import User
-from identity.preferences import preferences_deep_merge
+from identity.preferences import agent_patches, preferences_deep_merge
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ def expected_get(*, uid: uuid.UUID) -> Expected:
             "intolerances": list(allergies.intolerances),
             "severity": dict(allergies.severity),
         },
-        preferences=preferences[0],
+        # What the Agent's copy must contain after our merges (reset keys emptied).
+        preferences=agent_patches(preferences.data, preferences.reset_keys)[-1],
     )
 
 

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from allergies.validation import allergy_flags_for
+from allergies.contract import allergy_flags_for
 
 
 class AllergyProfile(models.Model):

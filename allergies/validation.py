@@ -1,31 +1,32 @@
 """The rules an allergy profile must satisfy (DESIGN §6), applied to every write.
 
-Both the API's input serializer and the service run `allergy_profile_clean`, so a profile
-written from anywhere (API, admin, shell) is normalised and valid. Errors name the field.
+The service runs `allergy_profile_clean` on every write, so a profile written from anywhere (API,
+admin, shell) is normalised and valid; the API answers its AllergyProfileInvalid as a validation
+error naming each field.
 """
 import unicodedata
 from dataclasses import dataclass
 
+from allergies.contract import SEVERITY_LEVELS
 from allergies.vocabulary import MAX_NAME_LENGTH, allergen_normalize
+from project.errors import ApplicationError, FieldProblem
 
-SEVERITY_LEVELS: tuple[str, ...] = ("anaphylactic", "severe", "moderate", "intolerance")
+__all__ = ["SEVERITY_LEVELS", "AllergyProfileInvalid", "CleanProfile", "allergy_profile_clean"]
 #: Most names in `confirmed`, and in `intolerances`; `severity` holds at most one per name.
 MAX_ENTRIES = 50
 
 
-def allergy_flags_for(confirmed: list[str], intolerances: list[str]) -> list[str]:
-    """The sorted union of confirmed allergens and intolerances, as the Agent computes it (DESIGN §6).
+class AllergyProfileInvalid(ApplicationError):
+    """A profile that breaks the rules; answered as a validation error on each field named."""
 
-    Pure Python like the rest of this module, so the Agent double imports it without Django."""
-    return sorted(set(confirmed) | set(intolerances))
+    code = "invalid"
 
-
-class AllergyProfileInvalid(ValueError):
-    """`errors` maps a field name to its messages."""
-
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
-        self.errors = errors
+    def __init__(self, messages: dict[str, list[str]]) -> None:
+        super().__init__(
+            "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in messages.items()),
+            errors={field: [FieldProblem(message) for message in msgs] for field, msgs in messages.items()},
+        )
+        self.messages = messages
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from agent_bridge.devagent.errors import (
     user_not_found,
 )
 from agent_bridge.devagent.faults import Fault, LateApply, Misbehaviour
-from allergies.validation import SEVERITY_LEVELS, allergy_flags_for
+from allergies.contract import SEVERITY_LEVELS, allergy_flags_for
 from identity.preferences import preferences_deep_merge
 
 MAX_LIMIT = 100

@@ -147,7 +147,7 @@ def test_dropped_and_altered_allergies_are_detected_reported_and_repaired_by_rec
 def test_resync_restores_every_user_exactly_after_the_agent_forgot_everything(vstack) -> None:
     stack = vstack
     users = [
-        user_with(stack, f"r{n}@example.com", body, preferences={"vibes": [f"v{n}"], "price_comfort": ["mid"]})
+        user_with(stack, f"r{n}@example.com", body, preferences={"vibes": [f"v{n}"], "price_comfort": ["$$"]})
         for n, body in enumerate((OLD, NEW, EMPTY))
     ]
     stack.wait_drained()

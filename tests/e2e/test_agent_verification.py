@@ -99,6 +99,8 @@ def test_a_late_apply_of_an_older_request_is_undone_without_any_command(vstack) 
 
     wait_for(repaired, timeout=HORIZON + 30, interval=0.05, what="the late apply landed and undone")
     done_at = time.monotonic()
+    landed, arrived = done_at - late_at[0], done_at - uncertain_at
+    print(f"late apply undone {landed:.1f}s after it landed, {arrived:.1f}s after it arrived")
     assert (True, "synced") not in samples, "the profile said synced while the Agent held the older state"
     assert done_at - uncertain_at <= HORIZON + 10, f"repaired {done_at - uncertain_at:.1f}s after the uncertain call"
     assert done_at - late_at[0] <= max(DELAYS) + 5, f"repaired {done_at - late_at[0]:.1f}s after the late apply"

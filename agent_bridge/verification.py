@@ -195,8 +195,14 @@ def drift_count(*, kind: DriftKind, at: datetime) -> None:
     AgentDriftCount.objects.filter(kind=kind).update(count=F("count") + 1, last_found_at=at)
 
 
-def check_record(result: CheckResult, *, source: CheckSource, repair: bool) -> None:
-    """Stamp the check, count drift by kind and (with `repair`) repair it through the bus."""
+#: Repairs in a row (each checked by a read-back) before automatic repair gives up on a user whose
+#: copy keeps differing, rather than loop; the reconciler tries again within its period.
+MAX_REPAIRS = 3
+
+
+def check_record(result: CheckResult, *, source: CheckSource, repair: bool, repairs: int = 0) -> None:
+    """Stamp the check, count drift by kind and (with `repair`) repair it through the bus.
+    `repairs` is how many repairs in a row already led to this check."""
     now = timezone.now()
     with transaction.atomic():
         AgentCopy.objects.update_or_create(uid=result.uid, defaults={"checked_at": now})
@@ -213,22 +219,29 @@ def check_record(result: CheckResult, *, source: CheckSource, repair: bool) -> N
                 repair,
             )
         if repair and result.drifts:
-            drift_repair(uid=result.uid, drifts=result.drifts)
+            drift_repair(uid=result.uid, drifts=result.drifts, repairs=repairs)
 
 
-def drift_repair(*, uid: uuid.UUID, drifts: tuple[DriftKind, ...]) -> None:
+def drift_repair(*, uid: uuid.UUID, drifts: tuple[DriftKind, ...], repairs: int = 0) -> None:
     """Queue the repair (call inside a transaction): erase a leftover, else push the full state;
     then read back again to see it landed."""
+    if repairs >= MAX_REPAIRS:
+        logger.error(
+            "agent copy of uid=%s still differs (%s) after %s repairs in a row; left to reconcile_agent",
+            uid, ",".join(drifts), repairs,
+        )
+        AgentCopy.objects.filter(uid=uid).update(read_back_chain=None)
+        return
     if DriftKind.LEFTOVER in drifts:
         outbox_event_add(event_type=events.USER_DELETED, uid=uid, data={})
     else:
         # The Agent is known not to hold the profile: say so to the user until it does.
         allergy_services.allergy_sync_record_unconfirmed(uids=[uid])
         outbox_event_add(event_type=events.AGENT_RESYNC_REQUESTED, uid=uid, data={"reason": ",".join(drifts)})
-    read_back_start(uid=uid)
+    read_back_start(uid=uid, repairs=repairs + 1)
 
 
-def read_back_start(*, uid: uuid.UUID | str) -> uuid.UUID:
+def read_back_start(*, uid: uuid.UUID | str, repairs: int = 0) -> uuid.UUID:
     """Start (or restart, superseding the previous one) the read-back chain of a user.
 
     A new uncertain outcome restarts the horizon from now: the write it stands for may land up
@@ -246,7 +259,7 @@ def read_back_start(*, uid: uuid.UUID | str) -> uuid.UUID:
         outbox_event_add(
             event_type=events.AGENT_READ_BACK_DUE,
             uid=uid,
-            data={"chain": str(chain), "step": 0},
+            data={"chain": str(chain), "step": 0, "repairs": repairs},
             not_before=now + timedelta(seconds=_next_delay(0)),
         )
     logger.info("read-back started uid=%s chain=%s horizon_s=%s", uid, chain, read_back_horizon_seconds())
@@ -257,7 +270,7 @@ def handle_read_back_due(envelope: Envelope, agent: AgentClient) -> str:
     """One step of a read-back chain (the `agent.read_back_due` handler)."""
     uid = uuid.UUID(str(envelope["uid"]))
     data = envelope.get("data") or {}
-    chain, step = str(data.get("chain", "")), int(data.get("step", 0))
+    chain, step, repairs = str(data.get("chain", "")), int(data.get("step", 0)), int(data.get("repairs", 0))
     with user_lease(uid):
         copy = AgentCopy.objects.filter(uid=uid).first()
         if copy is None or str(copy.read_back_chain) != chain:
@@ -265,7 +278,7 @@ def handle_read_back_due(envelope: Envelope, agent: AgentClient) -> str:
         result = check(uid=uid, agent=agent)
         with transaction.atomic():
             # A drift is repaired, and the repair starts a new chain that supersedes this one.
-            check_record(result, source=CheckSource.READ_BACK, repair=True)
+            check_record(result, source=CheckSource.READ_BACK, repair=True, repairs=repairs)
             if result.drifts:
                 return "delivered"
             if result.equal and step + 1 >= len(read_back_delays()):
@@ -278,7 +291,7 @@ def handle_read_back_due(envelope: Envelope, agent: AgentClient) -> str:
                 outbox_event_add(
                     event_type=events.AGENT_READ_BACK_DUE,
                     uid=uid,
-                    data={"chain": chain, "step": step + 1},
+                    data={"chain": chain, "step": step + 1, "repairs": repairs},
                     not_before=timezone.now() + timedelta(seconds=_next_delay(step + 1)),
                 )
     return "delivered"

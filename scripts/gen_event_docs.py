@@ -39,7 +39,7 @@ EXAMPLE_DATA: dict[str, dict] = {
     "interactions.clear_requested": {},
     "interactions.refresh_requested": {},
     "user.deleted": {},
-    "agent.read_back_due": {"chain": "9d4f6c2a-1b3e-4f5a-8c7d-6e5f4a3b2c1d", "step": 0},
+    "agent.read_back_due": {"chain": "9d4f6c2a-1b3e-4f5a-8c7d-6e5f4a3b2c1d", "step": 0, "repairs": 0},
     "agent.resync_requested": {"reason": "resync"},
 }
 EXAMPLE_ID = uuid.UUID("0b7e3f0e-6a8c-4d2e-9a57-2f7c1d0e5a11")

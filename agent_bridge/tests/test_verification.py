@@ -153,7 +153,7 @@ def test_an_equal_copy_resolves_at_the_last_step_and_only_then_shows_synced(
 
     assert run_step(first, agent) == "delivered"
     second = steps(uid)[-1]
-    assert second.data == {"chain": first.data["chain"], "step": 1}
+    assert second.data == {"chain": first.data["chain"], "step": 1, "repairs": 0}
     assert second.available_at >= timezone.now() + timedelta(seconds=4)
     assert sync(verified_user)["state"] == "pending"
     assert sync(verified_user)["verified_at"] is not None  # equal at this step, still unresolved
@@ -254,3 +254,22 @@ def test_deletion_leaves_a_uid_only_tombstone_and_a_leftover_is_erased_through_t
 
 def test_settings_document_the_horizon() -> None:
     assert "AGENT_READ_BACK_DELAYS_SECONDS" in (settings.BASE_DIR / ".env.example").read_text()
+
+
+@pytest.mark.django_db
+def test_a_copy_that_keeps_differing_is_repaired_a_bounded_number_of_times(
+    verified_user, agent, devagent, short_schedule, caplog
+) -> None:
+    uid = synced_user(verified_user, agent)
+    verification.read_back_start(uid=uid)
+    for _ in range(verification.MAX_REPAIRS + 1):
+        devagent.state.tamper(str(uid), {"allergies": None})  # the Agent keeps losing them
+        run_step(steps(uid)[-1], agent)
+        for resync in OutboxEvent.objects.filter(type=events.AGENT_RESYNC_REQUESTED, status="pending"):
+            HANDLERS[resync.type](resync.envelope, agent)
+        settle_all()
+    assert [row.data["repairs"] for row in steps(uid)] == list(range(verification.MAX_REPAIRS + 1))
+    assert OutboxEvent.objects.filter(type=events.AGENT_RESYNC_REQUESTED).count() == verification.MAX_REPAIRS
+    assert AgentDriftCount.objects.get(kind=DriftKind.ALLERGIES).count == verification.MAX_REPAIRS + 1
+    assert AgentCopy.objects.get(uid=uid).read_back_chain is None, "no endless chain"
+    assert "still differs" in caplog.text

@@ -3,8 +3,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connections
+
 from allergies.models import AllergyProfile, allergy_flags_for
-from identity.models import User
+from identity import selectors as identity_selectors
+from identity.models import AuthToken, User
+from project.rawsql import Columns
 
 SYNC_SYNCED = "synced"
 SYNC_PENDING = "pending"
@@ -75,3 +79,32 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
     if user is None:
         return None
     return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+
+
+PROFILE_COLUMNS = Columns(AllergyProfile, "p")
+
+
+def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState] | None:
+    """GET /api/allergies/ in one statement: the usable token whose secret is `raw` (as
+    identity.selectors.auth_token_get_usable, same rules), its user and the user's allergy profile;
+    None when the token is not usable."""
+    using = "default"
+    p = PROFILE_COLUMNS
+    sql = identity_selectors.auth_token_usable_sql(
+        columns=p.select(using),
+        joins=f"LEFT OUTER JOIN {p.table(using)} p ON {p.column('user_id', using)} = "
+        f"{identity_selectors.USER_COLUMNS.column('id', using)}",
+        using=using,
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, identity_selectors.auth_token_usable_params(raw=raw, using=using))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token = identity_selectors.auth_token_from_row(row, using=using)
+    start = len(row) - len(p)
+    # The profile's primary key is its user: NULL there means the user has no profile yet.
+    profile = p.instance(row, start, using) if row[start + p.attnames.index("user_id")] is not None else None
+    if profile is not None:
+        profile.user = token.user
+    return token, AllergyState.of(profile)

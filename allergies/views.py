@@ -12,6 +12,8 @@ from allergies.serializers import (
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
 )
+from identity.authentication import TokenAuthentication
+from identity.models import AuthToken
 from identity.serializers import ErrorSerializer
 
 UPDATED_MESSAGE = "Allergy profile updated."
@@ -33,14 +35,30 @@ def _render(state: AllergyState, message: str | None = None) -> dict:
     return AllergyProfileMessageOutputSerializer({**data, "message": message}).data
 
 
+class AllergyProfileAuthentication(TokenAuthentication):
+    """GET loads the profile in the authentication statement (one statement per GET) and leaves it on the
+    request as `allergy_state`; other methods authenticate as everywhere else."""
+
+    def lookup(self, request: Request, raw: str) -> AuthToken | None:
+        if request.method != "GET":
+            return super().lookup(request, raw)
+        found = selectors.allergy_profile_get_with_token(raw=raw)
+        if found is None:
+            return None
+        token, request.allergy_state = found
+        return token
+
+
 class AllergyProfileView(APIView):
     """The user's allergy profile; every answer carries its sync state with the Agent."""
 
+    authentication_classes = [AllergyProfileAuthentication]
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer})
     def get(self, request: Request) -> Response:
-        return Response(_render(selectors.allergy_profile_get(user=request.user)))
+        state = getattr(request, "allergy_state", None)
+        return Response(_render(state if state is not None else selectors.allergy_profile_get(user=request.user)))
 
     @extend_schema(
         request=AllergyProfileInputSerializer,

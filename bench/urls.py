@@ -12,6 +12,7 @@ handler500 = project_urls.handler500
 urlpatterns = [
     path("bench/ceiling/", views.CeilingView.as_view(), name="bench-ceiling"),
     path("bench/ceiling-auth/", views.CeilingAuthView.as_view(), name="bench-ceiling-auth"),
+    path("bench/peer/allergies/", views.PeerAllergyProfileView.as_view(), name="bench-peer-allergies"),
     path("bench/sync/allergies/", views.SyncAllergiesView.as_view(), name="bench-sync-allergies"),
     *project_urls.urlpatterns,
 ]

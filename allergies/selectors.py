@@ -3,11 +3,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connections
-
 from allergies.models import AllergyProfile, allergy_flags_for
 from identity import selectors as identity_selectors
 from identity.models import AuthToken, User
+from project import rawsql
 from project.rawsql import Columns
 
 SYNC_SYNCED = "synced"
@@ -82,6 +81,7 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
 
 
 PROFILE_COLUMNS = Columns(AllergyProfile, "p")
+_with_token_sql: dict[str, str] = {}
 
 
 def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState] | None:
@@ -90,15 +90,15 @@ def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState
     None when the token is not usable."""
     using = "default"
     p = PROFILE_COLUMNS
-    sql = identity_selectors.auth_token_usable_sql(
-        columns=p.select(using),
-        joins=f"LEFT OUTER JOIN {p.table(using)} p ON {p.column('user_id', using)} = "
-        f"{identity_selectors.USER_COLUMNS.column('id', using)}",
-        using=using,
-    )
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, identity_selectors.auth_token_usable_params(raw=raw, using=using))
-        row = cursor.fetchone()
+    sql = _with_token_sql.get(using)
+    if sql is None:
+        sql = _with_token_sql[using] = identity_selectors.auth_token_usable_sql(
+            columns=p.select(using),
+            joins=f"LEFT OUTER JOIN {p.table(using)} p ON {p.column('user_id', using)} = "
+            f"{identity_selectors.USER_COLUMNS.column('id', using)}",
+            using=using,
+        )
+    row = rawsql.fetchone(sql, identity_selectors.auth_token_usable_params(raw=raw, using=using), using=using)
     if row is None:
         return None
     token = identity_selectors.auth_token_from_row(row, using=using)

@@ -20,19 +20,24 @@ UPDATED_MESSAGE = "Allergy profile updated."
 CLEARED_MESSAGE = "Allergy profile cleared."
 
 
+_UPDATED_AT = AllergyProfileOutputSerializer().fields["updated_at"]
+
+
 def _render(state: AllergyState, message: str | None = None) -> dict:
+    """What AllergyProfileOutputSerializer (or the Message one) renders for `state` (a test holds them equal),
+    built directly: instantiating the serializer cost ~10 % of a GET."""
     data = {
-        "confirmed": state.confirmed,
-        "intolerances": state.intolerances,
-        "severity": state.severity,
+        "confirmed": list(state.confirmed),
+        "intolerances": list(state.intolerances),
+        "severity": dict(state.severity),
         "allergy_flags": state.allergy_flags,
         "revision": state.revision,
-        "updated_at": state.updated_at,
+        "updated_at": None if state.updated_at is None else _UPDATED_AT.to_representation(state.updated_at),
         "sync": state.sync,
     }
-    if message is None:
-        return AllergyProfileOutputSerializer(data).data
-    return AllergyProfileMessageOutputSerializer({**data, "message": message}).data
+    if message is not None:
+        data["message"] = message
+    return data
 
 
 class AllergyProfileAuthentication(TokenAuthentication):

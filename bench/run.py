@@ -196,6 +196,12 @@ class Bench:
                 ("baseline_allergies_get", url, "/api/allergies/", "GET", tokens, False),
                 ("baseline_allergies_put", url, "/api/allergies/", "PUT", tokens, True),
             ]
+        if self.args.whatif_nohc:
+            url = self.stack.start_api_variant("api_nohc", {"BENCH_CONN_HEALTH_CHECKS": "0"})
+            endpoints += [
+                ("whatif_nohc_allergies_get", url, "/api/allergies/", "GET", tokens, False),
+                ("whatif_nohc_allergies_put", url, "/api/allergies/", "PUT", tokens, True),
+            ]
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in endpoints}
         try:
             for index in range(self.profile.rounds):
@@ -204,8 +210,9 @@ class Bench:
                     rounds[name].append(load.run_wrk(url, path, method=method, tokens=credentials, spec=spec,
                                                      body=body, warm=index == 0))
         finally:
-            if baseline:
-                self.stack.stop_process("api_baseline")
+            for variant in ("api_baseline", "api_nohc"):
+                if variant in self.stack.processes:
+                    self.stack.stop_process(variant)
         from bench import queries
 
         self.results["api"] = {"load": asdict(spec), "rounds": self.profile.rounds, "workers": self.args.workers,
@@ -423,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-only", action="store_true",
                         help="only the API phase (= --phases api); the other phases' results are carried over "
                         "from the existing JSON in --out, and the report says so")
+    parser.add_argument("--whatif-nohc", action="store_true",
+                        help="also measure /api/allergies/ on a gunicorn with CONN_HEALTH_CHECKS off (diagnostic)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the API phase (default 2)")
     parser.add_argument("--baseline", metavar="REF", help="also measure REF's /api/allergies/ (git archive of REF, "
                         "its own gunicorn, same database and tokens), e.g. the commit before a change")

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from identity.models import AuthToken, User, UserPreferences
 from identity.tokens import auth_token_hash
+from project import rawsql
 from project.rawsql import Columns
 
 TOKEN_COLUMNS = Columns(AuthToken, "t")
@@ -66,9 +67,7 @@ def auth_token_from_row(row: Sequence[Any], *, using: str = "default") -> AuthTo
 
 def auth_token_get_usable(*, raw: str) -> AuthToken | None:
     """The live (not revoked, not expired) token whose secret is `raw`, for an active user, its user attached."""
-    with connections["default"].cursor() as cursor:
-        cursor.execute(auth_token_usable_sql(), auth_token_usable_params(raw=raw))
-        row = cursor.fetchone()
+    row = rawsql.fetchone(auth_token_usable_sql(), auth_token_usable_params(raw=raw))
     return None if row is None else auth_token_from_row(row)
 
 

@@ -38,7 +38,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_from(request.headers.get(HEADER))
+        # META, not request.headers: that builds a dict of every header on first use.
+        request_id = request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id
         # Not reset when the chain returns: Django logs 4xx/5xx answers ("Not Found: ...") after
         # the middleware chain, and those lines should carry the id too. request_finished
@@ -51,16 +52,18 @@ class RequestIdMiddleware:
             request_id_var.set(None)
             raise
         response[HEADER] = request_id
-        duration_ms = round((time.monotonic() - started) * 1000, 1)
-        path = redact_path(request.path)
-        logger.info(
-            "%s %s %s %.1fms",
-            request.method,
-            path,
-            response.status_code,
-            duration_ms,
-            extra={"method": request.method, "path": path, "status": response.status_code, "duration_ms": duration_ms},
-        )
+        if logger.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: no record built at all
+            duration_ms = round((time.monotonic() - started) * 1000, 1)
+            path = redact_path(request.path)
+            logger.info(
+                "%s %s %s %.1fms",
+                request.method,
+                path,
+                response.status_code,
+                duration_ms,
+                extra={"method": request.method, "path": path, "status": response.status_code,
+                       "duration_ms": duration_ms},
+            )
         return response
 
 

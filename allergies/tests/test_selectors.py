@@ -1,0 +1,44 @@
+"""allergies.selectors: the allergy GET's one statement (token, user and profile)."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from allergies import selectors, services
+from identity import services as identity_services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_token_user_and_profile_in_one_statement_equal_the_orm_read(verified_user, issued_token,
+                                                                     django_assert_num_queries) -> None:
+    services.allergy_profile_replace(user=verified_user, confirmed=["peanuts"], intolerances=["lactose"],
+                                     severity={"peanuts": "severe", "lactose": "intolerance"})
+    with django_assert_num_queries(1):
+        token, state = selectors.allergy_profile_get_with_token(raw=issued_token.raw)
+        assert token.user.pk == verified_user.pk
+    assert token.pk == issued_token.token.pk
+    assert state == selectors.allergy_profile_get(user=verified_user)
+    assert state.revision == 1 and state.severity == {"peanuts": "severe", "lactose": "intolerance"}
+    assert state.updated_at is not None and state.updated_at.tzinfo is not None
+
+
+def test_user_without_a_profile_is_at_revision_zero(verified_user, issued_token) -> None:
+    token, state = selectors.allergy_profile_get_with_token(raw=issued_token.raw)
+    assert state == selectors.AllergyState.of(None) and token.user.pk == verified_user.pk
+
+
+def test_same_rules_as_the_token_lookup(verified_user) -> None:
+    revoked = identity_services.auth_token_issue(user=verified_user)
+    identity_services.auth_token_revoke(token=revoked.token)
+    expired = identity_services.auth_token_issue(user=verified_user)
+    expired.token.expires_at = timezone.now() - timedelta(seconds=1)
+    expired.token.save()
+    live = identity_services.auth_token_issue(user=verified_user)
+    assert selectors.allergy_profile_get_with_token(raw=revoked.raw) is None
+    assert selectors.allergy_profile_get_with_token(raw=expired.raw) is None
+    assert selectors.allergy_profile_get_with_token(raw="nope") is None
+    assert selectors.allergy_profile_get_with_token(raw=live.raw) is not None
+    verified_user.is_active = False
+    verified_user.save()
+    assert selectors.allergy_profile_get_with_token(raw=live.raw) is None

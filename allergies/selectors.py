@@ -3,6 +3,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connections
+
 from allergies.models import AllergyProfile, allergy_flags_for
 from identity import selectors as identity_selectors
 from identity.models import AuthToken, User
@@ -108,3 +110,26 @@ def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState
     if profile is not None:
         profile.user = token.user
     return token, AllergyState.of(profile)
+
+
+_for_update_sql: dict[str, str] = {}
+
+
+def allergy_profile_get_for_update(*, user: User) -> AllergyProfile | None:
+    """The user's profile, its row locked until the end of the transaction (`SELECT ... FOR UPDATE` where the
+    database has it; SQLite's IMMEDIATE transactions serialise writers anyway). Inside transaction.atomic only.
+    None when the user has no profile yet. One written statement, no ORM compilation (every PUT runs it)."""
+    using = "default"
+    sql = _for_update_sql.get(using)
+    if sql is None:
+        p = PROFILE_COLUMNS
+        lock = " FOR UPDATE" if connections[using].features.has_select_for_update else ""
+        sql = _for_update_sql[using] = (
+            f"SELECT {p.select(using)} FROM {p.table(using)} p WHERE {p.column('user_id', using)} = %s{lock}"  # noqa: S608
+        )
+    row = rawsql.fetchone(sql, [user.pk], using=using)
+    if row is None:
+        return None
+    profile = PROFILE_COLUMNS.instance(row, 0, using)
+    profile.user = user
+    return profile

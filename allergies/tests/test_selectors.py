@@ -42,3 +42,37 @@ def test_same_rules_as_the_token_lookup(verified_user) -> None:
     verified_user.is_active = False
     verified_user.save()
     assert selectors.allergy_profile_get_with_token(raw=live.raw) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_locked_read_equals_the_orm_read_and_is_none_without_a_profile(verified_user) -> None:
+    from django.db import transaction
+
+    from allergies.models import AllergyProfile
+
+    with transaction.atomic():
+        assert selectors.allergy_profile_get_for_update(user=verified_user) is None
+    services.allergy_profile_replace(user=verified_user, confirmed=["peanuts"], intolerances=[],
+                                     severity={"peanuts": "severe"})
+    with transaction.atomic():
+        locked = selectors.allergy_profile_get_for_update(user=verified_user)
+    orm = AllergyProfile.objects.get(user=verified_user)
+    assert [getattr(locked, f.attname) for f in AllergyProfile._meta.concrete_fields] == [
+        getattr(orm, f.attname) for f in AllergyProfile._meta.concrete_fields]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_locked_read_holds_the_row_lock_on_postgres(verified_user) -> None:
+    import psycopg
+    from django.db import connection, transaction
+
+    services.allergy_profile_replace(user=verified_user, confirmed=[], intolerances=["lactose"],
+                                     severity={"lactose": "intolerance"})
+    with transaction.atomic():
+        selectors.allergy_profile_get_for_update(user=verified_user)
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            other.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT 1 FROM allergies_allergyprofile WHERE user_id = %s FOR UPDATE",
+                              [verified_user.pk])

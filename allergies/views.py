@@ -12,7 +12,7 @@ from allergies.serializers import (
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
 )
-from identity.authentication import TokenAuthentication
+from identity import selectors as identity_selectors
 from identity.models import AuthToken
 from identity.serializers import ErrorSerializer
 
@@ -40,25 +40,21 @@ def _render(state: AllergyState, message: str | None = None) -> dict:
     return data
 
 
-class AllergyProfileAuthentication(TokenAuthentication):
-    """GET loads the profile in the authentication statement (one statement per GET) and leaves it on the
-    request as `allergy_state`; other methods authenticate as everywhere else."""
+class AllergyProfileView(APIView):
+    """The user's allergy profile; every answer carries its sync state with the Agent."""
 
-    def lookup(self, request: Request, raw: str) -> AuthToken | None:
+    permission_classes = [IsAuthenticated]
+
+    def token_lookup(self, request: Request, raw: str) -> AuthToken | None:
+        """identity.authentication.TokenAuthentication's hook: a GET loads the profile in the token's statement
+        (one statement per GET) and leaves it on the request as `allergy_state`."""
         if request.method != "GET":
-            return super().lookup(request, raw)
+            return identity_selectors.auth_token_get_usable(raw=raw)
         found = selectors.allergy_profile_get_with_token(raw=raw)
         if found is None:
             return None
         token, request.allergy_state = found
         return token
-
-
-class AllergyProfileView(APIView):
-    """The user's allergy profile; every answer carries its sync state with the Agent."""
-
-    authentication_classes = [AllergyProfileAuthentication]
-    permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer})
     def get(self, request: Request) -> Response:

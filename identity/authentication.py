@@ -25,18 +25,17 @@ MAX_TOKEN_LENGTH = 128
 
 
 class TokenAuthentication(BaseAuthentication):
-    """One statement per request (token and user, identity.selectors.auth_token_get_usable); a view that needs
-    more rows for its answer can fetch them in the same statement by overriding `lookup`."""
-
-    def lookup(self, request: Request, raw: str) -> AuthToken | None:
-        """The usable token whose secret is `raw` (its user attached), or None."""
-        return selectors.auth_token_get_usable(raw=raw)
+    """One statement per request: token and user (identity.selectors.auth_token_get_usable). A view whose answer
+    needs more rows can load them in that same statement: it defines `token_lookup(request, raw)`, returning
+    the usable token (its user attached) or None, with the same rules (see allergies.views)."""
 
     def authenticate(self, request: Request):
         raw = self._raw_token(request)
         if raw is None:
             return None
-        token = self.lookup(request, raw)
+        view = (request.parser_context or {}).get("view")
+        lookup = getattr(view, "token_lookup", None)
+        token: AuthToken | None = lookup(request, raw) if lookup else selectors.auth_token_get_usable(raw=raw)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or expired token.", code="invalid_token")
         now = timezone.now()

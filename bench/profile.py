@@ -42,9 +42,9 @@ def summarize(raw: Path, *, top: int = 40, keep: str = "") -> str:
 
 API_ENDPOINTS = {
     "allergies_get": ("GET", "/api/allergies/"), "allergies_put": ("PUT", "/api/allergies/"),
-    "peer_get": ("GET", "/bench/peer/allergies/"), "peer_put": ("PUT", "/bench/peer/allergies/"),
-    "ceiling_get": ("GET", "/bench/ceiling/"), "ceiling_put": ("PUT", "/bench/ceiling/"),
-    "ceiling_auth_get": ("GET", "/bench/ceiling-auth/"),
+    "peer_get": ("GET", "/api/bench/peer/allergies/"), "peer_put": ("PUT", "/api/bench/peer/allergies/"),
+    "ceiling_get": ("GET", "/api/bench/ceiling/"), "ceiling_put": ("PUT", "/api/bench/ceiling/"),
+    "ceiling_auth_get": ("GET", "/api/bench/ceiling-auth/"),
 }
 
 

@@ -10,8 +10,8 @@ from bench.stack import Stack
 REQUESTS = {
     "allergies_get": ("GET", "/api/allergies/", False),
     "allergies_put": ("PUT", "/api/allergies/", True),
-    "peer_get": ("GET", "/bench/peer/allergies/", False),
-    "peer_put": ("PUT", "/bench/peer/allergies/", True),
+    "peer_get": ("GET", "/api/bench/peer/allergies/", False),
+    "peer_put": ("PUT", "/api/bench/peer/allergies/", True),
 }
 
 

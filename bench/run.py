@@ -178,13 +178,13 @@ class Bench:
         base = self.stack.api_url
         # (name, base URL, path, method, tokens, PUT body)
         endpoints = [
-            ("ceiling_get", base, "/bench/ceiling/", "GET", [], False),
+            ("ceiling_get", base, "/api/bench/ceiling/", "GET", [], False),
             ("allergies_get", base, "/api/allergies/", "GET", tokens, False),
-            ("peer_get", base, "/bench/peer/allergies/", "GET", peer_tokens, False),
-            ("ceiling_put", base, "/bench/ceiling/", "PUT", [], True),
+            ("peer_get", base, "/api/bench/peer/allergies/", "GET", peer_tokens, False),
+            ("ceiling_put", base, "/api/bench/ceiling/", "PUT", [], True),
             ("allergies_put", base, "/api/allergies/", "PUT", tokens, True),
-            ("peer_put", base, "/bench/peer/allergies/", "PUT", peer_tokens, True),
-            ("ceiling_auth_get", base, "/bench/ceiling-auth/", "GET", tokens, False),
+            ("peer_put", base, "/api/bench/peer/allergies/", "PUT", peer_tokens, True),
+            ("ceiling_auth_get", base, "/api/bench/ceiling-auth/", "GET", tokens, False),
         ]
         baseline = None
         if self.args.baseline:
@@ -241,7 +241,7 @@ class Bench:
                     elif condition == "down":
                         stack.control("POST", "/down")
                     for name, base, path in (("service_put", stack.api_url, "/api/allergies/"),
-                                             ("sync_put", sync_url, "/bench/sync/allergies/")):
+                                             ("sync_put", sync_url, "/api/bench/sync/allergies/")):
                         log(f"conditions round {index + 1}: {condition} {name}")
                         # With the Agent down every synchronous request takes 3 s or more: a longer window
                         # lets some of them complete (wrk only reports completed requests).
@@ -254,7 +254,7 @@ class Bench:
                     stack.control("POST", "/fault", {})
                     stack.control("POST", "/up")
                     # wrk is gone, but requests it left in gunicorn's backlog still run: let them finish.
-                    wait_for(lambda: requests.get(f"{sync_url}/bench/ceiling/", timeout=2).ok, timeout=60,
+                    wait_for(lambda: requests.get(f"{sync_url}/api/bench/ceiling/", timeout=2).ok, timeout=60,
                              what="the synchronous design's server to drain")
                     self.bus_purge()
         finally:

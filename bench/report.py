@@ -222,10 +222,14 @@ def _statements(results: dict) -> list[str]:
         return []
     lines = ["Database statements per request in the steady state (counted in-process with Django's "
              "CaptureQueriesContext, BEGIN/COMMIT included; the token's last-use write, at most once per 5 minutes "
-             "per token, excluded):", "", "| request | statements | which |", "| --- | ---: | --- |"]
+             "per token, excluded). Round trips add Django's per-request health check (`CONN_HEALTH_CHECKS`, a "
+             "`SELECT 1` before the first ORM query of a request; the service's first statement, "
+             "`project.rawsql.fetchone`, is the check itself):", "",
+             "| request | statements | + health check | round trips | which |", "| --- | ---: | ---: | ---: | --- |"]
     for name, row in statements.items():
         which = ", ".join(f"`{q.split(' ', 1)[0]}`" for q in row["statements"])
-        lines.append(f"| {name} | {row['count']} | {which} |")
+        lines.append(f"| {name} | {row['count']} | {row.get('health_checks', '–')} | "
+                     f"{row.get('round_trips', '–')} | {which} |")
     return [*lines, ""]
 
 
@@ -325,7 +329,7 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
         "the bench URLconf), PostgreSQL, `THROTTLE_RATES=off`, production logging; tokens from "
         f"{meta.get('tokens_from')}.",
         f"- Load: `wrk` in its own process, {load_api.get('threads')} threads, {load_api.get('connections')} "
-        f"connections. API table: {api.get('rounds')} interleaved rounds (ceiling, ours, ceiling, ours, ...) of "
+        f"connections. API table: {api.get('rounds')} interleaved rounds (ceiling, ours, peer, ..., then again) of "
         f"{load_api.get('duration_s')} s per endpoint after one {load_api.get('warmup_s')} s warm-up; Agent "
         f"conditions: {cond.get('rounds')} rounds of {load_sync.get('duration_s')} s per design and condition "
         f"after a {load_sync.get('warmup_s')} s warm-up. Throughput totals all rounds; p50/p90/p99 are the median "

@@ -1,15 +1,51 @@
-"""allergies.selectors: the allergy GET's one statement (token, user and profile)."""
-from datetime import timedelta
+"""allergies/selectors.py: the sync state shown to people, recognised vs custom names, and the allergy GET's
+one statement (token, user and profile) and PUT's locked read."""
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
 from allergies import selectors, services
+from allergies.selectors import SYNC_MESSAGES, AllergyState
 from identity import services as identity_services
 
-pytestmark = pytest.mark.django_db
+
+def sync_of(state: str, revision: int, synced_revision: int, code: str | None = None) -> dict:
+    """The `sync` object of an allergy answer (shared by the tests that check it)."""
+    code = code or state
+    return {
+        "state": state, "code": code, "message": SYNC_MESSAGES[code],
+        "revision": revision, "synced_revision": synced_revision,
+    }
 
 
+def failing(error: str) -> AllergyState:
+    return AllergyState(["peanuts"], [], {"peanuts": "severe"}, 2, None, 1, error, datetime.now(UTC))
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("AgentConnectionError AGENT_CONNECTION_ERROR: on PATCH /users/u/allergies: refused", "agent_unreachable"),
+        ("AgentTimeout AGENT_TIMEOUT: timed out", "agent_unreachable"),
+        ("AgentUnavailable 503 AGENT_UNAVAILABLE: AGENT_UNAVAILABLE (HTTP 503)", "agent_unreachable"),
+        ("AgentInvalidPayload 422 INVALID_PAYLOAD: bad", "agent_rejected"),
+        ("KeyError: 'boom' in /srv/app/consumers/handlers.py", "sync_failed"),
+    ],
+)
+def test_a_failure_is_told_with_a_code_and_no_internal_detail(error, code) -> None:
+    sync = failing(error).sync
+    assert sync == sync_of("failing", 2, 1, code=code)
+    assert "/users/" not in sync["message"] and "Agent" not in sync["message"] and ".py" not in sync["message"]
+
+
+def test_recognised_and_custom_names() -> None:
+    state = AllergyState(["peanuts", "mango"], ["lactose"], {}, 1, None, 0, "", None)
+    assert state.recognised == ["peanuts"]
+    assert state.custom == ["mango", "lactose"]
+
+
+@pytest.mark.django_db
 def test_token_user_and_profile_in_one_statement_equal_the_orm_read(verified_user, issued_token,
                                                                      django_assert_num_queries) -> None:
     services.allergy_profile_replace(user=verified_user, confirmed=["peanuts"], intolerances=["lactose"],
@@ -23,11 +59,13 @@ def test_token_user_and_profile_in_one_statement_equal_the_orm_read(verified_use
     assert state.updated_at is not None and state.updated_at.tzinfo is not None
 
 
+@pytest.mark.django_db
 def test_user_without_a_profile_is_at_revision_zero(verified_user, issued_token) -> None:
     token, state = selectors.allergy_profile_get_with_token(raw=issued_token.raw)
     assert state == selectors.AllergyState.of(None) and token.user.pk == verified_user.pk
 
 
+@pytest.mark.django_db
 def test_same_rules_as_the_token_lookup(verified_user) -> None:
     revoked = identity_services.auth_token_issue(user=verified_user)
     identity_services.auth_token_revoke(token=revoked.token)

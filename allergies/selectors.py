@@ -3,9 +3,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connections
+
 from allergies.models import AllergyProfile, allergy_flags_for
 from allergies.vocabulary import CANONICAL_NAMES
-from identity.models import User
+from identity import selectors as identity_selectors
+from identity.models import AuthToken, User
+from project import rawsql
+from project.rawsql import Columns
 
 SYNC_SYNCED = "synced"
 SYNC_PENDING = "pending"
@@ -132,3 +137,56 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
     if user is None:
         return None
     return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+
+
+PROFILE_COLUMNS = Columns(AllergyProfile, "p")
+_with_token_sql: dict[str, str] = {}
+
+
+def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState] | None:
+    """GET /api/allergies/ in one statement: the usable token whose secret is `raw` (as
+    identity.selectors.auth_token_get_usable, same rules), its user and the user's allergy profile;
+    None when the token is not usable."""
+    using = "default"
+    p = PROFILE_COLUMNS
+    sql = _with_token_sql.get(using)
+    if sql is None:
+        sql = _with_token_sql[using] = identity_selectors.auth_token_usable_sql(
+            columns=p.select(using),
+            joins=f"LEFT OUTER JOIN {p.table(using)} p ON {p.column('user_id', using)} = "
+            f"{identity_selectors.USER_COLUMNS.column('id', using)}",
+            using=using,
+        )
+    row = rawsql.fetchone(sql, identity_selectors.auth_token_usable_params(raw=raw, using=using), using=using)
+    if row is None:
+        return None
+    token = identity_selectors.auth_token_from_row(row, using=using)
+    start = len(row) - len(p)
+    # The profile's primary key is its user: NULL there means the user has no profile yet.
+    profile = p.instance(row, start, using) if row[start + p.attnames.index("user_id")] is not None else None
+    if profile is not None:
+        profile.user = token.user
+    return token, AllergyState.of(profile)
+
+
+_for_update_sql: dict[str, str] = {}
+
+
+def allergy_profile_get_for_update(*, user: User) -> AllergyProfile | None:
+    """The user's profile, its row locked until the end of the transaction (`SELECT ... FOR UPDATE` where the
+    database has it; SQLite's IMMEDIATE transactions serialise writers anyway). Inside transaction.atomic only.
+    None when the user has no profile yet. One written statement, no ORM compilation (every PUT runs it)."""
+    using = "default"
+    sql = _for_update_sql.get(using)
+    if sql is None:
+        p = PROFILE_COLUMNS
+        lock = " FOR UPDATE" if connections[using].features.has_select_for_update else ""
+        sql = _for_update_sql[using] = (
+            f"SELECT {p.select(using)} FROM {p.table(using)} p WHERE {p.column('user_id', using)} = %s{lock}"  # noqa: S608
+        )
+    row = rawsql.fetchone(sql, [user.pk], using=using)
+    if row is None:
+        return None
+    profile = PROFILE_COLUMNS.instance(row, 0, using)
+    profile.user = user
+    return profile

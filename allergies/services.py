@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from allergies import signals
+from allergies import selectors, signals
 from allergies.models import AllergyProfile, allergy_flags_for
 from allergies.selectors import AllergyState
 from allergies.validation import allergy_profile_clean
@@ -26,7 +26,9 @@ def allergy_profile_replace(
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
     with transaction.atomic():
-        profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
+        profile = selectors.allergy_profile_get_for_update(user=user)
+        if profile is None:  # the first write: create it, race-safe
+            profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
         profile.confirmed = clean.confirmed
         profile.intolerances = clean.intolerances
         profile.severity = clean.severity

@@ -24,7 +24,8 @@ _SECRET_PATHS = re.compile(r"(/api/verify/)(?!resend/)[^/\s'\"]+")
 
 
 def redact_path(text: str) -> str:
-    return _SECRET_PATHS.sub(r"\1<redacted>", text)
+    # The substring test first: every request's path comes through here, few are verification links.
+    return _SECRET_PATHS.sub(r"\1<redacted>", text) if "/api/verify/" in text else text
 
 
 def _loggable(value: object) -> object:
@@ -78,7 +79,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         request_id = getattr(record, "request_id", None)
-        if request_id and "request_id=" not in record.getMessage():
+        # record.message: formatted by super().format() just now (getMessage() would format it again).
+        if request_id and "request_id=" not in record.message:
             # Only the request id is appended: bus lines already spell their fields out.
             first, newline, rest = text.partition("\n")
             text = f"{first} request_id={request_id}{newline}{rest}"

@@ -5,6 +5,7 @@ from typing import Any
 from django.db import connection
 
 from agent_bridge.models import OutboxEvent
+from project.tracing import current_traceparent
 
 
 class OutboxOutsideTransaction(RuntimeError):
@@ -14,4 +15,4 @@ class OutboxOutsideTransaction(RuntimeError):
 def outbox_event_add(*, event_type: str, uid: uuid.UUID | None, data: dict[str, Any]) -> OutboxEvent:
     if not connection.in_atomic_block:
         raise OutboxOutsideTransaction(f"{event_type} must be written inside the domain change's transaction")
-    return OutboxEvent.objects.create(type=event_type, uid=uid, data=data)
+    return OutboxEvent.objects.create(type=event_type, uid=uid, data=data, traceparent=current_traceparent())

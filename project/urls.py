@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from project import health, metrics_http
+
 handler400 = "project.errors.json_bad_request"
 handler403 = "project.errors.json_permission_denied"
 handler404 = "project.errors.json_not_found"
@@ -14,5 +16,10 @@ urlpatterns = [
     path("api/", include("identity.urls")),
     path("api/", include("allergies.urls")),
     path("api/", include("agent_bridge.urls")),
-    path("api/", include("consumers.urls")),
+    # Probes: public, up/down only (project/health.py). /api/health/ is readiness, as before.
+    path("api/health/", health.ReadyView.as_view(), name="health"),
+    path("api/health/live/", health.LiveView.as_view(), name="health-live"),
+    path("api/health/ready/", health.ReadyView.as_view(), name="health-ready"),
+    # Prometheus, with METRICS_TOKEN only; outside /api/ and the schema.
+    path("metrics", metrics_http.metrics_view, name="metrics"),
 ]

@@ -1,0 +1,137 @@
+"""Probes for load balancers and orchestrators: public, and saying only up or down.
+
+- `GET /api/health/live/`: the process answers (no database, no broker): restart it if not.
+- `GET /api/health/ready/` (and `/api/health/`, kept for existing users): the database answers,
+  and in RabbitMQ mode the broker too (HEALTH_READY_BROKER): send it traffic if so.
+
+Neither says anything a request can move. The bus figures (backlog, dead letters, per type) rise
+when a signup, reset or resend names an existing account, so they would enumerate accounts:
+they are for operators only (`manage.py bus_status`, the admin's operator page, /metrics).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+UNREACHABLE = "unreachable"
+# A broker check opens an AMQP connection: probes every few seconds from several places must
+# not turn into a connection storm, so one result serves this process for a while.
+BROKER_CHECK_CACHE_SECONDS = 5.0
+
+
+class LiveSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[OK])
+
+
+class ReadySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[OK])
+    database = serializers.ChoiceField(choices=[OK])
+    broker = serializers.ChoiceField(choices=[OK], required=False, help_text="RabbitMQ mode only.")
+
+
+class NotReadySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["unavailable"])
+    database = serializers.ChoiceField(choices=[OK, UNREACHABLE])
+    broker = serializers.ChoiceField(choices=[OK, UNREACHABLE], required=False, help_text="RabbitMQ mode only.")
+    detail = serializers.CharField()
+    code = serializers.ChoiceField(choices=["database_unavailable", "broker_unavailable"])
+
+
+def database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        logger.error("readiness: database unreachable (%s)", type(exc).__name__)
+        return False
+    return True
+
+
+class _BrokerCheck:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checked_at = float("-inf")
+        self._ok = False
+
+    def __call__(self) -> bool:
+        with self._lock:
+            if time.monotonic() - self._checked_at >= BROKER_CHECK_CACHE_SECONDS:
+                self._ok = self._connect()
+                self._checked_at = time.monotonic()
+            return self._ok
+
+    @staticmethod
+    def _connect() -> bool:
+        import pika
+
+        params = pika.URLParameters(settings.AMQP_URL)
+        params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 2, 2
+        params.client_properties = {"connection_name": "kairos-readiness"}
+        try:
+            pika.BlockingConnection(params).close()
+        except Exception as exc:  # any failure to connect means: not ready
+            logger.error("readiness: broker unreachable (%s)", type(exc).__name__)
+            return False
+        return True
+
+    def forget(self) -> None:
+        with self._lock:
+            self._checked_at = float("-inf")
+
+
+broker_ok = _BrokerCheck()
+
+
+class _Probe(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class LiveView(_Probe):
+    """Liveness: the process serves requests. Touches neither the database nor the broker, so a
+    database outage never gets healthy processes restarted."""
+
+    @extend_schema(responses={200: LiveSerializer}, auth=[], tags=["health"])
+    def get(self, request: Request) -> Response:
+        return Response({"status": OK})
+
+
+class ReadyView(_Probe):
+    """Readiness: 200 when the database answers (and the broker, in RabbitMQ mode with
+    HEALTH_READY_BROKER); 503 otherwise. Says up or down, nothing else."""
+
+    @extend_schema(
+        responses={200: ReadySerializer, 503: OpenApiResponse(NotReadySerializer, "a dependency is unreachable")},
+        auth=[],
+        tags=["health"],
+    )
+    def get(self, request: Request) -> Response:
+        body: dict[str, str] = {"database": OK if database_ok() else UNREACHABLE}
+        if settings.AMQP_URL and settings.HEALTH_READY_BROKER:
+            body["broker"] = OK if broker_ok() else UNREACHABLE
+        if body["database"] != OK:
+            body.update(status="unavailable", detail="The database is unreachable.", code="database_unavailable")
+            return Response(NotReadySerializer(body).data, status=503)
+        if body.get("broker", OK) != OK:
+            body.update(status="unavailable", detail="The message broker is unreachable.", code="broker_unavailable")
+            return Response(NotReadySerializer(body).data, status=503)
+        return Response(ReadySerializer({"status": OK, **body}).data)

@@ -32,20 +32,26 @@ UNREACHABLE = "unreachable"
 BROKER_CHECK_CACHE_SECONDS = 5.0
 
 
+UNAVAILABLE = "unavailable"
+# One choice set per field name across the three answers (one enum each in the schema).
+_STATUS = [OK, UNAVAILABLE]
+DEPENDENCY_STATES = [OK, UNREACHABLE]
+
+
 class LiveSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=[OK])
+    status = serializers.ChoiceField(choices=_STATUS, help_text="Always `ok` when it answers.")
 
 
 class ReadySerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=[OK])
-    database = serializers.ChoiceField(choices=[OK])
-    broker = serializers.ChoiceField(choices=[OK], required=False, help_text="RabbitMQ mode only.")
+    status = serializers.ChoiceField(choices=_STATUS)
+    database = serializers.ChoiceField(choices=DEPENDENCY_STATES)
+    broker = serializers.ChoiceField(choices=DEPENDENCY_STATES, required=False, help_text="RabbitMQ mode only.")
 
 
 class NotReadySerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["unavailable"])
-    database = serializers.ChoiceField(choices=[OK, UNREACHABLE])
-    broker = serializers.ChoiceField(choices=[OK, UNREACHABLE], required=False, help_text="RabbitMQ mode only.")
+    status = serializers.ChoiceField(choices=_STATUS)
+    database = serializers.ChoiceField(choices=DEPENDENCY_STATES)
+    broker = serializers.ChoiceField(choices=DEPENDENCY_STATES, required=False, help_text="RabbitMQ mode only.")
     detail = serializers.CharField()
     code = serializers.ChoiceField(choices=["database_unavailable", "broker_unavailable"])
 
@@ -129,9 +135,9 @@ class ReadyView(_Probe):
         if settings.AMQP_URL and settings.HEALTH_READY_BROKER:
             body["broker"] = OK if broker_ok() else UNREACHABLE
         if body["database"] != OK:
-            body.update(status="unavailable", detail="The database is unreachable.", code="database_unavailable")
+            body.update(status=UNAVAILABLE, detail="The database is unreachable.", code="database_unavailable")
             return Response(NotReadySerializer(body).data, status=503)
         if body.get("broker", OK) != OK:
-            body.update(status="unavailable", detail="The message broker is unreachable.", code="broker_unavailable")
+            body.update(status=UNAVAILABLE, detail="The message broker is unreachable.", code="broker_unavailable")
             return Response(NotReadySerializer(body).data, status=503)
         return Response(ReadySerializer({"status": OK, **body}).data)

@@ -174,6 +174,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The probes' `database` and `broker` share one set of states.
+    "ENUM_NAME_OVERRIDES": {"DependencyStateEnum": "project.health.DEPENDENCY_STATES"},
 }
 
 # Largest request body the API accepts; bigger bodies get a 413 JSON error.

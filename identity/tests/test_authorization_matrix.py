@@ -23,6 +23,8 @@ PUBLIC = {
     "api/password/reset/",
     "api/password/reset/confirm/",
     "api/health/",
+    "api/health/live/",
+    "api/health/ready/",
     "api/schema/",
     "api/docs/",
 }

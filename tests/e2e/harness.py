@@ -149,7 +149,9 @@ class Stack:
     def start_api(self) -> None:
         self._spawn(
             "api",
-            [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{self.api_port}",
+            # The image's configuration (multiprocess metrics, OpenTelemetry after the fork).
+            [sys.executable, "-m", "gunicorn", "-c", "python:project.gunicorn_conf", "project.wsgi:application",
+             "--bind", f"127.0.0.1:{self.api_port}",
              "--workers", "2", "--graceful-timeout", "5", "--access-logfile", "-"],
         )
         wait_for(lambda: requests.get(f"{self.api_url}/api/health/", timeout=2).ok, timeout=30, what="API health")

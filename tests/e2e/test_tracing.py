@@ -1,0 +1,57 @@
+"""One trace from the HTTP request to the Agent, over real processes (gunicorn, consumer, relay
+with AMQP_URL, the Agent double): the trace id of a signup appears in the consumer's delivery
+log line and in the `traceparent` the Agent double received."""
+import re
+import secrets
+
+import pytest
+
+from project.tracing import TraceContext
+from tests.e2e.harness import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _signup(stack, email: str, **headers: str) -> None:
+    body = {"username": "ada", "email": email, "password": "a-long-passphrase-42"}
+    response = stack.api("POST", "/api/signup/", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+
+
+def _agent_traceparents(stack) -> list[TraceContext]:
+    creates = [r for r in stack.agent.requests() if r["method"] == "POST" and r["path"].startswith("/users/")]
+    return [TraceContext.parse(r.get("traceparent")) for r in creates]
+
+
+def _delivery_lines(stack, trace_id: str) -> list[str]:
+    log = (stack.workdir / "consumer0.log").read_text(errors="replace")
+    return [
+        line for line in log.splitlines()
+        if "consumers.delivery" in line and "event_type=user.registered" in line and f"trace_id={trace_id}" in line
+    ]
+
+
+def test_a_requests_trace_reaches_the_consumers_log_and_the_agent(stack) -> None:
+    caller = TraceContext(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
+
+    _signup(stack, "ada@example.com", traceparent=caller.traceparent)
+
+    received = wait_for(lambda: [c for c in _agent_traceparents(stack) if c], timeout=60, what="the Agent call")
+    assert received[0].trace_id == caller.trace_id, stack.logs()
+    # A span of our own (the Agent call's), not the caller's id passed through.
+    assert received[0].span_id != caller.span_id
+    lines = wait_for(lambda: _delivery_lines(stack, caller.trace_id), timeout=30, what="the delivery log line")
+    assert "outcome=delivered" in lines[-1], lines
+
+
+def test_a_request_without_traceparent_starts_the_trace_that_reaches_the_agent(stack) -> None:
+    request_id = "trace-e2e-" + secrets.token_hex(4)
+
+    _signup(stack, "grace@example.com", **{"X-Request-ID": request_id})
+
+    received = wait_for(lambda: [c for c in _agent_traceparents(stack) if c], timeout=60, what="the Agent call")
+    api_log = (stack.workdir / "api.log").read_text(errors="replace")
+    line = next(line for line in api_log.splitlines() if "project.request" in line and request_id in line)
+    trace_id = re.search(r"trace_id=([0-9a-f]{32})", line)[1]
+    assert received[0].trace_id == trace_id
+    wait_for(lambda: _delivery_lines(stack, trace_id), timeout=30, what="the delivery log line")

@@ -77,7 +77,8 @@ def test_the_consumer_serves_its_delivery_metrics_on_its_own_port(stack_factory)
 
     def delivered() -> str | None:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        return text if _samples(text, "kairos_bus_deliveries_total", type="user.registered", outcome="delivered") else None
+        found = _samples(text, "kairos_bus_deliveries_total", type="user.registered", outcome="delivered")
+        return text if found else None
 
     text = wait_for(delivered, timeout=60, what="the consumer's delivery counter")
     assert _samples(text, "kairos_bus_commit_to_agent_seconds_count", type="user.registered") == [1.0]

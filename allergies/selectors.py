@@ -3,6 +3,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Count, F, Q
+
 from allergies.models import AllergyProfile, allergy_flags_for
 from identity.models import User
 
@@ -75,3 +77,23 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
     if user is None:
         return None
     return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+
+
+# --- for operators (the admin) -----------------------------------------------------------
+
+def allergy_profiles_in_sync_state_q(state: str) -> Q:
+    """AllergyState.sync_state as a query, so the admin can filter and count by it."""
+    behind = Q(synced_revision__lt=F("revision"))
+    return {
+        SYNC_SYNCED: ~behind,
+        SYNC_FAILING: behind & Q(sync_failed_at__isnull=False),
+        SYNC_PENDING: behind & Q(sync_failed_at__isnull=True),
+    }[state]
+
+
+def allergy_profile_sync_counts() -> dict[str, int]:
+    """How many allergy profiles are synced, pending or failing."""
+    states = (SYNC_SYNCED, SYNC_PENDING, SYNC_FAILING)
+    return AllergyProfile.objects.aggregate(
+        **{state: Count("pk", filter=allergy_profiles_in_sync_state_q(state)) for state in states}
+    )

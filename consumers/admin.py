@@ -5,6 +5,9 @@ from django.http import HttpRequest
 from consumers import services
 from consumers.models import DeadLetter
 
+# The index links to the operator's page (consumers/console.py).
+admin.site.index_template = "admin/kairos_index.html"
+
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):

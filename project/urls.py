@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from consumers.console import operator_console_view
 from project import health, metrics_http
 
 handler400 = "project.errors.json_bad_request"
@@ -10,6 +11,7 @@ handler404 = "project.errors.json_not_found"
 handler500 = "project.errors.json_server_error"
 
 urlpatterns = [
+    path("admin/operations/", operator_console_view, name="operator-console"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -95,11 +95,17 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 
 def daemon_metrics_serve(*, process: str) -> int | None:
-    """Serve this daemon's metrics on METRICS_PORT (no-op when 0); returns the port served."""
+    """Serve this daemon's metrics on METRICS_PORT (no-op when 0); returns the port served.
+
+    A port that cannot be bound is logged, not fatal: events matter more than their counts."""
     port = settings.METRICS_PORT
     if not port:
         return None
-    server, _thread = start_http_server(port, addr=settings.METRICS_ADDR)
+    try:
+        server, _thread = start_http_server(port, addr=settings.METRICS_ADDR)
+    except OSError as exc:
+        logger.error("%s: cannot serve metrics on %s:%s (%s)", process, settings.METRICS_ADDR, port, exc)
+        return None
     served = server.server_address[1]
     logger.info("%s: metrics on http://%s:%s/metrics", process, settings.METRICS_ADDR, served)
     return served

@@ -71,7 +71,12 @@ def test_metrics_under_two_gunicorn_workers_sum_both_workers_counts(stack_factor
 
 def test_the_consumer_serves_its_delivery_metrics_on_its_own_port(stack_factory) -> None:
     port = free_port()
-    stack = stack_factory(extra_env={"METRICS_PORT": str(port), "METRICS_TOKEN": TOKEN})
+    stack = stack_factory(extra_env={"METRICS_TOKEN": TOKEN})
+    # The consumer alone gets the port (with AMQP_URL the relay runs too, from the same environment).
+    stack.kill("consumer0")
+    stack.env["METRICS_PORT"] = str(port)
+    stack.start_consumer(0)
+    del stack.env["METRICS_PORT"]
     body = {"username": "ada", "email": "ada@example.com", "password": "a-long-passphrase-42"}
     assert stack.api("POST", "/api/signup/", json=body).status_code == 201
 

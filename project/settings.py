@@ -238,6 +238,8 @@ BUS_REPUBLISH_AFTER_SECONDS = env.int("BUS_REPUBLISH_AFTER_SECONDS", default=900
 # How long a consumer owns a user's sync lease (serialises Agent calls per user).
 BUS_USER_LEASE_SECONDS = env.float("BUS_USER_LEASE_SECONDS", default=AGENT_TIMEOUT_SECONDS * 2 + 5)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
+# `manage.py housekeeping` (the compose stack's housekeeping service): commands and intervals.
+HOUSEKEEPING_JOBS = env.str("HOUSEKEEPING_JOBS", default="prune_outbox=1h")
 INTERACTIONS_MIRROR_MAX_AGE_SECONDS = env.int("INTERACTIONS_MIRROR_MAX_AGE_SECONDS", default=300)
 
 # --- Operations: probes, metrics, traces (docs/operations.md) ---------------------

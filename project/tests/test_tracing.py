@@ -85,9 +85,12 @@ def test_with_an_exporter_spans_are_recorded_with_the_same_ids_and_parents() -> 
     exporter = InMemorySpanExporter()
     assert tracing.otel_init(service_name="test", exporter=exporter)
     try:
-        with tracing.span("deliver", kind=tracing.SpanKind.CONSUMER, parent=TraceContext.parse(VALID)) as outer:
-            with tracing.span("GET /users/{uid}", kind=tracing.SpanKind.CLIENT) as inner:
-                pass
+        parent = TraceContext.parse(VALID)
+        with (
+            tracing.span("deliver", kind=tracing.SpanKind.CONSUMER, parent=parent) as outer,
+            tracing.span("GET /users/{uid}", kind=tracing.SpanKind.CLIENT) as inner,
+        ):
+            pass
     finally:
         tracing.otel_shutdown()
 

@@ -23,6 +23,8 @@ from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentControl
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_TOKEN = "e2e-service-token-0123456789abcdef0123456789"
+# The API's /metrics answers with this bearer token (tests read the bus state there).
+METRICS_TOKEN = "e2e-metrics-token-0123456789abcdef0123456789"
 
 
 def free_port() -> int:
@@ -86,6 +88,7 @@ class Stack:
             "AMQP_URL": self.amqp_url,
             "BUS_PREFIX": self.prefix,
             "AGENT_SERVICE_TOKEN": SERVICE_TOKEN,
+            "METRICS_TOKEN": METRICS_TOKEN,
             "AGENT_TIMEOUT_SECONDS": "2",
             "BUS_RETRY_DELAYS_SECONDS": "1,1,2,2,3,3,5,5,5,5",
             "BUS_IMMEDIATE_BACKOFF_MAX_SECONDS": "0.2",

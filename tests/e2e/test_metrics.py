@@ -7,11 +7,11 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.harness import METRICS_TOKEN as TOKEN
 from tests.e2e.harness import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "e2e-metrics-token-" + "t" * 32
 ROUTE = "api/health/live/"
 
 
@@ -44,7 +44,7 @@ def _per_worker_counts(metrics_dir) -> dict[str, float]:
 
 def test_metrics_under_two_gunicorn_workers_sum_both_workers_counts(stack_factory, tmp_path) -> None:
     metrics_dir = tmp_path / "prometheus"
-    stack = stack_factory(extra_env={"METRICS_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    stack = stack_factory(extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
     assert requests.get(f"{stack.api_url}/metrics", timeout=10).status_code == 401  # never public
 
     sent = 0
@@ -71,7 +71,7 @@ def test_metrics_under_two_gunicorn_workers_sum_both_workers_counts(stack_factor
 
 def test_the_consumer_serves_its_delivery_metrics_on_its_own_port(stack_factory) -> None:
     port = free_port()
-    stack = stack_factory(extra_env={"METRICS_TOKEN": TOKEN})
+    stack = stack_factory()
     # The consumer alone gets the port (with AMQP_URL the relay runs too, from the same environment).
     stack.kill("consumer0")
     stack.env["METRICS_PORT"] = str(port)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -78,9 +77,13 @@ def _token_ok(request: HttpRequest) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), settings.METRICS_TOKEN.encode())
 
 
-@require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text format; for the scraper only (a bearer token), never in the API schema."""
+    if request.method not in ("GET", "HEAD"):
+        response = JsonResponse({"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"},
+                                status=405)
+        response["Allow"] = "GET, HEAD"
+        return response
     token = settings.METRICS_TOKEN
     if len(token) < MIN_TOKEN_LENGTH:
         if token:

@@ -83,3 +83,10 @@ def test_the_scrape_reports_the_bus_state_from_the_database(client, settings) ->
     assert ("kairos_bus_oldest_undelivered_age_seconds", (("type", events.USER_REGISTERED),)) in samples
     dead = ("kairos_bus_dead_letters", (("reason", "AgentUnavailable 503 DOWN"), ("type", events.PREFERENCES_UPDATED)))
     assert samples[dead] == 1
+
+
+def test_the_endpoint_answers_json_to_other_methods(client, settings) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    response = client.post("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 405 and response.json()["code"] == "method_not_allowed"
+    assert response["Allow"] == "GET, HEAD"

@@ -1,6 +1,7 @@
 """One trace from the HTTP request to the Agent, over real processes (gunicorn, consumer, relay
 with AMQP_URL, the Agent double): the trace id of a signup appears in the consumer's delivery
-log line and in the `traceparent` the Agent double received."""
+log line and in the `traceparent` the Agent double received; with OTEL_EXPORTER_OTLP_ENDPOINT,
+the API's workers and the consumer export the spans of that trace."""
 import re
 import secrets
 
@@ -55,3 +56,61 @@ def test_a_request_without_traceparent_starts_the_trace_that_reaches_the_agent(s
     trace_id = re.search(r"trace_id=([0-9a-f]{32})", line)[1]
     assert received[0].trace_id == trace_id
     wait_for(lambda: _delivery_lines(stack, trace_id), timeout=30, what="the delivery log line")
+
+
+class _Collector:
+    """An OTLP/HTTP trace receiver on loopback: records the spans it is sent."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self.spans: list[tuple[str, str, str, str]] = []  # (service, name, trace id, parent span id)
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                request = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers["Content-Length"])))
+                for resource_spans in request.resource_spans:
+                    service = next(a.value.string_value for a in resource_spans.resource.attributes
+                                   if a.key == "service.name")
+                    for scope in resource_spans.scope_spans:
+                        for span in scope.spans:
+                            collector.spans.append(
+                                (service, span.name, span.trace_id.hex(), span.parent_span_id.hex())
+                            )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+def test_with_an_otlp_endpoint_the_api_and_the_consumer_export_spans_of_one_trace(stack_factory) -> None:
+    collector = _Collector()
+    try:
+        # The SDK starts in each gunicorn worker after the fork, and in the consumer.
+        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        stack = stack_factory(extra_env=otel)
+        caller = TraceContext(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
+        _signup(stack, "ada@example.com", traceparent=caller.traceparent)
+
+        def exported() -> set[str] | None:
+            services = {service for service, _name, trace_id, _parent in collector.spans if trace_id == caller.trace_id}
+            return services if {"kairos-api", "kairos-consumer"} <= services else None
+
+        wait_for(exported, timeout=60, what="spans from the API and the consumer")
+    finally:
+        collector.server.shutdown()
+    mine = [span for span in collector.spans if span[2] == caller.trace_id]
+    api = [span for span in mine if span[0] == "kairos-api"]
+    assert api and api[0][3] == caller.span_id  # the API's span continues the caller's
+    names = {name for _service, name, _trace, _parent in mine}
+    assert "deliver user.registered" in names and "POST /users/{uid}" in names

@@ -28,9 +28,23 @@ class BusStateCollector(Collector):
     """The bus as the database holds it, read at each scrape (a few aggregate queries)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.db import DatabaseError
+
         from consumers.operations import bus_figures_get
 
-        figures = bus_figures_get()
+        up = GaugeMetricFamily(
+            "kairos_bus_state_up", "1 when this scrape could read the bus state from the database, else 0."
+        )
+        try:
+            figures = bus_figures_get()
+        except DatabaseError as exc:
+            # The request metrics are still worth scraping while the database is away.
+            logger.warning("metrics: the bus state is unreadable (%s)", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
         backlog = GaugeMetricFamily("kairos_bus_backlog", "Events not yet delivered, by type.", labels=["type"])
         retrying = GaugeMetricFamily(
             "kairos_bus_retrying", "Undelivered events that failed at least once, by type.", labels=["type"]

@@ -90,3 +90,18 @@ def test_the_endpoint_answers_json_to_other_methods(client, settings) -> None:
     response = client.post("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 405 and response.json()["code"] == "method_not_allowed"
     assert response["Allow"] == "GET, HEAD"
+
+
+def test_a_scrape_while_the_database_is_down_still_answers(client, settings) -> None:
+    from unittest import mock
+
+    from django.db import OperationalError, connection
+
+    settings.METRICS_TOKEN = TOKEN
+    with mock.patch.object(connection, "cursor", side_effect=OperationalError("gone")):
+        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "kairos_bus_state_up 0.0" in text and "kairos_http_requests_total" in text
+    assert "kairos_bus_backlog{" not in text

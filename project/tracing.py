@@ -150,9 +150,10 @@ def otel_shutdown() -> None:
 
 def _otel_span(name: str, kind: SpanKind, parent: TraceContext | None, attributes: dict[str, Any]):
     from opentelemetry import trace
+    from opentelemetry.context import Context
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-    context = None
+    context = Context()  # a root span: whatever OpenTelemetry holds as current is not its parent
     if parent is not None:
         remote = SpanContext(
             trace_id=int(parent.trace_id, 16),
@@ -202,13 +203,9 @@ def span(
 
 
 def enter(context: TraceContext | None) -> contextvars.Token:
-    """Make `context` current without a block (the request middleware; see `leave`)."""
+    """Make `context` current without a block (the request middleware keeps the request's span
+    current for Django's log lines after the middleware chain; request_finished clears it)."""
     return current.set(context)
-
-
-def leave(token: contextvars.Token) -> None:
-    with contextlib.suppress(ValueError):  # set in another context (a thread that was reused)
-        current.reset(token)
 
 
 def delivery_span(*, traceparent: str | None, event_type: str, event_id: str | None):

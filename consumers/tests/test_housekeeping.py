@@ -33,6 +33,8 @@ def test_the_command_refuses_unknown_commands_and_an_empty_schedule(settings) ->
         call_command("housekeeping")
 
 
+# Not inside the test's transaction: a job closes stale connections between runs, as the daemon must.
+@pytest.mark.django_db(transaction=True)
 def test_the_schedule_runs_each_job_and_survives_a_failing_one(settings, caplog) -> None:
     settings.OUTBOX_RETENTION_DAYS = 1
     two_days_ago = timezone.now() - timedelta(days=2)

@@ -67,7 +67,7 @@ class _Collector:
 
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-        self.spans: list[tuple[str, str, str, str]] = []  # (service, name, trace id, parent span id)
+        self.spans: list[dict[str, str]] = []
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,10 +77,11 @@ class _Collector:
                     service = next(a.value.string_value for a in resource_spans.resource.attributes
                                    if a.key == "service.name")
                     for scope in resource_spans.scope_spans:
-                        for span in scope.spans:
-                            collector.spans.append(
-                                (service, span.name, span.trace_id.hex(), span.parent_span_id.hex())
-                            )
+                        collector.spans.extend(
+                            {"service": service, "name": span.name, "trace_id": span.trace_id.hex(),
+                             "span_id": span.span_id.hex(), "parent_id": span.parent_span_id.hex()}
+                            for span in scope.spans
+                        )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.end_headers()
@@ -92,25 +93,28 @@ class _Collector:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
+    def of_trace(self, trace_id: str) -> dict[tuple[str, str], dict[str, str]]:
+        """(service, span name) → span, for one trace."""
+        return {(span["service"], span["name"]): span for span in list(self.spans) if span["trace_id"] == trace_id}
+
 
 def test_with_an_otlp_endpoint_the_api_and_the_consumer_export_spans_of_one_trace(stack_factory) -> None:
     collector = _Collector()
+    api, delivery, call = ("kairos-api", "HTTP POST"), ("kairos-consumer", "deliver user.registered"), (
+        "kairos-consumer", "POST /users/{uid}")
     try:
         # The SDK starts in each gunicorn worker after the fork, and in the consumer.
         otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
         stack = stack_factory(extra_env=otel)
         caller = TraceContext(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
         _signup(stack, "ada@example.com", traceparent=caller.traceparent)
-
-        def exported() -> set[str] | None:
-            services = {service for service, _name, trace_id, _parent in collector.spans if trace_id == caller.trace_id}
-            return services if {"kairos-api", "kairos-consumer"} <= services else None
-
-        wait_for(exported, timeout=60, what="spans from the API and the consumer")
+        spans = wait_for(
+            lambda: (found := collector.of_trace(caller.trace_id)).keys() >= {api, delivery, call} and found,
+            timeout=60, what="the API's and the consumer's spans",
+        )
     finally:
         collector.server.shutdown()
-    mine = [span for span in collector.spans if span[2] == caller.trace_id]
-    api = [span for span in mine if span[0] == "kairos-api"]
-    assert api and api[0][3] == caller.span_id  # the API's span continues the caller's
-    names = {name for _service, name, _trace, _parent in mine}
-    assert "deliver user.registered" in names and "POST /users/{uid}" in names
+    # caller → the API's request span → the consumer's delivery → its Agent call.
+    assert spans[api]["parent_id"] == caller.span_id
+    assert spans[delivery]["parent_id"] == spans[api]["span_id"]
+    assert spans[call]["parent_id"] == spans[delivery]["span_id"]

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from consumers.console import operator_console_view
+from identity.admin import admin_login, admin_password_change
 from project import health, metrics_http
 
 handler400 = "project.errors.json_bad_request"
@@ -12,6 +13,9 @@ handler500 = "project.errors.json_server_error"
 
 urlpatterns = [
     path("admin/operations/", operator_console_view, name="operator-console"),
+    # Throttled versions of two admin views; before admin.site.urls, which has the same paths.
+    path("admin/login/", admin_login),
+    path("admin/password_change/", admin_password_change),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -2,7 +2,8 @@
 
 - `GET /api/health/live/`: the process answers (no database, no broker): restart it if not.
 - `GET /api/health/ready/` (and `/api/health/`, kept for existing users): the database answers,
-  and in RabbitMQ mode the broker too (HEALTH_READY_BROKER): send it traffic if so.
+  in RabbitMQ mode the broker too (HEALTH_READY_BROKER), and Redis when REDIS_URL is set (the
+  throttles count there): send it traffic if so.
 
 Neither says anything a request can move. The bus figures (backlog, dead letters, per type) rise
 when a signup, reset or resend names an existing account, so they would enumerate accounts:
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -27,9 +29,9 @@ logger = logging.getLogger(__name__)
 
 OK = "ok"
 UNREACHABLE = "unreachable"
-# A broker check opens an AMQP connection: probes every few seconds from several places must
+# A broker or Redis check opens a connection: probes every few seconds from several places must
 # not turn into a connection storm, so one result serves this process for a while.
-BROKER_CHECK_CACHE_SECONDS = 5.0
+CHECK_CACHE_SECONDS = 5.0
 
 
 UNAVAILABLE = "unavailable"
@@ -46,14 +48,16 @@ class ReadySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=_STATUS)
     database = serializers.ChoiceField(choices=DEPENDENCY_STATES)
     broker = serializers.ChoiceField(choices=DEPENDENCY_STATES, required=False, help_text="RabbitMQ mode only.")
+    redis = serializers.ChoiceField(choices=DEPENDENCY_STATES, required=False, help_text="With REDIS_URL only.")
 
 
 class NotReadySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=_STATUS)
     database = serializers.ChoiceField(choices=DEPENDENCY_STATES)
     broker = serializers.ChoiceField(choices=DEPENDENCY_STATES, required=False, help_text="RabbitMQ mode only.")
+    redis = serializers.ChoiceField(choices=DEPENDENCY_STATES, required=False, help_text="With REDIS_URL only.")
     detail = serializers.CharField()
-    code = serializers.ChoiceField(choices=["database_unavailable", "broker_unavailable"])
+    code = serializers.ChoiceField(choices=["database_unavailable", "broker_unavailable", "redis_unavailable"])
 
 
 def database_ok() -> bool:
@@ -66,39 +70,53 @@ def database_ok() -> bool:
     return True
 
 
-class _BrokerCheck:
-    def __init__(self) -> None:
+class _CachedCheck:
+    """A dependency check whose answer serves this process for CHECK_CACHE_SECONDS."""
+
+    def __init__(self, name: str, probe: Callable[[], None]) -> None:
+        self.name, self._probe = name, probe
         self._lock = threading.Lock()
         self._checked_at = float("-inf")
         self._ok = False
 
     def __call__(self) -> bool:
         with self._lock:
-            if time.monotonic() - self._checked_at >= BROKER_CHECK_CACHE_SECONDS:
-                self._ok = self._connect()
+            if time.monotonic() - self._checked_at >= CHECK_CACHE_SECONDS:
+                try:
+                    self._probe()
+                    self._ok = True
+                except Exception as exc:  # any failure to reach it means: not ready
+                    logger.error("readiness: %s unreachable (%s)", self.name, type(exc).__name__)
+                    self._ok = False
                 self._checked_at = time.monotonic()
             return self._ok
-
-    @staticmethod
-    def _connect() -> bool:
-        import pika
-
-        params = pika.URLParameters(settings.AMQP_URL)
-        params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 2, 2
-        params.client_properties = {"connection_name": "kairos-readiness"}
-        try:
-            pika.BlockingConnection(params).close()
-        except Exception as exc:  # any failure to connect means: not ready
-            logger.error("readiness: broker unreachable (%s)", type(exc).__name__)
-            return False
-        return True
 
     def forget(self) -> None:
         with self._lock:
             self._checked_at = float("-inf")
 
 
-broker_ok = _BrokerCheck()
+def _amqp_connect() -> None:
+    import pika
+
+    params = pika.URLParameters(settings.AMQP_URL)
+    params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 2, 2
+    params.client_properties = {"connection_name": "kairos-readiness"}
+    pika.BlockingConnection(params).close()
+
+
+def _redis_ping() -> None:
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+broker_ok = _CachedCheck("broker", _amqp_connect)
+redis_ok = _CachedCheck("redis", _redis_ping)
 
 
 class _Probe(APIView):
@@ -134,10 +152,10 @@ class ReadyView(_Probe):
         body: dict[str, str] = {"database": OK if database_ok() else UNREACHABLE}
         if settings.AMQP_URL and settings.HEALTH_READY_BROKER:
             body["broker"] = OK if broker_ok() else UNREACHABLE
-        if body["database"] != OK:
-            body.update(status=UNAVAILABLE, detail="The database is unreachable.", code="database_unavailable")
-            return Response(NotReadySerializer(body).data, status=503)
-        if body.get("broker", OK) != OK:
-            body.update(status=UNAVAILABLE, detail="The message broker is unreachable.", code="broker_unavailable")
-            return Response(NotReadySerializer(body).data, status=503)
+        if settings.REDIS_URL:
+            body["redis"] = OK if redis_ok() else UNREACHABLE
+        for name, what in (("database", "The database"), ("broker", "The message broker"), ("redis", "Redis")):
+            if body.get(name, OK) != OK:
+                body.update(status=UNAVAILABLE, detail=f"{what} is unreachable.", code=f"{name}_unavailable")
+                return Response(NotReadySerializer(body).data, status=503)
         return Response(ReadySerializer({"status": OK, **body}).data)

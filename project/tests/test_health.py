@@ -12,10 +12,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _fresh_broker_check():
-    health.broker_ok.forget()
+def _fresh_checks(settings):
+    settings.REDIS_URL = ""
+    for check in (health.broker_ok, health.redis_ok):
+        check.forget()
     yield
-    health.broker_ok.forget()
+    for check in (health.broker_ok, health.redis_ok):
+        check.forget()
 
 
 def _database_down():
@@ -78,3 +81,29 @@ def test_readiness_reports_a_reachable_broker(api_client, settings) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_readiness_needs_redis_when_it_is_configured(api_client, settings) -> None:
+    settings.AMQP_URL = ""
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    response = api_client.get("/api/health/ready/")
+
+    assert response.status_code == 503
+    assert response.json()["redis"] == "unreachable" and response.json()["code"] == "redis_unavailable"
+
+
+def test_readiness_reports_a_reachable_redis(api_client, settings) -> None:
+    import redis
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("needs Redis on 127.0.0.1:6379 (scripts/services.sh starts it)")
+    settings.AMQP_URL, settings.REDIS_URL = "", url
+
+    response = api_client.get("/api/health/ready/")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}

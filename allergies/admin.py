@@ -3,6 +3,7 @@ from django.contrib import admin
 from allergies import selectors
 from allergies.models import AllergyProfile
 from allergies.selectors import AllergyState
+from project.admin import ReadOnlyAdminMixin
 
 
 class SyncStateFilter(admin.SimpleListFilter):
@@ -21,7 +22,7 @@ class SyncStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(AllergyProfile)
-class AllergyProfileAdmin(admin.ModelAdmin):
+class AllergyProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: a change must go through allergy_profile_replace so it gets a revision and
     reaches the Agent; an edit here would do neither."""
 
@@ -51,12 +52,6 @@ class AllergyProfileAdmin(admin.ModelAdmin):
     @admin.display(description="allergy flags")
     def allergy_flags(self, obj: AllergyProfile) -> str:
         return ", ".join(obj.allergy_flags)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

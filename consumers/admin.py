@@ -4,13 +4,14 @@ from django.http import HttpRequest
 
 from consumers import services
 from consumers.models import DeadLetter
+from project.admin import ReadOnlyAdminMixin
 
 # The index links to the operator's page (consumers/console.py).
 admin.site.index_template = "admin/kairos_index.html"
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Events the consumer gave up on, with why; replayable from here or `replay_dead_letters`."""
 
     list_display = ("type", "event_id", "uid", "attempts", "short_reason", "first_failed_at", "last_failed_at")
@@ -25,12 +26,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.display(description="reason")
     def short_reason(self, obj: DeadLetter) -> str:
         return obj.reason if len(obj.reason) <= 120 else obj.reason[:117] + "..."
-
-    def has_add_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False
 
     @admin.action(description="Replay the selected dead letters", permissions=["delete"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:

@@ -134,7 +134,10 @@ class LiveView(_Probe):
     """Liveness: the process serves requests. Touches neither the database nor the broker, so a
     database outage never gets healthy processes restarted."""
 
-    @extend_schema(responses={200: LiveSerializer}, auth=[], tags=["health"])
+    @extend_schema(
+        responses={200: LiveSerializer}, auth=[], tags=["internal"], summary="Liveness probe",
+        description="For orchestrators, not the frontend: 200 while the process serves requests.",
+    )
     def get(self, request: Request) -> Response:
         return Response({"status": OK})
 
@@ -146,7 +149,10 @@ class ReadyView(_Probe):
     @extend_schema(
         responses={200: ReadySerializer, 503: OpenApiResponse(NotReadySerializer, "a dependency is unreachable")},
         auth=[],
-        tags=["health"],
+        tags=["internal"],
+        summary="Readiness probe",
+        description="For load balancers, not the frontend: 200 while the database (and the broker, Redis where "
+        "used) answer, else 503. Says up or down only.",
     )
     def get(self, request: Request) -> Response:
         body: dict[str, str] = {"database": OK if database_ok() else UNREACHABLE}

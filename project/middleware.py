@@ -61,7 +61,8 @@ class RequestIdMiddleware:
         tracing.enter(trace)
         response[HEADER] = request_id
         seconds = time.monotonic() - started
-        route = request.resolver_match.route if request.resolver_match is not None else None
+        match = request.resolver_match
+        route = match.route if match is not None and match.url_name != "unrouted" else None
         metrics.http_request_observe(route=route, method=request.method, status=response.status_code, seconds=seconds)
         duration_ms = round(seconds * 1000, 1)
         path = redact_path(request.path)

@@ -1,10 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularSwaggerView
 
 from consumers.console import operator_console_view
 from identity.admin import admin_login, admin_password_change
 from project import health, metrics_http
+from project.errors import unrouted
+from project.schema import SchemaView
 
 handler400 = "project.errors.json_bad_request"
 handler403 = "project.errors.json_permission_denied"
@@ -17,7 +19,7 @@ urlpatterns = [
     path("admin/login/", admin_login),
     path("admin/password_change/", admin_password_change),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("identity.urls")),
     path("api/", include("allergies.urls")),
@@ -29,3 +31,6 @@ urlpatterns = [
     # Prometheus, with METRICS_TOKEN only; outside /api/ and the schema.
     path("metrics", metrics_http.metrics_view, name="metrics"),
 ]
+# Last: every other path answers JSON (a 308 to the slashed path when that exists), in DEBUG too.
+# Named so that the request metrics count these under one `<unmatched>` route (project/middleware.py).
+urlpatterns.append(re_path(r"^(?P<path>.*)$", unrouted, name="unrouted"))

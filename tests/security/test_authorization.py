@@ -28,6 +28,7 @@ PUBLIC = {
     "/api/health/",
     "/api/health/live/",
     "/api/health/ready/",
+    "/api/allergens/",
     "/api/schema/",
     "/api/docs/",
 }

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connections
+from django.db.models import Count, F, Q
 
 from allergies.models import AllergyProfile, allergy_flags_for
 from allergies.vocabulary import CANONICAL_NAMES
@@ -190,3 +191,23 @@ def allergy_profile_get_for_update(*, user: User) -> AllergyProfile | None:
     profile = PROFILE_COLUMNS.instance(row, 0, using)
     profile.user = user
     return profile
+
+
+# --- for operators (the admin) -----------------------------------------------------------
+
+def allergy_profiles_in_sync_state_q(state: str) -> Q:
+    """AllergyState.sync_state as a query, so the admin can filter and count by it."""
+    behind = Q(synced_revision__lt=F("revision"))
+    return {
+        SYNC_SYNCED: ~behind,
+        SYNC_FAILING: behind & Q(sync_failed_at__isnull=False),
+        SYNC_PENDING: behind & Q(sync_failed_at__isnull=True),
+    }[state]
+
+
+def allergy_profile_sync_counts() -> dict[str, int]:
+    """How many allergy profiles are synced, pending or failing."""
+    states = (SYNC_SYNCED, SYNC_PENDING, SYNC_FAILING)
+    return AllergyProfile.objects.aggregate(
+        **{state: Count("pk", filter=allergy_profiles_in_sync_state_q(state)) for state in states}
+    )

@@ -40,10 +40,10 @@ USER 10001:10001
 
 EXPOSE 8000
 
-# gunicorn also reads /app/gunicorn.conf.py (its default config file in the working directory):
-# its logger redacts verification and reset tokens, and credential headers, from every line.
-
-CMD ["gunicorn", "project.wsgi:application", \
+# project/gunicorn_conf.py: Prometheus multiprocess mode (child_exit cleanup) and OpenTelemetry
+# started after the fork (post_fork); its logger redacts link tokens and credential headers from
+# every access and error line (project/gunicorn.py).
+CMD ["gunicorn", "--config", "python:project.gunicorn_conf", "project.wsgi:application", \
      "--bind", "0.0.0.0:8000", \
      "--worker-tmp-dir", "/dev/shm", \
      "--access-logfile", "-", \

@@ -1,7 +1,4 @@
-"""gunicorn settings for the API, read by gunicorn from the directory it starts in (the image's
-command runs in the repository root). Everything else comes from the command line and
-GUNICORN_CMD_ARGS (see the Dockerfile)."""
-
-# Access and error lines without secrets: verification tokens in paths and Referers, link
-# tokens in query strings, credential headers (project/gunicorn.py).
-logger_class = "project.gunicorn.Logger"
+"""The configuration a bare `gunicorn project.wsgi:application` reads from the repository root
+(gunicorn's default config file): the same as the Dockerfile's `-c python:project.gunicorn_conf`,
+so a server started by hand also logs no secret (project/gunicorn.py)."""
+from project.gunicorn_conf import *  # noqa: F403

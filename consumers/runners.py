@@ -28,6 +28,7 @@ from agent_bridge.transports import embedded
 from agent_bridge.transports import rabbitmq as amqp
 from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing, services
+from project import metrics, tracing
 
 logger = logging.getLogger("consumers")
 
@@ -123,7 +124,8 @@ class EmbeddedConsumer:
     def handle(self, event: OutboxEvent) -> processing.Outcome:
         attempt = event.attempts + 1
         envelope = event.envelope
-        outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
+        with tracing.delivery_span(traceparent=event.traceparent, event_type=event.type, event_id=envelope["id"]):
+            outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
         if outcome.status == processing.RETRY:
             delay = processing.retry_delay_seconds(attempt=attempt)
             embedded.outbox_event_release_for_retry(event=event, delay_seconds=delay, error=outcome.error)
@@ -232,14 +234,19 @@ class RabbitConsumer:
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         attempt = amqp.attempt_of(properties)
-        outcome = self._run_on_worker(connection, self._process, envelope, attempt)
+        traceparent = amqp.traceparent_of(properties)
+        outcome = self._run_on_worker(connection, self._process, envelope, attempt, traceparent)
         if outcome.status == processing.RETRY:
             delay = processing.retry_delay_seconds(attempt=attempt)
-            amqp.envelope_publish_retry(publisher, self.topology, envelope, attempt=attempt + 1, delay_seconds=delay)
+            amqp.envelope_publish_retry(
+                publisher, self.topology, envelope, attempt=attempt + 1, delay_seconds=delay, traceparent=traceparent
+            )
         channel.basic_ack(method.delivery_tag)
 
-    def _process(self, envelope: Envelope, attempt: int) -> processing.Outcome:
-        outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
+    def _process(self, envelope: Envelope, attempt: int, traceparent: str | None = None) -> processing.Outcome:
+        # On the handler thread: the trace context must be entered here, not on the connection's.
+        with tracing.delivery_span(traceparent=traceparent, event_type=envelope["type"], event_id=envelope["id"]):
+            outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
         if outcome.status == processing.RETRY:
             services.outbox_event_note_retry(
                 event_id=envelope["id"],
@@ -303,21 +310,28 @@ class Relay:
             while not self.stop.is_set():
                 close_old_connections()
                 if not self.publish_batch(channel):
-                    # Wake on a commit; return often enough to serve the broker's heartbeats.
-                    waiter.wait(max_seconds=settings.AMQP_HEARTBEAT_SECONDS / 4)
+                    # Wake on a commit or when a delayed event is due; return often enough to
+                    # serve the broker's heartbeats.
+                    due = embedded.outbox_seconds_until_next_due()
+                    heartbeat = settings.AMQP_HEARTBEAT_SECONDS / 4
+                    waiter.wait(max_seconds=heartbeat if due is None else min(due, heartbeat))
                     connection.process_data_events(time_limit=0)
         finally:
             waiter.close()
             amqp.connection_close_quietly(connection)
 
     def publish_batch(self, channel) -> int:
-        pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).order_by("id")
+        # Only due rows: a delayed event (a read-back step) waits in the outbox, not in the broker.
+        pending = OutboxEvent.objects.filter(
+            status=OutboxEvent.Status.PENDING, available_at__lte=timezone.now()
+        ).order_by("id")
         batch = list(pending[: settings.BUS_RELAY_BATCH_SIZE])
         published: list[int] = []
         try:
             for event in batch:
-                amqp.envelope_publish(channel, self.topology, event.envelope)
+                amqp.envelope_publish(channel, self.topology, event.envelope, traceparent=event.traceparent)
                 published.append(event.pk)
+                metrics.event_published(event_type=event.type)
                 logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)
         finally:
             if published:
@@ -339,7 +353,9 @@ class Relay:
         if events and self._work_queue_backlog(channel):
             return 0  # consumers are still working through a backlog, which likely holds these
         for event in events:
-            amqp.envelope_publish(channel, self.topology, event.envelope, attempt=event.attempts + 1)
+            amqp.envelope_publish(
+                channel, self.topology, event.envelope, attempt=event.attempts + 1, traceparent=event.traceparent
+            )
             OutboxEvent.objects.filter(pk=event.pk, status=OutboxEvent.Status.PUBLISHED).update(
                 available_at=services.outbox_settle_deadline()
             )

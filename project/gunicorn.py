@@ -4,8 +4,8 @@ gunicorn's access line holds the raw request line, the Referer and, in custom fo
 header or environ value: a verification link (/api/verify/<token>/, or the frontend page
 /verify/<token> as Referer) or a reset page's ?token= would be written in clear. This logger
 redacts them (project.logging.redact_path) and never prints a credential header, whatever
-`access_log_format` says. gunicorn.conf.py (read by every gunicorn started from the repository
-root, the image's included) selects it.
+`access_log_format` says. project/gunicorn_conf.py (the image's `-c python:project.gunicorn_conf`,
+and the root gunicorn.conf.py that a bare `gunicorn` reads) selects it.
 """
 from typing import Any
 

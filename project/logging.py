@@ -4,13 +4,17 @@ Both formatters print the caller's extra fields (event_id, uid, outcome, request
 so a line carries the same facts whichever format is configured. The request id of the HTTP
 request being served lives in a context variable set by project.middleware.RequestIdMiddleware
 and is stamped on every record by RequestIdFilter (none outside a request: bus lines carry
-event ids instead).
+event ids instead). The filter also stamps the W3C trace id of the current span
+(project.tracing: the request's, or the delivery's in the consumer) as `trace_id`, so one change
+can be followed from the API's line to the consumer's delivery line.
 """
 import contextvars
 import json
 import logging
 import re
 from datetime import UTC, datetime
+
+from project.tracing import current_trace_id
 
 # LogRecord attributes that are not extra fields passed by the caller.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -27,13 +31,14 @@ _SECRET_PATHS = re.compile(r"(/verify/)(?!resend(?:[/?#\s'\"]|$))[^/?#\s'\"]+", 
 _SECRET_QUERY = re.compile(
     r"((?:^|[?&;\s])(?:[a-z_]*token|[a-z_]*secret|[a-z_]*password|api_key|signature)=)[^&#\s'\"]+", re.IGNORECASE
 )
-_MARKERS = ("/verify/", "=")
+# What any secret above needs in the text: checked first, every request's path comes through here.
+_TRIGGER = re.compile(r"/verify/|=", re.IGNORECASE)
 
 
 def redact_path(text: str) -> str:
     """`text` with every URL secret above replaced by <redacted> (any text holding paths or URLs)."""
-    if not any(marker in text.lower() for marker in _MARKERS):
-        return text  # the common case, without running a regular expression
+    if not _TRIGGER.search(text):
+        return text  # the common case: one scan, no substitution
     return _SECRET_QUERY.sub(r"\1<redacted>", _SECRET_PATHS.sub(r"\1<redacted>", text))
 
 
@@ -73,6 +78,9 @@ class RequestIdFilter(RedactSecretsFilter):
         request_id = request_id_var.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
+        trace_id = current_trace_id()
+        if trace_id is not None and not hasattr(record, "trace_id"):
+            record.trace_id = trace_id
         return super().filter(record)
 
 
@@ -91,16 +99,21 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger message`, then ` request_id=...` when the request has one."""
+    """`time LEVEL logger message`, then ` request_id=...` and ` trace_id=...` when there are."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        request_id = getattr(record, "request_id", None)
-        if request_id and "request_id=" not in record.getMessage():
-            # Only the request id is appended: bus lines already spell their fields out.
+        # Only these ids are appended: bus lines already spell their other fields out.
+        # record.message: formatted by super().format() just now (getMessage() would format it again).
+        suffix = ""
+        for name in ("request_id", "trace_id"):
+            value = getattr(record, name, None)
+            if value and f"{name}=" not in record.message:
+                suffix += f" {name}={value}"
+        if suffix:
             first, newline, rest = text.partition("\n")
-            text = f"{first} request_id={request_id}{newline}{rest}"
+            text = f"{first}{suffix}{newline}{rest}"
         return text

@@ -3,7 +3,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from allergies.models import AllergyProfile, allergy_flags_for
+from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from identity.models import User
 
 SYNC_SYNCED = "synced"
@@ -75,3 +75,31 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
     if user is None:
         return None
     return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+
+
+def _revision_row(revision: AllergyRevision) -> dict:
+    return {
+        "revision": revision.revision,
+        "created_at": revision.created_at,
+        "changes": revision.changes,
+        "session": {"id": revision.session_id, "device": revision.session_device}
+        if revision.session_id is not None
+        else None,
+    }
+
+
+def allergy_history_page_get(*, user, limit: int, offset: int) -> dict:
+    """One page of the profile's revisions, newest first: {history, total, limit, offset}."""
+    revisions = AllergyRevision.objects.filter(user=user)
+    page = revisions.order_by("-revision")[offset : offset + limit]
+    return {
+        "history": [_revision_row(revision) for revision in page],
+        "total": revisions.count(),
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+def allergy_history_all(*, user) -> list[dict]:
+    """Every kept revision, oldest first (for the data export)."""
+    return [_revision_row(revision) for revision in AllergyRevision.objects.filter(user=user).order_by("revision")]

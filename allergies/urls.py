@@ -4,4 +4,5 @@ from allergies import views
 
 urlpatterns = [
     path("allergies/", views.AllergyProfileView.as_view(), name="allergies"),
+    path("allergies/history/", views.AllergyHistoryView.as_view(), name="allergies-history"),
 ]

@@ -1,5 +1,5 @@
 """Thin API views: validate with a serializer, call one service, shape the answer."""
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -8,6 +8,8 @@ from rest_framework.views import APIView
 from allergies import selectors, services
 from allergies.selectors import AllergyState
 from allergies.serializers import (
+    AllergyHistoryPageSerializer,
+    AllergyHistoryQuerySerializer,
     AllergyProfileInputSerializer,
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
@@ -18,7 +20,8 @@ UPDATED_MESSAGE = "Allergy profile updated."
 CLEARED_MESSAGE = "Allergy profile cleared."
 
 
-def _render(state: AllergyState, message: str | None = None) -> dict:
+def profile_render(state: AllergyState, message: str | None = None) -> dict:
+    """The answer of GET/PUT /api/allergies/ for `state` (also the export's allergy profile)."""
     data = {
         "confirmed": state.confirmed,
         "intolerances": state.intolerances,
@@ -40,7 +43,7 @@ class AllergyProfileView(APIView):
 
     @extend_schema(responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer})
     def get(self, request: Request) -> Response:
-        return Response(_render(selectors.allergy_profile_get(user=request.user)))
+        return Response(profile_render(selectors.allergy_profile_get(user=request.user)))
 
     @extend_schema(
         request=AllergyProfileInputSerializer,
@@ -49,10 +52,29 @@ class AllergyProfileView(APIView):
     def put(self, request: Request) -> Response:
         serializer = AllergyProfileInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        state = services.allergy_profile_replace(user=request.user, **serializer.validated_data)
-        return Response(_render(state, UPDATED_MESSAGE))
+        state = services.allergy_profile_replace(user=request.user, session=request.auth, **serializer.validated_data)
+        return Response(profile_render(state, UPDATED_MESSAGE))
 
     @extend_schema(request=None, responses={200: AllergyProfileMessageOutputSerializer, 401: ErrorSerializer})
     def delete(self, request: Request) -> Response:
-        state = services.allergy_profile_clear(user=request.user)
-        return Response(_render(state, CLEARED_MESSAGE))
+        state = services.allergy_profile_clear(user=request.user, session=request.auth)
+        return Response(profile_render(state, CLEARED_MESSAGE))
+
+
+class AllergyHistoryView(APIView):
+    """Every kept revision of the profile: what changed, when, from which session."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("limit", int, description="1 to 100, default 20"),
+            OpenApiParameter("offset", int, description=">= 0, default 0"),
+        ],
+        responses={200: AllergyHistoryPageSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        query = AllergyHistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = selectors.allergy_history_page_get(user=request.user, **query.validated_data)
+        return Response(AllergyHistoryPageSerializer(page).data)

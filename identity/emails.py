@@ -1,7 +1,12 @@
 """Account emails, sent by the consumer for `email.requested` events (never from a view).
 
 The event holds only the uid and the kind: the address is looked up and any link token is built
-here, at send time, so no secret ever sits in the outbox or the broker.
+here, at send time, so no secret ever sits in the outbox or the broker. What cannot be looked up
+at send time (the old address after an email change, the address of a deleted account, the
+device of a login) was captured in an identity.MailNotice row, deleted once the mail is sent.
+
+Security notices carry no text a user typed (no username): they may go to an address whose
+owner did not choose that text.
 """
 import uuid
 from datetime import timedelta
@@ -13,8 +18,20 @@ from django.utils import timezone
 from django.utils.timesince import timeuntil
 
 from identity import selectors, tokens
+from identity.models import EmailChangeRequest, MailNotice
 
-KINDS = ("verify", "account_exists", "password_reset")
+# Kinds whose facts sit in a MailNotice row (captured when they happened).
+NOTICE_KINDS = tuple(kind.value for kind in MailNotice.Kind)
+KINDS = (
+    "verify",
+    "account_exists",
+    "password_reset",
+    "email_change_verify",  # the confirmation link, to the new address
+    "email_change_taken",  # to the owner of an address another account asked to move to
+    "password_changed",
+    "password_reset_done",
+    *NOTICE_KINDS,  # email_changed (to the old address), account_deleted, new_device_login
+)
 
 
 class UnknownEmailKind(ValueError):
@@ -43,11 +60,51 @@ def account_email_context(*, user, kind: str) -> dict[str, str]:
             "link": _frontend(f"/reset-password?token={token}"),
             "valid_for": _duration(settings.PASSWORD_RESET_TTL),
         }
-    elif kind == "account_exists":
+    elif kind in ("account_exists", "email_change_taken"):
         context |= {"login_link": _frontend("/login"), "reset_link": _frontend("/reset-password")}
+    elif kind in ("password_changed", "password_reset_done"):
+        context |= {"reset_link": _frontend("/reset-password")}
     else:
         raise UnknownEmailKind(kind)
     return context
+
+
+def _email_change_context(*, user) -> tuple[str, dict[str, str]] | None:
+    """(recipient, context) of the confirmation link for the user's pending change, or None."""
+    change = EmailChangeRequest.objects.filter(user=user).order_by("-created_at").first()
+    if change is None or change.created_at + settings.EMAIL_CHANGE_TTL <= timezone.now():
+        return None
+    token = tokens.email_change_token_make(request_id=change.pk)
+    return change.new_email, {
+        "link": _frontend(f"/email-change?token={token}"),
+        "valid_for": _duration(settings.EMAIL_CHANGE_TTL),
+    }
+
+
+def _send(kind: str, recipient: str, context: dict[str, str]) -> None:
+    subject = " ".join(render_to_string(f"identity/email/{kind}_subject.txt", context).split())
+    body = render_to_string(f"identity/email/{kind}_body.txt", context)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
+
+
+def _notice_send_rollback_unsafe(*, uid: uuid.UUID, kind: str) -> bool:
+    """Send the oldest unsent notice of (uid, kind), then delete its row (so its facts live no
+    longer than needed). A crash between the two sends it again: at least once, like every event."""
+    notice = MailNotice.objects.filter(uid=uid, kind=kind).order_by("created_at", "pk").first()
+    if notice is None:
+        return False
+    recipient = notice.email
+    if not recipient:  # new_device_login: the account's current address
+        user = selectors.user_get_by_uid(uid=uid)
+        if user is None or not user.is_active or not user.notify_new_device:
+            notice.delete()
+            return False
+        recipient = user.email
+    context = {"email": recipient, "reset_link": _frontend("/reset-password"), "sessions_link": _frontend("/sessions")}
+    context |= {key: str(value) for key, value in notice.details.items()}
+    _send(kind, recipient, context)
+    notice.delete()
+    return True
 
 
 def account_email_send_rollback_unsafe(*, uid: uuid.UUID, kind: str) -> bool:
@@ -60,13 +117,19 @@ def account_email_send_rollback_unsafe(*, uid: uuid.UUID, kind: str) -> bool:
     """
     if kind not in KINDS:
         raise UnknownEmailKind(kind)
+    if kind in NOTICE_KINDS:
+        return _notice_send_rollback_unsafe(uid=uid, kind=kind)
     user = selectors.user_get_by_uid(uid=uid)
     if user is None or not user.is_active:
         return False
     if kind == "verify" and user.is_verified:
         return False
-    context = account_email_context(user=user, kind=kind)
-    subject = " ".join(render_to_string(f"identity/email/{kind}_subject.txt", context).split())
-    body = render_to_string(f"identity/email/{kind}_body.txt", context)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email], fail_silently=False)
+    if kind == "email_change_verify":
+        pending = _email_change_context(user=user)
+        if pending is None:
+            return False  # confirmed, replaced or expired since
+        recipient, context = pending
+    else:
+        recipient, context = user.email, account_email_context(user=user, kind=kind)
+    _send(kind, recipient, context)
     return True

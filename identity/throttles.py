@@ -10,6 +10,9 @@ gunicorn worker and process sees the same counts. Every attempt counts, failed o
 | `signup` / `signup_email` | client IP / email | POST /api/signup/ | 20/hour, 5/hour |
 | `email_action` / `email_action_email` | client IP / email | POST /api/verify/resend/ and | 10/hour, 3/hour |
 |  |  | POST /api/password/reset/ (one count) |  |
+| `email_action` / `email_action_email` | client IP / new address | POST /api/email/change/ | 10/hour, 3/hour |
+|  `email_change_user` | user | POST /api/email/change/ | 5/hour |
+| `export` | user | GET /api/account/export/ | 5/hour |
 """
 import hashlib
 
@@ -34,9 +37,11 @@ class _IPThrottle(_SettingsRateThrottle):
 class _EmailThrottle(_SettingsRateThrottle):
     """Keyed by a hash of the normalised email in the body; no email, no count (the IP one still applies)."""
 
+    email_field = "email"  # the body field that holds the address
+
     def get_cache_key(self, request, view) -> str | None:
         data = request.data  # a malformed body raises ParseError here → 400
-        email = data.get("email") if isinstance(data, dict) else None
+        email = data.get(self.email_field) if isinstance(data, dict) else None
         if not isinstance(email, str) or not email.strip():
             return None
         digest = hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
@@ -67,6 +72,32 @@ class EmailActionEmailThrottle(_EmailThrottle):
     scope = "email_action_email"
 
 
+class _UserThrottle(_SettingsRateThrottle):
+    """Keyed by the authenticated user (the endpoint needs a token)."""
+
+    def get_cache_key(self, request, view) -> str | None:
+        if request.user is None or not request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class EmailChangeAddressThrottle(EmailActionEmailThrottle):
+    """The new address shares the per-address count of the other email flows: one mailbox gets
+    at most that many mails of ours, whichever flow (or account) asks."""
+
+    email_field = "new_email"
+
+
+class EmailChangeUserThrottle(_UserThrottle):
+    scope = "email_change_user"
+
+
+class ExportUserThrottle(_UserThrottle):
+    scope = "export"
+
+
 LOGIN_THROTTLES = [LoginIPThrottle, LoginEmailThrottle]
 SIGNUP_THROTTLES = [SignupIPThrottle, SignupEmailThrottle]
 EMAIL_ACTION_THROTTLES = [EmailActionIPThrottle, EmailActionEmailThrottle]
+EMAIL_CHANGE_THROTTLES = [EmailActionIPThrottle, EmailChangeAddressThrottle, EmailChangeUserThrottle]
+EXPORT_THROTTLES = [ExportUserThrottle]

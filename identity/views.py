@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from identity import selectors, services, throttles
 from identity.authentication import HasServiceToken
+from identity.devices import client_info_from_request
 from identity.serializers import (
     AccountMessageSerializer,
     EmailInputSerializer,
@@ -124,7 +125,7 @@ class LoginView(PublicAPIView):
         serializer = LoginInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            user, issued = services.user_login(**serializer.validated_data)
+            user, issued = services.user_login(client=client_info_from_request(request), **serializer.validated_data)
         except services.InvalidCredentials as exc:
             raise InvalidCredentialsError from exc
         except services.EmailNotVerified as exc:

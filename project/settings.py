@@ -142,6 +142,8 @@ DEFAULT_THROTTLE_RATES = {
     "signup_email": "5/hour",
     "email_action": "10/hour",
     "email_action_email": "3/hour",
+    "email_change_user": "5/hour",
+    "export": "5/hour",
 }
 _throttle_env = env.str("THROTTLE_RATES", default="")
 THROTTLING_ENABLED = _throttle_env.strip().lower() != "off"
@@ -183,6 +185,12 @@ AUTH_TOKEN_TTL = timedelta(days=env.int("AUTH_TOKEN_TTL_DAYS", default=14))
 EMAIL_VERIFICATION_TTL = timedelta(days=env.int("EMAIL_VERIFICATION_TTL_DAYS", default=3))
 PASSWORD_RESET_TTL = timedelta(hours=env.int("PASSWORD_RESET_TTL_HOURS", default=2))
 FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="http://localhost:3000")
+EMAIL_CHANGE_TTL = timedelta(hours=env.int("EMAIL_CHANGE_TTL_HOURS", default=24))
+# A login from a device label not seen on the account for this long mails the user.
+NEW_DEVICE_MEMORY_DAYS = env.int("NEW_DEVICE_MEMORY_DAYS", default=180)
+# Unsent notification facts (identity.MailNotice, e.g. a deleted account's address) die after this.
+MAIL_NOTICE_TTL_HOURS = env.int("MAIL_NOTICE_TTL_HOURS", default=72)
+ALLERGY_HISTORY_RETENTION_DAYS = env.int("ALLERGY_HISTORY_RETENTION_DAYS", default=730)
 # Django's reset-token generator reads this (seconds).
 PASSWORD_RESET_TIMEOUT = int(PASSWORD_RESET_TTL.total_seconds())
 

@@ -69,13 +69,16 @@ def account_email_context(*, user, kind: str) -> dict[str, str]:
     return context
 
 
-def _email_change_context(*, user) -> tuple[str, dict[str, str]] | None:
-    """(recipient, context) of the confirmation link for the user's pending change, or None."""
-    change = EmailChangeRequest.objects.filter(user=user).order_by("-created_at").first()
+def _email_change_context(*, user) -> tuple[EmailChangeRequest, dict[str, str]] | None:
+    """(request, context) of the link for the user's pending change not mailed yet, or None.
+
+    Requests replace each other, so an event finds the latest request, whichever request raised
+    it: an older request's event sends the newer link, and the newer one's then sends nothing."""
+    change = EmailChangeRequest.objects.filter(user=user, link_sent_at__isnull=True).order_by("-created_at").first()
     if change is None or change.created_at + settings.EMAIL_CHANGE_TTL <= timezone.now():
         return None
     token = tokens.email_change_token_make(request_id=change.pk)
-    return change.new_email, {
+    return change, {
         "link": _frontend(f"/email-change?token={token}"),
         "valid_for": _duration(settings.EMAIL_CHANGE_TTL),
     }
@@ -127,9 +130,10 @@ def account_email_send_rollback_unsafe(*, uid: uuid.UUID, kind: str) -> bool:
     if kind == "email_change_verify":
         pending = _email_change_context(user=user)
         if pending is None:
-            return False  # confirmed, replaced or expired since
-        recipient, context = pending
-    else:
-        recipient, context = user.email, account_email_context(user=user, kind=kind)
-    _send(kind, recipient, context)
+            return False  # mailed, confirmed, replaced or expired since
+        change, context = pending
+        _send(kind, change.new_email, context)
+        EmailChangeRequest.objects.filter(pk=change.pk).update(link_sent_at=timezone.now())
+        return True
+    _send(kind, user.email, account_email_context(user=user, kind=kind))
     return True

@@ -108,6 +108,9 @@ class EmailChangeRequest(models.Model):
     new_email = models.EmailField(max_length=254)
     old_email = models.EmailField(max_length=254)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set when the link is mailed: a second event for the same request (a retry, a redelivery)
+    # sends nothing more.
+    link_sent_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"email change request {self.pk} of user {self.user_id}"

@@ -22,6 +22,7 @@ PUBLIC = {
     "api/verify/<str:token>/",
     "api/password/reset/",
     "api/password/reset/confirm/",
+    "api/email/change/confirm/",
     "api/health/",
     "api/schema/",
     "api/docs/",

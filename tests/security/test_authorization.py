@@ -25,6 +25,7 @@ PUBLIC = {
     "/api/verify/resend/",
     "/api/password/reset/",
     "/api/password/reset/confirm/",
+    "/api/email/change/confirm/",
     "/api/health/",
     "/api/schema/",
     "/api/docs/",
@@ -39,6 +40,12 @@ USER = {
     "/api/allergies/",
     "/api/preferences/",
     "/api/interactions/",
+    "/api/allergies/history/",
+    "/api/email/change/",
+    "/api/sessions/",
+    "/api/sessions/{}/",
+    "/api/notifications/",
+    "/api/account/export/",
 }
 
 ROUTES = api_routes()

@@ -5,7 +5,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.core import mail, signing
+from django.core import signing
 from rest_framework.test import APIClient
 
 from identity import tokens
@@ -107,7 +107,10 @@ def test_wrong_password_changes_nothing_and_sends_nothing(auth_client, outbox) -
     assert not EmailChangeRequest.objects.exists()
 
 
-@pytest.mark.parametrize("body", [{}, {"new_email": "not-an-address", "password": "x"}, {"new_email": 5, "password": 1}])
+BAD_BODIES = [{}, {"new_email": "not-an-address", "password": "x"}, {"new_email": 5, "password": 1}]
+
+
+@pytest.mark.parametrize("body", BAD_BODIES)
 def test_bad_bodies_are_400_with_the_error_shape(auth_client, body) -> None:
     response = auth_client.post("/api/email/change/", body, format="json")
     assert response.status_code == 400

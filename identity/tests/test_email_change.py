@@ -42,6 +42,7 @@ def link_token(message) -> str:
 
 
 def test_change_is_held_until_the_new_address_confirms(auth_client, verified_user, password, deliver_mail) -> None:
+    User.objects.filter(pk=verified_user.pk).update(username="Zorblax visit evil.example")
     response = change(auth_client, NEW, password)
 
     assert response.status_code == 202
@@ -49,7 +50,7 @@ def test_change_is_held_until_the_new_address_confirms(auth_client, verified_use
     assert verified_user.email == "ada@example.com"  # nothing switches before the confirmation
     [message] = deliver_mail()
     assert message.to == [NEW]
-    assert verified_user.username not in message.body  # no user-chosen text to an unverified address
+    assert "Zorblax" not in message.body  # no user-chosen text to an unverified address
 
     assert confirm(link_token(message)).status_code == 200
     verified_user.refresh_from_db()

@@ -31,7 +31,7 @@ def two_sessions(verified_user, password):
 
 
 def test_sessions_list_labels_networks_and_the_current_one(two_sessions) -> None:
-    (laptop, laptop_token), (phone, phone_token) = two_sessions
+    (laptop, laptop_token), (_phone, phone_token) = two_sessions
 
     response = laptop.get("/api/sessions/")
 

@@ -49,3 +49,17 @@ def create_verified_user(stack: Stack, *, email: str, username: str = "ada") -> 
     assert login.status_code == 200, login.text
     body = login.json()
     return LoggedInUser(email=email, uid=body["auth_id"], token=body["token"])
+
+
+def mails_to(email_dir: Path, address: str) -> list[tuple[str, str]]:
+    """(subject, plain body) of every email to `address` written by the file backend, oldest first."""
+    found = []
+    for path in sorted(email_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if email_dir.exists() else []:
+        for raw in path.read_bytes().split(b"\n" + b"-" * 79 + b"\n"):
+            if not raw.strip():
+                continue
+            message = message_from_bytes(raw.strip(), policy=policy.default)
+            if address in str(message.get("To", "")):
+                body = message.get_body(preferencelist=("plain",))
+                found.append((str(message.get("Subject", "")), body.get_content() if body else ""))
+    return found

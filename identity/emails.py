@@ -26,8 +26,7 @@ KINDS = (
     "verify",
     "account_exists",
     "password_reset",
-    "email_change_verify",  # the confirmation link, to the new address
-    "email_change_taken",  # to the owner of an address another account asked to move to
+    "email_change_verify",  # the link to the new address, or the "taken" notice to its owner
     "password_changed",
     "password_reset_done",
     *NOTICE_KINDS,  # email_changed (to the old address), account_deleted, new_device_login
@@ -84,6 +83,27 @@ def _email_change_context(*, user) -> tuple[EmailChangeRequest, dict[str, str]] 
     }
 
 
+def _email_change_send_rollback_unsafe(*, user) -> bool:
+    """The mail of the user's pending email change, decided by whose the new address is now:
+    free → the confirmation link to it; another account's → a notice to that owner, no link (and
+    the request is dropped); the user's own → nothing. Decided here, not in the request, so the
+    request costs the same whatever the address."""
+    pending = _email_change_context(user=user)
+    if pending is None:
+        return False  # mailed, confirmed, replaced or expired since
+    change, context = pending
+    owner = selectors.user_get_by_email(email=change.new_email)
+    if owner is None:
+        _send("email_change_verify", change.new_email, context)
+        EmailChangeRequest.objects.filter(pk=change.pk).update(link_sent_at=timezone.now())
+        return True
+    change.delete()
+    if owner.pk == user.pk or not owner.is_active:
+        return False
+    _send("email_change_taken", owner.email, account_email_context(user=owner, kind="email_change_taken"))
+    return True
+
+
 def _send(kind: str, recipient: str, context: dict[str, str]) -> None:
     subject = " ".join(render_to_string(f"identity/email/{kind}_subject.txt", context).split())
     body = render_to_string(f"identity/email/{kind}_body.txt", context)
@@ -128,12 +148,6 @@ def account_email_send_rollback_unsafe(*, uid: uuid.UUID, kind: str) -> bool:
     if kind == "verify" and user.is_verified:
         return False
     if kind == "email_change_verify":
-        pending = _email_change_context(user=user)
-        if pending is None:
-            return False  # mailed, confirmed, replaced or expired since
-        change, context = pending
-        _send(kind, change.new_email, context)
-        EmailChangeRequest.objects.filter(pk=change.pk).update(link_sent_at=timezone.now())
-        return True
+        return _email_change_send_rollback_unsafe(user=user)
     _send(kind, user.email, account_email_context(user=user, kind=kind))
     return True

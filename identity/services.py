@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from identity import signals, tokens
+from identity import selectors, signals, tokens
 from identity.addresses import email_canonical
 from identity.devices import ClientInfo
 from identity.models import AuthToken, EmailChangeRequest, MailNotice, User, UserPreferences
@@ -307,31 +307,22 @@ def user_preferences_sync_record(*, uid: uuid.UUID, revision: int) -> None:
 
 
 # --- Email change ---------------------------------------------------------------------------
-def _email_owner(*, email: str) -> User | None:
-    """The account holding `email` (already canonical), by the same lookup as signup."""
-    return User.objects.filter(email__iexact=email).first()
-
-
 def email_change_request(*, user: User, new_email: str, password: str) -> None:
-    """Start a change of address: the new address gets a confirmation link; nothing changes yet.
+    """Start a change of address: nothing changes until the new address confirms a link.
 
-    The caller answers every case alike, so the answer tells nothing about `new_email`: a free
-    address gets the link; an address of another account gets nothing but a notice to its owner
-    (no takeover); the user's own address gets nothing. Each case costs the password check, one
-    lookup, the deletion of the user's older requests and one outbox row at most.
+    The work here is the same whatever `new_email` is (the password check, the deletion of the
+    user's older request, one request row, one outbox row), so neither the answer nor its cost
+    says whether the address has an account. Whose address it is, is decided when the mail is
+    sent (identity.emails): a free address gets the link; an address of another account gets
+    no link, only a notice to its owner (no takeover); the user's own address gets nothing.
     Raises InvalidPassword.
     """
     if not user.check_password(password):
         raise InvalidPassword
     new_email = email_canonical(new_email)
     with transaction.atomic():
-        owner = _email_owner(email=new_email)
         # A new attempt cancels any older pending one: only the latest link works.
         EmailChangeRequest.objects.filter(user=user).delete()
-        if owner is not None:
-            if owner.pk != user.pk:
-                signals.email_requested.send(sender=User, uid=owner.uid, kind="email_change_taken")
-            return
         EmailChangeRequest.objects.create(user=user, new_email=new_email, old_email=user.email)
         signals.email_requested.send(sender=User, uid=user.uid, kind="email_change_verify")
 
@@ -359,7 +350,7 @@ def email_change_confirm(*, token: str) -> User:
             user.is_active
             and user.email == change.old_email
             and change.created_at + settings.EMAIL_CHANGE_TTL > timezone.now()
-            and _email_owner(email=change.new_email) is None
+            and selectors.user_get_by_email(email=change.new_email) is None
         )
         if usable:
             old_email = user.email

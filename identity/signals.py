@@ -13,7 +13,7 @@ user_deleted = Signal()
 email_requested = Signal()
 """An email must be sent to a user. Payload: `uid` (uuid.UUID), `kind` (str, one of
 identity.emails.KINDS: the links "verify" | "password_reset" | "email_change_verify", and the
-notices "account_exists" | "email_change_taken" | "password_changed" | "password_reset_done" |
+notices "account_exists" | "password_changed" | "password_reset_done" |
 "email_changed" | "account_deleted" | "new_device_login"). The consumer looks up the address and
 builds any link token at send time, so neither the address nor a secret is stored in the outbox;
 what it cannot look up then sits in identity.MailNotice until the mail is sent."""

@@ -11,13 +11,7 @@ from django.db import close_old_connections, transaction
 
 from tests.fuzz import stats
 from tests.fuzz.bodies import fill, request_schema
-from tests.security.accounts import Account, account_create
-
-
-@pytest.fixture
-def account(db) -> Account:
-    """A verified user with a live token (from POST /api/login/)."""
-    return account_create()
+from tests.security.accounts import Account
 
 
 @pytest.fixture
@@ -53,9 +47,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if stats.below_minimum() and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "fuzz: generated and hand-written bad input (schemathesis, hypothesis)")
 
 
 class DatabaseState:

@@ -283,3 +283,17 @@ def test_a_redelivered_event_does_not_mail_the_link_again(auth_client, password,
     deliver_mail()
     OutboxEvent.objects.update(status=OutboxEvent.Status.PENDING)  # at-least-once: it comes again
     assert len(deliver_mail()) == 1
+
+
+def test_a_race_for_the_same_address_switches_neither_twice(auth_client, verified_user, password, deliver_mail) -> None:
+    """Another account takes the address between the check and the write: the unique index wins."""
+    change(auth_client, NEW, password)
+    token = link_token(deliver_mail()[0])
+    User.objects.create_user(NEW, "third-passphrase-99", username="late")
+    with mock.patch("identity.services.selectors.user_get_by_email", return_value=None):
+        response = confirm(token)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_token"
+    verified_user.refresh_from_db()
+    assert verified_user.email == "ada@example.com"
+    assert User.objects.filter(email=NEW).count() == 1

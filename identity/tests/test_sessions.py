@@ -104,3 +104,10 @@ def test_last_use_is_written_at_most_once_per_interval(two_sessions) -> None:
     assert first is not None
     laptop.get("/api/me/")
     assert AuthToken.objects.filter(network="203.0.113.0/24").get().last_used_at == first
+
+
+@pytest.mark.parametrize("session_id", ["0", "99999999999999999999999999"])
+def test_ids_out_of_any_range_are_404(auth_client, session_id) -> None:
+    response = auth_client.delete(f"/api/sessions/{session_id}/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "session_not_found"

@@ -19,18 +19,11 @@ from django.utils.timesince import timeuntil
 
 from identity import selectors, tokens
 from identity.models import EmailChangeRequest, MailNotice
+from identity.signals import EmailKind
 
 # Kinds whose facts sit in a MailNotice row (captured when they happened).
-NOTICE_KINDS = tuple(kind.value for kind in MailNotice.Kind)
-KINDS = (
-    "verify",
-    "account_exists",
-    "password_reset",
-    "email_change_verify",  # the link to the new address, or the "taken" notice to its owner
-    "password_changed",
-    "password_reset_done",
-    *NOTICE_KINDS,  # email_changed (to the old address), account_deleted, new_device_login
-)
+NOTICE_KINDS = tuple(EmailKind(kind.value) for kind in MailNotice.Kind)
+KINDS = tuple(EmailKind)
 
 
 class UnknownEmailKind(ValueError):
@@ -147,7 +140,7 @@ def account_email_send_rollback_unsafe(*, uid: uuid.UUID, kind: str) -> bool:
         return False
     if kind == "verify" and user.is_verified:
         return False
-    if kind == "email_change_verify":
+    if kind == EmailKind.EMAIL_CHANGE_VERIFY:
         return _email_change_send_rollback_unsafe(user=user)
     _send(kind, user.email, account_email_context(user=user, kind=kind))
     return True

@@ -154,7 +154,7 @@ def _login_notice_if_new_device(*, user: User, issued: IssuedToken) -> None:
         kind=MailNotice.Kind.NEW_DEVICE_LOGIN,
         details={"device": token.device_label, "network": token.network, "at": token.created_at.isoformat()},
     )
-    signals.email_requested.send(sender=User, uid=user.uid, kind=MailNotice.Kind.NEW_DEVICE_LOGIN.value)
+    signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.NEW_DEVICE_LOGIN)
 
 
 def user_logout_all(*, user: User) -> int:
@@ -215,7 +215,7 @@ def user_password_change(
         user.set_password(new_password)
         user.save(update_fields=["password"])
         auth_tokens_revoke_all(user=user, keep=keep_token)
-        signals.email_requested.send(sender=User, uid=user.uid, kind="password_changed")
+        signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.PASSWORD_CHANGED)
 
 
 def password_reset_request(*, email: str) -> None:
@@ -246,7 +246,7 @@ def password_reset_confirm(*, token: str, new_password: str) -> User:
         user.is_verified = True
         user.save(update_fields=["password", "is_verified"])
         auth_tokens_revoke_all(user=user)
-        signals.email_requested.send(sender=User, uid=user.uid, kind="password_reset_done")
+        signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.PASSWORD_RESET_DONE)
     return user
 
 
@@ -267,7 +267,7 @@ def user_erase(*, user: User) -> uuid.UUID:
         signals.user_deleted.send(sender=User, uid=uid)
         # After user_deleted: whatever erases the user's bus copies then has run already.
         MailNotice.objects.create(uid=uid, kind=MailNotice.Kind.ACCOUNT_DELETED, email=email)
-        signals.email_requested.send(sender=User, uid=uid, kind=MailNotice.Kind.ACCOUNT_DELETED.value)
+        signals.email_requested.send(sender=User, uid=uid, kind=signals.EmailKind.ACCOUNT_DELETED)
     return uid
 
 
@@ -324,7 +324,7 @@ def email_change_request(*, user: User, new_email: str, password: str) -> None:
         # A new attempt cancels any older pending one: only the latest link works.
         EmailChangeRequest.objects.filter(user=user).delete()
         EmailChangeRequest.objects.create(user=user, new_email=new_email, old_email=user.email)
-        signals.email_requested.send(sender=User, uid=user.uid, kind="email_change_verify")
+        signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.EMAIL_CHANGE_VERIFY)
 
 
 def email_change_confirm(*, token: str) -> User:
@@ -365,7 +365,7 @@ def email_change_confirm(*, token: str) -> User:
         else:
             EmailChangeRequest.objects.filter(user=user).delete()
             MailNotice.objects.create(uid=user.uid, kind=MailNotice.Kind.EMAIL_CHANGED, email=old_email)
-            signals.email_requested.send(sender=User, uid=user.uid, kind=MailNotice.Kind.EMAIL_CHANGED.value)
+            signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.EMAIL_CHANGED)
     if not usable:
         raise InvalidLinkToken
     return user

@@ -45,9 +45,11 @@ def _family(name: str) -> str:
 
 
 def network_of(address: str) -> str:
-    """The /24 or /48 network of an address ("203.0.113.0/24"), or "" when it is not an address."""
+    """The /24 or /48 network of an address ("203.0.113.0/24"), or "" when it is not an address.
+    A network ("2001:db8::/64", as a client-address function may give for IPv6) counts as its
+    first address."""
     try:
-        ip = ipaddress.ip_address(address.strip())
+        ip = ipaddress.ip_network(address.strip(), strict=False).network_address
     except ValueError:
         return ""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

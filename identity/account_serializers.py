@@ -2,8 +2,9 @@
 settings and the data export (docs/accounts.md describes each field)."""
 from rest_framework import serializers
 
+from agent_bridge.serializers import InteractionSerializer
 from allergies.serializers import AllergyProfileOutputSerializer, AllergyRevisionSerializer
-from identity.serializers import StrictCharField, StrictEmailField
+from identity.serializers import PreferencesDocumentField, StrictCharField, StrictEmailField
 
 
 class EmailChangeInputSerializer(serializers.Serializer):
@@ -77,23 +78,29 @@ class ExportAllergiesSerializer(serializers.Serializer):
 
 
 class ExportPreferencesSerializer(serializers.Serializer):
-    preferences = serializers.JSONField()
+    preferences = PreferencesDocumentField()
     revision = serializers.IntegerField()
     synced_revision = serializers.IntegerField(help_text="The newest revision the Agent is known to hold.")
     updated_at = serializers.DateTimeField(allow_null=True)
 
 
 class ExportInteractionsSerializer(serializers.Serializer):
-    items = serializers.ListField(child=serializers.DictField(), help_text="The local mirror, newest first.")
+    items = InteractionSerializer(many=True, help_text="The local mirror, newest first.")
     agent_total = serializers.IntegerField()
     synced_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportNoticeDetailsSerializer(serializers.Serializer):
+    device = serializers.CharField(required=False, help_text="new_device_login: the session's device label.")
+    network = serializers.CharField(required=False, help_text="new_device_login: the /24 or /48 network.")
+    at = serializers.CharField(required=False, help_text="new_device_login: the login time (ISO 8601).")
 
 
 class ExportMailNoticeSerializer(serializers.Serializer):
     kind = serializers.CharField()
     email = serializers.CharField(help_text='The captured recipient (the old address of an email change), or "".')
     created_at = serializers.DateTimeField()
-    details = serializers.DictField()
+    details = ExportNoticeDetailsSerializer()
 
 
 class AccountExportSerializer(serializers.Serializer):

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from agent_bridge import selectors as bridge_selectors
 from allergies import selectors as allergy_selectors
-from allergies.views import profile_render
 from identity import selectors
 from identity.models import AuthToken, User
 
@@ -35,7 +34,7 @@ def account_export_build(*, user: User, current: AuthToken | None) -> dict[str, 
         "notification_settings": selectors.user_notification_settings_get(user=user),
         "sessions": selectors.session_history(user=user, current=current),
         "allergies": {
-            "profile": profile_render(allergy_selectors.allergy_profile_get(user=user)),
+            "profile": allergy_selectors.allergy_profile_get(user=user),  # shaped by the output serializer
             "history": allergy_selectors.allergy_history_all(user=user),
         },
         "preferences": selectors.user_preferences_record_get(user=user),

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "allergies",
     "agent_bridge",
     "consumers",
+    "throttling",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +56,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "project.urls"
+# No HTML 301 (or DEBUG's RuntimeError for a POST) for a missing slash: project.errors.unrouted
+# answers a JSON 308 that keeps the method and the body.
+APPEND_SLASH = False
+CSRF_FAILURE_VIEW = "project.errors.json_csrf_failure"
 WSGI_APPLICATION = "project.wsgi.application"
 
 TEMPLATES = [
@@ -114,6 +119,10 @@ WHITENOISE_USE_FINDERS = True
 
 # --- CORS -----------------------------------------------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=["http://localhost:3000"])
+# In DEBUG, also any port on localhost / 127.0.0.1 (Next 3000, Vite 5173, Angular 4200, ...).
+CORS_ALLOWED_ORIGIN_REGEXES = [r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"] if DEBUG else []
+# Browser code may read these: the request id to quote, and how long to wait after a 429.
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
 CORS_ALLOW_HEADERS = (
     "accept",
     "authorization",
@@ -135,15 +144,22 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework -------------------------------------------------------------
+# Throttles (identity/throttles.py; the policy: docs/api.md, "Throttles"). Windows are fixed and
+# short so that a refusal caused by someone else's attempts ends within minutes.
 DEFAULT_THROTTLE_RATES = {
-    "login": "10/min",
-    "login_email": "5/min",
+    "login": "10/min",  # per client address
+    # per (email, address): what one attacking address runs into. Same window as the per-email
+    # limit and well below it, so that one address can never spend the per-email budget.
+    "login_email_address": "5/5min",
+    "login_email": "20/5min",  # per email from every address: bounds distributed guessing
     "signup": "20/hour",
-    "signup_email": "5/hour",
-    "email_action": "10/hour",
-    "email_action_email": "3/hour",
-    "email_change_user": "5/hour",
-    "export": "5/hour",
+    "signup_email": "5/10min",
+    "email_action": "10/hour",  # resend verification + password reset, one count
+    "email_action_email_address": "2/10min",
+    "email_action_email": "6/10min",
+    "reconfirm": "5/10min",  # password change and account deletion, per user
+    "interactions_refresh": "6/min",  # GET /api/interactions/?refresh=1, per user
+    "export": "5/hour",  # GET /api/account/export/, per user
 }
 _throttle_env = env.str("THROTTLE_RATES", default="")
 THROTTLING_ENABLED = _throttle_env.strip().lower() != "off"
@@ -152,6 +168,13 @@ if THROTTLING_ENABLED and _throttle_env:
     for item in _throttle_env.split(","):
         scope, _, rate = item.partition("=")
         THROTTLE_RATES[scope.strip()] = rate.strip()
+# Where the counts live: Redis when set (production; redis://host:port/db), else the
+# throttling_counter table of the default database.
+REDIS_URL = env.str("REDIS_URL", default="")
+THROTTLE_KEY_PREFIX = env.str("THROTTLE_KEY_PREFIX", default="kairos:throttle:")
+# Reverse proxies in front of the API that append the peer to X-Forwarded-For. 0 (default): the
+# header is ignored and clients are counted by REMOTE_ADDR; never more than there really are.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 REST_FRAMEWORK = {
     # Every endpoint needs a user token unless it says otherwise (public views set
@@ -161,20 +184,40 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's JSON parser plus the DATA_UPLOAD_MAX_MEMORY_SIZE limit (413).
     "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
+    # Only for DRF's own throttles (ours use throttling.clients.client_address): never trust the
+    # whole X-Forwarded-For.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "project.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kairos Backend API",
-    "DESCRIPTION": "Identity, allergy profile and preferences; synced to the Agent by events.",
+    "DESCRIPTION": (
+        "Identity, allergy profile and preferences of Kairos users; each change reaches the Agent (the AI "
+        "service) shortly after, through events. Every error is JSON `{detail, code}` (validation errors add "
+        "`errors`: field → [{message, code}]); the codes are listed in docs/api.md."
+    ),
+    "TAGS": [
+        {"name": "account", "description": "Signup, verification, login, passwords, deletion."},
+        {"name": "profile", "description": "The signed-in user and their preferences."},
+        {"name": "allergies", "description": "The allergy profile (a food-safety record) and the vocabulary."},
+        {"name": "interactions", "description": "The chat history kept by the Agent."},
+        {"name": "internal", "description": "Service to service and operations: not for the frontend."},
+    ],
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Enum names the generated TypeScript types use (without these: CodeEnum, StateEnum...).
+    "ENUM_NAME_OVERRIDES": {
+        "SyncCodeEnum": "allergies.selectors.SYNC_CODES",
+        "SyncStateEnum": "allergies.selectors.SYNC_STATES",
+        "SeverityEnum": "allergies.validation.SEVERITY_LEVELS",
+        "PriceTierEnum": "identity.preferences.PRICE_TIERS",
+    },
 }
 
 # Largest request body the API accepts; bigger bodies get a 413 JSON error.
@@ -194,14 +237,17 @@ ALLERGY_HISTORY_RETENTION_DAYS = env.int("ALLERGY_HISTORY_RETENTION_DAYS", defau
 # Django's reset-token generator reads this (seconds).
 PASSWORD_RESET_TIMEOUT = int(PASSWORD_RESET_TTL.total_seconds())
 
-# Throttle counts must be shared by every gunicorn worker and process: a database table
-# (created by identity's migration 0003), not per-process memory.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": env.str("CACHE_TABLE", default="kairos_cache"),
+# Django's cache (no throttle counts live here: see REDIS_URL). Redis when configured, else the
+# database table created by identity's migration 0003.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": env.str("CACHE_TABLE", default="kairos_cache"),
+        }
     }
-}
 
 # --- Email ----------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -17,6 +17,9 @@ TOP_LEVEL = {
 }
 
 
+RAMEN = {"id": 1, "user_query": "ramen near me", "created_at": "2026-12-01T09:00:00Z"}
+
+
 @pytest.fixture(autouse=True)
 def _clear(clear_cache):
     pass
@@ -28,7 +31,7 @@ def rich_account(auth_client, verified_user, issued_token, password):
     auth_client.put("/api/allergies/", {"confirmed": ["peanuts"], "severity": {"peanuts": "anaphylactic"}},
                     format="json")
     services.user_preferences_update(user=verified_user, preferences={"vibes": ["quiet"]})
-    interaction_mirror_store(uid=verified_user.uid, items=[{"query": "ramen near me"}], total=1)
+    interaction_mirror_store(uid=verified_user.uid, items=[RAMEN], total=1)
     services.auth_token_revoke(token=services.auth_token_issue(user=verified_user).token)  # an ended session
     services.email_change_request(user=verified_user, new_email="ada.new@example.com", password=password)
     services.user_notifications_update(user=verified_user, new_device_login=False)
@@ -42,7 +45,9 @@ def grace(password):
     allergy_services.allergy_profile_replace(user=grace, confirmed=["sesame"], intolerances=[],
                                              severity={"sesame": "severe"})
     services.user_preferences_update(user=grace, preferences={"vibes": ["loud-karaoke"]})
-    interaction_mirror_store(uid=grace.uid, items=[{"query": "grace-secret-query"}], total=1)
+    interaction_mirror_store(
+        uid=grace.uid, items=[{**RAMEN, "id": 2, "user_query": "grace-secret-query"}], total=1
+    )
     services.auth_token_issue(user=grace)
     return grace
 
@@ -78,7 +83,7 @@ def test_the_export_holds_every_section(auth_client, rich_account, issued_token)
     assert allergies["history"][0]["session"]["id"] == issued_token.token.pk
     assert document["preferences"]["preferences"] == {"vibes": ["quiet"]}
     assert document["preferences"]["revision"] == 1
-    assert document["interactions"]["items"] == [{"query": "ramen near me"}]
+    assert [i["user_query"] for i in document["interactions"]["items"]] == ["ramen near me"]
     assert document["pending_notices"] == []
 
 

@@ -156,6 +156,7 @@ BAD_SETTINGS = [{}, {"new_device_login": "yes"}, {"new_device_login": 1}, {"new_
 def test_bad_settings_are_400_and_change_nothing(auth_client, verified_user, body) -> None:
     response = auth_client.patch("/api/notifications/", body, format="json")
     assert response.status_code == 400
-    assert response.json()["code"] in ("invalid", "required", "null")
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"]["new_device_login"][0]["code"] in ("invalid", "required", "null")
     verified_user.refresh_from_db()
     assert verified_user.notify_new_device is True

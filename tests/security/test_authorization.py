@@ -27,6 +27,7 @@ PUBLIC = {
     "/api/password/reset/confirm/",
     "/api/email/change/confirm/",
     "/api/health/",
+    "/api/allergens/",
     "/api/schema/",
     "/api/docs/",
 }

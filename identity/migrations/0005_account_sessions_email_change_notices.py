@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('identity', '0003_cache_table'),
+        ('identity', '0004_preferences_reset_keys'),
     ]
 
     operations = [

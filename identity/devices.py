@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from ua_parser import parse
 
+from throttling.clients import client_address
+
 DEVICE_LABEL_MAX_LENGTH = 100
 UNKNOWN_DEVICE = "Unknown device"
 # Long enough for any real User-Agent; a longer header is cut before parsing (parsing is regex work).
@@ -63,6 +65,8 @@ def client_info(*, user_agent: str, address: str) -> ClientInfo:
 
 
 def client_info_from_request(request) -> ClientInfo:
-    """From the request's User-Agent and REMOTE_ADDR (the peer address: never a client-set header)."""
-    meta = request.META
-    return client_info(user_agent=str(meta.get("HTTP_USER_AGENT", "")), address=str(meta.get("REMOTE_ADDR", "")))
+    """From the request's User-Agent and the client address the throttles use
+    (throttling.clients.client_address: the peer, or behind TRUSTED_PROXY_COUNT proxies the address
+    the outermost one saw; never an address the client wrote)."""
+    user_agent = str(request.META.get("HTTP_USER_AGENT", ""))
+    return client_info(user_agent=user_agent, address=client_address(request))

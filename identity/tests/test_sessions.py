@@ -111,3 +111,16 @@ def test_ids_out_of_any_range_are_404(auth_client, session_id) -> None:
     response = auth_client.delete(f"/api/sessions/{session_id}/")
     assert response.status_code == 404
     assert response.json()["code"] == "session_not_found"
+
+
+def test_a_forwarded_address_is_ignored_without_a_trusted_proxy(verified_user, password) -> None:
+    client = APIClient(REMOTE_ADDR="203.0.113.77", HTTP_X_FORWARDED_FOR="198.51.100.1")
+    client.post("/api/login/", {"email": verified_user.email, "password": password}, format="json")
+    assert AuthToken.objects.get().network == "203.0.113.0/24"
+
+
+def test_behind_a_trusted_proxy_the_address_it_saw_is_used(verified_user, password, settings) -> None:
+    settings.TRUSTED_PROXY_COUNT = 1
+    client = APIClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.1")
+    client.post("/api/login/", {"email": verified_user.email, "password": password}, format="json")
+    assert AuthToken.objects.get().network == "198.51.100.0/24"

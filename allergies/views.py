@@ -32,8 +32,7 @@ SYNC_NOTE = (
 )
 
 
-def profile_render(state: AllergyState, message: str | None = None) -> dict:
-    """The answer of GET/PUT /api/allergies/ for `state` (also the export's allergy profile)."""
+def _render(state: AllergyState, message: str | None = None) -> dict:
     if message is None:
         return AllergyProfileOutputSerializer(state).data
     return {**AllergyProfileOutputSerializer(state).data, "message": message}
@@ -49,7 +48,7 @@ class AllergyProfileView(APIView):
         responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
-        return Response(profile_render(selectors.allergy_profile_get(user=request.user)))
+        return Response(_render(selectors.allergy_profile_get(user=request.user)))
 
     @extend_schema(
         tags=[TAG],
@@ -77,7 +76,7 @@ class AllergyProfileView(APIView):
         serializer = AllergyProfileInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         state = services.allergy_profile_replace(user=request.user, session=request.auth, **serializer.validated_data)
-        return Response(profile_render(state, UPDATED_MESSAGE))
+        return Response(_render(state, UPDATED_MESSAGE))
 
     @extend_schema(
         tags=[TAG], summary="Clear the allergy profile", description="A new, empty revision." + SYNC_NOTE,
@@ -85,7 +84,7 @@ class AllergyProfileView(APIView):
     )
     def delete(self, request: Request) -> Response:
         state = services.allergy_profile_clear(user=request.user, session=request.auth)
-        return Response(profile_render(state, CLEARED_MESSAGE))
+        return Response(_render(state, CLEARED_MESSAGE))
 
 
 def _allergen(allergen) -> dict:

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,51 @@ class AgentConnectionError(AgentTransientError):
     """The connection could not be made or broke (refused, DNS, reset...)."""
 
     default_code = "AGENT_CONNECTION_ERROR"
+
+
+class AgentOutcomeUnknown(AgentTransientError):
+    """A write (POST/PATCH/DELETE) reached the Agent but no answer came back.
+
+    Neither success nor failure may be assumed: the Agent may have applied it, or may still
+    apply it later, after a newer write. Retrying is still right (writes are idempotent), but
+    the consumer must also read the user back over a horizon (agent_bridge.verification).
+    A read (GET) that times out is a plain AgentTimeout: it changes nothing.
+    """
+
+    default_code = "AGENT_OUTCOME_UNKNOWN"
+
+
+class AgentResponseTimeout(AgentTimeout, AgentOutcomeUnknown):
+    """The write was sent and the read timeout passed without an answer."""
+
+    default_code = "AGENT_TIMEOUT"
+
+
+class AgentConnectionLost(AgentConnectionError, AgentOutcomeUnknown):
+    """The write was sent and the connection then broke before an answer."""
+
+    default_code = "AGENT_CONNECTION_LOST"
+
+
+_WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def _request_was_sent(exc: requests.RequestException) -> bool:
+    """Whether a failed call got as far as sending its request.
+
+    A connect timeout, or a ConnectionError wrapping a failed connection attempt
+    (MaxRetryError → NewConnectionError), never sent anything; a ConnectionError wrapping
+    urllib3's ProtocolError ("Connection aborted", the peer closed or reset while we waited for
+    the answer) did, and so did a read timeout.
+    """
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, urllib3.exceptions.MaxRetryError):
+        cause = cause.reason
+    return isinstance(cause, urllib3.exceptions.ProtocolError)
 
 
 class AgentPermanentError(AgentError):
@@ -355,7 +401,8 @@ class AgentClient:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:  # ConnectTimeout included
-            raise AgentTimeout(
+            unknown = method in _WRITES and _request_was_sent(exc)
+            raise (AgentResponseTimeout if unknown else AgentTimeout)(
                 f"no answer within {self.timeout[1]:g}s ({type(exc).__name__})",
                 method=method,
                 path=path,
@@ -380,7 +427,8 @@ class AgentClient:
                 path=path,
             ) from exc
         except requests.RequestException as exc:
-            raise AgentConnectionError(
+            unknown = method in _WRITES and _request_was_sent(exc)
+            raise (AgentConnectionLost if unknown else AgentConnectionError)(
                 f"could not reach the Agent ({type(exc).__name__})",
                 method=method,
                 path=path,

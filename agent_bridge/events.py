@@ -16,6 +16,8 @@ PREFERENCES_UPDATED = "preferences.updated"
 INTERACTIONS_CLEAR_REQUESTED = "interactions.clear_requested"
 INTERACTIONS_REFRESH_REQUESTED = "interactions.refresh_requested"
 USER_DELETED = "user.deleted"
+AGENT_READ_BACK_DUE = "agent.read_back_due"
+AGENT_RESYNC_REQUESTED = "agent.resync_requested"
 
 EVENT_TYPES: dict[str, str] = {
     USER_REGISTERED: "An account was created: create the user at the Agent.",
@@ -25,6 +27,10 @@ EVENT_TYPES: dict[str, str] = {
     INTERACTIONS_CLEAR_REQUESTED: "The user cleared their history: clear it at the Agent.",
     INTERACTIONS_REFRESH_REQUESTED: "The local history mirror is stale: fetch it from the Agent.",
     USER_DELETED: "The account was deleted: erase the user at the Agent.",
+    AGENT_READ_BACK_DUE: (
+        "An Agent call's outcome was unknown: read the user back and compare (delayed; one step of a chain)."
+    ),
+    AGENT_RESYNC_REQUESTED: "Push the user's full current state to the Agent (resync_agent, or a drift repair).",
 }
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from agent_bridge import events
+from agent_bridge import events, verification
 from agent_bridge.outbox import outbox_event_add
 from allergies import signals as allergy_signals
 from identity import signals as identity_signals
@@ -18,6 +18,7 @@ def on_user_registered(sender: Any, *, user: Any, **kwargs: Any) -> None:
 @receiver(identity_signals.user_deleted)
 def on_user_deleted(sender: Any, *, uid: uuid.UUID, **kwargs: Any) -> None:
     outbox_event_add(event_type=events.USER_DELETED, uid=uid, data={})
+    verification.tombstone_add(uid=uid)  # so reconciliation can verify the erasure at the Agent
 
 
 @receiver(identity_signals.email_requested)

@@ -10,10 +10,12 @@ class AllergyProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: a change must go through allergy_profile_replace so it gets a revision and
     reaches the Agent; an edit here would do neither."""
 
-    list_display = ("user", "revision", "synced_revision", "sync_state", "updated_at", "sync_failed_at")
+    list_display = (
+        "user", "revision", "synced_revision", "sync_state", "updated_at", "sync_failed_at", "sync_verified_at"
+    )
     list_select_related = ("user",)
     search_fields = ("user__email", "=user__uid")
-    list_filter = ("sync_failed_at",)
+    list_filter = ("sync_failed_at", "sync_verifying")
     readonly_fields = (
         "user",
         "confirmed",
@@ -26,6 +28,8 @@ class AllergyProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "sync_state",
         "sync_last_error",
         "sync_failed_at",
+        "sync_verified_at",
+        "sync_verifying",
     )
     fields = readonly_fields
 

@@ -16,6 +16,7 @@ SYNC_FAILING = "failing"
 SYNC_MESSAGES: dict[str, str] = {
     "synced": "Your allergy profile is up to date everywhere.",
     "pending": "Saved. It is on its way to your recommendations.",
+    "verifying": "Saved. We are checking that your recommendations use it.",
     "agent_unreachable": "Saved. The recommendation service cannot be reached right now; we keep trying.",
     "agent_rejected": "Saved, but the recommendation service refused it; our team has been alerted.",
     "sync_failed": "Saved, but not yet sent to your recommendations; we keep trying.",
@@ -26,6 +27,9 @@ SYNC_CODES: tuple[str, ...] = tuple(SYNC_MESSAGES)
 _FAILURE_CODES: dict[str, str] = {
     "AgentConnectionError": "agent_unreachable",
     "AgentTimeout": "agent_unreachable",
+    "AgentResponseTimeout": "agent_unreachable",
+    "AgentConnectionLost": "agent_unreachable",
+    "AgentOutcomeUnknown": "agent_unreachable",
     "AgentUnavailable": "agent_unreachable",
     "AgentTransientError": "agent_unreachable",
     "AgentPermanentError": "agent_rejected",
@@ -48,6 +52,8 @@ class AllergyState:
     synced_revision: int
     sync_last_error: str
     sync_failed_at: datetime | None
+    sync_verified_at: datetime | None = None
+    sync_verifying: bool = False
 
     @property
     def allergy_flags(self) -> list[str]:
@@ -55,11 +61,15 @@ class AllergyState:
 
     @property
     def sync_state(self) -> str:
-        """synced: the Agent holds this revision (or a newer one never exists, so: this one).
+        """synced: the Agent holds this revision (or a newer one never exists, so: this one), and
+        no Agent call of unknown outcome is still being read back.
         failing: not synced, and a delivery attempt failed since this revision was written.
-        pending: not synced, and no attempt has failed yet for this revision."""
-        if self.synced_revision >= self.revision:
+        pending: not synced, and no attempt has failed yet for this revision (or it is being
+        verified after an uncertain outcome)."""
+        if self.synced_revision >= self.revision and not self.sync_verifying:
             return SYNC_SYNCED
+        if self.synced_revision >= self.revision:
+            return SYNC_PENDING
         if self.sync_failed_at is not None:
             return SYNC_FAILING
         return SYNC_PENDING
@@ -67,6 +77,8 @@ class AllergyState:
     @property
     def sync_code(self) -> str:
         state = self.sync_state
+        if state == SYNC_PENDING and self.synced_revision >= self.revision:
+            return "verifying"  # sent, but an Agent call of unknown outcome is being read back
         if state != SYNC_FAILING:
             return state
         return _FAILURE_CODES.get(self.sync_last_error.split(" ", 1)[0], "sync_failed")
@@ -80,6 +92,7 @@ class AllergyState:
             "message": SYNC_MESSAGES[code],
             "revision": self.revision,
             "synced_revision": self.synced_revision,
+            "verified_at": self.sync_verified_at,
         }
 
     @property
@@ -104,6 +117,8 @@ class AllergyState:
             synced_revision=profile.synced_revision,
             sync_last_error=profile.sync_last_error,
             sync_failed_at=profile.sync_failed_at,
+            sync_verified_at=profile.sync_verified_at,
+            sync_verifying=profile.sync_verifying,
         )
 
 

@@ -102,3 +102,32 @@ def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:
     AllergyProfile.objects.filter(user__uid=uid, synced_revision__lt=F("revision")).update(
         sync_last_error=error[:MAX_SYNC_ERROR_LENGTH], sync_failed_at=timezone.now()
     )
+
+
+def allergy_sync_record_verifying(*, uid: uuid.UUID | str) -> None:
+    """An Agent call about the user had an unknown outcome: not `synced` until it is read back."""
+    user = User.objects.filter(uid=uid).only("pk").first()
+    if user is None:
+        return
+    AllergyProfile.objects.get_or_create(user=user)  # an absent profile is an empty one at revision 0
+    AllergyProfile.objects.filter(user=user).update(sync_verifying=True)
+
+
+def allergy_sync_record_verified(*, uid: uuid.UUID | str, at: datetime, resolved: bool) -> None:
+    """The Agent's copy was read back equal at `at`; `resolved` ends a read-back after an
+    uncertain outcome (only the read-back itself may end it)."""
+    user = User.objects.filter(uid=uid).only("pk").first()
+    if user is None:
+        return
+    AllergyProfile.objects.get_or_create(user=user)
+    changes: dict = {"sync_verified_at": at}
+    if resolved:
+        changes["sync_verifying"] = False
+    AllergyProfile.objects.filter(user=user).update(**changes)
+
+
+def allergy_sync_record_unconfirmed(*, uids: list[uuid.UUID]) -> None:
+    """The Agent is not known to hold these profiles (drift found, or a resync was asked for):
+    `synced_revision` goes back to 0 so each shows `pending` until it is sent again. The only
+    write that lowers `synced_revision`; the consumer's success raises it again."""
+    AllergyProfile.objects.filter(user__uid__in=uids, revision__gt=0).update(synced_revision=0)

@@ -303,15 +303,21 @@ class Relay:
             while not self.stop.is_set():
                 close_old_connections()
                 if not self.publish_batch(channel):
-                    # Wake on a commit; return often enough to serve the broker's heartbeats.
-                    waiter.wait(max_seconds=settings.AMQP_HEARTBEAT_SECONDS / 4)
+                    # Wake on a commit or when a delayed event is due; return often enough to
+                    # serve the broker's heartbeats.
+                    due = embedded.outbox_seconds_until_next_due()
+                    heartbeat = settings.AMQP_HEARTBEAT_SECONDS / 4
+                    waiter.wait(max_seconds=heartbeat if due is None else min(due, heartbeat))
                     connection.process_data_events(time_limit=0)
         finally:
             waiter.close()
             amqp.connection_close_quietly(connection)
 
     def publish_batch(self, channel) -> int:
-        pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).order_by("id")
+        # Only due rows: a delayed event (a read-back step) waits in the outbox, not in the broker.
+        pending = OutboxEvent.objects.filter(
+            status=OutboxEvent.Status.PENDING, available_at__lte=timezone.now()
+        ).order_by("id")
         batch = list(pending[: settings.BUS_RELAY_BATCH_SIZE])
         published: list[int] = []
         try:

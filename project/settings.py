@@ -263,6 +263,13 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kairos <no-reply@kai
 AGENT_BASE_URL = env.str("AGENT_BASE_URL", default="http://localhost:4021")
 AGENT_SERVICE_TOKEN = env.str("AGENT_SERVICE_TOKEN", default="")
 AGENT_TIMEOUT_SECONDS = env.float("AGENT_TIMEOUT_SECONDS", default=10.0)
+# Verification (agent_bridge/verification.py, docs/operations.md#verification). After an Agent
+# call of unknown outcome the user is read back after each of these delays (growing; their sum,
+# 187 s by default, is the horizon within which a late apply by the Agent is caught).
+AGENT_READ_BACK_DELAYS_SECONDS = env.list("AGENT_READ_BACK_DELAYS_SECONDS", cast=float, default=[2, 5, 15, 45, 120])
+# reconcile_agent: most Agent reads per second; --continuous verifies every user within the period.
+AGENT_RECONCILE_READS_PER_SECOND = env.float("AGENT_RECONCILE_READS_PER_SECOND", default=5.0)
+AGENT_RECONCILE_PERIOD_SECONDS = env.int("AGENT_RECONCILE_PERIOD_SECONDS", default=86400)
 
 AMQP_URL = env.str("AMQP_URL", default="")
 AMQP_QUEUE_TYPE = env.str("AMQP_QUEUE_TYPE", default="classic")  # classic | quorum

@@ -39,6 +39,8 @@ EXAMPLE_DATA: dict[str, dict] = {
     "interactions.clear_requested": {},
     "interactions.refresh_requested": {},
     "user.deleted": {},
+    "agent.read_back_due": {"chain": "9d4f6c2a-1b3e-4f5a-8c7d-6e5f4a3b2c1d", "step": 0, "repairs": 0},
+    "agent.resync_requested": {"reason": "resync"},
 }
 EXAMPLE_ID = uuid.UUID("0b7e3f0e-6a8c-4d2e-9a57-2f7c1d0e5a11")
 EXAMPLE_UID = uuid.UUID("5f0c6b8e-2d41-4c3a-8f7e-9b1a2c3d4e5f")

@@ -23,7 +23,7 @@ ENV_EXAMPLE = REPO / ".env.example"
 DOCKERIGNORE = REPO / ".dockerignore"
 SETTINGS = REPO / "project" / "settings.py"
 
-APP_PROCESSES = ("web", "relay", "consumer")
+APP_PROCESSES = ("web", "relay", "consumer", "reconciler")
 ONE_SHOT = {"migrate"}
 LONG_RUNNING_RESTART = {"always", "unless-stopped", "on-failure"}
 
@@ -186,9 +186,10 @@ def test_web_serves_gunicorn_and_its_health_check_probes_the_health_endpoint(ser
 def test_processes_run_the_documented_commands_and_those_commands_exist(services):
     assert command_of(services["relay"]) == ["python", "manage.py", "relay"]
     assert command_of(services["consumer"]) == ["python", "manage.py", "consume"]
+    assert command_of(services["reconciler"]) == ["python", "manage.py", "reconcile_agent", "--continuous"]
     devagent = " ".join(command_of(services["devagent"]))
     assert devagent == "python -m agent_bridge.devagent --host 0.0.0.0 --port 4021 --control-port 4022"
-    for name in ("relay", "consume"):
+    for name in ("relay", "consume", "reconcile_agent"):
         found = list(REPO.glob(f"*/management/commands/{name}.py"))
         assert found, f"docker-compose.yml runs `manage.py {name}`, which no app defines"
     assert (REPO / "agent_bridge" / "devagent.py").exists() or (REPO / "agent_bridge" / "devagent").is_dir()

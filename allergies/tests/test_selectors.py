@@ -6,12 +6,14 @@ import pytest
 from allergies.selectors import SYNC_MESSAGES, AllergyState
 
 
-def sync_of(state: str, revision: int, synced_revision: int, code: str | None = None) -> dict:
+def sync_of(
+    state: str, revision: int, synced_revision: int, code: str | None = None, verified_at: datetime | None = None
+) -> dict:
     """The `sync` object of an allergy answer (shared by the tests that check it)."""
     code = code or state
     return {
         "state": state, "code": code, "message": SYNC_MESSAGES[code],
-        "revision": revision, "synced_revision": synced_revision,
+        "revision": revision, "synced_revision": synced_revision, "verified_at": verified_at,
     }
 
 
@@ -39,3 +41,11 @@ def test_recognised_and_custom_names() -> None:
     state = AllergyState(["peanuts", "mango"], ["lactose"], {}, 1, None, 0, "", None)
     assert state.recognised == ["peanuts"]
     assert state.custom == ["mango", "lactose"]
+
+
+def test_a_sent_profile_being_read_back_is_pending_with_its_own_code() -> None:
+    at = datetime.now(UTC)
+    verifying = AllergyState(["peanuts"], [], {"peanuts": "severe"}, 2, None, 2, "", None, at, True)
+    assert verifying.sync == sync_of("pending", 2, 2, code="verifying", verified_at=at)
+    resolved = AllergyState(["peanuts"], [], {"peanuts": "severe"}, 2, None, 2, "", None, at, False)
+    assert resolved.sync == sync_of("synced", 2, 2, verified_at=at)

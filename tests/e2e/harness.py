@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentControl
+from agent_bridge.devagent import LISTENING_LINE_RE
+from tests.devagent_control import DevAgentControl
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_TOKEN = "e2e-service-token-0123456789abcdef0123456789"
@@ -90,6 +91,9 @@ class Stack:
             "BUS_RETRY_DELAYS_SECONDS": "1,1,2,2,3,3,5,5,5,5",
             "BUS_IMMEDIATE_BACKOFF_MAX_SECONDS": "0.2",
             "BUS_USER_LEASE_SECONDS": "8",
+            # Read back after an uncertain Agent call within a 15 s horizon (default 187 s), so a
+            # test that times calls out sees the profile `synced` again soon after.
+            "AGENT_READ_BACK_DELAYS_SECONDS": "1,2,4,8",
             # Past the longest retry delay above, so a message the broker loses is published again.
             "BUS_REPUBLISH_AFTER_SECONDS": "30",
             "THROTTLE_RATES": "off",

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('allergies', '0001_initial'),
+        ('allergies', '0002_allergy_sync_verification'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -72,7 +72,7 @@ class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ("-id",)
     readonly_fields = (
         "event_id", "type", "schema", "uid", "occurred_at", "status", "attempts", "available_at", "claimed_by",
-        "claimed_until", "published_at", "delivered_at", "last_error", "data",
+        "claimed_until", "published_at", "delivered_at", "last_error", "traceparent", "data",
     )
     fields = readonly_fields
 

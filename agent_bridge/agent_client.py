@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any, ClassVar, Self
@@ -34,6 +35,8 @@ from urllib.parse import quote
 
 import requests
 import urllib3
+
+from project import metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -387,15 +390,52 @@ class AgentClient:
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> requests.Response:
-        """Make one attempt; return a 2xx response or raise a typed AgentError."""
+        """Make one attempt; return a 2xx response or raise a typed AgentError.
+
+        The call is a client span of the current trace (project.tracing): the Agent gets its
+        `traceparent`, and its latency is recorded by endpoint and status (project.metrics)."""
+        endpoint = f"{method} {_endpoint_of(path)}"
         started = time.monotonic()
+        outcome: int | str = "error"
         try:
-            response = self._session.request(
+            with tracing.span(endpoint, kind=tracing.SpanKind.CLIENT, **{"http.request.method": method}) as trace:
+                response = self._send(method, path, json=json, params=params, traceparent=trace.traceparent)
+            outcome = response.status_code
+        except AgentTimeout:
+            outcome = "timeout"
+            raise
+        except AgentConnectionError:
+            outcome = "connection_error"
+            raise
+        finally:
+            metrics.agent_request_observe(endpoint=endpoint, status=outcome, seconds=time.monotonic() - started)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        logger.debug(
+            "agent %s %s -> %s in %.0f ms",
+            method,
+            path,
+            response.status_code,
+            elapsed_ms,
+        )
+        if 200 <= response.status_code < 300:
+            return response
+        raise self._error_from(response, method, path)
+
+    def _send(
+        self, method: str, path: str, *, json: dict[str, Any] | None, params: dict[str, Any] | None, traceparent: str
+    ) -> requests.Response:
+        """The HTTP exchange itself; transport failures become typed AgentErrors."""
+        try:
+            return self._session.request(
                 method,
                 f"{self.base_url}{path}",
                 json=json,
                 params=params,
-                headers={"X-Service-Token": self._token, "Accept": "application/json"},
+                headers={
+                    "X-Service-Token": self._token,
+                    "Accept": "application/json",
+                    tracing.HEADER: traceparent,
+                },
                 timeout=self.timeout,
                 # A redirect could turn PATCH into GET; the Agent never redirects.
                 allow_redirects=False,
@@ -434,18 +474,6 @@ class AgentClient:
                 path=path,
             ) from exc
 
-        elapsed_ms = (time.monotonic() - started) * 1000
-        logger.debug(
-            "agent %s %s -> %s in %.0f ms",
-            method,
-            path,
-            response.status_code,
-            elapsed_ms,
-        )
-        if 200 <= response.status_code < 300:
-            return response
-        raise self._error_from(response, method, path)
-
     def _error_from(self, response: requests.Response, method: str, path: str) -> AgentError:
         status = response.status_code
         code: str | None = None
@@ -482,6 +510,14 @@ class AgentClient:
         if self._token and self._token in text:
             text = text.replace(self._token, "[redacted]")
         return text
+
+
+_USER_SEGMENT = re.compile(r"^/users/[^/]+")
+
+
+def _endpoint_of(path: str) -> str:
+    """The path's template, `/users/{uid}/allergies`: a bounded metric label, never a uid."""
+    return _USER_SEGMENT.sub("/users/{uid}", path, count=1)
 
 
 def _retry_after(response: requests.Response) -> float | None:

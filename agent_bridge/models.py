@@ -34,6 +34,9 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    # W3C trace context of the request that raised the event (project.tracing), carried to the Agent.
+    # Nullable: NULL is "raised outside any trace", and adding it rewrites no existing row.
+    traceparent = models.CharField(max_length=55, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         indexes = [

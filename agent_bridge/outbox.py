@@ -6,6 +6,7 @@ from typing import Any
 from django.db import connection
 
 from agent_bridge.models import OutboxEvent
+from project.tracing import current_traceparent
 
 
 class OutboxOutsideTransaction(RuntimeError):
@@ -18,6 +19,5 @@ def outbox_event_add(
     """Add an event; `not_before` delays it (neither the embedded bus nor the relay takes it earlier)."""
     if not connection.in_atomic_block:
         raise OutboxOutsideTransaction(f"{event_type} must be written inside the domain change's transaction")
-    if not_before is not None:
-        return OutboxEvent.objects.create(type=event_type, uid=uid, data=data, available_at=not_before)
-    return OutboxEvent.objects.create(type=event_type, uid=uid, data=data)
+    extra = {"available_at": not_before} if not_before is not None else {}
+    return OutboxEvent.objects.create(type=event_type, uid=uid, data=data, traceparent=current_traceparent(), **extra)

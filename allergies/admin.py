@@ -1,8 +1,24 @@
 from django.contrib import admin
 
+from allergies import selectors
 from allergies.models import AllergyProfile
 from allergies.selectors import AllergyState
 from project.admin import ReadOnlyAdminMixin
+
+
+class SyncStateFilter(admin.SimpleListFilter):
+    """The profile's sync state as the user sees it (synced / pending / failing)."""
+
+    title = "sync state"
+    parameter_name = "sync_state"
+
+    def lookups(self, request, model_admin):
+        return [(state, state) for state in (selectors.SYNC_SYNCED, selectors.SYNC_PENDING, selectors.SYNC_FAILING)]
+
+    def queryset(self, request, queryset):
+        if self.value() in dict(self.lookups(request, None)):
+            return queryset.filter(selectors.allergy_profiles_in_sync_state_q(self.value()))
+        return queryset
 
 
 @admin.register(AllergyProfile)
@@ -15,7 +31,7 @@ class AllergyProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     list_select_related = ("user",)
     search_fields = ("user__email", "=user__uid")
-    list_filter = ("sync_failed_at", "sync_verifying")
+    list_filter = (SyncStateFilter, "sync_failed_at", "sync_verifying")
     readonly_fields = (
         "user",
         "confirmed",

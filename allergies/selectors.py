@@ -3,9 +3,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connections
+from django.db.models import Count, F, Q
+
 from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from allergies.vocabulary import CANONICAL_NAMES
-from identity.models import User
+from identity import selectors as identity_selectors
+from identity.models import AuthToken, User
+from project import rawsql
+from project.rawsql import Columns
 
 SYNC_SYNCED = "synced"
 SYNC_PENDING = "pending"
@@ -132,6 +138,79 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
     if user is None:
         return None
     return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+
+
+PROFILE_COLUMNS = Columns(AllergyProfile, "p")
+_with_token_sql: dict[str, str] = {}
+
+
+def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState] | None:
+    """GET /api/allergies/ in one statement: the usable token whose secret is `raw` (as
+    identity.selectors.auth_token_get_usable, same rules), its user and the user's allergy profile;
+    None when the token is not usable."""
+    using = "default"
+    p = PROFILE_COLUMNS
+    sql = _with_token_sql.get(using)
+    if sql is None:
+        sql = _with_token_sql[using] = identity_selectors.auth_token_usable_sql(
+            columns=p.select(using),
+            joins=f"LEFT OUTER JOIN {p.table(using)} p ON {p.column('user_id', using)} = "
+            f"{identity_selectors.USER_COLUMNS.column('id', using)}",
+            using=using,
+        )
+    row = rawsql.fetchone(sql, identity_selectors.auth_token_usable_params(raw=raw, using=using), using=using)
+    if row is None:
+        return None
+    token = identity_selectors.auth_token_from_row(row, using=using)
+    start = len(row) - len(p)
+    # The profile's primary key is its user: NULL there means the user has no profile yet.
+    profile = p.instance(row, start, using) if row[start + p.attnames.index("user_id")] is not None else None
+    if profile is not None:
+        profile.user = token.user
+    return token, AllergyState.of(profile)
+
+
+_for_update_sql: dict[str, str] = {}
+
+
+def allergy_profile_get_for_update(*, user: User) -> AllergyProfile | None:
+    """The user's profile, its row locked until the end of the transaction (`SELECT ... FOR UPDATE` where the
+    database has it; SQLite's IMMEDIATE transactions serialise writers anyway). Inside transaction.atomic only.
+    None when the user has no profile yet. One written statement, no ORM compilation (every PUT runs it)."""
+    using = "default"
+    sql = _for_update_sql.get(using)
+    if sql is None:
+        p = PROFILE_COLUMNS
+        lock = " FOR UPDATE" if connections[using].features.has_select_for_update else ""
+        sql = _for_update_sql[using] = (
+            f"SELECT {p.select(using)} FROM {p.table(using)} p WHERE {p.column('user_id', using)} = %s{lock}"  # noqa: S608
+        )
+    row = rawsql.fetchone(sql, [user.pk], using=using)
+    if row is None:
+        return None
+    profile = PROFILE_COLUMNS.instance(row, 0, using)
+    profile.user = user
+    return profile
+
+
+# --- for operators (the admin) -----------------------------------------------------------
+
+def allergy_profiles_in_sync_state_q(state: str) -> Q:
+    """AllergyState.sync_state as a query, so the admin can filter and count by it."""
+    behind = Q(synced_revision__lt=F("revision"))
+    return {
+        SYNC_SYNCED: ~behind,
+        SYNC_FAILING: behind & Q(sync_failed_at__isnull=False),
+        SYNC_PENDING: behind & Q(sync_failed_at__isnull=True),
+    }[state]
+
+
+def allergy_profile_sync_counts() -> dict[str, int]:
+    """How many allergy profiles are synced, pending or failing."""
+    states = (SYNC_SYNCED, SYNC_PENDING, SYNC_FAILING)
+    return AllergyProfile.objects.aggregate(
+        **{state: Count("pk", filter=allergy_profiles_in_sync_state_q(state)) for state in states}
+    )
 
 
 def _revision_row(revision: AllergyRevision) -> dict:

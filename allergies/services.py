@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from allergies import signals
+from allergies import selectors, signals
 from allergies.history import allergy_changes
 from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from allergies.selectors import AllergyState
@@ -34,7 +34,9 @@ def allergy_profile_replace(
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
     with transaction.atomic():
-        profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
+        profile = selectors.allergy_profile_get_for_update(user=user)
+        if profile is None:  # the first write: create it, race-safe
+            profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
         before = {"confirmed": profile.confirmed, "intolerances": profile.intolerances, "severity": profile.severity}
         profile.confirmed = clean.confirmed
         profile.intolerances = clean.intolerances

@@ -10,6 +10,7 @@ import re
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import backoff
 from django.conf import settings
@@ -20,6 +21,7 @@ from agent_bridge.agent_client import AgentClient, AgentError
 from agent_bridge.events import Envelope
 from agent_bridge.leases import LeaseBusy
 from consumers.handlers import FAILURE_RECORDERS, HANDLERS
+from project import metrics
 
 logger = logging.getLogger("consumers.delivery")
 
@@ -128,10 +130,22 @@ def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) ->
             )
             outcome = _after_transient(attempt, _describe(exc))
     log_delivery(envelope, attempt=attempt, outcome=outcome, duration=time.monotonic() - started)
+    metrics.delivery_observe(
+        event_type=str(envelope.get("type")),
+        outcome=metrics.DeliveryOutcome(outcome.status),
+        commit_age_seconds=_seconds_since(envelope.get("occurred_at")),
+    )
     recorder = FAILURE_RECORDERS.get(envelope.get("type", ""))
     if recorder is not None and not outcome.done:
         recorder(envelope, outcome.error)
     return outcome
+
+
+def _seconds_since(iso: object) -> float | None:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(str(iso))).total_seconds()
+    except ValueError:
+        return None
 
 
 def log_delivery(envelope: Envelope, *, attempt: int, outcome: Outcome, duration: float) -> None:

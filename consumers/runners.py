@@ -28,6 +28,7 @@ from agent_bridge.transports import embedded
 from agent_bridge.transports import rabbitmq as amqp
 from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing, services
+from project import metrics, tracing
 
 logger = logging.getLogger("consumers")
 
@@ -123,7 +124,8 @@ class EmbeddedConsumer:
     def handle(self, event: OutboxEvent) -> processing.Outcome:
         attempt = event.attempts + 1
         envelope = event.envelope
-        outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
+        with tracing.delivery_span(traceparent=event.traceparent, event_type=event.type, event_id=envelope["id"]):
+            outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
         if outcome.status == processing.RETRY:
             delay = processing.retry_delay_seconds(attempt=attempt)
             embedded.outbox_event_release_for_retry(event=event, delay_seconds=delay, error=outcome.error)
@@ -232,14 +234,19 @@ class RabbitConsumer:
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         attempt = amqp.attempt_of(properties)
-        outcome = self._run_on_worker(connection, self._process, envelope, attempt)
+        traceparent = amqp.traceparent_of(properties)
+        outcome = self._run_on_worker(connection, self._process, envelope, attempt, traceparent)
         if outcome.status == processing.RETRY:
             delay = processing.retry_delay_seconds(attempt=attempt)
-            amqp.envelope_publish_retry(publisher, self.topology, envelope, attempt=attempt + 1, delay_seconds=delay)
+            amqp.envelope_publish_retry(
+                publisher, self.topology, envelope, attempt=attempt + 1, delay_seconds=delay, traceparent=traceparent
+            )
         channel.basic_ack(method.delivery_tag)
 
-    def _process(self, envelope: Envelope, attempt: int) -> processing.Outcome:
-        outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
+    def _process(self, envelope: Envelope, attempt: int, traceparent: str | None = None) -> processing.Outcome:
+        # On the handler thread: the trace context must be entered here, not on the connection's.
+        with tracing.delivery_span(traceparent=traceparent, event_type=envelope["type"], event_id=envelope["id"]):
+            outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
         if outcome.status == processing.RETRY:
             services.outbox_event_note_retry(
                 event_id=envelope["id"],
@@ -322,8 +329,9 @@ class Relay:
         published: list[int] = []
         try:
             for event in batch:
-                amqp.envelope_publish(channel, self.topology, event.envelope)
+                amqp.envelope_publish(channel, self.topology, event.envelope, traceparent=event.traceparent)
                 published.append(event.pk)
+                metrics.event_published(event_type=event.type)
                 logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)
         finally:
             if published:
@@ -345,7 +353,9 @@ class Relay:
         if events and self._work_queue_backlog(channel):
             return 0  # consumers are still working through a backlog, which likely holds these
         for event in events:
-            amqp.envelope_publish(channel, self.topology, event.envelope, attempt=event.attempts + 1)
+            amqp.envelope_publish(
+                channel, self.topology, event.envelope, attempt=event.attempts + 1, traceparent=event.traceparent
+            )
             OutboxEvent.objects.filter(pk=event.pk, status=OutboxEvent.Status.PUBLISHED).update(
                 available_at=services.outbox_settle_deadline()
             )

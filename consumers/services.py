@@ -14,6 +14,7 @@ from agent_bridge.events import Envelope
 from agent_bridge.models import OutboxEvent
 from consumers import selectors
 from consumers.models import DeadLetter
+from project import metrics
 
 logger = logging.getLogger("consumers.replay")
 
@@ -64,6 +65,8 @@ def dead_letter_record(*, envelope: Envelope, attempts: int, reason: str) -> Dea
         OutboxEvent.objects.filter(event_id=event_id).update(
             status=OutboxEvent.Status.DEAD, attempts=attempts, last_error=reason, claimed_by="", claimed_until=None
         )
+    if created:
+        metrics.dead_letter_recorded(event_type=dead_letter.type)
     return dead_letter
 
 

@@ -47,11 +47,12 @@ MIDDLEWARE = [
     "project.middleware.StaticFilesMiddleware",
     "project.middleware.RequestIdMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, auth and messages middleware, skipped under /api/ (the admin's, not the API's).
+    "project.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "project.middleware.AuthenticationMiddleware",
+    "project.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -134,7 +135,8 @@ CORS_ALLOW_HEADERS = (
 # --- Security (production) ------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+# Probes and the scraper speak plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/(live/|ready/)?$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
@@ -217,6 +219,8 @@ SPECTACULAR_SETTINGS = {
         "SyncStateEnum": "allergies.selectors.SYNC_STATES",
         "SeverityEnum": "allergies.validation.SEVERITY_LEVELS",
         "PriceTierEnum": "identity.preferences.PRICE_TIERS",
+        # The probes' `database`, `broker` and `redis` share one set of states.
+        "DependencyStateEnum": "project.health.DEPENDENCY_STATES",
     },
 }
 
@@ -296,7 +300,19 @@ BUS_REPUBLISH_AFTER_SECONDS = env.int("BUS_REPUBLISH_AFTER_SECONDS", default=900
 # How long a consumer owns a user's sync lease (serialises Agent calls per user).
 BUS_USER_LEASE_SECONDS = env.float("BUS_USER_LEASE_SECONDS", default=AGENT_TIMEOUT_SECONDS * 2 + 5)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
+# `manage.py housekeeping` (the compose stack's housekeeping service): commands and intervals.
+HOUSEKEEPING_JOBS = env.str("HOUSEKEEPING_JOBS", default="prune_outbox=1h,prune_accounts=1h")
 INTERACTIONS_MIRROR_MAX_AGE_SECONDS = env.int("INTERACTIONS_MIRROR_MAX_AGE_SECONDS", default=300)
+
+# --- Operations: probes, metrics, traces (docs/operations.md) ---------------------
+# Readiness also requires the broker in RabbitMQ mode (0: the API stays in the load balancer
+# through a broker outage; the outbox holds the events meanwhile).
+HEALTH_READY_BROKER = env.bool("HEALTH_READY_BROKER", default=True)
+# Bearer token for the API's GET /metrics (at least 32 characters; unset: /metrics is off).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The daemons' (consume, relay) own metrics port and address; 0: no metrics server.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="127.0.0.1")
 
 # --- Logging --------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

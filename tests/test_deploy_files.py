@@ -350,3 +350,27 @@ def test_env_example_values_are_usable_as_is():
         if active:
             assert not (value[:1] in "\"'" and value), f"{name}: docker compose would keep the quotes"
             assert " #" not in value, f"{name}: docker compose would keep the comment in the value"
+
+
+# ------------------------------------------------------------------ operations (issue 16)
+
+
+def test_the_stack_schedules_its_housekeeping(services):
+    housekeeping = services["housekeeping"]
+    assert command_of(housekeeping) == ["python", "manage.py", "housekeeping"]
+    assert str(housekeeping.get("restart")) in LONG_RUNNING_RESTART
+
+
+def test_daemons_serve_metrics_inside_the_network_only(services):
+    for name in ("relay", "consumer"):
+        environment = environment_of(services[name])
+        assert environment["METRICS_PORT"] == "9100" and environment["METRICS_ADDR"] == "0.0.0.0"  # noqa: S104
+        published = [str(port) for port in services[name].get("ports") or []]
+        assert not any("9100" in port for port in published), f"{name} publishes its metrics port"
+
+
+def test_gunicorn_runs_with_the_multiprocess_metrics_configuration():
+    cmd = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "CMD"][-1]
+    assert "python:project.gunicorn_conf" in cmd
+    conf = (REPO / "project" / "gunicorn_conf.py").read_text()
+    assert "def child_exit" in conf and "mark_process_dead" in conf and "def post_fork" in conf

@@ -174,6 +174,7 @@ class _AgentHandler(_JsonHandler):
                 "query": split.query,
                 "token_present": presented is not None,
                 "token_valid": state.token_ok(presented),
+                "traceparent": self.headers.get("traceparent"),
                 "body": _loggable_body(raw),
                 "timestamp": started,
                 "status": status,

@@ -31,6 +31,7 @@ from django.conf import settings
 from agent_bridge.events import Envelope
 
 ATTEMPT_HEADER = "x-kairos-attempt"
+TRACE_HEADER = "traceparent"  # W3C trace context (project.tracing), as OpenTelemetry's AMQP propagators name it
 # pika errors after which a fresh connection is the way on.
 CONNECTION_ERRORS = (
     pika.exceptions.AMQPConnectionError,
@@ -144,13 +145,16 @@ def topology_declare(
         )
 
 
-def _properties(envelope: Envelope, attempt: int) -> pika.BasicProperties:
+def _properties(envelope: Envelope, attempt: int, traceparent: str | None = None) -> pika.BasicProperties:
+    headers: dict = {ATTEMPT_HEADER: attempt}
+    if traceparent:
+        headers[TRACE_HEADER] = traceparent
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=pika.DeliveryMode.Persistent,
         message_id=envelope["id"],
         type=envelope["type"],
-        headers={ATTEMPT_HEADER: attempt},
+        headers=headers,
     )
 
 
@@ -160,6 +164,7 @@ def envelope_publish(
     envelope: Envelope,
     *,
     attempt: int = 1,
+    traceparent: str | None = None,
 ) -> None:
     """Publish an event to the work exchange; the channel must be in confirm mode.
 
@@ -170,7 +175,7 @@ def envelope_publish(
         topology.exchange,
         envelope["type"],
         json.dumps(envelope).encode(),
-        properties=_properties(envelope, attempt=attempt),
+        properties=_properties(envelope, attempt=attempt, traceparent=traceparent),
         mandatory=True,
     )
 
@@ -182,13 +187,14 @@ def envelope_publish_retry(
     *,
     attempt: int,
     delay_seconds: float,
+    traceparent: str | None = None,
 ) -> None:
     """Park an event in the retry queue of `delay_seconds`; it comes back as attempt `attempt`."""
     channel.basic_publish(
         "",
         topology.retry_queue(delay_seconds),
         json.dumps(envelope).encode(),
-        properties=_properties(envelope, attempt=attempt),
+        properties=_properties(envelope, attempt=attempt, traceparent=traceparent),
         mandatory=True,
     )
 
@@ -199,6 +205,13 @@ def attempt_of(properties: pika.BasicProperties) -> int:
         return max(1, int(headers.get(ATTEMPT_HEADER, 1)))
     except (TypeError, ValueError):
         return 1
+
+
+def traceparent_of(properties: pika.BasicProperties) -> str | None:
+    value = (properties.headers or {}).get(TRACE_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value if isinstance(value, str) else None
 
 
 def death_reason(properties: pika.BasicProperties) -> str:

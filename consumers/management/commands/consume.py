@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from consumers.runners import EmbeddedConsumer, RabbitConsumer, stop_flag_on_signals
+from project import metrics_http, tracing
 
 
 class Command(BaseCommand):
@@ -9,5 +10,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         stop = stop_flag_on_signals()
+        metrics_http.daemon_metrics_serve(process="consumer")
+        tracing.otel_init(service_name="kairos-consumer")
         consumer = RabbitConsumer(stop=stop) if settings.AMQP_URL else EmbeddedConsumer(stop=stop)
-        consumer.run()
+        try:
+            consumer.run()
+        finally:
+            tracing.otel_shutdown()

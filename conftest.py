@@ -86,6 +86,29 @@ def outbox():
 
 
 @pytest.fixture
+def deliver_mail():
+    """deliver_mail() runs the consumer's email handler on every undelivered `email.requested`
+    event, oldest first, marks them delivered, and returns django.core.mail.outbox (the sent mail)."""
+    from django.core import mail
+    from django.utils import timezone
+
+    from agent_bridge import events
+    from agent_bridge.models import OutboxEvent
+    from consumers.handlers import HANDLERS
+
+    def deliver() -> list:
+        queued = OutboxEvent.objects.filter(type=events.EMAIL_REQUESTED).exclude(status=OutboxEvent.Status.DELIVERED)
+        for event in queued.order_by("id"):
+            HANDLERS[events.EMAIL_REQUESTED](event.envelope, None)
+            OutboxEvent.objects.filter(pk=event.pk).update(
+                status=OutboxEvent.Status.DELIVERED, delivered_at=timezone.now()
+            )
+        return mail.outbox
+
+    return deliver
+
+
+@pytest.fixture
 def clear_cache(db, throttle_clock):
     """Empty the throttle counts (the store the settings name) before and after a test; the throttles'
     clock stands still (a window boundary mid-test would reset the counts under test)."""

@@ -19,3 +19,11 @@ def interaction_page_get(*, user: User, limit: int, offset: int) -> dict[str, An
         "offset": offset,
         "synced_at": mirror.synced_at if mirror else None,
     }
+
+
+def interaction_mirror_export(*, user: User) -> dict[str, Any]:
+    """The whole mirror of the user's history, for the data export."""
+    mirror = InteractionMirror.objects.filter(user=user).first()
+    if mirror is None:
+        return {"items": [], "agent_total": 0, "synced_at": None}
+    return {"items": list(mirror.items), "agent_total": mirror.agent_total, "synced_at": mirror.synced_at}

@@ -40,3 +40,30 @@ class AllergyProfile(models.Model):
     def allergy_flags(self) -> list[str]:
         """The sorted union of confirmed allergens and intolerances, as the Agent computes it."""
         return allergy_flags_for(self.confirmed, self.intolerances)
+
+
+class AllergyRevision(models.Model):
+    """One revision of the allergy profile, kept as a food-safety record (GET /api/allergies/history/).
+
+    `changes` says what the revision changed, by list ("confirmed" or "intolerances"):
+    {"added": [{"allergen", "list", "severity"}], "removed": [{"allergen", "list", "severity"}],
+    "severity_changed": [{"allergen", "list", "old_severity", "new_severity"}]}; an allergen moved between the
+    lists is removed from one and added to the other. `session_id` and `session_device` name
+    the session (AuthToken) that made it; null for changes made outside a session (admin,
+    commands). Deleted with the account (cascade) and after ALLERGY_HISTORY_RETENTION_DAYS.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="allergy_revisions")
+    revision = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    changes = models.JSONField(default=dict)
+    # No foreign key: the record outlives the session's token (tokens are pruned sooner).
+    session_id = models.BigIntegerField(null=True, blank=True)
+    session_device = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "revision"], name="allergy_revision_user_revision")]
+        indexes = [models.Index(fields=["created_at"], name="allergy_revision_created")]
+
+    def __str__(self) -> str:
+        return f"allergy revision {self.revision} of user {self.user_id}"

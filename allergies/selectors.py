@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db import connections
 from django.db.models import Count, F, Q
 
-from allergies.models import AllergyProfile, allergy_flags_for
+from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from allergies.vocabulary import CANONICAL_NAMES
 from identity import selectors as identity_selectors
 from identity.models import AuthToken, User
@@ -211,3 +211,31 @@ def allergy_profile_sync_counts() -> dict[str, int]:
     return AllergyProfile.objects.aggregate(
         **{state: Count("pk", filter=allergy_profiles_in_sync_state_q(state)) for state in states}
     )
+
+
+def _revision_row(revision: AllergyRevision) -> dict:
+    return {
+        "revision": revision.revision,
+        "created_at": revision.created_at,
+        "changes": revision.changes,
+        "session": {"id": revision.session_id, "device": revision.session_device}
+        if revision.session_id is not None
+        else None,
+    }
+
+
+def allergy_history_page_get(*, user, limit: int, offset: int) -> dict:
+    """One page of the profile's revisions, newest first: {history, total, limit, offset}."""
+    revisions = AllergyRevision.objects.filter(user=user)
+    page = revisions.order_by("-revision")[offset : offset + limit]
+    return {
+        "history": [_revision_row(revision) for revision in page],
+        "total": revisions.count(),
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+def allergy_history_all(*, user) -> list[dict]:
+    """Every kept revision, oldest first (for the data export)."""
+    return [_revision_row(revision) for revision in AllergyRevision.objects.filter(user=user).order_by("revision")]

@@ -99,3 +99,49 @@ class AllergenListSerializer(serializers.Serializer):
     severity_levels = serializers.ListField(child=serializers.ChoiceField(choices=SEVERITY_LEVELS))
 
 
+# --- History (GET /api/allergies/history/) ---------------------------------------------------
+HISTORY_MAX_LIMIT = 100
+LIST_CHOICES = ["confirmed", "intolerances"]
+
+
+class AllergyHistoryQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=HISTORY_MAX_LIMIT, default=20)
+    offset = serializers.IntegerField(min_value=0, max_value=1_000_000, default=0)
+
+
+class AllergenEntrySerializer(serializers.Serializer):
+    allergen = serializers.CharField()
+    list = serializers.ChoiceField(choices=LIST_CHOICES, help_text="Which list of the profile.")
+    severity = serializers.CharField(allow_null=True)
+
+
+class SeverityChangeSerializer(serializers.Serializer):
+    allergen = serializers.CharField()
+    list = serializers.ChoiceField(choices=LIST_CHOICES)
+    old_severity = serializers.CharField(allow_null=True)
+    new_severity = serializers.CharField(allow_null=True)
+
+
+class AllergyChangesSerializer(serializers.Serializer):
+    added = AllergenEntrySerializer(many=True)
+    removed = AllergenEntrySerializer(many=True)
+    severity_changed = SeverityChangeSerializer(many=True)
+
+
+class RevisionSessionSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The session id of GET /api/sessions/ (it may have ended since).")
+    device = serializers.CharField()
+
+
+class AllergyRevisionSerializer(serializers.Serializer):
+    revision = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    changes = AllergyChangesSerializer()
+    session = RevisionSessionSerializer(allow_null=True, help_text="null: changed outside the API (admin, commands).")
+
+
+class AllergyHistoryPageSerializer(serializers.Serializer):
+    history = AllergyRevisionSerializer(many=True, help_text="Newest first.")
+    total = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()

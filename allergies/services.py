@@ -1,34 +1,43 @@
 """Writes of the allergies app. The only place that sends allergies' domain signals."""
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from allergies import selectors, signals
-from allergies.models import AllergyProfile, allergy_flags_for
+from allergies.history import allergy_changes
+from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from allergies.selectors import AllergyState
 from allergies.validation import allergy_profile_clean
-from identity.models import User
+from identity.models import AuthToken, User
 
 MAX_SYNC_ERROR_LENGTH = 1000
 
 
 def allergy_profile_replace(
-    *, user: User, confirmed: list[str], intolerances: list[str], severity: dict[str, str]
+    *,
+    user: User,
+    confirmed: list[str],
+    intolerances: list[str],
+    severity: dict[str, str],
+    session: AuthToken | None = None,
 ) -> AllergyState:
-    """Replace the whole profile and queue it for the Agent.
+    """Replace the whole profile, record the revision in its history and queue it for the Agent.
 
     Names are normalised and the rules checked here too (AllergyProfileInvalid), so no caller
     can store a profile the API would refuse. The row is locked for the transaction, so
     concurrent replacements get distinct revisions and the outbox receives them in order.
+    `session` is the token the change came from (None outside the API).
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
     with transaction.atomic():
         profile = selectors.allergy_profile_get_for_update(user=user)
         if profile is None:  # the first write: create it, race-safe
             profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
+        before = {"confirmed": profile.confirmed, "intolerances": profile.intolerances, "severity": profile.severity}
         profile.confirmed = clean.confirmed
         profile.intolerances = clean.intolerances
         profile.severity = clean.severity
@@ -37,6 +46,17 @@ def allergy_profile_replace(
         # stays visible until the Agent holds the profile.
         profile.sync_failed_at = None
         profile.save()
+        AllergyRevision.objects.create(
+            user=user,
+            revision=profile.revision,
+            created_at=profile.updated_at,
+            changes=allergy_changes(
+                before=before,
+                after={"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity},
+            ),
+            session_id=session.pk if session is not None else None,
+            session_device=session.device_label if session is not None else "",
+        )
         signals.allergy_profile_replaced.send(
             sender=AllergyProfile,
             uid=user.uid,
@@ -49,9 +69,16 @@ def allergy_profile_replace(
     return AllergyState.of(profile)
 
 
-def allergy_profile_clear(*, user: User) -> AllergyState:
+def allergy_profile_clear(*, user: User, session: AuthToken | None = None) -> AllergyState:
     """Empty the profile (a new revision, synced to the Agent like any replacement)."""
-    return allergy_profile_replace(user=user, confirmed=[], intolerances=[], severity={})
+    return allergy_profile_replace(user=user, confirmed=[], intolerances=[], severity={}, session=session)
+
+
+def allergy_history_prune(*, now: datetime | None = None) -> int:
+    """Delete history revisions older than ALLERGY_HISTORY_RETENTION_DAYS; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.ALLERGY_HISTORY_RETENTION_DAYS)
+    deleted, _ = AllergyRevision.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def allergy_sync_record_success(*, uid: uuid.UUID | str, revision: int) -> None:

@@ -1,7 +1,7 @@
 """Thin API views: validate with a serializer, call one service, shape the answer."""
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import cache_control
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,6 +11,8 @@ from allergies import selectors, services
 from allergies.selectors import AllergyState
 from allergies.serializers import (
     AllergenListSerializer,
+    AllergyHistoryPageSerializer,
+    AllergyHistoryQuerySerializer,
     AllergyProfileInputSerializer,
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
@@ -103,7 +105,7 @@ class AllergyProfileView(APIView):
     def put(self, request: Request) -> Response:
         serializer = AllergyProfileInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        state = services.allergy_profile_replace(user=request.user, **serializer.validated_data)
+        state = services.allergy_profile_replace(user=request.user, session=request.auth, **serializer.validated_data)
         return Response(_render(state, UPDATED_MESSAGE))
 
     @extend_schema(
@@ -111,7 +113,7 @@ class AllergyProfileView(APIView):
         request=None, responses={200: AllergyProfileMessageOutputSerializer, 401: ErrorSerializer},
     )
     def delete(self, request: Request) -> Response:
-        state = services.allergy_profile_clear(user=request.user)
+        state = services.allergy_profile_clear(user=request.user, session=request.auth)
         return Response(_render(state, CLEARED_MESSAGE))
 
 
@@ -148,3 +150,25 @@ class AllergenListView(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(VOCABULARY)
+
+
+class AllergyHistoryView(APIView):
+    """Every kept revision of the profile: what changed, when, from which session."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=[TAG],
+        summary="The history of the allergy profile",
+        description="Every kept revision, newest first: when, what changed, from which session.",
+        parameters=[
+            OpenApiParameter("limit", int, description="1 to 100, default 20"),
+            OpenApiParameter("offset", int, description=">= 0, default 0"),
+        ],
+        responses={200: AllergyHistoryPageSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        query = AllergyHistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = selectors.allergy_history_page_get(user=request.user, **query.validated_data)
+        return Response(AllergyHistoryPageSerializer(page).data)

@@ -121,12 +121,12 @@ class UserAdmin(admin.ModelAdmin):
 
 @admin.register(AuthToken)
 class AuthTokenAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_display = ("id", "user", "device_label", "network", "created_at", "expires_at", "revoked_at", "last_used_at")
     list_filter = ("revoked_at",)
     search_fields = ("user__email", "=user__uid")
     list_select_related = ("user",)
     exclude = ("key_hash",)
-    readonly_fields = ("user", "created_at", "expires_at", "last_used_at")
+    readonly_fields = ("user", "device_label", "network", "created_at", "expires_at", "last_used_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a token's secret is shown once, at login; the admin could never show it

@@ -47,6 +47,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    # Notification settings (GET/PATCH /api/notifications/). Security mails (password, email,
+    # deletion) cannot be turned off; the new-device login mail can.
+    notify_new_device = models.BooleanField(default=True)
 
     objects = UserManager()
 
@@ -79,6 +82,9 @@ class AuthToken(models.Model):
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # What GET /api/sessions/ shows (identity.devices): never the secret, never the full address.
+    device_label = models.CharField(max_length=100, blank=True, default="")
+    network = models.CharField(max_length=64, blank=True, default="", help_text="/24 or /48 of the client address")
 
     class Meta:
         indexes = [models.Index(fields=["user", "revoked_at"], name="authtoken_user_revoked")]
@@ -106,3 +112,51 @@ class UserPreferences(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of user {self.user_id} (revision {self.revision})"
+
+
+class EmailChangeRequest(models.Model):
+    """A requested, not yet confirmed change of address (POST /api/email/change/).
+
+    The link sent to `new_email` carries a signature over this row's id only (identity.tokens), so
+    neither the address nor a secret is in the link's readable payload, the outbox or the broker.
+    One live request per user: a new one replaces it; confirming or erasing the account deletes it.
+    `old_email` pins the request to the address it was made from: once that changes, the link dies.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="email_change_requests")
+    new_email = models.EmailField(max_length=254)
+    old_email = models.EmailField(max_length=254)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set when the link is mailed: a second event for the same request (a retry, a redelivery)
+    # sends nothing more.
+    link_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"email change request {self.pk} of user {self.user_id}"
+
+
+class MailNotice(models.Model):
+    """The facts a notification mail reports, captured when they happen, deleted once it is sent.
+
+    The consumer sends mails long after the request (and after the account is gone, for the
+    deletion notice), so what it cannot look up then is captured here: the old address of an
+    email change, the address of a deleted account, the device of a new-device login. No foreign
+    key: the deletion notice outlives its user. Rows are deleted when the mail is sent, with the
+    account (except the deletion notice itself) and, unsent, after MAIL_NOTICE_TTL
+    (identity.services.account_data_prune).
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL_CHANGED = "email_changed"
+        ACCOUNT_DELETED = "account_deleted"
+        NEW_DEVICE_LOGIN = "new_device_login"
+
+    uid = models.UUIDField(db_index=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    email = models.EmailField(max_length=254, blank=True, default="", help_text="Only where the account cannot give it")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} notice for {self.uid}"

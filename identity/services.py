@@ -1,19 +1,23 @@
 """Writes of the identity app. The only place that sends identity's domain signals."""
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from identity import preferences as preference_rules
-from identity import signals, tokens
+from identity import selectors, signals, tokens
 from identity.addresses import email_canonical, email_canonical_or_none
-from identity.models import AuthToken, User, UserPreferences
+from identity.devices import ClientInfo
+from identity.models import AuthToken, EmailChangeRequest, MailNotice, User, UserPreferences
 from identity.tokens import auth_token_generate, auth_token_hash
 from project.errors import ApplicationError, FieldProblem
 
@@ -58,6 +62,17 @@ class PreferencesRefused(ApplicationError):
     """Preferences that break identity.preferences' rules (per key, under `preferences.<key>`)."""
 
     code = "invalid_preferences"
+
+
+class SessionNotFound(ApplicationError):
+    """No live session with that id belongs to the user: another user's, ended or unknown look the same."""
+
+    status_code = 404
+    code = "session_not_found"
+    message = "No such session."
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,11 +149,17 @@ def password_validate(*, password: str, user: User, field: str) -> None:
 
 
 # --- Login tokens ---------------------------------------------------------------------
-def auth_token_issue(*, user: User) -> IssuedToken:
+def auth_token_issue(*, user: User, client: ClientInfo | None = None) -> IssuedToken:
     raw = auth_token_generate()
     now = timezone.now()
+    client = client or ClientInfo()
     token = AuthToken.objects.create(
-        user=user, key_hash=auth_token_hash(raw), created_at=now, expires_at=now + settings.AUTH_TOKEN_TTL
+        user=user,
+        key_hash=auth_token_hash(raw),
+        created_at=now,
+        expires_at=now + settings.AUTH_TOKEN_TTL,
+        device_label=client.device_label,
+        network=client.network,
     )
     return IssuedToken(token=token, raw=raw)
 
@@ -155,11 +176,12 @@ def auth_tokens_revoke_all(*, user: User, keep: AuthToken | None = None) -> int:
     return tokens.update(revoked_at=timezone.now())
 
 
-def user_login(*, email: str, password: str) -> tuple[User, IssuedToken]:
-    """Check the credentials and issue a token.
+def user_login(*, email: str, password: str, client: ClientInfo | None = None) -> tuple[User, IssuedToken]:
+    """Check the credentials and issue a token labelled with the client's device and network.
 
     The password hasher runs whether or not the email is known, so the answer time does not
-    reveal registered addresses. Raises InvalidCredentials or EmailNotVerified.
+    reveal registered addresses. A login from a device not seen before queues the new-device
+    mail (see _login_notice_if_new_device). Raises InvalidCredentials or EmailNotVerified.
     """
     canonical = email_canonical_or_none(email)
     user = User.objects.filter(email=canonical).first() if canonical is not None else None
@@ -171,11 +193,39 @@ def user_login(*, email: str, password: str) -> tuple[User, IssuedToken]:
         raise InvalidCredentials
     if not user.is_verified:
         raise EmailNotVerified
+    client = client or ClientInfo()
     with transaction.atomic():
+        logged_in_before = user.last_login is not None
         user.last_login = timezone.now()
         user.save(update_fields=["last_login"])
-        issued = auth_token_issue(user=user)
+        issued = auth_token_issue(user=user, client=client)
+        if logged_in_before:
+            _login_notice_if_new_device(user=user, issued=issued)
     return user, issued
+
+
+def _login_notice_if_new_device(*, user: User, issued: IssuedToken) -> None:
+    """The device rule: a login is from a new device when no other session of the account opened
+    in the last NEW_DEVICE_MEMORY_DAYS carries the same device label ("<browser> on <system>").
+    The first login of an account never counts (the caller checks), nor does any login while the
+    user has turned the mail off."""
+    if not user.notify_new_device:
+        return
+    token = issued.token
+    since = token.created_at - timedelta(days=settings.NEW_DEVICE_MEMORY_DAYS)
+    known = (
+        AuthToken.objects.filter(user=user, device_label=token.device_label, created_at__gte=since)
+        .exclude(pk=token.pk)
+        .exists()
+    )
+    if known:
+        return
+    MailNotice.objects.create(
+        uid=user.uid,
+        kind=MailNotice.Kind.NEW_DEVICE_LOGIN,
+        details={"device": token.device_label, "network": token.network, "at": token.created_at.isoformat()},
+    )
+    signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.NEW_DEVICE_LOGIN)
 
 
 def user_logout_all(*, user: User) -> int:
@@ -233,6 +283,7 @@ def user_password_change(
         user.set_password(new_password)
         user.save(update_fields=["password"])
         auth_tokens_revoke_all(user=user, keep=keep_token)
+        signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.PASSWORD_CHANGED)
 
 
 def password_reset_request(*, email: str) -> None:
@@ -264,20 +315,28 @@ def password_reset_confirm(*, token: str, new_password: str) -> User:
         user.is_verified = True
         user.save(update_fields=["password", "is_verified"])
         auth_tokens_revoke_all(user=user)
+        signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.PASSWORD_RESET_DONE)
     return user
 
 
 # --- Deletion -------------------------------------------------------------------------------
 def user_erase(*, user: User) -> uuid.UUID:
-    """Delete the account locally and queue its erasure at the Agent, atomically.
+    """Delete the account locally, queue its erasure at the Agent and the deletion notice, atomically.
 
-    Tokens and preferences go with it (cascade). No password check: callers are the account
-    owner after re-confirmation (user_delete) and the Django admin.
+    Tokens, preferences, allergy history and email-change requests go with it (cascade); the
+    user's unsent mail notices are deleted. The address is kept only in the deletion notice's
+    MailNotice row, which the consumer deletes when it sends the mail (or the prune after
+    MAIL_NOTICE_TTL_HOURS, if it never can). No password check: callers are the account owner
+    after re-confirmation (user_delete) and the Django admin.
     """
-    uid = user.uid
+    uid, email = user.uid, user.email
     with transaction.atomic():
+        MailNotice.objects.filter(uid=uid).delete()
         user.delete()
         signals.user_deleted.send(sender=User, uid=uid)
+        # After user_deleted: whatever erases the user's bus copies then has run already.
+        MailNotice.objects.create(uid=uid, kind=MailNotice.Kind.ACCOUNT_DELETED, email=email)
+        signals.email_requested.send(sender=User, uid=uid, kind=signals.EmailKind.ACCOUNT_DELETED)
     return uid
 
 
@@ -347,3 +406,110 @@ def user_preferences_sync_record(*, uid: uuid.UUID, revision: int) -> None:
         prefs = UserPreferences.objects.filter(user__uid=uid)
         prefs.filter(synced_revision__lt=revision).update(synced_revision=revision)
         prefs.filter(revision=revision).exclude(reset_keys=[]).update(reset_keys=[])
+
+
+# --- Email change ---------------------------------------------------------------------------
+def email_change_request(*, user: User, new_email: str, password: str) -> None:
+    """Start a change of address: nothing changes until the new address confirms a link.
+
+    The work here is the same whatever `new_email` is (the password check, the deletion of the
+    user's older request, one request row, one outbox row), so neither the answer nor its cost
+    says whether the address has an account. Whose address it is, is decided when the mail is
+    sent (identity.emails): a free address gets the link; an address of another account gets
+    no link, only a notice to its owner (no takeover); the user's own address gets nothing.
+    Raises InvalidPassword.
+    """
+    if not user.check_password(password):
+        raise InvalidPassword(field="password")
+    new_email = email_canonical(new_email)
+    with transaction.atomic():
+        # A new attempt cancels any older pending one: only the latest link works.
+        EmailChangeRequest.objects.filter(user=user).delete()
+        EmailChangeRequest.objects.create(user=user, new_email=new_email, old_email=user.email)
+        signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.EMAIL_CHANGE_VERIFY)
+
+
+def email_change_confirm(*, token: str) -> User:
+    """Switch the account to the address of a valid change link; the old address gets a notice.
+
+    The link is single-use (the request row is deleted), expires after EMAIL_CHANGE_TTL, dies
+    when the account's address changed since the request, and fails if the new address was
+    taken meanwhile. The new address becomes the verified one. Raises InvalidLinkToken.
+    """
+    request_id = tokens.email_change_token_read(token)
+    try:
+        request_id = uuid.UUID(request_id) if request_id is not None else None
+    except ValueError:
+        request_id = None
+    if request_id is None:
+        raise InvalidLinkToken
+    with transaction.atomic():
+        change = EmailChangeRequest.objects.select_for_update().filter(pk=request_id).first()
+        if change is None:
+            raise InvalidLinkToken
+        user = User.objects.select_for_update().get(pk=change.user_id)
+        usable = (
+            user.is_active
+            and user.email == change.old_email
+            and change.created_at + settings.EMAIL_CHANGE_TTL > timezone.now()
+            and selectors.user_get_by_email(email=change.new_email) is None
+        )
+        if usable:
+            old_email = user.email
+            user.email, user.is_verified = change.new_email, True
+            try:
+                with transaction.atomic():
+                    user.save(update_fields=["email", "is_verified"])
+            except IntegrityError:  # taken between the check and the write
+                usable = False
+        if not usable:
+            change.delete()  # a dead link stays dead
+        else:
+            EmailChangeRequest.objects.filter(user=user).delete()
+            MailNotice.objects.create(uid=user.uid, kind=MailNotice.Kind.EMAIL_CHANGED, email=old_email)
+            signals.email_requested.send(sender=User, uid=user.uid, kind=signals.EmailKind.EMAIL_CHANGED)
+    if not usable:
+        raise InvalidLinkToken
+    return user
+
+
+# --- Sessions and notification settings -------------------------------------------------------
+def session_end(*, user: User, session_id: int) -> None:
+    """Revoke one live session of `user`. Raises SessionNotFound for any id that is not one:
+    another user's, revoked, expired or unknown look the same."""
+    ended = AuthToken.objects.filter(
+        pk=session_id, user=user, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).update(revoked_at=timezone.now())
+    if not ended:
+        raise SessionNotFound
+
+
+def user_notifications_update(*, user: User, new_device_login: bool) -> User:
+    user.notify_new_device = new_device_login
+    user.save(update_fields=["notify_new_device"])
+    return user
+
+
+# --- Retention --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AccountPruneResult:
+    email_change_requests: int
+    mail_notices: int
+    tokens: int
+
+
+def account_data_prune(*, now: datetime | None = None) -> AccountPruneResult:
+    """Delete what identity keeps past its use: expired email-change requests, mail notices the
+    consumer never sent after MAIL_NOTICE_TTL_HOURS, and tokens revoked or expired for longer
+    than NEW_DEVICE_MEMORY_DAYS (the new-device rule no longer looks at them)."""
+    now = now or timezone.now()
+    requests, _ = EmailChangeRequest.objects.filter(created_at__lt=now - settings.EMAIL_CHANGE_TTL).delete()
+    notice_ttl = timedelta(hours=settings.MAIL_NOTICE_TTL_HOURS)
+    notices, _ = MailNotice.objects.filter(created_at__lt=now - notice_ttl).delete()
+    dead_before = now - timedelta(days=settings.NEW_DEVICE_MEMORY_DAYS)
+    tokens_, _ = AuthToken.objects.filter(
+        Q(revoked_at__lt=dead_before) | Q(expires_at__lt=dead_before), created_at__lt=dead_before
+    ).delete()
+    if notices:
+        logger.warning("pruned %d mail notices that were never sent", notices)
+    return AccountPruneResult(email_change_requests=requests, mail_notices=notices, tokens=tokens_)

@@ -119,13 +119,44 @@ class ReconfirmThrottle(_CredentialThrottle):
         yield Limit(self.scope, str(request.user.pk))
 
 
+class EmailChangeThrottle(_CredentialThrottle):
+    """POST /api/email/change/. It re-confirms the password, so first the user's `reconfirm` count
+    (shared with password change and account deletion: no fast password oracle); then the new
+    address is charged like the address of resend and reset (`email_action` per client address,
+    per (new address, client address), per new address), so one mailbox gets no more of our mail
+    whichever flow or account asks for it."""
+
+    scope = "reconfirm"
+
+    def limits(self, request: Request) -> Iterator[Limit]:
+        yield Limit(self.scope, str(request.user.pk))
+        address = client_address(request)
+        yield Limit("email_action", address)
+        data = request.data  # a malformed body raises ParseError here → 400
+        new_email = data.get("new_email") if isinstance(data, dict) else None
+        yield from email_limits("email_action", address=address, email=new_email)
+
+
+class ExportThrottle(_CredentialThrottle):
+    """GET /api/account/export/, per user: counted although it is a GET (a large read of health data)."""
+
+    scope = "export"
+
+    def allow_request(self, request: Request, view) -> bool:
+        self._wait = throttle_check([Limit(self.scope, str(request.user.pk))])
+        return self._wait is None
+
+
 LOGIN_THROTTLES = [LoginThrottle]
 SIGNUP_THROTTLES = [SignupThrottle]
 EMAIL_ACTION_THROTTLES = [EmailActionThrottle]
 RECONFIRM_THROTTLES = [ReconfirmThrottle]
+EMAIL_CHANGE_THROTTLES = [EmailChangeThrottle]
+EXPORT_THROTTLES = [ExportThrottle]
 ALL_SCOPES = (
     "login", "login_email_address", "login_email",
     "signup", "signup_email",
     "email_action", "email_action_email_address", "email_action_email",
     "reconfirm",
+    "export",
 )  # fmt: skip

@@ -83,3 +83,24 @@ def password_reset_token_split(token: str) -> tuple[uuid.UUID, str] | None:
     if not sep or not _UID_HEX.fullmatch(uid_hex) or not _RESET_INNER.fullmatch(inner):
         return None
     return uuid.UUID(hex=uid_hex), inner
+
+
+# --- Email change --------------------------------------------------------------------------
+# A signed, timestamped id of an EmailChangeRequest row: no address in its readable payload
+# (links end up in logs and browser histories). Single use: confirming deletes the row.
+_EMAIL_CHANGE_SALT = "identity.email-change"
+
+
+def email_change_token_make(*, request_id) -> str:
+    return signing.dumps({"r": str(request_id)}, salt=_EMAIL_CHANGE_SALT)
+
+
+def email_change_token_read(token: str) -> str | None:
+    """The request id in the token, or None when it is tampered, malformed or expired."""
+    try:
+        payload = signing.loads(token, salt=_EMAIL_CHANGE_SALT, max_age=settings.EMAIL_CHANGE_TTL)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("r"), str):
+        return None
+    return payload["r"]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from identity import views
+from identity import account_views, views
 
 urlpatterns = [
     path("signup/", views.SignupView.as_view(), name="signup"),
@@ -15,5 +15,11 @@ urlpatterns = [
     path("password/reset/confirm/", views.PasswordResetConfirmView.as_view(), name="password-reset-confirm"),
     path("account/", views.AccountView.as_view(), name="account"),
     path("preferences/", views.PreferencesView.as_view(), name="preferences"),
+    path("email/change/", account_views.EmailChangeView.as_view(), name="email-change"),
+    path("email/change/confirm/", account_views.EmailChangeConfirmView.as_view(), name="email-change-confirm"),
+    path("sessions/", account_views.SessionListView.as_view(), name="sessions"),
+    path("sessions/<int:session_id>/", account_views.SessionView.as_view(), name="session"),
+    path("notifications/", account_views.NotificationSettingsView.as_view(), name="notifications"),
+    path("account/export/", account_views.AccountExportView.as_view(), name="account-export"),
     path("internal/validate-token/", views.ValidateTokenView.as_view(), name="validate-token"),
 ]

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from identity import selectors, services, throttles
 from identity.authentication import HasServiceToken
+from identity.devices import client_info_from_request
 from identity.serializers import (
     AccountMessageSerializer,
     EmailInputSerializer,
@@ -148,7 +149,7 @@ class LoginView(PublicAPIView):
     def post(self, request: Request) -> Response:
         serializer = LoginInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user, issued = services.user_login(**serializer.validated_data)
+        user, issued = services.user_login(client=client_info_from_request(request), **serializer.validated_data)
         body = {
             "message": LOGIN_MESSAGE,
             "uid": user.uid,

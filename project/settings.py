@@ -167,6 +167,7 @@ DEFAULT_THROTTLE_RATES = {
     "email_action_email": "6/10min",
     "reconfirm": "5/10min",  # password change and account deletion, per user
     "interactions_refresh": "6/min",  # GET /api/interactions/?refresh=1, per user
+    "export": "5/hour",  # GET /api/account/export/, per user
 }
 _throttle_env = env.str("THROTTLE_RATES", default="")
 THROTTLING_ENABLED = _throttle_env.strip().lower() != "off"
@@ -237,6 +238,12 @@ AUTH_TOKEN_TTL = timedelta(days=env.int("AUTH_TOKEN_TTL_DAYS", default=14))
 EMAIL_VERIFICATION_TTL = timedelta(days=env.int("EMAIL_VERIFICATION_TTL_DAYS", default=3))
 PASSWORD_RESET_TTL = timedelta(hours=env.int("PASSWORD_RESET_TTL_HOURS", default=2))
 FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="http://localhost:3000")
+EMAIL_CHANGE_TTL = timedelta(hours=env.int("EMAIL_CHANGE_TTL_HOURS", default=24))
+# A login from a device label not seen on the account for this long mails the user.
+NEW_DEVICE_MEMORY_DAYS = env.int("NEW_DEVICE_MEMORY_DAYS", default=180)
+# Unsent notification facts (identity.MailNotice, e.g. a deleted account's address) die after this.
+MAIL_NOTICE_TTL_HOURS = env.int("MAIL_NOTICE_TTL_HOURS", default=72)
+ALLERGY_HISTORY_RETENTION_DAYS = env.int("ALLERGY_HISTORY_RETENTION_DAYS", default=730)
 # Django's reset-token generator reads this (seconds).
 PASSWORD_RESET_TIMEOUT = int(PASSWORD_RESET_TTL.total_seconds())
 
@@ -300,7 +307,7 @@ BUS_REPUBLISH_AFTER_SECONDS = env.int("BUS_REPUBLISH_AFTER_SECONDS", default=900
 BUS_USER_LEASE_SECONDS = env.float("BUS_USER_LEASE_SECONDS", default=AGENT_TIMEOUT_SECONDS * 2 + 5)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
 # `manage.py housekeeping` (the compose stack's housekeeping service): commands and intervals.
-HOUSEKEEPING_JOBS = env.str("HOUSEKEEPING_JOBS", default="prune_outbox=1h")
+HOUSEKEEPING_JOBS = env.str("HOUSEKEEPING_JOBS", default="prune_outbox=1h,prune_accounts=1h")
 INTERACTIONS_MIRROR_MAX_AGE_SECONDS = env.int("INTERACTIONS_MIRROR_MAX_AGE_SECONDS", default=300)
 
 # --- Operations: probes, metrics, traces (docs/operations.md) ---------------------

@@ -48,14 +48,15 @@ def test_deletion_and_its_event_are_atomic(verified_user, password, outbox) -> N
     assert outbox("user.deleted") == []
 
 
-def test_deletion_writes_its_event_inside_the_transaction(verified_user, password) -> None:
+def test_deletion_writes_its_events_inside_the_transaction(verified_user, password) -> None:
+    """user.deleted (the Agent's erasure) and the deletion notice mail, both in the transaction."""
     from django.db import connection
 
     seen = []
 
     def record(**kwargs):
-        seen.append(connection.in_atomic_block)
+        seen.append((kwargs["event_type"], kwargs["data"].get("kind"), connection.in_atomic_block))
 
     with mock.patch("agent_bridge.receivers.outbox_event_add", side_effect=record):
         services.user_delete(user=verified_user, password=password)
-    assert seen == [True]
+    assert seen == [("user.deleted", None, True), ("email.requested", "account_deleted", True)]

@@ -64,3 +64,17 @@ def put_allergies(stack: Stack, user: LoggedInUser, body: dict) -> dict:
     response = stack.api("PUT", "/api/allergies/", token=user.token, json=body)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def mails_to(email_dir: Path, address: str) -> list[tuple[str, str]]:
+    """(subject, plain body) of every email to `address` written by the file backend, oldest first."""
+    found = []
+    for path in sorted(email_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if email_dir.exists() else []:
+        for raw in path.read_bytes().split(b"\n" + b"-" * 79 + b"\n"):
+            if not raw.strip():
+                continue
+            message = message_from_bytes(raw.strip(), policy=policy.default)
+            if address in str(message.get("To", "")):
+                body = message.get_body(preferencelist=("plain",))
+                found.append((str(message.get("Subject", "")), body.get_content() if body else ""))
+    return found

@@ -138,6 +138,8 @@ def test_json_that_is_not_an_object_is_400(send, db_state, body_of, route, metho
 def test_nul_bytes_are_400(send, db_state, body_of, route, method, text) -> None:
     """Every string of the body carries a NUL (PostgreSQL cannot store one)."""
     body = body_of(route, method)(text)
+    if body == body_of(route, method)("plain"):
+        pytest.skip(f"{method} {route.key} takes no string")  # e.g. PATCH /api/notifications/ (booleans)
     with db_state.unchanged():
         assert_refused(send(route, method, json.dumps(body).encode()))
 

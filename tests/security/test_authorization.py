@@ -25,6 +25,7 @@ PUBLIC = {
     "/api/verify/resend/",
     "/api/password/reset/",
     "/api/password/reset/confirm/",
+    "/api/email/change/confirm/",
     "/api/health/",
     "/api/health/live/",
     "/api/health/ready/",
@@ -44,6 +45,12 @@ USER = {
     "/api/allergies/",
     "/api/preferences/",
     "/api/interactions/",
+    "/api/allergies/history/",
+    "/api/email/change/",
+    "/api/sessions/",
+    "/api/sessions/{}/",
+    "/api/notifications/",
+    "/api/account/export/",
 }
 
 ROUTES = api_routes()

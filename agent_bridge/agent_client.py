@@ -34,6 +34,8 @@ from urllib.parse import quote
 
 import requests
 
+from agent_bridge.delivery import Cause, DeliveryError, Retry
+
 logger = logging.getLogger(__name__)
 
 #: Longest wait for the TCP connection: slightly above a multiple of 3 s, the
@@ -42,7 +44,7 @@ MAX_CONNECT_TIMEOUT = 3.05
 _MAX_DETAIL = 300
 
 
-class AgentError(Exception):
+class AgentError(DeliveryError):
     """A failed Agent call.
 
     ``status`` is the HTTP status (None when no answer came), ``code`` the
@@ -51,6 +53,8 @@ class AgentError(Exception):
     """
 
     transient: ClassVar[bool] = False
+    retry: ClassVar[Retry] = Retry.NEVER
+    cause: ClassVar[Cause] = Cause.AGENT_PERMANENT
     default_code: ClassVar[str] = "AGENT_ERROR"
 
     def __init__(
@@ -83,6 +87,8 @@ class AgentTransientError(AgentError):
     """Trying again later may succeed."""
 
     transient = True
+    retry = Retry.NOW_AND_LATER
+    cause = Cause.AGENT_TRANSIENT
     default_code = "AGENT_UNAVAILABLE"
 
 

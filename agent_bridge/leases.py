@@ -1,49 +1,113 @@
-"""Per-user sync leases: one consumer at a time talks to the Agent about a given user."""
+"""Per-user ownership: one consumer at a time talks to the Agent about a given user.
+
+A holder's ownership lasts `BusTiming.ownership_seconds` and is renewed every third of that by
+the process's `RENEWER` thread for as long as the work runs, so a long handler never outlives
+its lease and a crashed holder blocks the user for one window at most.
+"""
+import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
+from agent_bridge.delivery import Cause, DeliveryError, Retry
 from agent_bridge.models import UserSyncLease
+from agent_bridge.timing import bus_timing
+
+logger = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
-class LeaseBusy(Exception):
-    """Another consumer is working on this user; try the event again shortly."""
+class LeaseBusy(DeliveryError):
+    """Another consumer is working on this user; deliver the event again later (waiting now
+    would only hold this consumer)."""
+
+    retry = Retry.LATER
+    cause = Cause.OWNER_BUSY
+
+
+class Renewer:
+    """One thread per process that keeps every registered ownership alive while its work runs."""
+
+    def __init__(self) -> None:
+        self._holds: dict[object, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    @contextmanager
+    def hold(self, renew: Callable[[], None]) -> Iterator[None]:
+        key = object()
+        with self._lock:
+            self._holds[key] = renew
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ownership-renewer", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(bus_timing().renew_seconds)
+            with self._lock:
+                holds = list(self._holds.values())
+            for renew in holds:
+                try:
+                    renew()
+                except DatabaseError as exc:  # the next tick tries again on a fresh connection
+                    logger.warning("ownership renewal failed (%s)", type(exc).__name__)
+                    connection.close()
+
+
+RENEWER = Renewer()
+
+
+def _expiry() -> timezone.datetime:
+    return timezone.now() + timedelta(seconds=bus_timing().ownership_seconds)
 
 
 def _try_acquire(uid: uuid.UUID, owner: str) -> bool:
     now = timezone.now()
-    with transaction.atomic():
-        UserSyncLease.objects.get_or_create(uid=uid)
-        taken = UserSyncLease.objects.filter(
-            Q(owner="") | Q(expires_at__lt=now) | Q(owner=owner), uid=uid
-        ).update(owner=owner, expires_at=now + timedelta(seconds=settings.BUS_USER_LEASE_SECONDS))
-    return taken == 1
+    taken = UserSyncLease.objects.filter(Q(owner="") | Q(expires_at__lt=now) | Q(owner=owner), uid=uid).update(
+        owner=owner, expires_at=_expiry()
+    )
+    if taken:
+        return True
+    _, created = UserSyncLease.objects.get_or_create(uid=uid, defaults={"owner": owner, "expires_at": _expiry()})
+    return created
 
 
 @contextmanager
 def user_lease(uid: uuid.UUID | str, *, wait_seconds: float | None = None) -> Iterator[None]:
-    """Hold the user's lease for the block; raise LeaseBusy if it stays taken for `wait_seconds`."""
+    """Hold the user's lease for the block (renewed while it runs); raise LeaseBusy if it stays
+    taken for `wait_seconds` (default: one ownership window)."""
     uid = uuid.UUID(str(uid))
     owner = f"{WORKER_ID}:{uuid.uuid4().hex[:8]}"
-    wait = settings.BUS_USER_LEASE_SECONDS if wait_seconds is None else wait_seconds
+    wait = bus_timing().lease_wait_seconds if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait
     while not _try_acquire(uid, owner):
         if time.monotonic() >= deadline:
             raise LeaseBusy(f"user {uid} is being synced by another consumer")
         time.sleep(0.05)
+
+    def renew() -> None:
+        UserSyncLease.objects.filter(uid=uid, owner=owner).update(expires_at=_expiry())
+
     try:
-        yield
+        with RENEWER.hold(renew):
+            yield
     finally:
         UserSyncLease.objects.filter(uid=uid, owner=owner).update(owner="", expires_at=None)
 

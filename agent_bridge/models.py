@@ -6,12 +6,17 @@ from django.utils import timezone
 
 from agent_bridge.events import Envelope, make_envelope
 
+# PostgreSQL NOTIFY channel on which a trigger (migration 0003) announces pending rows;
+# agent_bridge.transports.notify listens on it.
+OUTBOX_NOTIFY_CHANNEL = "kairos_outbox"
+
 
 class OutboxEvent(models.Model):
     """An event written in the same transaction as the change it reports.
 
     AMQP mode: pending → published (relay, broker confirmed) → delivered | dead.
     Embedded mode: the consumer claims pending rows itself: pending → delivered | dead.
+    Every transition is written by agent_bridge.outbox, and nowhere else.
     """
 
     class Status(models.TextChoices):

@@ -1,7 +1,8 @@
 """One handler per event type: the Agent call (or email) that an event stands for.
 
-Handlers are idempotent (delivery is at least once) and raise AgentError subclasses or
-LeaseBusy; the retry and dead-letter policy lives in consumers.processing.
+Handlers are idempotent (delivery is at least once), return a `Status` (delivered or skipped)
+and raise `DeliveryError`s (Agent errors, LeaseBusy, the email errors below), each of which
+says how it may be retried; the retry and dead-letter policy lives in consumers.processing.
 
 Every handler that talks to the Agent holds the user's lease (agent_bridge.leases) for the
 whole read-current-state → call-the-Agent → record-the-result sequence, so Agent calls about
@@ -23,9 +24,10 @@ from typing import Any
 
 from agent_bridge import events
 from agent_bridge import services as bridge_services
-from agent_bridge.agent_client import AgentClient, AgentPermanentError, AgentTransientError, AgentUserNotFound
+from agent_bridge.agent_client import AgentClient, AgentUserNotFound
+from agent_bridge.delivery import Cause, DeliveryError, Outcome, Retry, Status
 from agent_bridge.events import Envelope
-from agent_bridge.leases import LeaseBusy, user_lease, user_lease_forget
+from agent_bridge.leases import user_lease, user_lease_forget
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
 from identity import selectors as identity_selectors
@@ -33,14 +35,13 @@ from identity import services as identity_services
 
 logger = logging.getLogger("consumers.handlers")
 
-DELIVERED = "delivered"
-SKIPPED = "skipped"
+DELIVERED = Status.DELIVERED
+SKIPPED = Status.SKIPPED  # nothing left to do, e.g. the user is gone
 
-# A handler returns "delivered" or "skipped" (nothing left to do, e.g. the user is gone).
-Handler = Callable[[Envelope, AgentClient], str]
-# Called after a failed delivery attempt with the envelope and the error text, e.g. to show
-# the user that their allergy profile is not yet at the Agent.
-FailureRecorder = Callable[[Envelope, str], None]
+Handler = Callable[[Envelope, AgentClient], Status]
+# Called after a failed delivery attempt with the envelope and its outcome, e.g. to show the
+# user that their allergy profile is not yet at the Agent.
+FailureRecorder = Callable[[Envelope, Outcome], None]
 
 
 def _uid(envelope: Envelope) -> uuid.UUID:
@@ -76,7 +77,7 @@ def _agent_user_create_with_snapshot(uid: uuid.UUID, agent: AgentClient) -> bool
     return created
 
 
-def handle_user_registered(envelope: Envelope, agent: AgentClient) -> str:
+def handle_user_registered(envelope: Envelope, agent: AgentClient) -> Status:
     """Create the user at the Agent with its full current profile; idempotent at the Agent."""
     uid = _uid(envelope)
     with user_lease(uid):
@@ -86,7 +87,7 @@ def handle_user_registered(envelope: Envelope, agent: AgentClient) -> str:
     return DELIVERED
 
 
-def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> str:
+def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> Status:
     """Send the *current* allergy profile unless the Agent already holds its revision."""
     uid = _uid(envelope)
     with user_lease(uid):
@@ -111,16 +112,16 @@ def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> str:
     return DELIVERED
 
 
-def record_allergy_failure(envelope: Envelope, error: str) -> None:
+def record_allergy_failure(envelope: Envelope, outcome: Outcome) -> None:
     """After a failed attempt the profile shows `failing` with the error (DESIGN §6).
 
-    LeaseBusy is not a failure to reach the Agent: another consumer is syncing this user.
+    A busy owner is not a failure to reach the Agent: another consumer is syncing this user.
     """
-    if envelope.get("uid") and not error.startswith(LeaseBusy.__name__):
-        allergy_services.allergy_sync_record_failure(uid=_uid(envelope), error=error)
+    if envelope.get("uid") and outcome.cause is not Cause.OWNER_BUSY:
+        allergy_services.allergy_sync_record_failure(uid=_uid(envelope), error=outcome.error)
 
 
-def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> str:
+def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> Status:
     """Merge the *full current* preferences at the Agent.
 
     The Agent deep-merges, so sending everything we hold (rather than the event's delta) is
@@ -141,7 +142,7 @@ def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> str:
     return DELIVERED
 
 
-def handle_interactions_clear_requested(envelope: Envelope, agent: AgentClient) -> str:
+def handle_interactions_clear_requested(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
     with user_lease(uid):
         if not identity_selectors.user_exists(uid=uid):
@@ -174,7 +175,7 @@ def _agent_interactions_fetch(uid: uuid.UUID, agent: AgentClient) -> tuple[list[
     return items[:cap], total
 
 
-def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient) -> str:
+def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
     with user_lease(uid):
         if not identity_selectors.user_exists(uid=uid):
@@ -190,7 +191,7 @@ def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient
     return DELIVERED if stored else SKIPPED
 
 
-def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> str:
+def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
     with user_lease(uid):
         agent.delete_user(uid=str(uid))  # a 404 counts as done
@@ -198,23 +199,23 @@ def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> str:
     return DELIVERED
 
 
-class EmailSendFailed(AgentTransientError):
-    """The email backend failed (SMTP error, connection refused): retry later.
+class EmailSendFailed(DeliveryError):
+    """The email backend failed (SMTP error, connection refused): retry now, then later."""
 
-    consumers.processing classifies failures by AgentError.transient, so email failures take
-    the same retry → dead-letter path as Agent failures instead of crashing the consumer.
-    """
-
-    default_code = "EMAIL_SEND_FAILED"
+    retry = Retry.NOW_AND_LATER
+    cause = Cause.EMAIL
+    code = "EMAIL_SEND_FAILED"
 
 
-class EmailKindUnknown(AgentPermanentError):
+class EmailKindUnknown(DeliveryError):
     """An email.requested event with a kind identity.emails does not know: a bug, dead-letter it."""
 
-    default_code = "UNKNOWN_EMAIL_KIND"
+    retry = Retry.NEVER
+    cause = Cause.EMAIL
+    code = "UNKNOWN_EMAIL_KIND"
 
 
-def handle_email_requested(envelope: Envelope, agent: AgentClient) -> str:
+def handle_email_requested(envelope: Envelope, agent: AgentClient) -> Status:
     """Send the email with Django's backend; no Agent call, so no lease."""
     # Imported here: identity.emails renders templates and builds link tokens, which the
     # Agent-bound handlers never need.

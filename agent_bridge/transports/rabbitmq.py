@@ -22,13 +22,31 @@ at most once, which is acceptable for development brokers only.
 A queue's arguments cannot change once declared: switching AMQP_QUEUE_TYPE on a broker that
 already has the queues makes the declare fail (PRECONDITION_FAILED), and the runners log it.
 """
+import contextlib
+import hashlib
 import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pika
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, connections
 
+from agent_bridge import outbox as owner
+from agent_bridge.delivery import Cause, Outcome
 from agent_bridge.events import Envelope
+from agent_bridge.leases import WORKER_ID
+from agent_bridge.timing import BusTiming
+from agent_bridge.transports import Delivery
+
+logger = logging.getLogger("consumers")
+T = TypeVar("T")
+DEAD_QUEUE_CHECK_SECONDS = 5.0
 
 ATTEMPT_HEADER = "x-kairos-attempt"
 # pika errors after which a fresh connection is the way on.
@@ -40,6 +58,8 @@ CONNECTION_ERRORS = (
     ConnectionError,
 )
 QUEUE_TYPES = ("classic", "quorum")
+# The broker refused one message (a nack, or no queue took it): the others may still go.
+PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
 
 
 @dataclass(frozen=True)
@@ -70,8 +90,8 @@ def topology_from_settings() -> Topology:
     return Topology(prefix=settings.BUS_PREFIX)
 
 
-def connect_rollback_unsafe(*, name: str) -> pika.BlockingConnection:
-    """Open a connection to the broker (outside any database transaction's guarantees).
+def connect(*, name: str) -> pika.BlockingConnection:
+    """Open a connection to the broker.
 
     The heartbeat is AMQP_HEARTBEAT_SECONDS; callers that block for longer than that (a slow
     Agent call) must keep calling `connection.sleep()` or `process_data_events()`.
@@ -154,14 +174,15 @@ def _properties(envelope: Envelope, attempt: int) -> pika.BasicProperties:
     )
 
 
-def envelope_publish(
+def envelope_publish_rollback_unsafe(
     channel: pika.adapters.blocking_connection.BlockingChannel,
     topology: Topology,
     envelope: Envelope,
     *,
     attempt: int = 1,
 ) -> None:
-    """Publish an event to the work exchange; the channel must be in confirm mode.
+    """Publish an event to the work exchange; the channel must be in confirm mode. Once the broker
+    has it, no database rollback takes it back: publish only what is committed.
 
     Returns once the broker confirmed; raises NackError on a nack and UnroutableError when no
     queue took the message (mandatory).
@@ -175,7 +196,7 @@ def envelope_publish(
     )
 
 
-def envelope_publish_retry(
+def envelope_publish_retry_rollback_unsafe(
     channel: pika.adapters.blocking_connection.BlockingChannel,
     topology: Topology,
     envelope: Envelope,
@@ -208,3 +229,165 @@ def death_reason(properties: pika.BasicProperties) -> str:
         reason = deaths[0].get("reason", "unknown")
         return reason.decode() if isinstance(reason, bytes) else str(reason)
     return "unknown"
+
+
+def envelope_from(body: bytes) -> Envelope | None:
+    """The event envelope in a message body, or None if it is not one we can settle
+    (every id we store is a UUID: anything else would fail at the database, again and again)."""
+    try:
+        envelope = json.loads(body)
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+            return None
+        if not 0 < len(envelope["type"]) <= 64:  # DeadLetter.type and OutboxEvent.type hold 64
+            return None
+        uuid.UUID(str(envelope.get("id")))
+        if envelope.get("uid") is not None:
+            uuid.UUID(str(envelope["uid"]))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return envelope
+
+
+def _wake(connection_: pika.BlockingConnection) -> None:
+    """Interrupt the connection's event loop from another thread (pika's one thread-safe call).
+    If the connection is already gone, the waiting loop notices on its own."""
+    with contextlib.suppress(pika.exceptions.ConnectionWrongStateError, pika.exceptions.StreamLostError):
+        connection_.add_callback_threadsafe(lambda: None)
+
+
+def _check_database() -> None:
+    """Raise DatabaseError unless the database answers (before taking messages off the broker)."""
+    close_old_connections()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+class RabbitTransport:
+    """The work queue with manual acks: a message is acked only once its outcome is recorded.
+
+    Handlers run on a worker thread while this (the only thread touching pika) keeps the
+    connection's heartbeats going, so a slow Agent never gets the connection closed under us.
+    """
+
+    name = "rabbitmq"
+
+    def __init__(self, *, stop, timing: BusTiming) -> None:
+        self.stop = stop
+        self.timing = timing
+        self.topology = topology_from_settings()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+        self.connection: pika.BlockingConnection | None = None
+        self._messages = None
+        self._dead_checked = 0.0
+
+    def open(self) -> None:
+        # Without a database no message can be settled: taking them off the broker would only
+        # add to their redelivery count (and a quorum queue dead-letters at the limit).
+        self.worker.submit(self._in_worker, _check_database).result()
+        self.connection = connect(name=f"kairos-consumer {WORKER_ID}")
+        self.channel = self.connection.channel()
+        topology_declare(self.channel, self.topology)
+        self.channel.basic_qos(prefetch_count=settings.AMQP_PREFETCH)
+        self.publisher = self.connection.channel()
+        self.publisher.confirm_delivery()
+        self.dead_channel = self.connection.channel()
+        self._messages = self.channel.consume(self.topology.work_queue, inactivity_timeout=0.5)
+        self.housekeeping(force=True)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            # Messages prefetched but not started go back to the queue at once.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                if self.channel.is_open:
+                    self.channel.cancel()
+        connection_close_quietly(self.connection)
+        self.connection = None
+
+    def shutdown(self) -> None:
+        self.worker.shutdown(wait=True)
+
+    def next(self) -> Delivery | None:
+        method, properties, body = next(self._messages)
+        if method is None:
+            return None
+        envelope = envelope_from(body)
+        if envelope is None:
+            logger.error("rejecting malformed message %s to the dead-letter queue", properties.message_id)
+            self.channel.basic_reject(method.delivery_tag, requeue=False)
+            return None
+        return Delivery(envelope=envelope, attempt=attempt_of(properties), tag=method.delivery_tag)
+
+    @staticmethod
+    def _in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        except DatabaseError:
+            connections.close_all()
+            raise
+
+    def run(self, delivery: Delivery, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        future = self.worker.submit(self._in_worker, work, *args, **kwargs)
+        # Wake this thread's event loop the moment the handler finishes, instead of polling.
+        future.add_done_callback(lambda _future: _wake(self.connection))
+        while not future.done():
+            self.connection.process_data_events(time_limit=1.0)
+        return future.result()
+
+    def ack(self, delivery: Delivery) -> None:
+        owner.outbox_settle_delivered(event_ids=[delivery.envelope["id"]])
+        self.channel.basic_ack(delivery.tag)
+
+    def retry_later(self, delivery: Delivery, outcome: Outcome) -> None:
+        owner.outbox_schedule_retry(
+            event_id=delivery.envelope["id"], attempt=delivery.attempt, error=outcome.error, delay=outcome.retry_after,
+            timing=self.timing,
+        )
+        envelope_publish_retry_rollback_unsafe(
+            self.publisher,
+            self.topology,
+            delivery.envelope,
+            attempt=delivery.attempt + 1,
+            delay_seconds=outcome.retry_after,
+        )
+        self.channel.basic_ack(delivery.tag)
+
+    def dead_letter(self, delivery: Delivery, outcome: Outcome) -> None:
+        owner.dead_letter_record(
+            envelope=delivery.envelope, attempts=delivery.attempt, reason=outcome.error, cause=outcome.cause
+        )
+        self.channel.basic_ack(delivery.tag)
+
+    def housekeeping(self, *, force: bool = False) -> None:
+        """Messages the broker dead-lettered (rejected, over the delivery limit) become dead letters;
+        when idle, and now and then under load, so they never wait for a lull."""
+        if not force and time.monotonic() - self._dead_checked < DEAD_QUEUE_CHECK_SECONDS:
+            return
+        self._dead_checked = time.monotonic()
+        for _ in range(100):
+            method, properties, body = self.dead_channel.basic_get(self.topology.dead_queue)
+            if method is None:
+                return
+            envelope = envelope_from(body)
+            cause = Cause.BROKER
+            if envelope is None:
+                # Kept verbatim for a human; the id is derived from the message so that recording it
+                # twice (after a crash before the ack) updates one row.
+                raw_id = properties.message_id or hashlib.sha256(body).hexdigest()
+                cause = Cause.MALFORMED
+                envelope = {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"kairos-dead-letter:{raw_id}")),
+                    "type": (properties.type or "")[:64],
+                    "uid": None,
+                    "message_id": (properties.message_id or "")[:200],
+                    "body": body.decode("utf-8", "replace")[:10000],
+                }
+            self.run(
+                None,
+                owner.dead_letter_record,
+                envelope=envelope,
+                attempts=attempt_of(properties),
+                reason=f"dead-lettered by the broker: {death_reason(properties)}",
+                cause=cause,
+            )
+            self.dead_channel.basic_ack(method.delivery_tag)

@@ -10,8 +10,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from agent_bridge import events
+from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
-from consumers import services
+from agent_bridge.outbox import dead_letter_record
 from consumers.management.commands.replay_dead_letters import parse_duration
 from consumers.models import DeadLetter
 
@@ -26,7 +27,8 @@ def run(*args: str) -> str:
 
 def dead_event(event_type=events.USER_REGISTERED, uid=None, failed_ago=timedelta(0)) -> OutboxEvent:
     row = OutboxEvent.objects.create(type=event_type, uid=uid or uuid.uuid4())
-    services.dead_letter_record(envelope=row.envelope, attempts=2, reason="AgentAuthError 401")
+    dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=2, reason="AgentAuthError 401")
     DeadLetter.objects.filter(event_id=row.event_id).update(last_failed_at=timezone.now() - failed_ago)
     return row
 

@@ -89,7 +89,7 @@ class Stack:
             "AGENT_TIMEOUT_SECONDS": "2",
             "BUS_RETRY_DELAYS_SECONDS": "1,1,2,2,3,3,5,5,5,5",
             "BUS_IMMEDIATE_BACKOFF_MAX_SECONDS": "0.2",
-            "BUS_USER_LEASE_SECONDS": "8",
+            "BUS_OWNERSHIP_SECONDS": "6",
             # Past the longest retry delay above, so a message the broker loses is published again.
             "BUS_REPUBLISH_AFTER_SECONDS": "30",
             "THROTTLE_RATES": "off",

@@ -1,13 +1,10 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from consumers.runners import EmbeddedConsumer, RabbitConsumer, stop_flag_on_signals
+from consumers.runners import consumer_from_settings, stop_flag_on_signals
 
 
 class Command(BaseCommand):
     help = "Run the consumer daemon: deliver events to the Agent until SIGTERM/SIGINT."
 
     def handle(self, *args, **options) -> None:
-        stop = stop_flag_on_signals()
-        consumer = RabbitConsumer(stop=stop) if settings.AMQP_URL else EmbeddedConsumer(stop=stop)
-        consumer.run()
+        consumer_from_settings(stop=stop_flag_on_signals()).run()

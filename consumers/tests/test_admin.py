@@ -23,7 +23,9 @@ def admin_client(client):
 def dead_row() -> OutboxEvent:
     row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
     dead_letter_record(
-        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1, reason="AgentAuthError 401 INVALID_SERVICE_TOKEN")
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1,
+        reason="AgentAuthError 401 INVALID_SERVICE_TOKEN",
+    )
     return row
 
 

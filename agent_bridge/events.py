@@ -22,6 +22,12 @@ class Payload:
 
     TYPE: ClassVar[str]
     SCHEMA: ClassVar[int] = 1
+    # Delivered before events of a larger number (fairness: a user's allergies are a safety
+    # matter and never wait behind anyone's flood of preference changes).
+    PRIORITY: ClassVar[int] = 1
+    # Pending events of one user and this type can be delivered by one handler call: the
+    # handler sends the state read when it runs, which covers every change committed before.
+    COALESCE: ClassVar[bool] = True
     # An example for the catalogue (field → value); empty payloads need none.
     EXAMPLE: ClassVar[dict[str, Any]] = {}
 
@@ -41,6 +47,7 @@ class EmailRequested(Payload):
     """Send an email (verification, account exists, password reset)."""
 
     TYPE = "email.requested"
+    COALESCE = False  # each one is a mail of its own
     EXAMPLE = {"kind": "verify"}
     kind: str
 
@@ -50,6 +57,7 @@ class AllergiesReplaced(Payload):
     """The allergy profile changed: send its full current state to the Agent."""
 
     TYPE = "allergies.replaced"
+    PRIORITY = 0
     SCHEMA = 2  # 1 also carried the profile itself
     EXAMPLE = {"revision": 7}
     revision: int
@@ -125,6 +133,10 @@ def payload_check(event_type: str, data: dict[str, Any]) -> Payload:
         return cls(**data)  # type: ignore[call-arg]
     except TypeError as exc:
         raise UnknownPayload(f"{event_type}: {exc}") from None
+
+
+HIGH_PRIORITY_TYPES = tuple(t for t, cls in PAYLOADS.items() if cls.PRIORITY == 0)
+COALESCING_TYPES = tuple(t for t, cls in PAYLOADS.items() if cls.COALESCE)
 
 
 def schema_of(event_type: str) -> int:

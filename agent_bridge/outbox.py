@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from agent_bridge import events
 from agent_bridge.delivery import Cause
 from agent_bridge.events import Envelope, Payload
 from agent_bridge.models import OutboxEvent
@@ -60,11 +61,18 @@ def _due(now: datetime) -> Q:
     return Q(status=PENDING, available_at__lte=now) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
 
 
+def _priority():
+    # Allergy events first (events.HIGH_PRIORITY_TYPES), then the oldest due.
+    return Case(When(type__in=events.HIGH_PRIORITY_TYPES, then=Value(0)), default=Value(1))
+
+
 def outbox_claim_next(*, worker_id: str, timing: BusTiming) -> OutboxEvent | None:
-    """Claim the oldest due pending event for one ownership window, or None when none is due."""
+    """Claim the most urgent due pending event for one ownership window, or None when none is due."""
     now = timezone.now()
     candidates = list(
-        OutboxEvent.objects.filter(_due(now)).order_by("available_at", "id").values_list("id", flat=True)[:5]
+        OutboxEvent.objects.filter(_due(now))
+        .order_by(_priority(), "available_at", "id")
+        .values_list("id", flat=True)[:5]
     )
     for pk in candidates:
         claimed = OutboxEvent.objects.filter(_due(now), pk=pk).update(
@@ -75,8 +83,35 @@ def outbox_claim_next(*, worker_id: str, timing: BusTiming) -> OutboxEvent | Non
     return None
 
 
-def outbox_claim_renew(*, pk: int, worker_id: str, timing: BusTiming) -> None:
-    OutboxEvent.objects.filter(pk=pk, status=PENDING, claimed_by=worker_id).update(
+def outbox_claim_coalesced(*, event: OutboxEvent, worker_id: str, timing: BusTiming, limit: int) -> list[int]:
+    """Claim, with `event`, the other due, never-tried events of its user and type that one
+    handler call delivers too (events.COALESCING_TYPES); returns their pks.
+
+    They are committed (visible now), so the state the handler reads after this covers them.
+    """
+    if event.type not in events.COALESCING_TYPES or event.uid is None:
+        return []
+    now = timezone.now()
+    siblings = OutboxEvent.objects.filter(_due(now), uid=event.uid, type=event.type, attempts=0).exclude(pk=event.pk)
+    pks = list(siblings.order_by("id").values_list("pk", flat=True)[:limit])
+    if not pks:
+        return []
+    OutboxEvent.objects.filter(_due(now), pk__in=pks).update(
+        claimed_by=worker_id, claimed_until=_after(timing.ownership_seconds)
+    )
+    return list(OutboxEvent.objects.filter(pk__in=pks, claimed_by=worker_id).values_list("pk", flat=True))
+
+
+def outbox_claim_release(*, pks: list[int], worker_id: str) -> None:
+    """Give claimed rows back untouched (coalesced events whose head was not delivered)."""
+    if pks:
+        OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id).update(
+            claimed_by="", claimed_until=None
+        )
+
+
+def outbox_claim_renew(*, pks: list[int], worker_id: str, timing: BusTiming) -> None:
+    OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id).update(
         claimed_until=_after(timing.ownership_seconds)
     )
 
@@ -97,7 +132,7 @@ def outbox_seconds_until_next_due() -> float | None:
 
 
 def outbox_pending(*, limit: int) -> list[OutboxEvent]:
-    return list(OutboxEvent.objects.filter(status=PENDING).order_by("id")[:limit])
+    return list(OutboxEvent.objects.filter(status=PENDING).order_by(_priority(), "id")[:limit])
 
 
 def outbox_mark_published(*, pks: list[int], timing: BusTiming) -> None:
@@ -119,8 +154,10 @@ def outbox_mark_republished(*, pk: int, timing: BusTiming) -> None:
 # --- outcomes of a delivery attempt (both transports) ---------------------------------------
 
 
-def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str]) -> None:
-    OutboxEvent.objects.filter(event_id__in=list(event_ids)).exclude(status=DELIVERED).update(
+def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: Iterable[int] = ()) -> None:
+    """Delivered (or skipped): by event id (what a message carries) and/or by row (claimed rows)."""
+    rows = Q(event_id__in=list(event_ids)) | Q(pk__in=list(pks))
+    OutboxEvent.objects.filter(rows).exclude(status=DELIVERED).update(
         status=DELIVERED, delivered_at=timezone.now(), claimed_by="", claimed_until=None, last_error=""
     )
 

@@ -55,10 +55,10 @@ def test_claim_takes_a_due_row_once_for_one_ownership_window(settings) -> None:
 def test_a_claim_is_renewed_only_by_its_holder() -> None:
     timing = bus_timing()
     event = row(claimed_by="a", claimed_until=soon(1))
-    owner.outbox_claim_renew(pk=event.pk, worker_id="b", timing=timing)
+    owner.outbox_claim_renew(pks=[event.pk], worker_id="b", timing=timing)
     event.refresh_from_db()
     assert event.claimed_until < soon(2)
-    owner.outbox_claim_renew(pk=event.pk, worker_id="a", timing=timing)
+    owner.outbox_claim_renew(pks=[event.pk], worker_id="a", timing=timing)
     event.refresh_from_db()
     assert event.claimed_until > soon(timing.ownership_seconds - 1)
 

@@ -98,10 +98,10 @@ def test_retries_used_up_become_a_dead_letter(consumer, devagent, verified_user,
 
 def test_an_expired_claim_is_taken_again(verified_user) -> None:
     row = registered(verified_user)
-    assert claim().tag == row.pk
+    assert claim().tag.pk == row.pk
     assert claim() is None  # claimed
     OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-    assert claim().tag == row.pk  # the first consumer died mid-event
+    assert claim().tag.pk == row.pk  # the first consumer died mid-event
 
 
 def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> None:
@@ -137,3 +137,31 @@ def test_only_settleable_envelopes_are_processed(body: bytes, ok: bool) -> None:
     from agent_bridge.transports.rabbitmq import envelope_from
 
     assert (envelope_from(body) is not None) is ok
+
+
+def test_allergies_go_first_and_a_flood_of_one_user_is_one_agent_call(consumer, devagent, verified_user) -> None:
+    from allergies import services as allergy_services
+    from conftest import _make_user
+    from identity import services as identity_services
+
+    other = _make_user(email="other@example.com", verified=True)
+    for index in range(30):  # one user floods preference changes
+        identity_services.user_preferences_update(user=verified_user, preferences={"vibes": [f"v{index}"]})
+
+    allergy_services.allergy_profile_replace(
+        user=other, confirmed=["peanuts"], intolerances=[], severity={"peanuts": "anaphylactic"}
+    )
+
+    first = claim()
+    assert first.envelope["type"] == events.ALLERGIES_REPLACED  # ...another user's allergies do not wait
+    consumer.handle(first)
+    flood = claim()
+    assert flood.envelope["type"] == events.PREFERENCES_UPDATED and len(flood.tag.covered) == 29
+    devagent.state.reset()
+    assert consumer.handle(flood).status in (Status.DELIVERED, Status.SKIPPED)
+
+    assert not OutboxEvent.objects.filter(type=events.PREFERENCES_UPDATED).exclude(
+        status=OutboxEvent.Status.DELIVERED
+    ).exists()
+    sent = [r for r in devagent.state.request_log() if r["path"].startswith("/users/")]
+    assert len(sent) <= 2  # one merge (plus a create if the Agent did not know the user yet)

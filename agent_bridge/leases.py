@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from django.db import DatabaseError, connection
@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agent_bridge.delivery import Cause, DeliveryError, Retry
-from agent_bridge.models import UserSyncLease
+from agent_bridge.models import PartitionLease, UserSyncLease
 from agent_bridge.timing import bus_timing
 
 logger = logging.getLogger(__name__)
@@ -123,3 +123,39 @@ def user_lease(uid: uuid.UUID | str, *, wait_seconds: float | None = None) -> It
 def user_lease_forget(*, uid: uuid.UUID | str) -> None:
     """Drop the lease row of a user erased at the Agent."""
     UserSyncLease.objects.filter(uid=uid).delete()
+
+
+class PartitionOwnership:
+    """The partitions one consumer connection owns: taken when its first message arrives, renewed
+    while held, released when the connection's work is over (never per event)."""
+
+    def __init__(self, *, owner: str | None = None) -> None:
+        self.owner = owner or f"{WORKER_ID}:{uuid.uuid4().hex[:8]}"
+        self._held: dict[str, ExitStack] = {}
+
+    def holds(self, name: str) -> bool:
+        return name in self._held
+
+    def try_take(self, name: str) -> bool:
+        now = timezone.now()
+        taken = PartitionLease.objects.filter(
+            Q(owner="") | Q(expires_at__lt=now) | Q(owner=self.owner), name=name
+        ).update(owner=self.owner, expires_at=_expiry())
+        if not taken:
+            _, taken = PartitionLease.objects.get_or_create(
+                name=name, defaults={"owner": self.owner, "expires_at": _expiry()}
+            )
+        if taken:
+            def renew() -> None:
+                PartitionLease.objects.filter(name=name, owner=self.owner).update(expires_at=_expiry())
+
+            stack = ExitStack()
+            stack.enter_context(RENEWER.hold(renew))
+            self._held[name] = stack
+        return bool(taken)
+
+    def release_all(self) -> None:
+        for name, stack in list(self._held.items()):
+            stack.close()
+            PartitionLease.objects.filter(name=name, owner=self.owner).update(owner="", expires_at=None)
+            del self._held[name]

@@ -73,6 +73,23 @@ class UserSyncLease(models.Model):
         return f"lease {self.uid} ({self.owner or 'free'})"
 
 
+class PartitionLease(models.Model):
+    """Which consumer owns a RabbitMQ partition queue (`<prefix>.work.<n>`).
+
+    The broker already gives each partition one active consumer (`x-single-active-consumer`);
+    this row fences a hand-over: a consumer that lost its connection still owns the partition
+    until its handler in hand has finished, so the next owner can never overtake it. Taken once
+    per connection and renewed while held, never per event.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    owner = models.CharField(max_length=64, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"partition {self.name} ({self.owner or 'free'})"
+
+
 class InteractionMirror(models.Model):
     """The local copy of a user's interaction history at the Agent (DESIGN §7).
 

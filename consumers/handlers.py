@@ -4,11 +4,13 @@ Handlers are idempotent (delivery is at least once), return a `Status` (delivere
 and raise `DeliveryError`s (Agent errors, LeaseBusy, the email errors below), each of which
 says how it may be retried; the retry and dead-letter policy lives in consumers.processing.
 
-Every handler that talks to the Agent holds the user's lease (agent_bridge.leases) for the
-whole read-current-state → call-the-Agent → record-the-result sequence, so Agent calls about
-one user never interleave, whatever the number of consumers. Under the lease it first checks
-that the user still exists locally: a deleted user is never re-created at the Agent (the
-`user.deleted` handler takes the same lease, so it runs entirely before or after).
+Every handler runs while its consumer is the only one working on the event's user (the
+transport's ownership: the user's lease on the embedded bus, the partition on RabbitMQ; see
+consumers.processing.process_envelope), for the whole read-current-state → call-the-Agent →
+record-the-result sequence, so Agent calls about one user never interleave, whatever the number
+of consumers. Each first checks that the user still exists locally: a deleted user is never
+re-created at the Agent (the `user.deleted` handler is owned the same way, so it runs entirely
+before or after).
 
 State-carrying handlers (`allergies.replaced`, `preferences.updated`, `user.registered`) send
 the state read from the database *now*, not the event's payload. An event is only a "something
@@ -27,7 +29,7 @@ from agent_bridge import services as bridge_services
 from agent_bridge.agent_client import AgentClient, AgentUserNotFound
 from agent_bridge.delivery import Cause, DeliveryError, Outcome, Retry, Status
 from agent_bridge.events import Envelope
-from agent_bridge.leases import user_lease, user_lease_forget
+from agent_bridge.leases import user_lease_forget
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
 from identity import selectors as identity_selectors
@@ -80,35 +82,33 @@ def _agent_user_create_with_snapshot(uid: uuid.UUID, agent: AgentClient) -> bool
 def handle_user_registered(envelope: Envelope, agent: AgentClient) -> Status:
     """Create the user at the Agent with its full current profile; idempotent at the Agent."""
     uid = _uid(envelope)
-    with user_lease(uid):
-        if not identity_selectors.user_exists(uid=uid):
-            return SKIPPED  # deleted before we got here: never resurrect it at the Agent
-        _agent_user_create_with_snapshot(uid, agent)
+    if not identity_selectors.user_exists(uid=uid):
+        return SKIPPED  # deleted before we got here: never resurrect it at the Agent
+    _agent_user_create_with_snapshot(uid, agent)
     return DELIVERED
 
 
 def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> Status:
     """Send the *current* allergy profile unless the Agent already holds its revision."""
     uid = _uid(envelope)
-    with user_lease(uid):
-        state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
-        if state is None:
-            return SKIPPED  # the user is gone
-        if state.synced_revision >= state.revision:
-            return SKIPPED  # a newer (or this) revision is already at the Agent
-        try:
-            agent.replace_allergies(
-                uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
-            )
-        except AgentUserNotFound:
-            # The snapshot carries this very profile, so when the Agent creates the user from
-            # it there is nothing left to retry (and the lease is held for one call less).
-            if _agent_user_create_with_snapshot(uid, agent):
-                return DELIVERED
-            agent.replace_allergies(
-                uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
-            )
-        allergy_services.allergy_sync_record_success(uid=uid, revision=state.revision)
+    state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
+    if state is None:
+        return SKIPPED  # the user is gone
+    if state.synced_revision >= state.revision:
+        return SKIPPED  # a newer (or this) revision is already at the Agent
+    try:
+        agent.replace_allergies(
+            uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
+        )
+    except AgentUserNotFound:
+        # The snapshot carries this very profile, so when the Agent creates the user from
+        # it there is nothing left to retry (and the lease is held for one call less).
+        if _agent_user_create_with_snapshot(uid, agent):
+            return DELIVERED
+        agent.replace_allergies(
+            uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
+        )
+    allergy_services.allergy_sync_record_success(uid=uid, revision=state.revision)
     return DELIVERED
 
 
@@ -128,33 +128,31 @@ def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> Status
     idempotent and makes a lost or reordered delta harmless.
     """
     uid = _uid(envelope)
-    with user_lease(uid):
-        current = identity_selectors.user_preferences_get_by_uid(uid=uid)
-        if current is None:
-            return SKIPPED  # the user is gone
-        data, revision = current
-        try:
+    current = identity_selectors.user_preferences_get_by_uid(uid=uid)
+    if current is None:
+        return SKIPPED  # the user is gone
+    data, revision = current
+    try:
+        agent.update_preferences(uid=str(uid), preferences=data)
+    except AgentUserNotFound:
+        if not _agent_user_create_with_snapshot(uid, agent):
             agent.update_preferences(uid=str(uid), preferences=data)
-        except AgentUserNotFound:
-            if not _agent_user_create_with_snapshot(uid, agent):
-                agent.update_preferences(uid=str(uid), preferences=data)
-        identity_services.user_preferences_sync_record(uid=uid, revision=revision)
+    identity_services.user_preferences_sync_record(uid=uid, revision=revision)
     return DELIVERED
 
 
 def handle_interactions_clear_requested(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
-    with user_lease(uid):
-        if not identity_selectors.user_exists(uid=uid):
-            return SKIPPED
-        try:
-            agent.clear_interactions(uid=str(uid))
-        except AgentUserNotFound:
-            # The Agent has no such user, hence no history: the clear is done. The Agent must
-            # still hold every live user's profile (allergies above all), so repair it now
-            # rather than wait for the next profile change; a new user has no history.
-            _agent_user_create_with_snapshot(uid, agent)
-        bridge_services.interaction_mirror_clear_done(uid=uid)
+    if not identity_selectors.user_exists(uid=uid):
+        return SKIPPED
+    try:
+        agent.clear_interactions(uid=str(uid))
+    except AgentUserNotFound:
+        # The Agent has no such user, hence no history: the clear is done. The Agent must
+        # still hold every live user's profile (allergies above all), so repair it now
+        # rather than wait for the next profile change; a new user has no history.
+        _agent_user_create_with_snapshot(uid, agent)
+    bridge_services.interaction_mirror_clear_done(uid=uid)
     return DELIVERED
 
 
@@ -177,24 +175,22 @@ def _agent_interactions_fetch(uid: uuid.UUID, agent: AgentClient) -> tuple[list[
 
 def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
-    with user_lease(uid):
-        if not identity_selectors.user_exists(uid=uid):
-            return SKIPPED
-        try:
-            items, total = _agent_interactions_fetch(uid, agent)
-        except AgentUserNotFound:
-            # No user at the Agent means no history: mirror the empty history (and repair the
-            # Agent's copy of the profile, as for a clear).
-            _agent_user_create_with_snapshot(uid, agent)
-            items, total = [], 0
-        stored = bridge_services.interaction_mirror_store(uid=uid, items=items, total=total)
+    if not identity_selectors.user_exists(uid=uid):
+        return SKIPPED
+    try:
+        items, total = _agent_interactions_fetch(uid, agent)
+    except AgentUserNotFound:
+        # No user at the Agent means no history: mirror the empty history (and repair the
+        # Agent's copy of the profile, as for a clear).
+        _agent_user_create_with_snapshot(uid, agent)
+        items, total = [], 0
+    stored = bridge_services.interaction_mirror_store(uid=uid, items=items, total=total)
     return DELIVERED if stored else SKIPPED
 
 
 def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
-    with user_lease(uid):
-        agent.delete_user(uid=str(uid))  # a 404 counts as done
+    agent.delete_user(uid=str(uid))  # a 404 counts as done
     user_lease_forget(uid=uid)
     return DELIVERED
 

@@ -9,6 +9,8 @@ import logging
 import re
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import backoff
 from django.conf import settings
@@ -18,10 +20,15 @@ from agent_bridge import events
 from agent_bridge.agent_client import AgentClient
 from agent_bridge.delivery import Cause, DeliveryError, Outcome, Retry, Status
 from agent_bridge.events import Envelope
+from agent_bridge.leases import user_lease
 from agent_bridge.timing import bus_timing
 from consumers.handlers import FAILURE_RECORDERS, HANDLERS
 
 logger = logging.getLogger("consumers.delivery")
+
+
+def _user_lease(envelope: Envelope) -> AbstractContextManager:
+    return user_lease(envelope["uid"]) if envelope.get("uid") else nullcontext()
 
 
 def retry_delay_seconds(*, attempt: int) -> float | None:
@@ -81,8 +88,18 @@ def _after_transient(attempt: int, cause: Cause, error: str) -> Outcome:
     return Outcome(Status.RETRY, cause, error, retry_after=delay)
 
 
-def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) -> Outcome:
+def process_envelope(
+    envelope: Envelope,
+    *,
+    attempt: int,
+    agent: AgentClient,
+    ownership: Callable[[Envelope], AbstractContextManager] | None = None,
+) -> Outcome:
     """Deliver one event (attempt `attempt`, counting from 1) and say what became of it.
+
+    `ownership(envelope)` is held around the handler (and its immediate retries) so that no other
+    consumer talks to the Agent about the same user meanwhile; it is the transport's (see
+    agent_bridge.transports), by default the user's lease.
 
     Database errors propagate: the transport leaves the event to be delivered again once the
     database is back. Any other unexpected exception (a handler bug, a library error) is treated
@@ -94,7 +111,8 @@ def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) ->
         outcome = Outcome(Status.DEAD, Cause.NO_HANDLER, f"no handler for event type {envelope.get('type')!r}")
     else:
         try:
-            outcome = Outcome(_call_with_immediate_retries(envelope, agent))
+            with (ownership or _user_lease)(envelope):
+                outcome = Outcome(_call_with_immediate_retries(envelope, agent))
         except DeliveryError as exc:
             error = _describe(exc)
             if exc.retry is Retry.NEVER:

@@ -138,7 +138,12 @@ class Consumer:
 
     def handle(self, delivery: Delivery) -> Outcome:
         outcome = self.transport.run(
-            delivery, processing.process_envelope, delivery.envelope, attempt=delivery.attempt, agent=self.agent
+            delivery,
+            processing.process_envelope,
+            delivery.envelope,
+            attempt=delivery.attempt,
+            agent=self.agent,
+            ownership=self.transport.ownership_for,
         )
         if outcome.done:
             self.transport.ack(delivery)
@@ -220,4 +225,6 @@ class Relay:
         return len(events)
 
     def _work_queue_backlog(self, channel) -> int:
-        return channel.queue_declare(self.topology.work_queue, passive=True).method.message_count
+        return sum(
+            channel.queue_declare(queue, passive=True).method.message_count for queue in self.topology.work_queues
+        )

@@ -213,6 +213,9 @@ AGENT_TIMEOUT_SECONDS = env.float("AGENT_TIMEOUT_SECONDS", default=10.0)
 AMQP_URL = env.str("AMQP_URL", default="")
 AMQP_QUEUE_TYPE = env.str("AMQP_QUEUE_TYPE", default="classic")  # classic | quorum
 AMQP_PREFETCH = env.int("AMQP_PREFETCH", default=10)
+# Partition queues <prefix>.work.<n>: a user's events all go to one (a hash of the uid), and each
+# has one active consumer at a time. More partitions than consumers lets consumers share them.
+AMQP_PARTITIONS = env.int("AMQP_PARTITIONS", default=4)
 # Seconds between AMQP heartbeats; daemons keep them going while a handler waits on the Agent.
 AMQP_HEARTBEAT_SECONDS = env.int("AMQP_HEARTBEAT_SECONDS", default=30)
 # Quorum work queues: deliveries before RabbitMQ dead-letters a message (RabbitMQ 4 default: 20).

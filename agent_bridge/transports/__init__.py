@@ -5,6 +5,7 @@ Two implementations: `embedded.EmbeddedTransport` (the outbox table is the queue
 state through agent_bridge.outbox, the owner of every outbox and dead-letter write.
 """
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -34,6 +35,10 @@ class Transport(Protocol):
 
     def run(self, delivery: Delivery, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a handler for `delivery`, keeping the transport (heartbeats, ownership) alive."""
+
+    def ownership_for(self, envelope: Envelope) -> AbstractContextManager:
+        """Held around a handler: makes this consumer the only one talking to the Agent about the
+        event's user (embedded: the user's lease; RabbitMQ: nothing more, the partition is ours)."""
 
     def ack(self, delivery: Delivery) -> None:
         """Delivered or skipped: settle it for good."""

@@ -7,12 +7,14 @@ current state), for one ownership window and renews the claim while its handler 
 once the claim lapses, and a slow handler never loses it.
 """
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent_bridge import outbox as owner
 from agent_bridge.delivery import Outcome
-from agent_bridge.leases import RENEWER, WORKER_ID
+from agent_bridge.events import Envelope
+from agent_bridge.leases import RENEWER, WORKER_ID, user_lease
 from agent_bridge.timing import BusTiming
 from agent_bridge.transports import Delivery
 from agent_bridge.transports.notify import OutboxWaiter
@@ -70,6 +72,11 @@ class EmbeddedTransport:
 
         with RENEWER.hold(renew):
             return work(*args, **kwargs)
+
+    def ownership_for(self, envelope: Envelope) -> AbstractContextManager:
+        """The user's lease: consumers claim rows independently, so this serialises their Agent
+        calls about one user (raises LeaseBusy, a retry later, when another consumer holds it)."""
+        return user_lease(envelope["uid"]) if envelope.get("uid") else nullcontext()
 
     def ack(self, delivery: Delivery) -> None:
         owner.outbox_settle_delivered(pks=[delivery.tag.pk, *delivery.tag.covered])

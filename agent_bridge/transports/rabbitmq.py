@@ -1,13 +1,21 @@
 """RabbitMQ transport: topology, publishing with confirms, and message properties.
 
-Topology (names start with BUS_PREFIX, "kairos" by default):
+Topology (names start with BUS_PREFIX, "kairos" by default; AMQP_PARTITIONS partitions):
 
-    <p>.events  topic exchange ──#──▶ <p>.work queue ──(rejected / delivery limit)──▶ <p>.dead
-    <p>.retry.<N>s queues: TTL N s, then dead-lettered straight back to <p>.work
+    <p>.events  topic exchange ──p<n>.#──▶ <p>.work.<n> queues ──(rejected / delivery limit)──▶ <p>.dead
+    <p>.delay.<N>s fanout exchange ──▶ <p>.delay.<N>s queue: TTL N s, then dead-lettered back to
+                <p>.events with the message's own routing key, hence to its partition
     <p>.dead    fanout exchange ──▶ <p>.dead queue (recorded as DeadLetter rows by the consumer)
 
+Events are routed `p<n>.<type>`, n a stable hash of the uid (`partition_of`), so all of a
+user's events share one partition queue. Each partition queue has `x-single-active-consumer`:
+the broker gives it to one consumer at a time (others wait as standbys), which is what orders a
+user's events without a database lease per event; `leases.PartitionOwnership` fences the
+hand-over. Classic partition queues have two priorities: allergy events (events.PRIORITY 0)
+overtake the rest.
+
 Every queue is durable, every message persistent, and no queue can drop a message on its own:
-the work queue dead-letters to <p>.dead, each retry queue dead-letters back to <p>.work, and
+the partition queues dead-letter to <p>.dead, each delay queue dead-letters back to <p>.events, and
 <p>.dead has neither a length limit, a TTL nor a delivery limit (it is always a classic queue,
 because on RabbitMQ 4 a quorum queue gets a default delivery limit of 20 and would need a
 dead-letter target of its own).
@@ -28,6 +36,8 @@ import json
 import logging
 import time
 import uuid
+import zlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,10 +47,11 @@ import pika
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
 
+from agent_bridge import events
 from agent_bridge import outbox as owner
 from agent_bridge.delivery import Cause, Outcome
 from agent_bridge.events import Envelope
-from agent_bridge.leases import WORKER_ID
+from agent_bridge.leases import WORKER_ID, PartitionOwnership
 from agent_bridge.timing import BusTiming
 from agent_bridge.transports import Delivery
 
@@ -58,6 +69,7 @@ CONNECTION_ERRORS = (
     ConnectionError,
 )
 QUEUE_TYPES = ("classic", "quorum")
+HIGH_PRIORITY = 1  # message priority of allergy events on classic partition queues
 # The broker refused one message (a nack, or no queue took it): the others may still go.
 PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
 
@@ -65,14 +77,18 @@ PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
 @dataclass(frozen=True)
 class Topology:
     prefix: str
+    partitions: int = 1
 
     @property
     def exchange(self) -> str:
         return f"{self.prefix}.events"
 
+    def work_queue(self, partition: int) -> str:
+        return f"{self.prefix}.work.{partition}"
+
     @property
-    def work_queue(self) -> str:
-        return f"{self.prefix}.work"
+    def work_queues(self) -> list[str]:
+        return [self.work_queue(n) for n in range(self.partitions)]
 
     @property
     def dead_exchange(self) -> str:
@@ -83,11 +99,18 @@ class Topology:
         return f"{self.prefix}.dead"
 
     def retry_queue(self, delay_seconds: float) -> str:
-        return f"{self.prefix}.retry.{int(delay_seconds)}s"
+        return f"{self.prefix}.delay.{int(delay_seconds)}s"
+
+    def partition_of(self, uid: str | None) -> int:
+        """A stable hash of the uid (crc32: the same in every process and release)."""
+        return zlib.crc32(str(uid or "").encode()) % self.partitions
+
+    def routing_key(self, envelope: Envelope) -> str:
+        return f"p{self.partition_of(envelope.get('uid'))}.{envelope['type']}"
 
 
 def topology_from_settings() -> Topology:
-    return Topology(prefix=settings.BUS_PREFIX)
+    return Topology(prefix=settings.BUS_PREFIX, partitions=max(1, settings.AMQP_PARTITIONS))
 
 
 def connect(*, name: str) -> pika.BlockingConnection:
@@ -140,36 +163,54 @@ def topology_declare(
     channel.queue_declare(topology.dead_queue, durable=True, arguments={"x-queue-type": "classic"})
     channel.queue_bind(topology.dead_queue, topology.dead_exchange)
 
-    work_extra: dict = {"x-dead-letter-exchange": topology.dead_exchange}
+    work_extra: dict = {"x-dead-letter-exchange": topology.dead_exchange, "x-single-active-consumer": True}
     if queue_type == "quorum":
         # RabbitMQ 3 quorum queues have no limit unless told; RabbitMQ 4 defaults to 20. Either
         # way a message redelivered this often (a poison message crashing consumers) goes to
         # <p>.dead rather than round in circles.
         work_extra["x-delivery-limit"] = settings.AMQP_DELIVERY_LIMIT
-    channel.queue_declare(topology.work_queue, durable=True, arguments=_queue_arguments(queue_type, **work_extra))
-    channel.queue_bind(topology.work_queue, topology.exchange, routing_key="#")
+    else:
+        work_extra["x-max-priority"] = HIGH_PRIORITY
+    for partition in range(topology.partitions):
+        queue = topology.work_queue(partition)
+        channel.queue_declare(queue, durable=True, arguments=_queue_arguments(queue_type, **work_extra))
+        channel.queue_bind(queue, topology.exchange, routing_key=f"p{partition}.#")
 
     for delay in delays:
+        name = topology.retry_queue(delay)
+        channel.exchange_declare(name, exchange_type="fanout", durable=True)
         channel.queue_declare(
-            topology.retry_queue(delay),
+            name,
             durable=True,
             arguments=_queue_arguments(
                 queue_type,
-                **{
-                    "x-message-ttl": int(delay * 1000),
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": topology.work_queue,
-                },
+                **{"x-message-ttl": int(delay * 1000), "x-dead-letter-exchange": topology.exchange},
             ),
         )
+        channel.queue_bind(name, name)
+
+
+def topology_delete(
+    channel: pika.adapters.blocking_connection.BlockingChannel, topology: Topology, *, retry_delays: list[int]
+) -> None:
+    """Delete what topology_declare made (throwaway prefixes: tests, benchmarks)."""
+    for delay in retry_delays:
+        channel.queue_delete(topology.retry_queue(delay))
+        channel.exchange_delete(topology.retry_queue(delay))
+    for queue in (*topology.work_queues, topology.dead_queue):
+        channel.queue_delete(queue)
+    for exchange in (topology.exchange, topology.dead_exchange):
+        channel.exchange_delete(exchange)
 
 
 def _properties(envelope: Envelope, attempt: int) -> pika.BasicProperties:
+    payload = events.PAYLOADS.get(envelope["type"])
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=pika.DeliveryMode.Persistent,
         message_id=envelope["id"],
         type=envelope["type"],
+        priority=HIGH_PRIORITY if payload is not None and payload.PRIORITY == 0 else 0,
         headers={ATTEMPT_HEADER: attempt},
     )
 
@@ -189,7 +230,7 @@ def envelope_publish_rollback_unsafe(
     """
     channel.basic_publish(
         topology.exchange,
-        envelope["type"],
+        topology.routing_key(envelope),
         json.dumps(envelope).encode(),
         properties=_properties(envelope, attempt=attempt),
         mandatory=True,
@@ -204,10 +245,11 @@ def envelope_publish_retry_rollback_unsafe(
     attempt: int,
     delay_seconds: float,
 ) -> None:
-    """Park an event in the retry queue of `delay_seconds`; it comes back as attempt `attempt`."""
+    """Park an event in the delay queue of `delay_seconds`; it comes back to its partition as
+    attempt `attempt` (the routing key it keeps decides where)."""
     channel.basic_publish(
-        "",
         topology.retry_queue(delay_seconds),
+        topology.routing_key(envelope),
         json.dumps(envelope).encode(),
         properties=_properties(envelope, attempt=attempt),
         mandatory=True,
@@ -263,10 +305,14 @@ def _check_database() -> None:
 
 
 class RabbitTransport:
-    """The work queue with manual acks: a message is acked only once its outcome is recorded.
+    """The partition queues with manual acks: a message is acked only once its outcome is recorded.
 
-    Handlers run on a worker thread while this (the only thread touching pika) keeps the
-    connection's heartbeats going, so a slow Agent never gets the connection closed under us.
+    It consumes every partition queue; the broker delivers only from those where this consumer
+    is the single active one. Before the first message of a partition it takes the partition's
+    lease (`PartitionOwnership`), held until the connection's work is over, so handlers need no
+    per-user lease here. Handlers run on a worker thread while this one (the only thread touching
+    pika) keeps the connection's heartbeats going, so a slow Agent never gets the connection
+    closed under us.
     """
 
     name = "rabbitmq"
@@ -277,7 +323,10 @@ class RabbitTransport:
         self.topology = topology_from_settings()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
         self.connection: pika.BlockingConnection | None = None
-        self._messages = None
+        self.ownership: PartitionOwnership | None = None
+        self._inbox: deque = deque()
+        self._partition_of_tag: dict[str, int] = {}
+        self._in_flight = None
         self._dead_checked = 0.0
 
     def open(self) -> None:
@@ -291,15 +340,25 @@ class RabbitTransport:
         self.publisher = self.connection.channel()
         self.publisher.confirm_delivery()
         self.dead_channel = self.connection.channel()
-        self._messages = self.channel.consume(self.topology.work_queue, inactivity_timeout=0.5)
+        self.ownership = PartitionOwnership()
+        self._inbox.clear()
+        for partition, queue in enumerate(self.topology.work_queues):
+            tag = self.channel.basic_consume(queue, self._on_message)
+            self._partition_of_tag[tag] = partition
         self.housekeeping(force=True)
 
+    def _on_message(self, channel, method, properties, body: bytes) -> None:
+        self._inbox.append((method, properties, body))
+
     def close(self) -> None:
-        if self.connection is not None:
-            # Messages prefetched but not started go back to the queue at once.
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                if self.channel.is_open:
-                    self.channel.cancel()
+        # The handler in hand finishes before the partitions are let go: the next owner must
+        # never overtake it with a newer state of the same user.
+        if self._in_flight is not None:
+            with contextlib.suppress(Exception):
+                self._in_flight.result()
+        if self.ownership is not None:
+            with contextlib.suppress(DatabaseError):
+                self.worker.submit(self._in_worker, self.ownership.release_all).result()
         connection_close_quietly(self.connection)
         self.connection = None
 
@@ -307,15 +366,28 @@ class RabbitTransport:
         self.worker.shutdown(wait=True)
 
     def next(self) -> Delivery | None:
-        method, properties, body = next(self._messages)
-        if method is None:
-            return None
+        if not self._inbox:
+            self.connection.process_data_events(time_limit=0.5)
+            if not self._inbox:
+                return None
+        method, properties, body = self._inbox.popleft()
         envelope = envelope_from(body)
         if envelope is None:
             logger.error("rejecting malformed message %s to the dead-letter queue", properties.message_id)
             self.channel.basic_reject(method.delivery_tag, requeue=False)
             return None
+        self._own(self._partition_of_tag.get(method.consumer_tag, 0))
         return Delivery(envelope=envelope, attempt=attempt_of(properties), tag=method.delivery_tag)
+
+    def _own(self, partition: int) -> None:
+        """Take the partition's lease; wait (serving heartbeats) while its last owner finishes."""
+        name = self.topology.work_queue(partition)
+        while not self.ownership.holds(name):
+            if self._call_in_worker(self.ownership.try_take, name):
+                return
+            if self.stop.is_set():
+                raise ConnectionError("stopping while waiting for a partition")  # redelivered later
+            self.connection.process_data_events(time_limit=0.2)
 
     @staticmethod
     def _in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -326,13 +398,22 @@ class RabbitTransport:
             connections.close_all()
             raise
 
-    def run(self, delivery: Delivery, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call_in_worker(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         future = self.worker.submit(self._in_worker, work, *args, **kwargs)
+        self._in_flight = future
         # Wake this thread's event loop the moment the handler finishes, instead of polling.
         future.add_done_callback(lambda _future: _wake(self.connection))
         while not future.done():
             self.connection.process_data_events(time_limit=1.0)
+        self._in_flight = None
         return future.result()
+
+    def run(self, delivery: Delivery | None, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._call_in_worker(work, *args, **kwargs)
+
+    def ownership_for(self, envelope: Envelope):
+        # The partition lease, taken in next(), already makes this consumer the user's only one.
+        return contextlib.nullcontext()
 
     def ack(self, delivery: Delivery) -> None:
         owner.outbox_settle_delivered(event_ids=[delivery.envelope["id"]])
@@ -340,8 +421,8 @@ class RabbitTransport:
 
     def retry_later(self, delivery: Delivery, outcome: Outcome) -> None:
         owner.outbox_schedule_retry(
-            event_id=delivery.envelope["id"], attempt=delivery.attempt, error=outcome.error, delay=outcome.retry_after,
-            timing=self.timing,
+            event_id=delivery.envelope["id"], attempt=delivery.attempt, error=outcome.error,
+            delay=outcome.retry_after, timing=self.timing,
         )
         envelope_publish_retry_rollback_unsafe(
             self.publisher,

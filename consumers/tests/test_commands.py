@@ -138,6 +138,7 @@ def test_replay_publishes_to_a_real_broker_with_confirms(settings) -> None:
     settings.AMQP_URL = os.environ["AMQP_URL"]
     settings.BUS_PREFIX = f"kairos-test-replay-{uuid.uuid4().hex[:8]}"
     settings.BUS_RETRY_DELAYS_SECONDS = [1]
+    settings.AMQP_PARTITIONS = 1
     rows = [dead_event(), dead_event(events.USER_DELETED)]
     topology = amqp.topology_from_settings()
     connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
@@ -146,15 +147,12 @@ def test_replay_publishes_to_a_real_broker_with_confirms(settings) -> None:
         out = run("replay_dead_letters", "--type", events.USER_DELETED)
 
         assert "replayed 1" in out
-        method, properties, body = channel.basic_get(topology.work_queue, auto_ack=True)
+        method, properties, body = channel.basic_get(topology.work_queue(0), auto_ack=True)
         assert method is not None and json.loads(body) == rows[1].envelope
         assert amqp.attempt_of(properties) == 1
-        assert channel.basic_get(topology.work_queue)[0] is None
+        assert channel.basic_get(topology.work_queue(0))[0] is None
         assert list(DeadLetter.objects.values_list("event_id", flat=True)) == [rows[0].event_id]
         assert OutboxEvent.objects.get(pk=rows[1].pk).status == OutboxEvent.Status.PUBLISHED
     finally:
-        for queue in (topology.work_queue, topology.dead_queue, topology.retry_queue(1)):
-            channel.queue_delete(queue)
-        channel.exchange_delete(topology.exchange)
-        channel.exchange_delete(topology.dead_exchange)
+        amqp.topology_delete(channel, topology, retry_delays=[1])
         connection.close()

@@ -193,13 +193,14 @@ class Stack:
             connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
         except pika.exceptions.AMQPError:
             return
-        channel = connection.channel()
-        for delay in self.env["BUS_RETRY_DELAYS_SECONDS"].split(","):
-            channel.queue_delete(f"{self.prefix}.retry.{int(delay)}s")
-        for queue in (f"{self.prefix}.work", f"{self.prefix}.dead"):
-            channel.queue_delete(queue)
-        for exchange in (f"{self.prefix}.events", f"{self.prefix}.dead"):
-            channel.exchange_delete(exchange)
+        from django.conf import settings
+
+        from agent_bridge.transports.rabbitmq import Topology, topology_delete
+
+        partitions = int(self.env.get("AMQP_PARTITIONS", settings.AMQP_PARTITIONS))
+        delays = [int(delay) for delay in self.env["BUS_RETRY_DELAYS_SECONDS"].split(",")]
+        topology = Topology(prefix=self.prefix, partitions=partitions)
+        topology_delete(connection.channel(), topology, retry_delays=delays)
         connection.close()
 
     def logs(self) -> str:

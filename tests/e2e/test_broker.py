@@ -27,17 +27,26 @@ def channel(settings):
     yield connection.channel(), declared
     cleanup = connection.channel()
     for topology in declared:
-        for queue in (topology.work_queue, topology.dead_queue, topology.retry_queue(1)):
-            cleanup.queue_delete(queue)
-        cleanup.exchange_delete(topology.exchange)
-        cleanup.exchange_delete(topology.dead_exchange)
+        amqp.topology_delete(cleanup, topology, retry_delays=[1])
     connection.close()
 
 
 def get(channel, queue: str, timeout: float = 10):
-    """basic_get until a message arrives (TTL and dead-lettering take a moment)."""
-    return wait_for(lambda: (m := channel.basic_get(queue))[0] is not None and m, timeout=timeout, interval=0.1,
-                    what=f"a message in {queue}")
+    """The next message of `queue`, left unacked (TTL and dead-lettering take a moment).
+
+    Consumed, not basic_get: partition queues are single-active-consumer queues, and quorum
+    ones refuse basic.get."""
+    channel.basic_qos(prefetch_count=1)
+    for method, properties, body in channel.consume(queue, inactivity_timeout=timeout):
+        channel.cancel()
+        if method is None:
+            raise TimeoutError(f"no message in {queue} after {timeout}s")
+        return method, properties, body
+    raise AssertionError("unreachable")
+
+
+def empty(channel, queue: str) -> bool:
+    return channel.queue_declare(queue, passive=True).method.message_count == 0
 
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
@@ -50,16 +59,16 @@ def test_topology_routes_retries_back_and_rejections_to_the_dead_queue(channel, 
     amqp.topology_declare(channel, topology, queue_type=queue_type, retry_delays=[1])  # idempotent
     channel.confirm_delivery()
 
-    amqp.envelope_publish(channel, topology, ENVELOPE)
-    method, properties, body = get(channel, topology.work_queue)
+    amqp.envelope_publish_rollback_unsafe(channel, topology, ENVELOPE)
+    method, properties, body = get(channel, topology.work_queue(0))
     assert json.loads(body) == ENVELOPE and amqp.attempt_of(properties) == 1
     assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
     channel.basic_ack(method.delivery_tag)
 
     # a delayed retry comes back to the work queue after its TTL, as the next attempt
-    amqp.envelope_publish_retry(channel, topology, ENVELOPE, attempt=2, delay_seconds=1)
-    assert channel.basic_get(topology.work_queue)[0] is None
-    method, properties, _ = get(channel, topology.work_queue)
+    amqp.envelope_publish_retry_rollback_unsafe(channel, topology, ENVELOPE, attempt=2, delay_seconds=1)
+    assert empty(channel, topology.work_queue(0))
+    method, properties, _ = get(channel, topology.work_queue(0))
     assert amqp.attempt_of(properties) == 2
 
     # a rejected message is not dropped: it lands in the dead queue, with the reason
@@ -76,16 +85,16 @@ def test_a_quorum_work_queue_dead_letters_at_the_delivery_limit_instead_of_dropp
     declared.append(topology)
     amqp.topology_declare(channel, topology, queue_type="quorum", retry_delays=[1])
     channel.confirm_delivery()
-    amqp.envelope_publish(channel, topology, ENVELOPE)
+    amqp.envelope_publish_rollback_unsafe(channel, topology, ENVELOPE)
 
     for _ in range(3):  # a poison message: every consumer that takes it gives it back
-        method, _, _ = get(channel, topology.work_queue)
+        method, _, _ = get(channel, topology.work_queue(0))
         channel.basic_nack(method.delivery_tag, requeue=True)
 
     method, properties, body = get(channel, topology.dead_queue)
     assert json.loads(body)["id"] == ENVELOPE["id"]
     assert amqp.death_reason(properties) == "delivery_limit"
-    assert channel.basic_get(topology.work_queue)[0] is None
+    assert empty(channel, topology.work_queue(0))
 
 
 def test_heartbeats_survive_a_handler_slower_than_two_heartbeats(stack_factory) -> None:
@@ -143,7 +152,7 @@ def test_a_message_the_broker_dead_letters_becomes_a_visible_dead_letter(stack) 
     try:
         publisher = connection.channel()
         publisher.confirm_delivery()
-        publisher.basic_publish(f"{stack.prefix}.events", "user.registered", b"not json at all",
+        publisher.basic_publish(f"{stack.prefix}.events", "p0.user.registered", b"not json at all",
                                 properties=pika.BasicProperties(message_id="garbage-1", type="user.registered"),
                                 mandatory=True)
     finally:

@@ -97,10 +97,10 @@ def test_prune_outbox_dry_run_then_for_real(settings) -> None:
         OutboxEvent.objects.create(type=events.USER_REGISTERED, status=OutboxEvent.Status.DELIVERED,
                                    delivered_at=timezone.now() - timedelta(days=days))
 
-    assert "2 delivered outbox rows older than 3 days would be deleted" in run("prune_outbox", "--dry-run")
+    assert "dry run: 2 rows past retention (delivered: 3 days)" in run("prune_outbox", "--dry-run")
     assert OutboxEvent.objects.count() == 3
-    assert "deleted 2 delivered" in run("prune_outbox", "--batch-size", "1")
-    assert "deleted 1 delivered" in run("prune_outbox", "--days", "0")
+    assert "deleted 2 rows" in run("prune_outbox", "--batch-size", "1")
+    assert "deleted 1 rows" in run("prune_outbox", "--days", "0")
     assert not OutboxEvent.objects.exists()
 
 

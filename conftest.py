@@ -86,13 +86,76 @@ def outbox():
 
 
 @pytest.fixture
-def clear_cache():
-    """Empty the throttle counts before and after a test."""
-    from django.core.cache import cache
+def clear_cache(db, throttle_clock):
+    """Empty the throttle counts (the store the settings name) before and after a test; the throttles'
+    clock stands still (a window boundary mid-test would reset the counts under test)."""
+    from throttling.stores import store_get
 
-    cache.clear()
-    yield cache
-    cache.clear()
+    store = store_get()
+    store.clear()
+    yield store
+    store.clear()
+
+
+@pytest.fixture(autouse=True)
+def _redis_throttle_counts_isolated() -> Iterator[None]:
+    """With REDIS_URL set (CI's second pass) throttle counts outlive the test's database transaction:
+    each test starts with none. (The embedded store's rows roll back with the test.)"""
+    if not os.environ.get("REDIS_URL"):
+        yield
+        return
+    from django.conf import settings
+
+    from throttling.stores import store_get
+
+    if settings.REDIS_URL:
+        store_get().clear()
+    yield
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def throttle_store(request: pytest.FixtureRequest, settings, db, throttle_clock):
+    """Each throttle test twice: on the embedded table and on Redis (REDIS_URL; skipped without it).
+    The throttles' clock stands still unless the test moves it (`throttle_clock`)."""
+    from throttling.stores import store_get
+
+    if request.param == "redis":
+        url = os.environ.get("REDIS_URL")
+        if not url:
+            pytest.skip("needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0 (bash .ci/run's second pass does)")
+        settings.REDIS_URL = url
+    else:
+        settings.REDIS_URL = ""
+    store = store_get()
+    store.clear()
+    yield store
+    store.clear()
+
+
+class ThrottleClock:
+    """The throttles' clock, moved forward by tests instead of sleeping through a window."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def throttle_clock(monkeypatch) -> ThrottleClock:
+    import time
+
+    from throttling import stores
+
+    # At the start of a day, so every window (they divide a day) starts with the test: Redis keys get
+    # their whole window as TTL in real time, which outlasts the test.
+    clock = ThrottleClock(time.time() // 86400 * 86400)
+    monkeypatch.setattr(stores, "clock", clock)
+    return clock
 
 
 @pytest.fixture

@@ -193,8 +193,11 @@ class MeView(APIView):
 
 
 class PasswordChangeView(APIView):
+    throttle_classes = throttles.RECONFIRM_THROTTLES
+
     @extend_schema(
-        request=PasswordChangeInputSerializer, responses={200: AccountMessageSerializer, 400: ERROR, 401: ERROR}
+        request=PasswordChangeInputSerializer,
+        responses={200: AccountMessageSerializer, 400: ERROR, 401: ERROR, 429: ERROR},
     )
     def post(self, request: Request) -> Response:
         serializer = PasswordChangeInputSerializer(data=request.data)
@@ -209,7 +212,9 @@ class PasswordChangeView(APIView):
 
 
 class AccountView(APIView):
-    @extend_schema(request=PasswordInputSerializer, responses={204: None, 400: ERROR, 401: ERROR})
+    throttle_classes = throttles.RECONFIRM_THROTTLES
+
+    @extend_schema(request=PasswordInputSerializer, responses={204: None, 400: ERROR, 401: ERROR, 429: ERROR})
     def delete(self, request: Request) -> Response:
         serializer = PasswordInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "allergies",
     "agent_bridge",
     "consumers",
+    "throttling",
 ]
 
 MIDDLEWARE = [
@@ -135,13 +136,20 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework -------------------------------------------------------------
+# Throttles (identity/throttles.py; the policy: docs/api.md, "Throttles"). Windows are fixed and
+# short so that a refusal caused by someone else's attempts ends within minutes.
 DEFAULT_THROTTLE_RATES = {
-    "login": "10/min",
-    "login_email": "5/min",
+    "login": "10/min",  # per client address
+    # per (email, address): what one attacking address runs into. Same window as the per-email
+    # limit and well below it, so that one address can never spend the per-email budget.
+    "login_email_address": "5/5min",
+    "login_email": "20/5min",  # per email from every address: bounds distributed guessing
     "signup": "20/hour",
-    "signup_email": "5/hour",
-    "email_action": "10/hour",
-    "email_action_email": "3/hour",
+    "signup_email": "5/10min",
+    "email_action": "10/hour",  # resend verification + password reset, one count
+    "email_action_email_address": "2/10min",
+    "email_action_email": "6/10min",
+    "reconfirm": "5/10min",  # password change and account deletion, per user
 }
 _throttle_env = env.str("THROTTLE_RATES", default="")
 THROTTLING_ENABLED = _throttle_env.strip().lower() != "off"
@@ -150,6 +158,13 @@ if THROTTLING_ENABLED and _throttle_env:
     for item in _throttle_env.split(","):
         scope, _, rate = item.partition("=")
         THROTTLE_RATES[scope.strip()] = rate.strip()
+# Where the counts live: Redis when set (production; redis://host:port/db), else the
+# throttling_counter table of the default database.
+REDIS_URL = env.str("REDIS_URL", default="")
+THROTTLE_KEY_PREFIX = env.str("THROTTLE_KEY_PREFIX", default="kairos:throttle:")
+# Reverse proxies in front of the API that append the peer to X-Forwarded-For. 0 (default): the
+# header is ignored and clients are counted by REMOTE_ADDR; never more than there really are.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 REST_FRAMEWORK = {
     # Every endpoint needs a user token unless it says otherwise (public views set
@@ -159,7 +174,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's JSON parser plus the DATA_UPLOAD_MAX_MEMORY_SIZE limit (413).
     "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
+    # Only for DRF's own throttles (ours use throttling.clients.client_address): never trust the
+    # whole X-Forwarded-For.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -186,14 +203,17 @@ FRONTEND_BASE_URL = env.str("FRONTEND_BASE_URL", default="http://localhost:3000"
 # Django's reset-token generator reads this (seconds).
 PASSWORD_RESET_TIMEOUT = int(PASSWORD_RESET_TTL.total_seconds())
 
-# Throttle counts must be shared by every gunicorn worker and process: a database table
-# (created by identity's migration 0003), not per-process memory.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": env.str("CACHE_TABLE", default="kairos_cache"),
+# Django's cache (no throttle counts live here: see REDIS_URL). Redis when configured, else the
+# database table created by identity's migration 0003.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": env.str("CACHE_TABLE", default="kairos_cache"),
+        }
     }
-}
 
 # --- Email ----------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -10,3 +10,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SECURE_SSL_REDIRECT = False
 BUS_IMMEDIATE_BACKOFF_MAX_SECONDS = 0.05
+# Throttle keys of this test process only: a Redis database may be shared by several runs, and
+# the fixtures clear this prefix (never the whole database). Subprocesses of a test inherit it.
+THROTTLE_KEY_PREFIX = os.environ.get("THROTTLE_KEY_PREFIX") or f"kairos-test:{os.getpid()}-{os.urandom(4).hex()}:"

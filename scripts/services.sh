@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Throwaway RabbitMQ and PostgreSQL servers on 127.0.0.1, for the tests.
+# Throwaway RabbitMQ, PostgreSQL and Redis servers on 127.0.0.1, for the tests.
 #
 #   scripts/services.sh install            apt-get what is missing (rabbitmq-server,
-#                                          postgresql, chromium, chromium-driver)
-#   scripts/services.sh start              start both (idempotent)
-#   scripts/services.sh stop               stop both, then epmd (idempotent)
-#   scripts/services.sh env                print `export DATABASE_URL=... AMQP_URL=...`
+#                                          postgresql, redis-server, chromium, chromium-driver)
+#   scripts/services.sh start              start all three (idempotent)
+#   scripts/services.sh stop               stop all three, then epmd (idempotent)
+#   scripts/services.sh env                print `export DATABASE_URL=... AMQP_URL=... REDIS_URL=...`
 #                                          lines: eval "$(scripts/services.sh env)"
 #   scripts/services.sh status             say what is running
 #   scripts/services.sh logs [N]           last N lines (default 40) of each server log
@@ -16,22 +16,26 @@
 #                                          durable queues and persistent messages survive
 #   scripts/services.sh kill-rabbitmq      SIGKILL the broker (a crash, for fault tests)
 #   scripts/services.sh start-postgres | stop-postgres
+#   scripts/services.sh start-redis | stop-redis
+#   scripts/services.sh redis-cli [ARGS...] redis-cli against the test server
 #
 # Settings (environment):
 #   KAIROS_SERVICES_DIR   state folder (default /tmp/kairos-services)
 #   KAIROS_AMQP_PORT      AMQP port (default 5672)
 #   KAIROS_PG_PORT        PostgreSQL port (default 5433)
+#   KAIROS_REDIS_PORT     Redis port (default 6380; 6379 is left to a system Redis)
 #   KAIROS_RABBITMQ_NODENAME  (default kairos-test@localhost)
 #   KAIROS_RABBITMQ_DIST_PORT Erlang distribution port (default AMQP port + 20000)
 #   KAIROS_SERVICES_TIMEOUT   seconds to wait for a server (default 60)
 #
-# As root, the servers run as the `rabbitmq` and `postgres` users (PostgreSQL
+# As root, the servers run as the `rabbitmq`, `postgres` and `redis` users (PostgreSQL
 # refuses root); as anyone else, as that user.
 set -euo pipefail
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 AMQP_PORT="${KAIROS_AMQP_PORT:-5672}"
 PG_PORT="${KAIROS_PG_PORT:-5433}"
+REDIS_PORT="${KAIROS_REDIS_PORT:-6380}"
 RABBIT_NODE="${KAIROS_RABBITMQ_NODENAME:-kairos-test@localhost}"
 RABBIT_DIST_PORT="${KAIROS_RABBITMQ_DIST_PORT:-$((AMQP_PORT + 20000))}"
 WAIT_SECONDS="${KAIROS_SERVICES_TIMEOUT:-60}"
@@ -47,6 +51,8 @@ PG_DIR="$STATE_DIR/postgres"
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 PG_SOCK="$PG_DIR/run"
+REDIS_DIR="$STATE_DIR/redis"
+REDIS_LOG="$REDIS_DIR/redis.log"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { printf 'services: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -441,6 +447,106 @@ stop_postgres() {
   log "PostgreSQL stopped"
 }
 
+# ---------------------------------------------------------------- Redis
+
+redis_user() {
+  if [[ $EUID -eq 0 ]] && user_exists redis; then echo redis; else id -un; fi
+}
+
+redis_tool() {  # redis-server | redis-cli -> path
+  if command -v "$1" >/dev/null 2>&1; then
+    command -v "$1"
+  elif [[ -x "/usr/bin/$1" ]]; then
+    echo "/usr/bin/$1"
+  else
+    die "$1 not found (try: $SELF install)"
+  fi
+}
+
+redis_cli() { "$(redis_tool redis-cli)" -h "$HOST" -p "$REDIS_PORT" "$@"; }
+
+# redis-server rewrites its process title to "redis-server 127.0.0.1:PORT": that is the marker.
+redis_pid() { live_pid "$REDIS_DIR/redis.pid" "$HOST:$REDIS_PORT"; }
+
+redis_log_tail() {
+  local n="${1:-40}"
+  if [[ -s "$REDIS_LOG" ]]; then
+    printf -- '--- last %s lines of %s\n' "$n" "$REDIS_LOG" >&2
+    tail -n "$n" "$REDIS_LOG" >&2
+  fi
+}
+
+redis_prepare() {
+  ensure_state_dir
+  local user; user="$(redis_user)"
+  own_dir "$user" "$REDIS_DIR"
+  # Written at every start (the port may change between runs). Throttle counts only: no
+  # persistence, and never evict a key before it expires.
+  cat >"$REDIS_DIR/redis.conf" <<CONF
+# scripts/services.sh: a throwaway test server.
+bind $HOST
+port $REDIS_PORT
+protected-mode yes
+daemonize yes
+pidfile $REDIS_DIR/redis.pid
+logfile $REDIS_LOG
+dir $REDIS_DIR
+save ""
+appendonly no
+maxmemory-policy noeviction
+CONF
+  [[ $EUID -ne 0 ]] || chown "$user": "$REDIS_DIR/redis.conf"
+}
+
+wait_redis() {
+  local deadline=$((SECONDS + WAIT_SECONDS))
+  until [[ "$(redis_cli ping 2>/dev/null)" == PONG ]]; do
+    if ((SECONDS >= deadline)); then
+      redis_log_tail 60
+      die "Redis did not answer PING on $HOST:$REDIS_PORT within ${WAIT_SECONDS}s (state $REDIS_DIR)"
+    fi
+    sleep 0.2
+  done
+}
+
+start_redis() {
+  if redis_pid >/dev/null; then
+    wait_redis
+    log "Redis already running (redis://$HOST:$REDIS_PORT/0)"
+    return 0
+  fi
+  if port_open "$REDIS_PORT"; then
+    die "port $HOST:$REDIS_PORT is taken by another process (a system Redis?). Stop it, or set KAIROS_REDIS_PORT."
+  fi
+  redis_prepare
+  rm -f "$REDIS_DIR/redis.pid"
+  log "starting Redis (redis://$HOST:$REDIS_PORT/0, state $REDIS_DIR)"
+  local started=$SECONDS server
+  server="$(redis_tool redis-server)"
+  if ! (cd "$REDIS_DIR" && as_user "$(redis_user)" "$server" "$REDIS_DIR/redis.conf"); then
+    redis_log_tail 60
+    die "redis-server failed to start"
+  fi
+  wait_redis
+  log "Redis ready in $((SECONDS - started))s"
+}
+
+stop_redis() {
+  local pid
+  if ! pid="$(redis_pid)"; then
+    log "Redis not running"
+    return 0
+  fi
+  log "stopping Redis (pid $pid)"
+  redis_cli shutdown nosave >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_gone "$pid" 20; then
+    log "Redis still alive; sending SIGKILL to $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || die "could not stop Redis pid $pid"
+  fi
+  log "Redis stopped"
+}
+
 # ---------------------------------------------------------------- install
 
 install_packages() {
@@ -453,10 +559,13 @@ install_packages() {
   elif ! command -v psql >/dev/null 2>&1 && [[ ! -x "$(pg_bin_dir)/psql" ]]; then
     need+=(postgresql-client)
   fi
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    need+=(redis-server)
+  fi
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   if ((${#need[@]} == 0)); then
-    log "install: rabbitmq-server, postgresql, chromium and chromium-driver are present; skipping apt"
+    log "install: rabbitmq-server, postgresql, redis-server, chromium and chromium-driver are present; skipping apt"
     return 0
   fi
   local sudo=()
@@ -477,10 +586,12 @@ install_packages() {
 print_env() {
   printf 'export DATABASE_URL=%s\n' "postgres://kairos@$HOST:$PG_PORT/kairos"
   printf 'export AMQP_URL=%s\n' "amqp://guest:guest@$HOST:$AMQP_PORT/%2F"
+  printf 'export REDIS_URL=%s\n' "redis://$HOST:$REDIS_PORT/0"
   printf 'export KAIROS_SERVICES_SCRIPT=%q\n' "$SELF"
   printf 'export KAIROS_SERVICES_DIR=%q\n' "$STATE_DIR"
   printf 'export KAIROS_AMQP_PORT=%s\n' "$AMQP_PORT"
   printf 'export KAIROS_PG_PORT=%s\n' "$PG_PORT"
+  printf 'export KAIROS_REDIS_PORT=%s\n' "$REDIS_PORT"
   printf 'export KAIROS_RABBITMQ_NODENAME=%q\n' "$RABBIT_NODE"
 }
 
@@ -496,6 +607,11 @@ status() {
   else
     echo "postgres: stopped"; rc=3
   fi
+  if pid="$(redis_pid)"; then
+    echo "redis: running (pid $pid, redis://$HOST:$REDIS_PORT/0)"
+  else
+    echo "redis: stopped"; rc=3
+  fi
   return "$rc"
 }
 
@@ -507,8 +623,8 @@ cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
   install) install_packages ;;
-  start) start_postgres; start_rabbitmq ;;
-  stop) stop_rabbitmq; stop_epmd; stop_postgres ;;
+  start) start_postgres; start_rabbitmq; start_redis ;;
+  stop) stop_redis; stop_rabbitmq; stop_epmd; stop_postgres ;;
   restart) "$SELF" stop; "$SELF" start ;;
   start-rabbitmq) start_rabbitmq ;;
   stop-rabbitmq) stop_rabbitmq ;;
@@ -516,10 +632,13 @@ case "$cmd" in
   kill-rabbitmq) kill_rabbitmq ;;
   start-postgres) start_postgres ;;
   stop-postgres) stop_postgres ;;
+  start-redis) start_redis ;;
+  stop-redis) stop_redis ;;
   env) print_env ;;
   status) status ;;
-  logs) rabbit_log_tail "${1:-40}"; pg_log_tail "${1:-40}" ;;
+  logs) rabbit_log_tail "${1:-40}"; pg_log_tail "${1:-40}"; redis_log_tail "${1:-40}" ;;
   rabbitmqctl) rabbit rabbitmqctl "$@" ;;
+  redis-cli) redis_cli "$@" ;;
   psql) exec "$(pg_tool psql)" -X -h "$HOST" -p "$PG_PORT" -U kairos -d kairos "$@" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

@@ -142,6 +142,16 @@ def test_app_processes_wait_for_healthy_backends_and_applied_migrations(services
         assert conditions.get("migrate") == "service_completed_successfully", name
 
 
+def test_app_processes_count_throttles_in_the_redis_service(services):
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:7") and redis.get("healthcheck", {}).get("test")
+    assert "noeviction" in command_of(redis)  # an evicted count is a reopened door
+    assert not redis.get("ports"), "Redis has no password: it must stay on the compose network"
+    for name in ("web", "consumer"):
+        assert environment_of(services[name]).get("REDIS_URL") == "redis://redis:6379/0", name
+        assert depends_on(services[name]).get("redis") == "service_healthy", name
+
+
 def test_migrate_is_a_one_shot_that_applies_migrations_once_postgres_is_healthy(services):
     migrate = services["migrate"]
     assert command_of(migrate)[:3] == ["python", "manage.py", "migrate"]

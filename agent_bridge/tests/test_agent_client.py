@@ -222,12 +222,16 @@ def test_get_interactions_defaults(client, mocked):
         json={"interactions": [], "total": 0, "limit": 20, "offset": 0},
         match=[matchers.query_param_matcher({"limit": "20", "offset": "0", "include_response": "false"})],
     )
-    client.get_interactions(uid=UID)
+    assert client.get_interactions(uid=UID)["limit"] == 20
+    sent = mocked.calls[0].request
+    assert sent.method == "GET" and "limit=20" in sent.url and "include_response=false" in sent.url
 
 
 def test_clear_interactions(client, mocked):
     mocked.delete(f"{USER_URL}/interactions", status=204, match=[TOKEN_HEADER])
     assert client.clear_interactions(uid=UID) is None
+    sent = mocked.calls[0].request
+    assert (sent.method, sent.url, sent.headers["X-Service-Token"]) == ("DELETE", f"{USER_URL}/interactions", TOKEN)
 
 
 def test_clear_interactions_of_an_unknown_user_raises(client, mocked):

@@ -118,8 +118,11 @@ def test_sync_records_do_not_touch_updated_at(verified_user) -> None:
 def test_sync_records_for_an_unknown_user_are_ignored(db) -> None:
     import uuid
 
+    from allergies.models import AllergyProfile
+
     services.allergy_sync_record_success(uid=uuid.uuid4(), revision=3)
     services.allergy_sync_record_failure(uid=uuid.uuid4(), error="x")
+    assert not AllergyProfile.objects.exists()  # no profile is created for a uid nobody has
 
 
 @pytest.mark.postgres

@@ -11,15 +11,6 @@ from consumers.models import DeadLetter
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client):
-    from identity.models import User
-
-    admin = User.objects.create_superuser(email="ops@example.com", password="an-admin-passphrase-42", username="ops")
-    client.force_login(admin)
-    return client
-
-
 def dead_row() -> OutboxEvent:
     row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
     dead_letter_record(

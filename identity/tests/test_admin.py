@@ -1,16 +1,8 @@
 import pytest
-from django.contrib.auth import get_user_model
 
 from identity import services
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(client):
-    admin = get_user_model().objects.create_superuser(email="root@example.com", password="root-passphrase-123")
-    client.force_login(admin)
-    return client
 
 
 def test_user_page_never_shows_the_password_hash(admin_client, verified_user) -> None:

@@ -27,12 +27,6 @@ def current_fault(stack: Stack) -> dict[str, Any] | None:
     return response.json()["fault"]
 
 
-def signup(stack: Stack, email: str) -> None:
-    body = {"username": "ada", "email": email, "password": "a-long-passphrase-42"}
-    response = stack.api("POST", "/api/signup/", json=body)
-    assert response.status_code == 201, response.text
-
-
 def uid_of(stack: Stack, email: str) -> str:
     """The uid of a user who signed up (read through the app, as an operator would)."""
     code = f"from identity.models import User; print(User.objects.get(email={email!r}).uid)"

@@ -49,3 +49,18 @@ def create_verified_user(stack: Stack, *, email: str, username: str = "ada") -> 
     assert login.status_code == 200, login.text
     body = login.json()
     return LoggedInUser(email=email, uid=body["auth_id"], token=body["token"])
+
+
+def signup(stack: Stack, email: str, *, username: str = "ada") -> dict:
+    """POST /api/signup/ and expect 201; the answer's body."""
+    body = {"username": username, "email": email, "password": PASSWORD}
+    response = stack.api("POST", "/api/signup/", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def put_allergies(stack: Stack, user: LoggedInUser, body: dict) -> dict:
+    """PUT /api/allergies/ and expect 200; the profile answered (with its revision and sync state)."""
+    response = stack.api("PUT", "/api/allergies/", token=user.token, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests.e2e.harness import SERVICE_TOKEN, wait_for
-from tests.e2e.helpers import create_verified_user
+from tests.e2e.helpers import create_verified_user, put_allergies
 
 pytestmark = pytest.mark.e2e
 
@@ -28,12 +28,6 @@ def agent_user(stack, uid: str) -> dict | None:
 
 def allergies(stack, user) -> dict:
     response = stack.api("GET", "/api/allergies/", token=user.token)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def put_allergies(stack, user, body: dict) -> dict:
-    response = stack.api("PUT", "/api/allergies/", token=user.token, json=body)
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -10,8 +10,9 @@ import pika
 import pytest
 
 from agent_bridge.transports import rabbitmq as amqp
-from tests.e2e.bus_helpers import agent_calls, bus, services_script, signup, uid_of, wait_drained
+from tests.e2e.bus_helpers import agent_calls, bus, services_script, uid_of, wait_drained
 from tests.e2e.harness import wait_for
+from tests.e2e.helpers import signup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
 

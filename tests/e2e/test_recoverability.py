@@ -12,13 +12,12 @@ from tests.e2e.bus_helpers import (
     current_fault,
     dead_letters,
     replay,
-    signup,
     uid_of,
     wait_dead_letters,
     wait_drained,
 )
 from tests.e2e.harness import wait_for
-from tests.e2e.helpers import create_verified_user
+from tests.e2e.helpers import create_verified_user, put_allergies, signup
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +29,6 @@ PROFILES = [
 ]
 # Queue types worth running on a broker; the embedded bus has none.
 QUEUE_TYPES = ["classic", "quorum"] if os.environ.get("AMQP_URL") else ["classic"]
-
-
-def put_allergies(stack, user, profile: dict) -> int:
-    response = stack.api("PUT", "/api/allergies/", token=user.token, json=profile)
-    assert response.status_code == 200, response.text
-    return response.json()["revision"]
 
 
 def sync(stack, user) -> dict:
@@ -79,7 +72,7 @@ def test_one_failing_user_holds_up_no_one_and_gets_the_latest_state_once_the_age
     bob = create_verified_user(stack, email="bob@example.com", username="bob")
     stack.agent.fault(status=503, paths=ada.uid)
 
-    revisions = [put_allergies(stack, ada, profile) for profile in PROFILES]
+    revisions = [put_allergies(stack, ada, profile)["revision"] for profile in PROFILES]
     wait_for(lambda: bus(stack)["retrying"] >= 1, timeout=20, what="ada's events to wait for a retry")
     put_allergies(stack, bob, PROFILES[0])
 

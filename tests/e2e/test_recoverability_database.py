@@ -6,8 +6,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from tests.e2e.bus_helpers import signup, wait_drained
+from tests.e2e.bus_helpers import wait_drained
 from tests.e2e.harness import wait_for
+from tests.e2e.helpers import signup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -4,15 +4,9 @@ import time
 import pytest
 
 from tests.e2e.harness import SERVICE_TOKEN, wait_for
+from tests.e2e.helpers import signup
 
 pytestmark = pytest.mark.e2e
-
-
-def signup(stack, email: str) -> dict:
-    body = {"username": "ada", "email": email, "password": "a-long-passphrase-42"}
-    response = stack.api("POST", "/api/signup/", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def agent_creates(stack) -> list[dict]:

@@ -22,7 +22,6 @@ import time
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
-from django.core.cache import cache
 from django.db import transaction
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
@@ -30,6 +29,7 @@ from schemathesis.core.result import Ok
 
 from project.wsgi import application
 from tests.fuzz import stats
+from throttling.stores import store_get
 
 EXAMPLES = int(os.environ.get("KAIROS_FUZZ_EXAMPLES", "60"))
 SEED = os.environ.get("KAIROS_FUZZ_SEED")
@@ -93,7 +93,7 @@ def test_operation_survives_generated_input(case, account, wsgi_in_test_transact
     started = time.monotonic()
     try:
         with transaction.atomic():
-            cache.clear()  # throttle counters: each case is judged on its input, not on the ones before
+            store_get().clear()  # throttle counters: each case is judged on its input, not on the ones before
             response = case.call_and_validate(headers=headers(account), additional_checks=[error_body_shape])
             stats.statuses[response.status_code] += 1
             transaction.set_rollback(True)

@@ -3,8 +3,9 @@ client obtains them (POST /api/login/), so the suites exercise the real credenti
 import uuid
 from dataclasses import dataclass
 
-from django.core.cache import cache
 from rest_framework.test import APIClient
+
+from throttling.stores import store_get
 
 PASSWORD = "correct-horse-battery-staple-42"
 
@@ -32,7 +33,7 @@ def verified_user_create(*, password: str = PASSWORD):
 def login(*, email: str, password: str = PASSWORD) -> str:
     """A fresh token for the user, from the login endpoint. Throttle counters are reset first:
     suites log in far more often than a person could."""
-    cache.clear()
+    store_get().clear()
     response = APIClient(HTTP_HOST="localhost").post(
         "/api/login/", {"email": email, "password": password}, format="json"
     )

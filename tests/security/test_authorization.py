@@ -107,12 +107,17 @@ def assert_401_json(response, what: str) -> None:
 def test_every_route_is_classified() -> None:
     unclassified = sorted(route.key for route in ROUTES if route.key not in PUBLIC | SERVICE | USER)
     assert not unclassified, f"classify these routes as PUBLIC, SERVICE or USER: {unclassified}"
+    gone = sorted((PUBLIC | SERVICE | USER) - {route.key for route in ROUTES})
+    assert not gone, f"these classified routes no longer exist: {gone}"
 
 
 @pytest.mark.parametrize("route", USER_ROUTES, ids=str)
 def test_user_route_refuses_bad_credentials(account, route) -> None:
+    from agent_bridge.models import OutboxEvent
+
     failures = []
     credentials = bad_credentials(account)
+    events_before = OutboxEvent.objects.count()
     for method in route.methods:
         for name, headers in credentials.items():
             try:
@@ -120,6 +125,7 @@ def test_user_route_refuses_bad_credentials(account, route) -> None:
             except AssertionError as exc:
                 failures.append(str(exc))
     assert not failures, "\n".join(failures)
+    assert OutboxEvent.objects.count() == events_before, "a refused request changed something"
 
 
 @pytest.mark.parametrize("route", USER_ROUTES, ids=str)

@@ -1,11 +1,7 @@
-"""Fixtures of the security sweep."""
+"""Fixtures shared by the suites under tests/ (fuzz, security, e2e, ...)."""
 import pytest
 
 from tests.security.accounts import Account, account_create
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "security: the security sweep (authorization matrix, deploy checks, leaks)")
 
 
 @pytest.fixture

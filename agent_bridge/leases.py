@@ -154,8 +154,41 @@ class PartitionOwnership:
             self._held[name] = stack
         return bool(taken)
 
-    def release_all(self) -> None:
-        for name, stack in list(self._held.items()):
+    def release(self, name: str) -> None:
+        stack = self._held.pop(name, None)
+        if stack is not None:
             stack.close()
-            PartitionLease.objects.filter(name=name, owner=self.owner).update(owner="", expires_at=None)
-            del self._held[name]
+        PartitionLease.objects.filter(name=name, owner=self.owner).update(owner="", expires_at=None)
+
+    def release_all(self) -> None:
+        for name in list(self._held):
+            self.release(name)
+
+
+class Membership:
+    """A consumer connection's presence, so connections can share the partitions fairly: each
+    renews a `<prefix>.member.<owner>` row while connected (standbys included)."""
+
+    def __init__(self, *, prefix: str, owner: str) -> None:
+        self.prefix = prefix
+        self.name = f"{prefix}.member.{owner}"
+        self._stack: ExitStack | None = None
+
+    def join(self) -> None:
+        PartitionLease.objects.update_or_create(name=self.name, defaults={"owner": self.name, "expires_at": _expiry()})
+
+        def renew() -> None:
+            PartitionLease.objects.filter(name=self.name).update(expires_at=_expiry())
+
+        self._stack = ExitStack()
+        self._stack.enter_context(RENEWER.hold(renew))
+
+    def leave(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+        PartitionLease.objects.filter(name=self.name).delete()
+
+    def members(self) -> int:
+        live = PartitionLease.objects.filter(name__startswith=f"{self.prefix}.member.", expires_at__gt=timezone.now())
+        return max(1, live.count())

@@ -154,12 +154,38 @@ class Consumer:
         return outcome
 
 
-def consumer_from_settings(*, stop: threading.Event, agent: AgentClient | None = None) -> Consumer:
-    """RabbitMQ when AMQP_URL is set (the relay prunes), else the embedded bus (the consumer prunes)."""
+class ConsumerGroup:
+    """Several consumer loops in one process, each on its own connection: several Agent calls in
+    flight at once, for different users (a user's events stay with one loop: its partition on
+    RabbitMQ, its lease on the embedded bus)."""
+
+    def __init__(self, consumers: list[Consumer]) -> None:
+        self.consumers = consumers
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=consumer.run, name=f"consumer-{index}")
+            for index, consumer in enumerate(self.consumers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def consumer_from_settings(*, stop: threading.Event) -> Consumer | ConsumerGroup:
+    """RabbitMQ when AMQP_URL is set (the relay prunes), else the embedded bus (the consumer prunes);
+    BUS_CONSUMER_CONNECTIONS loops."""
     timing = bus_timing().check()
-    if settings.AMQP_URL:
-        return Consumer(transport=amqp.RabbitTransport(stop=stop, timing=timing), stop=stop, agent=agent)
-    return Consumer(transport=EmbeddedTransport(stop=stop, timing=timing), stop=stop, agent=agent, pruner=Pruner())
+
+    def one(index: int) -> Consumer:
+        if settings.AMQP_URL:
+            return Consumer(transport=amqp.RabbitTransport(stop=stop, timing=timing), stop=stop)
+        pruner = Pruner() if index == 0 else None
+        return Consumer(transport=EmbeddedTransport(stop=stop, timing=timing), stop=stop, pruner=pruner)
+
+    count = max(1, settings.BUS_CONSUMER_CONNECTIONS)
+    return one(0) if count == 1 else ConsumerGroup([one(index) for index in range(count)])
 
 
 class Relay:

@@ -236,6 +236,9 @@ AMQP_PREFETCH = env.int("AMQP_PREFETCH", default=10)
 # Partition queues <prefix>.work.<n>: a user's events all go to one (a hash of the uid), and each
 # has one active consumer at a time. More partitions than consumers lets consumers share them.
 AMQP_PARTITIONS = env.int("AMQP_PARTITIONS", default=4)
+# Consumer loops per `manage.py consume` process, each with its own connection: Agent calls in
+# flight at once for different users. RabbitMQ connections share the partitions fairly.
+BUS_CONSUMER_CONNECTIONS = env.int("BUS_CONSUMER_CONNECTIONS", default=2)
 # Seconds between AMQP heartbeats; daemons keep them going while a handler waits on the Agent.
 AMQP_HEARTBEAT_SECONDS = env.int("AMQP_HEARTBEAT_SECONDS", default=30)
 # Quorum work queues: deliveries before RabbitMQ dead-letters a message (RabbitMQ 4 default: 20).

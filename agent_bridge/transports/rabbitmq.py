@@ -51,7 +51,7 @@ from agent_bridge import events
 from agent_bridge import outbox as owner
 from agent_bridge.delivery import Cause, Outcome
 from agent_bridge.events import Envelope
-from agent_bridge.leases import WORKER_ID, PartitionOwnership
+from agent_bridge.leases import WORKER_ID, Membership, PartitionOwnership
 from agent_bridge.timing import BusTiming
 from agent_bridge.transports import Delivery
 
@@ -341,11 +341,43 @@ class RabbitTransport:
         self.publisher.confirm_delivery()
         self.dead_channel = self.connection.channel()
         self.ownership = PartitionOwnership()
+        self.membership = Membership(prefix=self.topology.prefix, owner=self.ownership.owner)
+        self.worker.submit(self._in_worker, self.membership.join).result()
         self._inbox.clear()
-        for partition, queue in enumerate(self.topology.work_queues):
-            tag = self.channel.basic_consume(queue, self._on_message)
-            self._partition_of_tag[tag] = partition
+        self._tag_of_partition: dict[int, str] = {}
+        for partition in range(self.topology.partitions):
+            self._subscribe(partition)
         self.housekeeping(force=True)
+
+    def _subscribe(self, partition: int) -> None:
+        tag = self.channel.basic_consume(self.topology.work_queue(partition), self._on_message)
+        self._partition_of_tag[tag] = partition
+        self._tag_of_partition[partition] = tag
+
+    def _rebalance(self) -> None:
+        """Give up one partition when this connection owns more than its fair share.
+
+        The broker never moves a single-active-consumer queue by itself, so the first consumer to
+        subscribe would keep every partition. Cancelling one hands the queue to the next waiting
+        consumer at once; subscribing again puts this one at the back as a standby.
+        """
+        owned = [n for n in range(self.topology.partitions) if self.ownership.holds(self.topology.work_queue(n))]
+        fair = -(-self.topology.partitions // self._call_in_worker(self.membership.members))
+        if len(owned) <= fair:
+            return
+        partition = owned[-1]
+        tag = self._tag_of_partition.pop(partition)
+        self.channel.basic_cancel(tag)  # pika nacks what it had not dispatched yet
+        kept = deque()
+        for method, properties, body in self._inbox:
+            if method.consumer_tag == tag:
+                self.channel.basic_nack(method.delivery_tag, requeue=True)
+            else:
+                kept.append((method, properties, body))
+        self._inbox = kept
+        self._call_in_worker(self.ownership.release, self.topology.work_queue(partition))
+        logger.info("consumer gave partition %s to a standby (fair share %s)", partition, fair)
+        self._subscribe(partition)
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
         self._inbox.append((method, properties, body))
@@ -359,6 +391,7 @@ class RabbitTransport:
         if self.ownership is not None:
             with contextlib.suppress(DatabaseError):
                 self.worker.submit(self._in_worker, self.ownership.release_all).result()
+                self.worker.submit(self._in_worker, self.membership.leave).result()
         connection_close_quietly(self.connection)
         self.connection = None
 
@@ -445,6 +478,8 @@ class RabbitTransport:
         if not force and time.monotonic() - self._dead_checked < DEAD_QUEUE_CHECK_SECONDS:
             return
         self._dead_checked = time.monotonic()
+        if not force:
+            self._rebalance()
         for _ in range(100):
             method, properties, body = self.dead_channel.basic_get(self.topology.dead_queue)
             if method is None:

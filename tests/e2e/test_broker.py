@@ -2,6 +2,7 @@
 restart in the middle of a stream of events. Needs a broker (AMQP_URL)."""
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -163,3 +164,39 @@ def test_a_message_the_broker_dead_letters_becomes_a_visible_dead_letter(stack) 
     result = stack.manage("replay_dead_letters", check=False)
     assert result.returncode != 0 and "not an event envelope" in result.stdout
     assert bus(stack)["dead_letters"] == 1  # kept for a human to look at
+
+
+def partition_owners(stack) -> dict[str, str]:
+    script = (
+        "from agent_bridge.models import PartitionLease as P; import json; from django.utils import timezone as t; "
+        "print(json.dumps({p.name: p.owner for p in P.objects.filter(name__contains='.work.', owner__gt='', "
+        "expires_at__gt=t.now())}))"
+    )
+    return json.loads(stack.manage("shell", "-c", script).stdout.strip().splitlines()[-1])
+
+
+def test_two_consumers_share_the_partitions_and_a_standby_takes_over(stack_factory) -> None:
+    """Single-active-consumer queues never move by themselves: the consumers hand partitions over
+    until each has its fair share, and a killed consumer's partitions go to the other."""
+    stack = stack_factory(consumers=2, extra_env={"BUS_CONSUMER_CONNECTIONS": "1", "AMQP_PARTITIONS": "4"})
+    count = 0
+
+    def spread() -> bool:
+        nonlocal count
+        for _ in range(4):  # traffic on every partition, so each new owner takes its lease
+            count += 1
+            signup(stack, f"user{count}@example.com", username=f"user{count}")
+        owners = list(partition_owners(stack).values())
+        return len(owners) == 4 and sorted(owners.count(owner) for owner in set(owners)) == [2, 2]
+
+    wait_for(spread, timeout=90, interval=1, what="the partitions shared 2 + 2")
+    stack.kill("consumer0", signal.SIGKILL)
+
+    def taken_over() -> bool:
+        spread()  # more traffic
+        owners = partition_owners(stack)
+        return len(owners) == 4 and len(set(owners.values())) == 1
+
+    wait_for(taken_over, timeout=90, interval=1, what="the survivor owning all four")
+    wait_drained(stack)
+    assert len(stack.agent.state()["users"]) == count

@@ -212,11 +212,13 @@ class EmailKindUnknown(DeliveryError):
 
 
 def handle_email_requested(envelope: Envelope, agent: AgentClient) -> Status:
-    """Send the email with Django's backend; no Agent call, so no lease."""
+    """Send the email with Django's backend (no Agent call)."""
     # Imported here: identity.emails renders templates and builds link tokens, which the
     # Agent-bound handlers never need.
     from identity import emails
 
+    if not identity_selectors.user_exists(uid=_uid(envelope)):
+        return SKIPPED  # deleted: no mail, and its event was erased with the account (no kind left)
     kind = str((envelope.get("data") or {}).get("kind", ""))
     try:
         sent = emails.account_email_send_rollback_unsafe(uid=_uid(envelope), kind=kind)

@@ -36,11 +36,9 @@ import json
 import logging
 import time
 import uuid
-import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pika
@@ -54,6 +52,7 @@ from agent_bridge.events import Envelope
 from agent_bridge.leases import WORKER_ID, Membership, PartitionOwnership
 from agent_bridge.timing import BusTiming
 from agent_bridge.transports import Delivery
+from agent_bridge.transports.topology import Topology, topology_delete  # noqa: F401 - part of this module's API
 
 logger = logging.getLogger("consumers")
 T = TypeVar("T")
@@ -72,41 +71,6 @@ QUEUE_TYPES = ("classic", "quorum")
 HIGH_PRIORITY = 1  # message priority of allergy events on classic partition queues
 # The broker refused one message (a nack, or no queue took it): the others may still go.
 PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
-
-
-@dataclass(frozen=True)
-class Topology:
-    prefix: str
-    partitions: int = 1
-
-    @property
-    def exchange(self) -> str:
-        return f"{self.prefix}.events"
-
-    def work_queue(self, partition: int) -> str:
-        return f"{self.prefix}.work.{partition}"
-
-    @property
-    def work_queues(self) -> list[str]:
-        return [self.work_queue(n) for n in range(self.partitions)]
-
-    @property
-    def dead_exchange(self) -> str:
-        return f"{self.prefix}.dead"
-
-    @property
-    def dead_queue(self) -> str:
-        return f"{self.prefix}.dead"
-
-    def retry_queue(self, delay_seconds: float) -> str:
-        return f"{self.prefix}.delay.{int(delay_seconds)}s"
-
-    def partition_of(self, uid: str | None) -> int:
-        """A stable hash of the uid (crc32: the same in every process and release)."""
-        return zlib.crc32(str(uid or "").encode()) % self.partitions
-
-    def routing_key(self, envelope: Envelope) -> str:
-        return f"p{self.partition_of(envelope.get('uid'))}.{envelope['type']}"
 
 
 def topology_from_settings() -> Topology:
@@ -188,19 +152,6 @@ def topology_declare(
             ),
         )
         channel.queue_bind(name, name)
-
-
-def topology_delete(
-    channel: pika.adapters.blocking_connection.BlockingChannel, topology: Topology, *, retry_delays: list[int]
-) -> None:
-    """Delete what topology_declare made (throwaway prefixes: tests, benchmarks)."""
-    for delay in retry_delays:
-        channel.queue_delete(topology.retry_queue(delay))
-        channel.exchange_delete(topology.retry_queue(delay))
-    for queue in (*topology.work_queues, topology.dead_queue):
-        channel.queue_delete(queue)
-    for exchange in (topology.exchange, topology.dead_exchange):
-        channel.exchange_delete(exchange)
 
 
 def _properties(envelope: Envelope, attempt: int) -> pika.BasicProperties:

@@ -92,6 +92,7 @@ class Stack:
             "BUS_OWNERSHIP_SECONDS": "6",
             # Past the longest retry delay above, so a message the broker loses is published again.
             "BUS_REPUBLISH_AFTER_SECONDS": "30",
+            "AMQP_PARTITIONS": "4",
             "THROTTLE_RATES": "off",
             "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
             "EMAIL_FILE_PATH": str(workdir / "emails"),
@@ -193,11 +194,10 @@ class Stack:
             connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
         except pika.exceptions.AMQPError:
             return
-        from django.conf import settings
+        # Not transports.rabbitmq: the chaos CLI runs this without Django.
+        from agent_bridge.transports.topology import Topology, topology_delete
 
-        from agent_bridge.transports.rabbitmq import Topology, topology_delete
-
-        partitions = int(self.env.get("AMQP_PARTITIONS", settings.AMQP_PARTITIONS))
+        partitions = int(self.env["AMQP_PARTITIONS"])
         delays = [int(delay) for delay in self.env["BUS_RETRY_DELAYS_SECONDS"].split(",")]
         topology = Topology(prefix=self.prefix, partitions=partitions)
         topology_delete(connection.channel(), topology, retry_delays=delays)

@@ -85,3 +85,20 @@ def test_a_dead_user_deleted_letter_keeps_only_uid_and_type(verified_user, passw
     letter = DeadLetter.objects.get(uid=uid)
     assert (letter.type, letter.envelope["data"]) == ("user.deleted", {})
     assert verified_user.email not in letter.reason
+
+
+def test_an_erased_email_event_still_in_flight_is_skipped_not_dead_lettered(verified_user, password) -> None:
+    """Found by the chaos run: the erasure empties a pending email.requested event (its kind
+    included); its handler must find the user gone rather than fail on the missing kind."""
+    from agent_bridge.agent_client import AgentClient
+    from agent_bridge.delivery import Status
+    from consumers import processing
+    from identity import services
+
+    pending = OutboxEvent.objects.create(type="email.requested", uid=verified_user.uid, data={"kind": "verify"})
+    services.user_delete(user=verified_user, password=password)
+    pending.refresh_from_db()
+    assert pending.data == {}
+
+    outcome = processing.process_envelope(pending.envelope, attempt=1, agent=AgentClient.from_settings())
+    assert outcome.status is Status.SKIPPED

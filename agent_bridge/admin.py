@@ -1,10 +1,11 @@
 from django.contrib import admin
 
-from agent_bridge.models import InteractionMirror
+from agent_bridge.models import InteractionMirror, OutboxEvent
+from project.admin import ReadOnlyAdminMixin
 
 
 @admin.register(InteractionMirror)
-class InteractionMirrorAdmin(admin.ModelAdmin):
+class InteractionMirrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only view of the local copy of each user's Agent history (refreshed by the consumer)."""
 
     list_display = ("user", "item_count", "agent_total", "synced_at", "refresh_requested_at", "clear_pending")
@@ -26,19 +27,12 @@ class InteractionMirrorAdmin(admin.ModelAdmin):
     def item_count(self, obj: InteractionMirror) -> int:
         return len(obj.items)
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
-# --- the outbox (owned by the bus; self-contained) -------------------------------------------
-from agent_bridge.models import OutboxEvent  # noqa: E402
-
+# --- the outbox (owned by the bus) -------------------------------------------------------------
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only view of the transactional outbox: what was raised and what became of it."""
 
     list_display = ("type", "event_id", "uid", "status", "attempts", "occurred_at", "published_at", "delivered_at")
@@ -52,8 +46,3 @@ class OutboxEventAdmin(admin.ModelAdmin):
     )
     fields = readonly_fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

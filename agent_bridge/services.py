@@ -20,9 +20,9 @@ from identity.models import User
 #: mirrored. Pages of 100, the Agent's largest.
 INTERACTIONS_MIRROR_MAX_ITEMS = 500
 INTERACTIONS_PAGE_SIZE = 100
-# Fields of the Agent's InteractionSummary that the mirror keeps (seed 000 §9); the Agent's full
-# response body and the uid are not needed to show the history.
-_DROPPED_FIELDS = ("agent_response", "uid")
+# Fields of the Agent's InteractionSummary (seed 000 §9) that the mirror does not keep.
+# The uid is the user's own; the rest, agent_response included, is what the history shows.
+_DROPPED_FIELDS = ("uid",)
 
 
 def _max_age() -> timedelta:
@@ -40,18 +40,18 @@ def _refresh_outstanding(mirror: InteractionMirror | None, now) -> bool:
     )
 
 
-def interaction_mirror_refresh_request_if_stale(*, user: User) -> bool:
+def interaction_mirror_refresh_request_if_stale(*, user: User, force: bool = False) -> bool:
     """Queue `interactions.refresh_requested` when the mirror is missing or older than
-    INTERACTIONS_MIRROR_MAX_AGE_SECONDS, unless one is outstanding. True while a refresh is
-    outstanding (the caller answers `refreshing: true`)."""
+    INTERACTIONS_MIRROR_MAX_AGE_SECONDS (or at once with `force`: the user asked), unless one is
+    outstanding. True while a refresh is outstanding (the caller answers `refreshing: true`)."""
     now = timezone.now()
     mirror = InteractionMirror.objects.filter(user=user).first()
-    if not _is_stale(mirror, now) or _refresh_outstanding(mirror, now):
+    if not (force or _is_stale(mirror, now)) or _refresh_outstanding(mirror, now):
         # The common read path takes no lock.
         return _refresh_outstanding(mirror, now)
     with transaction.atomic():
         mirror, _ = InteractionMirror.objects.select_for_update().get_or_create(user=user)
-        if _is_stale(mirror, now) and not _refresh_outstanding(mirror, now):
+        if (force or _is_stale(mirror, now)) and not _refresh_outstanding(mirror, now):
             mirror.refresh_requested_at = now
             mirror.save(update_fields=["refresh_requested_at"])
             outbox_event_add(uid=user.uid, payload=events.InteractionsRefreshRequested())

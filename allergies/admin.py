@@ -2,10 +2,11 @@ from django.contrib import admin
 
 from allergies.models import AllergyProfile
 from allergies.selectors import AllergyState
+from project.admin import ReadOnlyAdminMixin
 
 
 @admin.register(AllergyProfile)
-class AllergyProfileAdmin(admin.ModelAdmin):
+class AllergyProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: a change must go through allergy_profile_replace so it gets a revision and
     reaches the Agent; an edit here would do neither."""
 
@@ -35,12 +36,6 @@ class AllergyProfileAdmin(admin.ModelAdmin):
     @admin.display(description="allergy flags")
     def allergy_flags(self, obj: AllergyProfile) -> str:
         return ", ".join(obj.allergy_flags)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -4,11 +4,36 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from allergies.models import AllergyProfile, allergy_flags_for
+from allergies.vocabulary import CANONICAL_NAMES
 from identity.models import User
 
 SYNC_SYNCED = "synced"
 SYNC_PENDING = "pending"
 SYNC_FAILING = "failing"
+
+# What the user is told about the sync: a stable code and a short message. The operator's detail
+# (the Agent's error, with its path) stays in `sync_last_error`, shown in the admin and the logs.
+SYNC_MESSAGES: dict[str, str] = {
+    "synced": "Your allergy profile is up to date everywhere.",
+    "pending": "Saved. It is on its way to your recommendations.",
+    "agent_unreachable": "Saved. The recommendation service cannot be reached right now; we keep trying.",
+    "agent_rejected": "Saved, but the recommendation service refused it; our team has been alerted.",
+    "sync_failed": "Saved, but not yet sent to your recommendations; we keep trying.",
+}
+SYNC_STATES: tuple[str, ...] = (SYNC_SYNCED, SYNC_PENDING, SYNC_FAILING)
+SYNC_CODES: tuple[str, ...] = tuple(SYNC_MESSAGES)
+# The first word of a recorded failure is the error's class (consumers.processing._describe).
+_FAILURE_CODES: dict[str, str] = {
+    "AgentConnectionError": "agent_unreachable",
+    "AgentTimeout": "agent_unreachable",
+    "AgentUnavailable": "agent_unreachable",
+    "AgentTransientError": "agent_unreachable",
+    "AgentPermanentError": "agent_rejected",
+    "AgentUserNotFound": "agent_rejected",
+    "AgentAuthError": "agent_rejected",
+    "AgentInvalidPayload": "agent_rejected",
+    "AgentMissingUserId": "agent_rejected",
+}
 
 
 @dataclass(frozen=True)
@@ -40,14 +65,31 @@ class AllergyState:
         return SYNC_PENDING
 
     @property
-    def sync(self) -> dict:
+    def sync_code(self) -> str:
         state = self.sync_state
+        if state != SYNC_FAILING:
+            return state
+        return _FAILURE_CODES.get(self.sync_last_error.split(" ", 1)[0], "sync_failed")
+
+    @property
+    def sync(self) -> dict:
+        code = self.sync_code
         return {
-            "state": state,
+            "state": self.sync_state,
+            "code": code,
+            "message": SYNC_MESSAGES[code],
             "revision": self.revision,
             "synced_revision": self.synced_revision,
-            "last_error": (self.sync_last_error or None) if state != SYNC_SYNCED else None,
         }
+
+    @property
+    def custom(self) -> list[str]:
+        """Listed names that are not in the canonical vocabulary (kept as the user wrote them, folded)."""
+        return [name for name in [*self.confirmed, *self.intolerances] if name not in CANONICAL_NAMES]
+
+    @property
+    def recognised(self) -> list[str]:
+        return [name for name in [*self.confirmed, *self.intolerances] if name in CANONICAL_NAMES]
 
     @classmethod
     def of(cls, profile: AllergyProfile | None) -> "AllergyState":

@@ -1,16 +1,37 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from allergies.validation import AllergyProfileInvalid, allergy_profile_clean
+from allergies.selectors import SYNC_CODES, SYNC_STATES
+from allergies.validation import SEVERITY_LEVELS
+from allergies.vocabulary import EU, MAX_NAME_LENGTH, US
+
+
+# Shapes for the schema; the values are checked by allergy_profile_clean, with its messages.
+@extend_schema_field({"type": "string", "maxLength": MAX_NAME_LENGTH})
+class _AllergenNameField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "string", "enum": list(SEVERITY_LEVELS)})
+class _SeverityLevelField(serializers.JSONField):
+    pass
 
 
 class AllergyProfileInputSerializer(serializers.Serializer):
     """PUT /api/allergies/: a full replace. Omitted fields are empty, as in seed 000 §6.2."""
 
-    # Shapes only here; names and rules are checked by allergy_profile_clean, which the
-    # service runs as well, so both report the same messages.
-    confirmed = serializers.ListField(child=serializers.JSONField(), default=list)
-    intolerances = serializers.ListField(child=serializers.JSONField(), default=list)
-    severity = serializers.DictField(child=serializers.JSONField(), default=dict)
+    # Shapes only here; names and rules are checked by the service (allergy_profile_clean).
+    confirmed = serializers.ListField(
+        child=_AllergenNameField(), default=list,
+        help_text="Confirmed allergies: canonical names from `GET /api/allergens/` (synonyms and plurals are "
+        "mapped to them) or custom names.",
+    )
+    intolerances = serializers.ListField(
+        child=_AllergenNameField(), default=list, help_text="Intolerances; a name is in one list, not both."
+    )
+    severity = serializers.DictField(
+        child=_SeverityLevelField(), default=dict, help_text="One level for every listed name, and no other."
+    )
 
     def validate(self, attrs: dict) -> dict:
         # A body naming none of the fields is far likelier a client bug than a wish to wipe a
@@ -20,25 +41,34 @@ class AllergyProfileInputSerializer(serializers.Serializer):
                 {"non_field_errors": ["Name at least one of confirmed, intolerances, severity; use DELETE to clear."]},
                 code="empty_profile",
             )
-        try:
-            clean = allergy_profile_clean(**attrs)
-        except AllergyProfileInvalid as exc:
-            raise serializers.ValidationError(exc.errors) from exc
-        return {"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity}
+        return attrs
 
 
 class AllergySyncSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=["synced", "pending", "failing"])
+    state = serializers.ChoiceField(
+        choices=SYNC_STATES,
+        help_text="synced: the Agent holds this revision; pending: on its way; failing: an attempt failed.",
+    )
+    code = serializers.ChoiceField(choices=SYNC_CODES, help_text="Stable: what to show.")
+    message = serializers.CharField(help_text="A short sentence for the user.")
     revision = serializers.IntegerField()
-    synced_revision = serializers.IntegerField()
-    last_error = serializers.CharField(allow_null=True)
+    synced_revision = serializers.IntegerField(help_text="The newest revision the Agent is known to hold.")
 
 
 class AllergyProfileOutputSerializer(serializers.Serializer):
-    confirmed = serializers.ListField(child=serializers.CharField())
+    confirmed = serializers.ListField(child=serializers.CharField(), help_text="Canonical names (or custom ones).")
     intolerances = serializers.ListField(child=serializers.CharField())
-    severity = serializers.DictField(child=serializers.CharField())
-    allergy_flags = serializers.ListField(child=serializers.CharField())
+    severity = serializers.DictField(child=serializers.ChoiceField(choices=SEVERITY_LEVELS))
+    allergy_flags = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The union of confirmed and intolerances, sorted: what the Agent filters on.",
+    )
+    recognised = serializers.ListField(
+        child=serializers.CharField(), help_text="Listed names found in `GET /api/allergens/`."
+    )
+    custom = serializers.ListField(
+        child=serializers.CharField(), help_text="Listed names not in the vocabulary: kept, but matched literally."
+    )
     revision = serializers.IntegerField()
     updated_at = serializers.DateTimeField(allow_null=True)
     sync = AllergySyncSerializer()
@@ -46,5 +76,22 @@ class AllergyProfileOutputSerializer(serializers.Serializer):
 
 class AllergyProfileMessageOutputSerializer(AllergyProfileOutputSerializer):
     message = serializers.CharField()
+
+
+class AllergenSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The canonical name: what to send in confirmed/intolerances.")
+    group = serializers.CharField(allow_null=True, help_text="The major allergen this one belongs to, if any.")
+    sources = serializers.ListField(
+        child=serializers.ChoiceField(choices=[EU, US]), help_text="The regulations that list it."
+    )
+    eu = serializers.BooleanField(help_text="One of the EU 1169/2011 Annex II allergens (or a named member).")
+    us = serializers.BooleanField(help_text="One of the US FALCPA/FASTER Act major food allergens.")
+    synonyms = serializers.ListField(child=serializers.CharField(), help_text="Other names it is recognised by.")
+    notes = serializers.CharField()
+
+
+class AllergenListSerializer(serializers.Serializer):
+    allergens = AllergenSerializer(many=True)
+    severity_levels = serializers.ListField(child=serializers.ChoiceField(choices=SEVERITY_LEVELS))
 
 

@@ -1,24 +1,31 @@
 """The rules an allergy profile must satisfy (DESIGN §6), applied to every write.
 
-Both the API's input serializer and the service run `allergy_profile_clean`, so a profile
-written from anywhere (API, admin, shell) is normalised and valid. Errors name the field.
+The service runs `allergy_profile_clean` on every write, so a profile written from anywhere (API,
+admin, shell) is normalised and valid; the API answers its AllergyProfileInvalid as a validation
+error naming each field.
 """
 import unicodedata
 from dataclasses import dataclass
 
 from allergies.vocabulary import MAX_NAME_LENGTH, allergen_normalize
+from project.errors import ApplicationError, FieldProblem
 
 SEVERITY_LEVELS: tuple[str, ...] = ("anaphylactic", "severe", "moderate", "intolerance")
 #: Most names in `confirmed`, and in `intolerances`; `severity` holds at most one per name.
 MAX_ENTRIES = 50
 
 
-class AllergyProfileInvalid(ValueError):
-    """`errors` maps a field name to its messages."""
+class AllergyProfileInvalid(ApplicationError):
+    """A profile that breaks the rules; answered as a validation error on each field named."""
 
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
-        self.errors = errors
+    code = "invalid"
+
+    def __init__(self, messages: dict[str, list[str]]) -> None:
+        super().__init__(
+            "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in messages.items()),
+            errors={field: [FieldProblem(message) for message in msgs] for field, msgs in messages.items()},
+        )
+        self.messages = messages
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Thin API views: validate with a serializer, call one service, shape the answer."""
-from drf_spectacular.utils import extend_schema
-from rest_framework.permissions import IsAuthenticated
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import cache_control
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -8,29 +10,30 @@ from rest_framework.views import APIView
 from allergies import selectors, services
 from allergies.selectors import AllergyState
 from allergies.serializers import (
+    AllergenListSerializer,
     AllergyProfileInputSerializer,
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
 )
-from identity.serializers import ErrorSerializer
+from allergies.validation import SEVERITY_LEVELS
+from allergies.vocabulary import ALLERGENS, EU, US
+from project.errors import ErrorSerializer
 
 UPDATED_MESSAGE = "Allergy profile updated."
 CLEARED_MESSAGE = "Allergy profile cleared."
+TAG = "allergies"
+# The vocabulary changes only with a release: let browsers and proxies keep it for a day.
+VOCABULARY_MAX_AGE = 24 * 3600
+SYNC_NOTE = (
+    " Every answer carries `sync`: whether the Agent (the recommendation service) holds this revision yet, "
+    "with a stable `code` and a `message` to show."
+)
 
 
 def _render(state: AllergyState, message: str | None = None) -> dict:
-    data = {
-        "confirmed": state.confirmed,
-        "intolerances": state.intolerances,
-        "severity": state.severity,
-        "allergy_flags": state.allergy_flags,
-        "revision": state.revision,
-        "updated_at": state.updated_at,
-        "sync": state.sync,
-    }
     if message is None:
-        return AllergyProfileOutputSerializer(data).data
-    return AllergyProfileMessageOutputSerializer({**data, "message": message}).data
+        return AllergyProfileOutputSerializer(state).data
+    return {**AllergyProfileOutputSerializer(state).data, "message": message}
 
 
 class AllergyProfileView(APIView):
@@ -38,13 +41,34 @@ class AllergyProfileView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer})
+    @extend_schema(
+        tags=[TAG], summary="The allergy profile", description="A user who never set one gets empty lists." + SYNC_NOTE,
+        responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer},
+    )
     def get(self, request: Request) -> Response:
         return Response(_render(selectors.allergy_profile_get(user=request.user)))
 
     @extend_schema(
+        tags=[TAG],
+        summary="Replace the allergy profile",
+        description=(
+            "A full replace (not a merge): omitted fields become empty, but a body naming none of them is "
+            "refused (`empty_profile`); clearing is DELETE. Names are normalised to the vocabulary "
+            "(`recognised`) or kept folded (`custom`). Problems are reported per field." + SYNC_NOTE
+        ),
         request=AllergyProfileInputSerializer,
         responses={200: AllergyProfileMessageOutputSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+        examples=[
+            OpenApiExample(
+                "peanuts",
+                value={
+                    "confirmed": ["peanuts"],
+                    "intolerances": ["lactose"],
+                    "severity": {"peanuts": "anaphylactic", "lactose": "intolerance"},
+                },
+                request_only=True,
+            )
+        ],
     )
     def put(self, request: Request) -> Response:
         serializer = AllergyProfileInputSerializer(data=request.data)
@@ -52,7 +76,45 @@ class AllergyProfileView(APIView):
         state = services.allergy_profile_replace(user=request.user, **serializer.validated_data)
         return Response(_render(state, UPDATED_MESSAGE))
 
-    @extend_schema(request=None, responses={200: AllergyProfileMessageOutputSerializer, 401: ErrorSerializer})
+    @extend_schema(
+        tags=[TAG], summary="Clear the allergy profile", description="A new, empty revision." + SYNC_NOTE,
+        request=None, responses={200: AllergyProfileMessageOutputSerializer, 401: ErrorSerializer},
+    )
     def delete(self, request: Request) -> Response:
         state = services.allergy_profile_clear(user=request.user)
         return Response(_render(state, CLEARED_MESSAGE))
+
+
+def _allergen(allergen) -> dict:
+    return {
+        "name": allergen.name,
+        "group": allergen.group,
+        "sources": list(allergen.sources),
+        "eu": EU in allergen.sources,
+        "us": US in allergen.sources,
+        "synonyms": list(allergen.synonyms),
+        "notes": allergen.notes,
+    }
+
+
+VOCABULARY = AllergenListSerializer(
+    {"allergens": [_allergen(a) for a in ALLERGENS], "severity_levels": list(SEVERITY_LEVELS)}
+).data
+
+
+@method_decorator(cache_control(public=True, max_age=VOCABULARY_MAX_AGE), name="get")
+class AllergenListView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        tags=[TAG],
+        summary="The allergen vocabulary",
+        description=(
+            "Public and cacheable: the canonical names (EU 1169/2011 Annex II and US FALCPA + FASTER Act), "
+            "their group, sources and synonyms, for autocomplete; and the severity levels."
+        ),
+        responses={200: AllergenListSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(VOCABULARY)

@@ -4,10 +4,11 @@ from django.http import HttpRequest
 
 from consumers import services
 from consumers.models import DeadLetter
+from project.admin import ReadOnlyAdminMixin
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Events the consumer gave up on, with why; replayable from here or `replay_dead_letters`."""
 
     list_display = ("type", "event_id", "uid", "attempts", "short_reason", "first_failed_at", "last_failed_at")
@@ -22,12 +23,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.display(description="reason")
     def short_reason(self, obj: DeadLetter) -> str:
         return obj.reason if len(obj.reason) <= 120 else obj.reason[:117] + "..."
-
-    def has_add_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False
 
     @admin.action(description="Replay the selected dead letters", permissions=["delete"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:

@@ -34,6 +34,7 @@ from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
 from identity import selectors as identity_selectors
 from identity import services as identity_services
+from identity.preferences import agent_patches
 
 logger = logging.getLogger("consumers.handlers")
 
@@ -61,10 +62,9 @@ def _agent_user_create_with_snapshot(uid: uuid.UUID, agent: AgentClient) -> bool
     preferences = identity_selectors.user_preferences_get_by_uid(uid=uid)
     if allergies is None or preferences is None:
         return False
-    preference_data, preference_revision = preferences
     answer = agent.create_user(
         uid=str(uid),
-        preferences=preference_data,
+        preferences=preferences.data,
         allergies={
             "confirmed": allergies.confirmed,
             "intolerances": allergies.intolerances,
@@ -75,7 +75,7 @@ def _agent_user_create_with_snapshot(uid: uuid.UUID, agent: AgentClient) -> bool
     created = bool(answer.get("created"))
     if created:
         allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
-        identity_services.user_preferences_sync_record(uid=uid, revision=preference_revision)
+        identity_services.user_preferences_sync_record(uid=uid, revision=preferences.revision)
     return created
 
 
@@ -122,22 +122,27 @@ def record_allergy_failure(envelope: Envelope, outcome: Outcome) -> None:
 
 
 def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> Status:
-    """Merge the *full current* preferences at the Agent.
+    """Merge the *full current* preferences at the Agent, after resetting the keys whose
+    removals its merge cannot express (identity.preferences.agent_patches).
 
     The Agent deep-merges, so sending everything we hold (rather than the event's delta) is
-    idempotent and makes a lost or reordered delta harmless.
+    idempotent and makes a lost or reordered delta harmless; a retry after a failure between
+    the two merges sends both again.
     """
     uid = _uid(envelope)
     current = identity_selectors.user_preferences_get_by_uid(uid=uid)
     if current is None:
         return SKIPPED  # the user is gone
-    data, revision = current
+    patches = agent_patches(current.data, current.reset_keys)
     try:
-        agent.update_preferences(uid=str(uid), preferences=data)
+        agent.update_preferences(uid=str(uid), preferences=patches[0])
     except AgentUserNotFound:
-        if not _agent_user_create_with_snapshot(uid, agent):
-            agent.update_preferences(uid=str(uid), preferences=data)
-    identity_services.user_preferences_sync_record(uid=uid, revision=revision)
+        if _agent_user_create_with_snapshot(uid, agent):
+            return DELIVERED  # created from the current document: nothing to reset
+        agent.update_preferences(uid=str(uid), preferences=patches[0])
+    for patch in patches[1:]:
+        agent.update_preferences(uid=str(uid), preferences=patch)
+    identity_services.user_preferences_sync_record(uid=uid, revision=current.revision)
     return DELIVERED
 
 
@@ -163,7 +168,10 @@ def _agent_interactions_fetch(uid: uuid.UUID, agent: AgentClient) -> tuple[list[
     cap = bridge_services.INTERACTIONS_MIRROR_MAX_ITEMS
     while len(items) < cap:
         page = agent.get_interactions(
-            uid=str(uid), limit=min(bridge_services.INTERACTIONS_PAGE_SIZE, cap - len(items)), offset=len(items)
+            uid=str(uid),
+            limit=min(bridge_services.INTERACTIONS_PAGE_SIZE, cap - len(items)),
+            offset=len(items),
+            include_response=True,
         )
         batch = [item for item in page.get("interactions") or [] if isinstance(item, dict)]
         total = int(page.get("total") or 0)

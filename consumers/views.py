@@ -48,6 +48,9 @@ class HealthView(APIView):
     throttle_classes: list = []
 
     @extend_schema(
+        tags=["internal"],
+        summary="Health of the API and the bus",
+        description="For load balancers and monitoring, not the frontend: 200 while the database answers.",
         responses={200: HealthSerializer, 503: OpenApiResponse(HealthUnavailableSerializer, "database unreachable")},
         auth=[],
     )

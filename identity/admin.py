@@ -2,11 +2,13 @@
 so the Agent forgets the user too (a plain queryset delete would skip the user.deleted event)."""
 import math
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from identity import services, throttles
+from identity.addresses import email_canonical
 from identity.models import AuthToken, User, UserPreferences
 from throttling.clients import client_address
 from throttling.limits import Limit
@@ -50,10 +52,28 @@ def _admin_password_change(request: HttpRequest, extra_context: dict | None = No
 admin_password_change = admin.site.admin_view(_admin_password_change)
 
 
+class UserAddForm(forms.ModelForm):
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+
+    class Meta:
+        model = User
+        fields = ("email", "username", "is_verified", "is_staff")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("password") and cleaned.get("email"):
+            user = User(email=cleaned["email"], username=cleaned.get("username", ""))
+            try:
+                services.password_validate(password=cleaned["password"], user=user, field="password")
+            except services.WeakPassword as exc:
+                self.add_error("password", [p.message for p in exc.errors["password"]])
+        return cleaned
+
+
 class UserPreferencesInline(admin.StackedInline):
     model = UserPreferences
     can_delete = False
-    readonly_fields = ("data", "revision", "synced_revision", "updated_at")
+    readonly_fields = ("data", "reset_keys", "revision", "synced_revision", "updated_at")
     extra = 0
 
 
@@ -70,9 +90,26 @@ class UserAdmin(admin.ModelAdmin):
     filter_horizontal = ("groups", "user_permissions")
     inlines = [UserPreferencesInline]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # Accounts start at signup (or createsuperuser), which also creates them at the Agent.
-        return False
+    add_fields = ("email", "username", "password", "is_verified", "is_staff")
+
+    def get_fields(self, request: HttpRequest, obj: User | None = None):
+        return self.add_fields if obj is None else self.fields
+
+    def get_form(self, request: HttpRequest, obj: User | None = None, **kwargs):
+        if obj is None:
+            kwargs["form"] = UserAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_inlines(self, request: HttpRequest, obj: User | None):
+        return self.inlines if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            # Through the service like signup, so the new user reaches the Agent.
+            obj.email = email_canonical(obj.email)
+            services.user_register(user=obj, password=form.cleaned_data["password"])
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         services.user_erase(user=obj)

@@ -23,6 +23,18 @@ LAST_USED_RESOLUTION = timedelta(minutes=5)
 MAX_TOKEN_LENGTH = 128
 
 
+# Schemes clients commonly guess: answered with how to send the token, not "not provided".
+OTHER_SCHEMES = {b"bearer", b"basic", b"jwt"}
+
+
+class WrongAuthScheme(exceptions.AuthenticationFailed):
+    default_detail = (
+        "Send the token as `Authorization: Token <token>` (or `X-Auth-Token: <token>`); "
+        "the Bearer and Basic schemes are not used."
+    )
+    default_code = "wrong_auth_scheme"
+
+
 class TokenAuthentication(BaseAuthentication):
     def authenticate(self, request: Request):
         raw = self._raw_token(request)
@@ -42,6 +54,8 @@ class TokenAuthentication(BaseAuthentication):
     @staticmethod
     def _raw_token(request: Request) -> str | None:
         header = get_authorization_header(request).split()
+        if header and header[0].lower() != KEYWORD.lower().encode() and header[0].lower() in OTHER_SCHEMES:
+            raise WrongAuthScheme
         if header and header[0].lower() == KEYWORD.lower().encode():
             if len(header) != 2:
                 raise exceptions.AuthenticationFailed("Invalid token header.", code="invalid_token")

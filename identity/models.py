@@ -10,6 +10,8 @@ from identity.addresses import email_canonical
 
 class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **fields) -> "User":
+        """Low level (test fixtures): no event. Code that creates accounts calls
+        identity.services.user_register (or user_create), which queues the user for the Agent."""
         user = self.model(email=email_canonical(email), **fields)
         user.set_password(password)
         user.save(using=self._db)
@@ -18,7 +20,10 @@ class UserManager(BaseUserManager["User"]):
     def create_superuser(self, email: str, password: str | None = None, **fields) -> "User":
         fields.update(is_staff=True, is_superuser=True, is_verified=True)
         fields.setdefault("username", email.split("@")[0])
-        return self.create_user(email, password, **fields)
+        from identity import services  # services imports this module
+
+        # `createsuperuser` ends here: through the service like signup, so the user reaches the Agent.
+        return services.user_register(user=self.model(email=email_canonical(email), **fields), password=password)
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -67,16 +72,17 @@ class AuthToken(models.Model):
     def __str__(self) -> str:
         return f"token {self.pk} of user {self.user_id}"
 
-    def is_usable(self, *, now=None) -> bool:
-        now = now or timezone.now()
-        return self.revoked_at is None and self.expires_at > now
-
 
 class UserPreferences(models.Model):
-    """Explicit taste preferences; `revision` counts merges, `synced_revision` what the Agent has."""
+    """Explicit taste preferences; `revision` counts changes, `synced_revision` what the Agent has.
+
+    `reset_keys`: keys changed since the last delivery in a way the Agent's merge cannot express
+    (a value or key removed); the consumer resets them at the Agent first (identity.preferences).
+    """
 
     user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="preferences")
     data = models.JSONField(default=dict)
+    reset_keys = models.JSONField(default=list, blank=True)
     revision = models.PositiveIntegerField(default=0)
     synced_revision = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

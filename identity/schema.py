@@ -11,5 +11,9 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Token <token>` from POST /api/login/ (or the same token in `X-Auth-Token`).",
+            "description": (
+                "The value is the word `Token`, a space, then the `token` from `POST /api/login/`: "
+                "`Authorization: Token 3q2-…` (in Swagger's Authorize dialog, type `Token ` before the token). "
+                "`X-Auth-Token: <token>` works too. `Bearer` is answered 401 `wrong_auth_scheme`."
+            ),
         }

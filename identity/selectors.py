@@ -1,5 +1,7 @@
 """Reads of the identity app."""
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from django.utils import timezone
 
@@ -13,10 +15,6 @@ def user_exists(*, uid: uuid.UUID) -> bool:
 
 def user_get_by_uid(*, uid: uuid.UUID) -> User | None:
     return User.objects.filter(uid=uid).first()
-
-
-def user_get_by_email(*, email: str) -> User | None:
-    return User.objects.filter(email__iexact=email.strip()).first()
 
 
 def auth_token_get_usable(*, raw: str) -> AuthToken | None:
@@ -38,12 +36,21 @@ def user_preferences_get(*, user: User) -> dict:
     return dict(prefs.data) if prefs else {}
 
 
-def user_preferences_get_by_uid(*, uid: uuid.UUID) -> tuple[dict, int] | None:
-    """(data, revision) of a user's preferences, for the consumer; None when the user is gone."""
+@dataclass(frozen=True)
+class PreferencesState:
+    """A user's preferences as the consumer sends them (identity.preferences.agent_patches)."""
+
+    data: dict[str, Any]
+    revision: int
+    reset_keys: list[str]
+
+
+def user_preferences_get_by_uid(*, uid: uuid.UUID) -> PreferencesState | None:
+    """The user's preferences for the consumer; None when the user is gone."""
     user = User.objects.filter(uid=uid).only("pk").first()
     if user is None:
         return None
     prefs = UserPreferences.objects.filter(user=user).first()
     if prefs is None:
-        return {}, 0
-    return dict(prefs.data), prefs.revision
+        return PreferencesState({}, 0, [])
+    return PreferencesState(dict(prefs.data), prefs.revision, list(prefs.reset_keys))

@@ -1,15 +1,10 @@
 """Input and output shapes of the identity API (DESIGN.md §4)."""
-import json
-import math
-from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from identity.models import User
-from identity.services import PREFERENCES_MAX_BYTES
+from identity import preferences as rules
 
 
 class StrictCharField(serializers.CharField):
@@ -31,26 +26,14 @@ class StrictEmailField(serializers.EmailField):
 class SignupInputSerializer(serializers.Serializer):
     username = StrictCharField(max_length=150, trim_whitespace=True)
     email = StrictEmailField(max_length=254)
-    password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
-
-    def validate(self, attrs: dict) -> dict:
-        try:
-            validate_password(attrs["password"], User(email=attrs["email"], username=attrs["username"]))
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError({"password": exc.messages}) from exc
-        return attrs
+    password = StrictCharField(
+        max_length=128, trim_whitespace=False, write_only=True,
+        help_text="Checked by the password validators (length, similarity to the email, common, numeric).",
+    )
 
 
 class AccountMessageSerializer(serializers.Serializer):
     message = serializers.CharField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every 4xx answer (project/errors.py)."""
-
-    detail = serializers.CharField()
-    code = serializers.CharField()
-    errors = serializers.DictField(required=False, help_text="Per-field messages, for validation errors only.")
 
 
 class LoginInputSerializer(serializers.Serializer):
@@ -58,10 +41,20 @@ class LoginInputSerializer(serializers.Serializer):
     password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
 
 
+class MeOutputSerializer(serializers.Serializer):
+    uid = serializers.UUIDField(help_text="The user's stable public id (the Agent's `X-User-ID`); not a credential.")
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    is_verified = serializers.BooleanField()
+    date_joined = serializers.DateTimeField()
+
+
 class LoginOutputSerializer(serializers.Serializer):
     message = serializers.CharField()
-    auth_id = serializers.UUIDField(help_text="The user's stable uid (the Agent's X-User-ID); not a credential.")
+    uid = serializers.UUIDField(help_text="The user's stable uid (the Agent's `X-User-ID`); not a credential.")
+    auth_id = serializers.UUIDField(help_text="The same value as `uid` (kept for the seed's frontend).")
     username = serializers.CharField()
+    user = MeOutputSerializer(help_text="The signed-in user, as `GET /api/me/` answers.")
     token = serializers.CharField(help_text="The secret credential: `Authorization: Token <token>`.")
     expires_at = serializers.DateTimeField()
 
@@ -70,20 +63,27 @@ class EmailInputSerializer(serializers.Serializer):
     email = StrictEmailField(max_length=254)
 
 
-class VerifyOutputSerializer(serializers.Serializer):
-    message = serializers.CharField()
-
-
-class MeOutputSerializer(serializers.Serializer):
-    uid = serializers.UUIDField()
-    username = serializers.CharField()
-    email = serializers.EmailField()
-    is_verified = serializers.BooleanField()
-    date_joined = serializers.DateTimeField()
-
-
 class MeUpdateInputSerializer(serializers.Serializer):
+    """Only `username` can be changed here; the other fields of `GET /api/me/` are refused by name."""
+
     username = StrictCharField(max_length=150, min_length=1, trim_whitespace=True)
+    READ_ONLY = {
+        "email": "The email address cannot be changed here; it needs a confirmation sent to the new address.",
+        "uid": "The uid never changes.",
+        "is_verified": "Verification is done by the link sent by email.",
+        "date_joined": "This field is read-only.",
+    }
+
+    def to_internal_value(self, data: Any) -> dict:
+        if isinstance(data, dict):
+            read_only = {
+                field: [serializers.ErrorDetail(message, code="read_only")]
+                for field, message in self.READ_ONLY.items()
+                if field in data
+            }
+            if read_only:
+                raise serializers.ValidationError(read_only)
+        return super().to_internal_value(data)
 
 
 class PasswordChangeInputSerializer(serializers.Serializer):
@@ -109,93 +109,66 @@ class ValidateTokenOutputSerializer(serializers.Serializer):
     uid = serializers.UUIDField(allow_null=True)
 
 
-# --- Preferences ---------------------------------------------------------------------------
-# The keys the Agent knows (seed 000 §7). Values stay small: they are sent to the Agent whole.
-PREFERENCE_MAX_ITEMS = 50
-PREFERENCE_MAX_STRING = 100
+# --- Preferences: shapes for the schema; the rules are identity.preferences' ------------------
+@extend_schema_field({"oneOf": [{"type": "string", "maxLength": rules.MAX_STRING}, {"type": "number"}]})
+class _StringOrNumberField(serializers.JSONField):
+    pass
 
 
-def _check_string(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise serializers.ValidationError(f"{path}: expected a non-empty string.")
-    if len(value) > PREFERENCE_MAX_STRING:
-        raise serializers.ValidationError(f"{path}: at most {PREFERENCE_MAX_STRING} characters.")
-    return value.strip()
+def _preference_fields(*, nullable: bool) -> dict[str, serializers.Field]:
+    null = " `null` removes the key." if nullable else ""
+    common = {"required": False, "allow_null": nullable}
+
+    def text() -> dict[str, Any]:
+        return {"child": serializers.CharField(max_length=rules.MAX_STRING), "max_length": rules.MAX_ITEMS, **common}
+
+    return {
+        "dietary": serializers.ListField(**text(), help_text="Diets, e.g. vegetarian, halal." + null),
+        "vibes": serializers.ListField(**text(), help_text="Atmospheres, e.g. quiet, romantic." + null),
+        "cuisine_affinity": serializers.DictField(
+            child=serializers.FloatField(), **common, help_text="Cuisine → weight, e.g. {\"thai\": 0.8}." + null
+        ),
+        "price_comfort": serializers.ListField(
+            child=serializers.ChoiceField(choices=rules.PRICE_TIERS), max_length=len(rules.PRICE_TIERS), **common,
+            help_text="Price tiers the user is comfortable with." + null,
+        ),
+        "location_bias": serializers.DictField(
+            child=_StringOrNumberField(), **common,
+            help_text="Strings or numbers, e.g. {\"city\": \"Oslo\", \"radius_km\": 3}." + null,
+        ),
+    }
 
 
-def _check_string_list(value: Any, path: str) -> list[str]:
-    if not isinstance(value, list):
-        raise serializers.ValidationError(f"{path}: expected a list of strings.")
-    if len(value) > PREFERENCE_MAX_ITEMS:
-        raise serializers.ValidationError(f"{path}: at most {PREFERENCE_MAX_ITEMS} items.")
-    cleaned: list[str] = []
-    for i, item in enumerate(value):
-        text = _check_string(item, f"{path}[{i}]")
-        if text not in cleaned:
-            cleaned.append(text)
-    return cleaned
+PreferencesDocumentSerializer = type(
+    "PreferencesDocumentSerializer", (serializers.Serializer,), _preference_fields(nullable=False)
+)
+PreferencesPatchDocumentSerializer = type(
+    "PreferencesPatchDocumentSerializer", (serializers.Serializer,), _preference_fields(nullable=True)
+)
 
 
-def _check_number(value: Any, path: str) -> float | int:
-    # bool is an int in Python; a weight of `true` is a client bug, not a number.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise serializers.ValidationError(f"{path}: expected a finite number.")
-    return value
+@extend_schema_field(PreferencesDocumentSerializer)
+class PreferencesDocumentField(serializers.JSONField):
+    """Any JSON object; its keys and values are checked by the service (identity.preferences)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
-def _check_flat_object(value: Any, path: str, *, numbers_only: bool) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise serializers.ValidationError(f"{path}: expected an object.")
-    if len(value) > PREFERENCE_MAX_ITEMS:
-        raise serializers.ValidationError(f"{path}: at most {PREFERENCE_MAX_ITEMS} keys.")
-    cleaned: dict[str, Any] = {}
-    for key, item in value.items():
-        name = _check_string(key, f"{path} key")
-        if numbers_only or not isinstance(item, str):
-            cleaned[name] = _check_number(item, f"{path}.{name}")
-        else:
-            cleaned[name] = _check_string(item, f"{path}.{name}")
-    return cleaned
-
-
-def _check_cuisine_affinity(value: Any, path: str) -> dict[str, Any]:
-    """{cuisine: weight}."""
-    return _check_flat_object(value, path, numbers_only=True)
-
-
-def _check_location_bias(value: Any, path: str) -> dict[str, Any]:
-    """An object of strings/numbers, e.g. {"city": "Oslo", "radius_km": 3}."""
-    return _check_flat_object(value, path, numbers_only=False)
-
-
-# Each key has exactly one shape. The consumer sends the full current preferences and the
-# Agent deep-merges them; when sends are coalesced, a key that changed shape in between
-# (object → list → object) would leave the old object's keys behind at the Agent. With one
-# shape per key, merging the latest state always lands on exactly the backend's state.
-PREFERENCE_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
-    "dietary": _check_string_list,
-    "vibes": _check_string_list,
-    "cuisine_affinity": _check_cuisine_affinity,
-    "price_comfort": _check_string_list,
-    "location_bias": _check_location_bias,
-}
+@extend_schema_field(PreferencesPatchDocumentSerializer)
+class PreferencesPatchDocumentField(PreferencesDocumentField):
+    pass
 
 
 class PreferencesSerializer(serializers.Serializer):
-    preferences = serializers.JSONField(
-        help_text="Keys: " + ", ".join(PREFERENCE_VALIDATORS) + ". PATCH deep-merges (lists are unioned)."
-    )
+    """GET and PUT: the whole document."""
 
-    def validate_preferences(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Expected an object.")
-        unknown = sorted(set(value) - set(PREFERENCE_VALIDATORS))
-        if unknown:
-            raise serializers.ValidationError(
-                f"Unknown preference key(s): {', '.join(map(str, unknown))}. "
-                f"Allowed: {', '.join(PREFERENCE_VALIDATORS)}."
-            )
-        cleaned = {key: PREFERENCE_VALIDATORS[key](item, key) for key, item in value.items()}
-        if len(json.dumps(cleaned)) > PREFERENCES_MAX_BYTES:
-            raise serializers.ValidationError(f"Preferences must stay under {PREFERENCES_MAX_BYTES} bytes.")
-        return cleaned
+    preferences = PreferencesDocumentField(error_messages={"invalid": "Expected an object."})
+
+
+class PreferencesPatchSerializer(serializers.Serializer):
+    """PATCH: the keys to replace; a key set to null is removed."""
+
+    preferences = PreferencesPatchDocumentField(error_messages={"invalid": "Expected an object."})

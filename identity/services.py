@@ -1,43 +1,63 @@
 """Writes of the identity app. The only place that sends identity's domain signals."""
-import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from identity import preferences as preference_rules
 from identity import signals, tokens
 from identity.addresses import email_canonical
 from identity.models import AuthToken, User, UserPreferences
-from identity.preferences import preferences_deep_merge
 from identity.tokens import auth_token_generate, auth_token_hash
+from project.errors import ApplicationError, FieldProblem
 
 
-class InvalidCredentials(Exception):
+class InvalidCredentials(ApplicationError):
     """Unknown email or wrong password: deliberately the same error for both."""
 
+    status_code = 401
+    code = "invalid_credentials"
+    message = "Invalid email or password."
 
-class EmailNotVerified(Exception):
+
+class EmailNotVerified(ApplicationError):
     """Right password, but the address is not verified yet."""
 
+    status_code = 403
+    code = "email_not_verified"
+    message = "Please verify your email before logging in."
 
-class InvalidPassword(Exception):
-    """The password given to re-confirm an action is wrong."""
+
+class InvalidPassword(ApplicationError):
+    """The password given to re-confirm an action is wrong (raised with the field's name)."""
+
+    code = "invalid_password"
+    message = "Incorrect password."
 
 
-class InvalidLinkToken(Exception):
+class WeakPassword(ApplicationError):
+    """A new password that Django's AUTH_PASSWORD_VALIDATORS refuse (raised with the field's name)."""
+
+    code = "weak_password"
+
+
+class InvalidLinkToken(ApplicationError):
     """A verification or reset token that is tampered, malformed, expired or already used."""
 
+    code = "invalid_token"
+    message = "This link is invalid or has expired."
 
-class PreferencesTooLarge(Exception):
-    """The merged preferences would exceed PREFERENCES_MAX_BYTES."""
 
+class PreferencesRefused(ApplicationError):
+    """Preferences that break identity.preferences' rules (per key, under `preferences.<key>`)."""
 
-# The merged document is sent to the Agent whole; keep it small.
-PREFERENCES_MAX_BYTES = 16 * 1024
+    code = "invalid_preferences"
 
 
 @dataclass(frozen=True)
@@ -53,18 +73,36 @@ def user_create(*, email: str, username: str, password: str) -> User | None:
     caller answers both cases alike (no user enumeration). Returns the new user or None.
     """
     email = email_canonical(email)
+    user = User(email=email, username=username)
+    # Before looking the address up: a weak password is refused alike for taken and free addresses.
+    password_validate(password=password, user=user, field="password")
     with transaction.atomic():
         existing = User.objects.filter(email__iexact=email).first()
         if existing is not None:
             signals.email_requested.send(sender=User, uid=existing.uid, kind="account_exists")
             return None
-        user = User(email=email, username=username)
-        validate_password(password, user)
+        user_register(user=user, password=password)
+        signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
+    return user
+
+
+def user_register(*, user: User, password: str | None) -> User:
+    """Save a new, unsaved `user` and queue its creation at the Agent: the one path of every way
+    a user is created (signup, `createsuperuser`, the admin's add form)."""
+    with transaction.atomic():
         user.set_password(password)
         user.save()
         signals.user_registered.send(sender=User, user=user)
-        signals.email_requested.send(sender=User, uid=user.uid, kind="verify")
     return user
+
+
+def password_validate(*, password: str, user: User, field: str) -> None:
+    """AUTH_PASSWORD_VALIDATORS, the one place they run. Raises WeakPassword on `field`."""
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        problems = [FieldProblem(" ".join(error.messages), error.code or "weak_password") for error in exc.error_list]
+        raise WeakPassword(errors={field: problems}) from exc
 
 
 # --- Login tokens ---------------------------------------------------------------------
@@ -163,8 +201,8 @@ def user_password_change(
     Raises InvalidPassword, or Django's ValidationError when the new password is too weak.
     """
     if not user.check_password(current_password):
-        raise InvalidPassword
-    validate_password(new_password, user)
+        raise InvalidPassword(field="current_password")
+    password_validate(password=new_password, user=user, field="new_password")
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])
@@ -194,7 +232,7 @@ def password_reset_confirm(*, token: str, new_password: str) -> User:
         user = User.objects.select_for_update().filter(uid=uuid.UUID(hex=uid_hex), is_active=True).first()
         if user is None or not tokens.password_reset_token_generator.check_token(user, inner):
             raise InvalidLinkToken
-        validate_password(new_password, user)
+        password_validate(password=new_password, user=user, field="new_password")
         user.set_password(new_password)
         user.is_verified = True
         user.save(update_fields=["password", "is_verified"])
@@ -219,33 +257,66 @@ def user_erase(*, user: User) -> uuid.UUID:
 def user_delete(*, user: User, password: str) -> uuid.UUID:
     """The owner deletes the account, re-confirming with the password. Raises InvalidPassword."""
     if not user.check_password(password):
-        raise InvalidPassword
+        raise InvalidPassword(field="password")
     return user_erase(user=user)
 
 
 # --- Preferences ----------------------------------------------------------------------------
+def _preferences_checked(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return compute()
+    except preference_rules.PreferencesInvalid as exc:
+        raise PreferencesRefused(
+            errors={
+                f"preferences.{key}" if key else "preferences": [FieldProblem(p.message, p.code)]
+                for key, p in exc.problems.items()
+            }
+        ) from exc
 
 
-def user_preferences_update(*, user: User, preferences: dict[str, Any]) -> UserPreferences:
-    """Merge validated `preferences` into the user's, bump the revision and queue the merge for
-    the Agent, in one transaction. A merge that changes nothing raises no event.
-    Raises PreferencesTooLarge."""
+def _preferences_write(
+    *, user: User, new_data: Callable[[dict[str, Any]], dict[str, Any]], delta: dict[str, Any]
+) -> UserPreferences:
+    """Lock the row, compute the new document from the current one, and when it changed store
+    it with the keys the Agent must reset, bump the revision and queue the sync."""
     with transaction.atomic():
         UserPreferences.objects.get_or_create(user=user)  # race-safe create, then lock the row
         prefs = UserPreferences.objects.select_for_update().get(pk=user.pk)
-        merged = preferences_deep_merge(prefs.data, preferences)
-        if merged == prefs.data:
-            return prefs
-        if len(json.dumps(merged)) > PREFERENCES_MAX_BYTES:
-            raise PreferencesTooLarge
-        prefs.data = merged
+        data = _preferences_checked(lambda: new_data(prefs.data))
+        if data == prefs.data:
+            return prefs  # nothing changed: no revision, no event
+        # Reset keys accumulate until the Agent has a revision that includes them.
+        resets = set(prefs.reset_keys) | preference_rules.preferences_reset_keys(prefs.data, data)
+        prefs.data = data
+        prefs.reset_keys = sorted(resets)
         prefs.revision += 1
-        prefs.save(update_fields=["data", "revision", "updated_at"])
-        signals.preferences_updated.send(sender=User, uid=user.uid, revision=prefs.revision, delta=preferences)
+        prefs.save(update_fields=["data", "reset_keys", "revision", "updated_at"])
+        signals.preferences_updated.send(sender=User, uid=user.uid, revision=prefs.revision, delta=delta)
     return prefs
 
 
+def user_preferences_update(*, user: User, preferences: dict[str, Any]) -> UserPreferences:
+    """PATCH: each key named replaces the stored one; a key set to None is removed.
+    Raises PreferencesRefused."""
+    return _preferences_write(
+        user=user, new_data=lambda current: preference_rules.preferences_patch_apply(current, preferences),
+        delta=preferences,
+    )
+
+
+def user_preferences_replace(*, user: User, preferences: dict[str, Any]) -> UserPreferences:
+    """PUT (and clearing, with {}): the whole document. Raises PreferencesRefused."""
+    return _preferences_write(
+        user=user, new_data=lambda current: preference_rules.preferences_clean(preferences), delta=preferences
+    )
+
+
 def user_preferences_sync_record(*, uid: uuid.UUID, revision: int) -> None:
-    """The consumer delivered preferences up to `revision` to the Agent. Never moves backwards."""
-    # One conditional UPDATE: concurrent consumers can only raise it.
-    UserPreferences.objects.filter(user__uid=uid, synced_revision__lt=revision).update(synced_revision=revision)
+    """The consumer delivered preferences up to `revision` to the Agent. Never moves backwards;
+    the reset keys are done once the Agent holds the current revision (a newer one keeps them:
+    its delivery resets them again, which is harmless)."""
+    # Conditional UPDATEs: concurrent consumers can only raise it.
+    with transaction.atomic():
+        prefs = UserPreferences.objects.filter(user__uid=uid)
+        prefs.filter(synced_revision__lt=revision).update(synced_revision=revision)
+        prefs.filter(revision=revision).exclude(reset_keys=[]).update(reset_keys=[])

@@ -3,10 +3,9 @@
 Every view that needs a user relies on the project defaults (TokenAuthentication +
 IsAuthenticated); public ones derive from PublicAPIView.
 """
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +16,6 @@ from identity.authentication import HasServiceToken
 from identity.serializers import (
     AccountMessageSerializer,
     EmailInputSerializer,
-    ErrorSerializer,
     LoginInputSerializer,
     LoginOutputSerializer,
     MeOutputSerializer,
@@ -25,11 +23,13 @@ from identity.serializers import (
     PasswordChangeInputSerializer,
     PasswordInputSerializer,
     PasswordResetConfirmInputSerializer,
+    PreferencesPatchSerializer,
     PreferencesSerializer,
     SignupInputSerializer,
     ValidateTokenInputSerializer,
     ValidateTokenOutputSerializer,
 )
+from project.errors import ErrorSerializer
 
 SIGNUP_MESSAGE = "Account created. Check your email to verify your address."
 LOGIN_MESSAGE = "Login successful"
@@ -41,30 +41,18 @@ PASSWORD_CHANGED_MESSAGE = "Password changed. Other sessions were logged out."  
 RESET_MESSAGE = "If that address has an account, a password reset email is on its way."
 RESET_DONE_MESSAGE = "Password reset. Log in with the new password."
 
-ERROR = OpenApiResponse(ErrorSerializer, description="`{detail, code}` (+ `errors` per field on 400)")
+ERROR = OpenApiResponse(ErrorSerializer, description="`{detail, code}`; validation errors add `errors` per field.")
+ACCOUNT = "account"
+PROFILE = "profile"
+INTERNAL = "internal"
 
-
-class InvalidCredentialsError(exceptions.APIException):
-    # Not AuthenticationFailed: DRF turns that into 403 on views without authenticators.
-    status_code = status.HTTP_401_UNAUTHORIZED
-    default_detail = "Invalid email or password."
-    default_code = "invalid_credentials"
-
-
-class EmailNotVerifiedError(exceptions.APIException):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_detail = "Please verify your email before logging in."
-    default_code = "email_not_verified"
-
-
-class InvalidLinkError(exceptions.APIException):
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "This link is invalid or has expired."
-    default_code = "invalid_token"
-
-
-def _field_error(field: str, messages: list[str] | str, code: str = "invalid") -> serializers.ValidationError:
-    return serializers.ValidationError({field: messages if isinstance(messages, list) else [messages]}, code=code)
+PREFERENCES_EXAMPLE = {
+    "dietary": ["vegetarian"],
+    "vibes": ["quiet", "romantic"],
+    "cuisine_affinity": {"thai": 0.8, "italian": 0.5},
+    "price_comfort": ["$$", "$$$"],
+    "location_bias": {"city": "Oslo", "radius_km": 3},
+}
 
 
 class PublicAPIView(APIView):
@@ -78,34 +66,59 @@ class PublicAPIView(APIView):
 class SignupView(PublicAPIView):
     throttle_classes = throttles.SIGNUP_THROTTLES
 
-    @extend_schema(request=SignupInputSerializer, responses={201: AccountMessageSerializer, 400: ERROR, 429: ERROR})
+    @extend_schema(
+        tags=[ACCOUNT],
+        summary="Create an account",
+        description=(
+            "Creates an unverified account and emails a verification link to "
+            "`{FRONTEND_BASE_URL}/verify/<token>`; the frontend page calls `GET /api/verify/{token}/`. "
+            "An address that already has an account gets the same 201 (the owner is emailed instead), "
+            "so the answer never reveals who is registered. Weak passwords are refused on `password` "
+            "with the validator's code (`password_too_short`, `password_too_common`, ...)."
+        ),
+        request=SignupInputSerializer,
+        responses={201: AccountMessageSerializer, 400: ERROR, 429: ERROR},
+        examples=[
+            OpenApiExample(
+                "signup",
+                value={"username": "ada", "email": "ada@example.com", "password": "a-long-passphrase-42"},
+                request_only=True,
+            )
+        ],
+    )
     def post(self, request: Request) -> Response:
         serializer = SignupInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            services.user_create(**serializer.validated_data)
-        except DjangoValidationError as exc:
-            raise _field_error("password", exc.messages) from exc
+        services.user_create(**serializer.validated_data)
         return Response({"message": SIGNUP_MESSAGE}, status=status.HTTP_201_CREATED)
 
 
 class VerifyEmailView(PublicAPIView):
     @extend_schema(
+        tags=[ACCOUNT],
+        summary="Verify the email address",
+        description=(
+            "The token comes from the link in the verification email (`/verify/<token>` on the frontend). "
+            "Idempotent; a tampered, expired or outdated token is 400 `invalid_token`."
+        ),
         parameters=[OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.PATH)],
         responses={200: AccountMessageSerializer, 400: ERROR},
     )
     def get(self, request: Request, token: str) -> Response:
-        try:
-            services.user_email_verify(token=token)
-        except services.InvalidLinkToken as exc:
-            raise InvalidLinkError from exc
+        services.user_email_verify(token=token)
         return Response({"message": VERIFIED_MESSAGE})
 
 
 class ResendVerificationView(PublicAPIView):
     throttle_classes = throttles.EMAIL_ACTION_THROTTLES
 
-    @extend_schema(request=EmailInputSerializer, responses={202: AccountMessageSerializer, 400: ERROR, 429: ERROR})
+    @extend_schema(
+        tags=[ACCOUNT],
+        summary="Send the verification email again",
+        description="Always 202, whether or not the address has an unverified account.",
+        request=EmailInputSerializer,
+        responses={202: AccountMessageSerializer, 400: ERROR, 429: ERROR},
+    )
     def post(self, request: Request) -> Response:
         serializer = EmailInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -117,22 +130,31 @@ class LoginView(PublicAPIView):
     throttle_classes = throttles.LOGIN_THROTTLES
 
     @extend_schema(
+        tags=[ACCOUNT],
+        summary="Log in",
+        description=(
+            "Returns a token to send as `Authorization: Token <token>` (or `X-Auth-Token: <token>`) and the "
+            "user. Unknown email and wrong password are both 401 `invalid_credentials`; an unverified "
+            "address is 403 `email_not_verified`."
+        ),
         request=LoginInputSerializer,
         responses={200: LoginOutputSerializer, 400: ERROR, 401: ERROR, 403: ERROR, 429: ERROR},
+        examples=[
+            OpenApiExample(
+                "login", value={"email": "ada@example.com", "password": "a-long-passphrase-42"}, request_only=True
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         serializer = LoginInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            user, issued = services.user_login(**serializer.validated_data)
-        except services.InvalidCredentials as exc:
-            raise InvalidCredentialsError from exc
-        except services.EmailNotVerified as exc:
-            raise EmailNotVerifiedError from exc
+        user, issued = services.user_login(**serializer.validated_data)
         body = {
             "message": LOGIN_MESSAGE,
+            "uid": user.uid,
             "auth_id": user.uid,
             "username": user.username,
+            "user": user,
             "token": issued.raw,
             "expires_at": issued.token.expires_at,
         }
@@ -142,7 +164,16 @@ class LoginView(PublicAPIView):
 class PasswordResetView(PublicAPIView):
     throttle_classes = throttles.EMAIL_ACTION_THROTTLES
 
-    @extend_schema(request=EmailInputSerializer, responses={202: AccountMessageSerializer, 400: ERROR, 429: ERROR})
+    @extend_schema(
+        tags=[ACCOUNT],
+        summary="Ask for a password reset email",
+        description=(
+            "Always 202. An active account gets a link to `{FRONTEND_BASE_URL}/reset-password?token=<token>`; "
+            "the frontend page posts the token to `POST /api/password/reset/confirm/`."
+        ),
+        request=EmailInputSerializer,
+        responses={202: AccountMessageSerializer, 400: ERROR, 429: ERROR},
+    )
     def post(self, request: Request) -> Response:
         serializer = EmailInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -151,40 +182,60 @@ class PasswordResetView(PublicAPIView):
 
 
 class PasswordResetConfirmView(PublicAPIView):
-    @extend_schema(request=PasswordResetConfirmInputSerializer, responses={200: AccountMessageSerializer, 400: ERROR})
+    @extend_schema(
+        tags=[ACCOUNT],
+        summary="Set a new password from a reset link",
+        description=(
+            "Single use; logs out every session and marks the address verified. A bad token is 400 "
+            "`invalid_token`; a weak password is a validation error on `new_password`."
+        ),
+        request=PasswordResetConfirmInputSerializer,
+        responses={200: AccountMessageSerializer, 400: ERROR},
+    )
     def post(self, request: Request) -> Response:
         serializer = PasswordResetConfirmInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            services.password_reset_confirm(**serializer.validated_data)
-        except services.InvalidLinkToken as exc:
-            raise InvalidLinkError from exc
-        except DjangoValidationError as exc:
-            raise _field_error("new_password", exc.messages) from exc
+        services.password_reset_confirm(**serializer.validated_data)
         return Response({"message": RESET_DONE_MESSAGE})
 
 
 # --- The signed-in user ------------------------------------------------------------------
 class LogoutView(APIView):
-    @extend_schema(request=None, responses={200: AccountMessageSerializer, 401: ERROR})
+    @extend_schema(
+        tags=[ACCOUNT], summary="Log out", description="Revokes the token of this request.",
+        request=None, responses={200: AccountMessageSerializer, 401: ERROR},
+    )
     def post(self, request: Request) -> Response:
         services.auth_token_revoke(token=request.auth)
         return Response({"message": LOGOUT_MESSAGE})
 
 
 class LogoutAllView(APIView):
-    @extend_schema(request=None, responses={200: AccountMessageSerializer, 401: ERROR})
+    @extend_schema(
+        tags=[ACCOUNT], summary="Log out everywhere", description="Revokes every token of the user, this one included.",
+        request=None, responses={200: AccountMessageSerializer, 401: ERROR},
+    )
     def post(self, request: Request) -> Response:
         services.user_logout_all(user=request.user)
         return Response({"message": LOGOUT_ALL_MESSAGE})
 
 
 class MeView(APIView):
-    @extend_schema(responses={200: MeOutputSerializer, 401: ERROR})
+    @extend_schema(
+        tags=[PROFILE], summary="The signed-in user", description="`uid` is what the frontend sends the Agent.",
+        responses={200: MeOutputSerializer, 401: ERROR},
+    )
     def get(self, request: Request) -> Response:
         return Response(MeOutputSerializer(request.user).data)
 
-    @extend_schema(request=MeUpdateInputSerializer, responses={200: MeOutputSerializer, 400: ERROR, 401: ERROR})
+    @extend_schema(
+        tags=[PROFILE],
+        summary="Change the username",
+        description="Only `username` can change here; sending `email`, `uid`, ... is a validation error "
+        "with code `read_only` on that field.",
+        request=MeUpdateInputSerializer,
+        responses={200: MeOutputSerializer, 400: ERROR, 401: ERROR},
+    )
     def patch(self, request: Request) -> Response:
         serializer = MeUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -196,52 +247,95 @@ class PasswordChangeView(APIView):
     throttle_classes = throttles.RECONFIRM_THROTTLES
 
     @extend_schema(
+        tags=[ACCOUNT],
+        summary="Change the password",
+        description="Logs out every other session; this token stays valid. A wrong current password is a "
+        "validation error on `current_password` (`invalid_password`).",
         request=PasswordChangeInputSerializer,
         responses={200: AccountMessageSerializer, 400: ERROR, 401: ERROR, 429: ERROR},
     )
     def post(self, request: Request) -> Response:
         serializer = PasswordChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            services.user_password_change(user=request.user, keep_token=request.auth, **serializer.validated_data)
-        except services.InvalidPassword as exc:
-            raise _field_error("current_password", "Incorrect password.", code="invalid_password") from exc
-        except DjangoValidationError as exc:
-            raise _field_error("new_password", exc.messages) from exc
+        services.user_password_change(user=request.user, keep_token=request.auth, **serializer.validated_data)
         return Response({"message": PASSWORD_CHANGED_MESSAGE})
 
 
 class AccountView(APIView):
     throttle_classes = throttles.RECONFIRM_THROTTLES
 
-    @extend_schema(request=PasswordInputSerializer, responses={204: None, 400: ERROR, 401: ERROR, 429: ERROR})
+    @extend_schema(
+        tags=[ACCOUNT],
+        summary="Delete the account",
+        description="Needs the password in the body. Deletes everything here and, through the bus, at the Agent.",
+        request=PasswordInputSerializer,
+        responses={204: None, 400: ERROR, 401: ERROR, 429: ERROR},
+        examples=[OpenApiExample("delete", value={"password": "a-long-passphrase-42"}, request_only=True)],
+    )
     def delete(self, request: Request) -> Response:
         serializer = PasswordInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            services.user_delete(user=request.user, password=serializer.validated_data["password"])
-        except services.InvalidPassword as exc:
-            raise _field_error("password", "Incorrect password.", code="invalid_password") from exc
+        services.user_delete(user=request.user, password=serializer.validated_data["password"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+PREFERENCES_RULES = (
+    " Problems are reported per key, on `preferences.<key>` (`unknown_key`, `not_a_list`, `max_items`, "
+    "`invalid_choice`, ...), or on `preferences` (`too_large`). The Agent receives the same state "
+    "(removed values and keys included) shortly after."
+)
+
+
 class PreferencesView(APIView):
-    @extend_schema(responses={200: PreferencesSerializer, 401: ERROR})
+    @extend_schema(
+        tags=[PROFILE], summary="The user's preferences", description="Keys never set are absent.",
+        responses={200: PreferencesSerializer, 401: ERROR},
+    )
     def get(self, request: Request) -> Response:
         return Response({"preferences": selectors.user_preferences_get(user=request.user)})
 
     @extend_schema(
-        request=PreferencesSerializer, responses={200: PreferencesSerializer, 400: ERROR, 401: ERROR, 413: ERROR}
+        tags=[PROFILE],
+        summary="Replace all preferences",
+        description="The body is the whole new document; keys left out are removed. `{}` clears all."
+        + PREFERENCES_RULES,
+        request=PreferencesSerializer,
+        responses={200: PreferencesSerializer, 400: ERROR, 401: ERROR, 413: ERROR},
+        examples=[OpenApiExample("replace", value={"preferences": PREFERENCES_EXAMPLE}, request_only=True)],
     )
-    def patch(self, request: Request) -> Response:
+    def put(self, request: Request) -> Response:
         serializer = PreferencesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            prefs = services.user_preferences_update(
-                user=request.user, preferences=serializer.validated_data["preferences"]
+        prefs = services.user_preferences_replace(user=request.user, **serializer.validated_data)
+        return Response({"preferences": prefs.data})
+
+    @extend_schema(
+        tags=[PROFILE],
+        summary="Change some preferences",
+        description="Each key given replaces the stored value whole (send the full new list to add or remove "
+        "one value); a key set to `null` is removed; keys not given are kept." + PREFERENCES_RULES,
+        request=PreferencesPatchSerializer,
+        responses={200: PreferencesSerializer, 400: ERROR, 401: ERROR, 413: ERROR},
+        examples=[
+            OpenApiExample(
+                "deselect",
+                value={"preferences": {"dietary": ["vegan"], "location_bias": None}},
+                request_only=True,
             )
-        except services.PreferencesTooLarge as exc:
-            raise _field_error("preferences", "The merged preferences are too large.", code="too_large") from exc
+        ],
+    )
+    def patch(self, request: Request) -> Response:
+        serializer = PreferencesPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prefs = services.user_preferences_update(user=request.user, **serializer.validated_data)
+        return Response({"preferences": prefs.data})
+
+    @extend_schema(
+        tags=[PROFILE], summary="Clear all preferences", description="The same as PUT `{\"preferences\": {}}`.",
+        request=None, responses={200: PreferencesSerializer, 401: ERROR},
+    )
+    def delete(self, request: Request) -> Response:
+        prefs = services.user_preferences_replace(user=request.user, preferences={})
         return Response({"preferences": prefs.data})
 
 
@@ -253,6 +347,9 @@ class ValidateTokenView(APIView):
     permission_classes = [HasServiceToken]
 
     @extend_schema(
+        tags=[INTERNAL],
+        summary="Validate a user token (for the Agent)",
+        description="Service to service, not for the frontend: needs `X-Service-Token`.",
         request=ValidateTokenInputSerializer,
         responses={200: ValidateTokenOutputSerializer, 400: ERROR, 401: ERROR},
         parameters=[OpenApiParameter("X-Service-Token", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)],

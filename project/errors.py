@@ -1,10 +1,68 @@
-"""One error shape for every 4xx/5xx answer: {"detail", "code"} plus "errors" per field."""
-from typing import Any
+"""One error shape for every 4xx/5xx answer, mapped here and nowhere else.
 
+    {"detail": "Invalid input.", "code": "validation_error",
+     "errors": {"email": [{"message": "Enter a valid email address.", "code": "invalid"}]}}
+
+`detail` is for people, `code` is stable for programs: one code per class of error (every
+validation failure is `validation_error`, whatever the field). `errors` comes with validation
+failures only and maps each field (a dotted path for nested ones: `preferences.dietary`,
+`confirmed.0`) to its problems, each with a message and a machine code.
+
+Domain code raises `ApplicationError` subclasses (HackSoft's pattern) that carry their status,
+code and, for input problems, the field; views never catch them. DRF's and Django's own
+exceptions are mapped to the same shape. The codes are listed in docs/api.md.
+"""
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
-from rest_framework import exceptions, status
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_ERROR = "validation_error"
+VALIDATION_DETAIL = "Invalid input."
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem with one input field: a message for people and a code for programs."""
+
+    message: str
+    code: str = "invalid"
+
+
+class ApplicationError(Exception):
+    """A domain error the caller can act on. Subclasses set `status_code`, `code` and `message`.
+
+    Raised with `field=` (or `errors=` for several fields) it is an input problem and is
+    answered as a validation error (400, `validation_error`) with the subclass's `code` on the
+    field; without, it is answered as `{"detail": message, "code": code}` with `status_code`.
+    """
+
+    status_code: ClassVar[int] = status.HTTP_400_BAD_REQUEST
+    code: ClassVar[str] = "error"
+    message: ClassVar[str] = "Request failed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field: str | None = None,
+        errors: dict[str, list[FieldProblem]] | None = None,
+    ) -> None:
+        self.detail = message or type(self).message
+        super().__init__(self.detail)
+        self.errors: dict[str, list[FieldProblem]] = dict(errors or {})
+        if field is not None:
+            self.errors.setdefault(field, [FieldProblem(self.detail, type(self).code)])
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -15,23 +73,49 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
-def _first_code(errors: Any) -> str:
-    """The code of the first field error, used when a serializer raised one error only."""
-    if isinstance(errors, dict):
-        for value in errors.values():
-            return _first_code(value)
-    if isinstance(errors, list) and errors:
-        return _first_code(errors[0])
-    return getattr(errors, "code", None) or "invalid"
+class FieldProblemSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    code = serializers.CharField(help_text="e.g. required, invalid, blank, max_length, read_only, too_large.")
 
 
-def _plain(errors: Any) -> Any:
-    """ErrorDetail trees → plain strings, keeping the structure."""
+class ErrorSerializer(serializers.Serializer):
+    """The schema of every error answer (for drf-spectacular)."""
+
+    detail = serializers.CharField(help_text="For people; may change.")
+    code = serializers.CharField(help_text="Stable, for programs: see the list of codes in the API guide.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=FieldProblemSerializer()),
+        required=False,
+        help_text="Validation errors only: field (dotted path for nested fields) → its problems.",
+    )
+
+
+# --- DRF exceptions → the shape -----------------------------------------------------------
+def _flatten(errors: Any, prefix: str = "") -> dict[str, list[FieldProblem]]:
+    """DRF's ErrorDetail tree → {"field.sub": [FieldProblem]}; a list of strings stays on its field."""
+    flat: dict[str, list[FieldProblem]] = {}
     if isinstance(errors, dict):
-        return {str(key): _plain(value) for key, value in errors.items()}
+        for key, value in errors.items():
+            for path, problems in _flatten(value, f"{prefix}.{key}" if prefix else str(key)).items():
+                flat.setdefault(path, []).extend(problems)
+        return flat
     if isinstance(errors, list):
-        return [_plain(value) for value in errors]
-    return str(errors)
+        for index, value in enumerate(errors):
+            sub = prefix if not isinstance(value, dict | list) else f"{prefix}.{index}"
+            for path, problems in _flatten(value, sub).items():
+                flat.setdefault(path, []).extend(problems)
+        return flat
+    return {prefix or "non_field_errors": [FieldProblem(str(errors), getattr(errors, "code", None) or "invalid")]}
+
+
+def _validation_body(errors: dict[str, Iterable[FieldProblem]]) -> dict[str, Any]:
+    return {
+        "detail": VALIDATION_DETAIL,
+        "code": VALIDATION_ERROR,
+        "errors": {
+            field: [{"message": p.message, "code": p.code} for p in problems] for field, problems in errors.items()
+        },
+    }
 
 
 def _as_api_exception(exc: Exception) -> Exception:
@@ -50,35 +134,42 @@ def _as_api_exception(exc: Exception) -> Exception:
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: the one place where errors become answers."""
     # Imported here: rest_framework.views loads the parser classes, and project.parsers imports
     # this module (a top-level import would be circular).
     from rest_framework.views import exception_handler
 
+    if isinstance(exc, ApplicationError):
+        if exc.errors:
+            return Response(_validation_body(exc.errors), status=status.HTTP_400_BAD_REQUEST)
+        return Response({"detail": exc.detail, "code": exc.code}, status=exc.status_code)
     exc = _as_api_exception(exc)
     response = exception_handler(exc, context)
     if response is None:
+        if settings.DEBUG:
+            # DEBUG (scripts/dev) would answer Django's HTML debug page; the traceback goes to
+            # the console instead and the frontend gets the same JSON as in production.
+            logger.error("unhandled exception in %s", context.get("view"), exc_info=exc)
+            return Response({"detail": "Internal server error.", "code": "server_error"}, status=500)
         return None  # not an API error: Django's 500 handler (json_server_error) answers
     if isinstance(exc, exceptions.ValidationError):
-        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        one_field = isinstance(exc.detail, dict) and len(exc.detail) == 1
-        response.data = {
-            "detail": "Invalid input.",
-            "code": _first_code(exc.detail) if one_field else "invalid",
-            "errors": _plain(errors),
-        }
+        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = _validation_body(_flatten(detail))
         return response
     detail = getattr(exc, "detail", None)
-    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
     if isinstance(detail, dict | list):
         # An APIException raised with structured detail: keep it, under "errors".
-        response.data = {"detail": "Request failed.", "code": "error", "errors": _plain(detail)}
+        response.data = _validation_body(_flatten(detail))
+        response.data.update(detail="Request failed.", code="error")
         return response
+    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
     response.data = {"detail": str(detail), "code": code if isinstance(code, str) else "error"}
     return response
 
 
-def _json_error(status_code: int, detail: str, code: str) -> JsonResponse:
-    return JsonResponse({"detail": detail, "code": code}, status=status_code)
+# --- Answers outside DRF: Django's handlers and unrouted paths ------------------------------
+def _json_error(status_code: int, detail: str, code: str, **headers: str) -> JsonResponse:
+    return JsonResponse({"detail": detail, "code": code}, status=status_code, headers=headers or None)
 
 
 def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -97,3 +188,33 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:
     return _json_error(500, "Internal server error.", "server_error")
+
+
+def json_csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    """CSRF_FAILURE_VIEW: only session-authenticated Django views (the admin) check CSRF."""
+    return _json_error(403, "CSRF verification failed.", "csrf_failed")
+
+
+@csrf_exempt
+def unrouted(request: HttpRequest, path: str = "") -> JsonResponse:
+    """The last URL pattern, so every path answers JSON, in DEBUG as in production.
+
+    A path that exists with a trailing slash gets a 308 (which, unlike Django's APPEND_SLASH
+    301, keeps the method and the body) to that path; anything else is a JSON 404.
+    """
+    if not request.path.endswith("/"):
+        target = request.path + "/"
+        try:
+            match = resolve(target)
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not unrouted:
+            query = request.META.get("QUERY_STRING", "")
+            location = target + (f"?{query}" if query else "")
+            return _json_error(
+                status.HTTP_308_PERMANENT_REDIRECT,
+                f"This path ends with a slash: {target}",
+                "trailing_slash_required",
+                Location=location,
+            )
+    return json_not_found(request)

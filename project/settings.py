@@ -56,6 +56,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "project.urls"
+# No HTML 301 (or DEBUG's RuntimeError for a POST) for a missing slash: project.errors.unrouted
+# answers a JSON 308 that keeps the method and the body.
+APPEND_SLASH = False
+CSRF_FAILURE_VIEW = "project.errors.json_csrf_failure"
 WSGI_APPLICATION = "project.wsgi.application"
 
 TEMPLATES = [
@@ -115,6 +119,10 @@ WHITENOISE_USE_FINDERS = True
 
 # --- CORS -----------------------------------------------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=["http://localhost:3000"])
+# In DEBUG, also any port on localhost / 127.0.0.1 (Next 3000, Vite 5173, Angular 4200, ...).
+CORS_ALLOWED_ORIGIN_REGEXES = [r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"] if DEBUG else []
+# Browser code may read these: the request id to quote, and how long to wait after a 429.
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
 CORS_ALLOW_HEADERS = (
     "accept",
     "authorization",
@@ -150,6 +158,7 @@ DEFAULT_THROTTLE_RATES = {
     "email_action_email_address": "2/10min",
     "email_action_email": "6/10min",
     "reconfirm": "5/10min",  # password change and account deletion, per user
+    "interactions_refresh": "6/min",  # GET /api/interactions/?refresh=1, per user
 }
 _throttle_env = env.str("THROTTLE_RATES", default="")
 THROTTLING_ENABLED = _throttle_env.strip().lower() != "off"
@@ -178,18 +187,36 @@ REST_FRAMEWORK = {
     # whole X-Forwarded-For.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "project.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kairos Backend API",
-    "DESCRIPTION": "Identity, allergy profile and preferences; synced to the Agent by events.",
+    "DESCRIPTION": (
+        "Identity, allergy profile and preferences of Kairos users; each change reaches the Agent (the AI "
+        "service) shortly after, through events. Every error is JSON `{detail, code}` (validation errors add "
+        "`errors`: field → [{message, code}]); the codes are listed in docs/api.md."
+    ),
+    "TAGS": [
+        {"name": "account", "description": "Signup, verification, login, passwords, deletion."},
+        {"name": "profile", "description": "The signed-in user and their preferences."},
+        {"name": "allergies", "description": "The allergy profile (a food-safety record) and the vocabulary."},
+        {"name": "interactions", "description": "The chat history kept by the Agent."},
+        {"name": "internal", "description": "Service to service and operations: not for the frontend."},
+    ],
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Enum names the generated TypeScript types use (without these: CodeEnum, StateEnum...).
+    "ENUM_NAME_OVERRIDES": {
+        "SyncCodeEnum": "allergies.selectors.SYNC_CODES",
+        "SyncStateEnum": "allergies.selectors.SYNC_STATES",
+        "SeverityEnum": "allergies.validation.SEVERITY_LEVELS",
+        "PriceTierEnum": "identity.preferences.PRICE_TIERS",
+    },
 }
 
 # Largest request body the API accepts; bigger bodies get a 413 JSON error.

@@ -42,3 +42,42 @@ def test_the_runbook_names_only_commands_that_exist() -> None:
     assert named, "the runbook names no commands?"
     missing = named - set(get_commands())
     assert not missing, f"docs/operations.md names commands that do not exist: {sorted(missing)}"
+
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def test_readme_and_docs_never_refer_outside_the_repository() -> None:
+    """A clone has no ../shared (the design notes live beside the repository, not in it)."""
+    for doc in DOCS:
+        text = doc.read_text()
+        for needle in ("../shared", "/work/", "DESIGN.md"):
+            assert needle not in text, f"{doc.name} refers to {needle!r}, which a clone does not have"
+
+
+def test_the_api_guide_lists_every_throttle_scope_with_its_default() -> None:
+    from django.conf import settings
+
+    guide = (REPO / "docs" / "api.md").read_text()
+    rows = [line for line in guide.splitlines() if line.startswith("| `")]
+    for scope, rate in settings.DEFAULT_THROTTLE_RATES.items():
+        assert any(f"`{scope}`" in row and f"`{rate}`" in row for row in rows), f"docs/api.md: {scope} = {rate}"
+    env_example = (REPO / ".env.example").read_text()
+    example = re.search(r"^# THROTTLE_RATES=(\S+)$", env_example, re.M)
+    assert example and dict(item.split("=") for item in example[1].split(",")) == settings.DEFAULT_THROTTLE_RATES
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+
+
+def test_the_api_guide_lists_every_error_code_raised_by_the_domain() -> None:
+    import identity.services  # noqa: F401 - its ApplicationError subclasses
+    from project.errors import ApplicationError
+
+    guide = (REPO / "docs" / "api.md").read_text()
+    codes = {cls.code for cls in _subclasses(ApplicationError) if "tests" not in cls.__module__.split(".")}
+    codes -= {"invalid_preferences"}  # always raised per field: its per-field codes are listed
+    assert codes, "no ApplicationError subclasses found"
+    missing = sorted(code for code in codes if f"`{code}`" not in guide)
+    assert not missing, f"docs/api.md does not list {missing}"

@@ -13,10 +13,12 @@ def item(i: int) -> dict:
     }
 
 
-def test_store_keeps_the_summary_fields_only(verified_user) -> None:
+def test_store_keeps_the_agent_response_and_drops_the_uid(verified_user) -> None:
     assert services.interaction_mirror_store(uid=verified_user.uid, items=[item(1)], total=7) is True
     mirror = InteractionMirror.objects.get(user=verified_user)
-    assert mirror.items == [{"id": 1, "user_query": "q1", "created_at": "2026-01-01T00:00:00Z"}]
+    assert mirror.items == [
+        {"id": 1, "user_query": "q1", "agent_response": {"big": "body"}, "created_at": "2026-01-01T00:00:00Z"}
+    ]
     assert mirror.agent_total == 7 and mirror.synced_at is not None and mirror.refresh_requested_at is None
 
 

@@ -45,7 +45,7 @@ def test_a_fresh_mirror_is_served_without_a_refresh(auth_client, verified_user) 
     assert [i["id"] for i in body["interactions"]] == [20, 19, 18, 17, 16]
     assert body["total"] == 30 and body["limit"] == 5 and body["offset"] == 10
     assert body["synced_at"] and body["refreshing"] is False
-    assert "agent_response" not in body["interactions"][0] and "uid" not in body["interactions"][0]
+    assert body["interactions"][0]["agent_response"] == {} and "uid" not in body["interactions"][0]
     assert refresh_events() == 0
 
 
@@ -119,3 +119,23 @@ def test_a_refresh_fetched_before_a_clear_does_not_bring_the_history_back(auth_c
 @pytest.mark.parametrize("method", ["get", "delete"])
 def test_authentication_is_required(api_client, db, method: str) -> None:
     assert getattr(api_client, method)(URL).status_code in (401, 403)
+
+
+def test_refresh_asks_for_a_fetch_now_even_when_fresh(auth_client, verified_user) -> None:
+    services.interaction_mirror_store(uid=verified_user.uid, items=[item(1)], total=1)
+
+    assert auth_client.get(URL).json()["refreshing"] is False
+    assert refresh_events() == 0
+    assert auth_client.get(URL, {"refresh": "1"}).json()["refreshing"] is True
+    assert auth_client.get(URL, {"refresh": "1"}).json()["refreshing"] is True
+    assert refresh_events() == 1  # one outstanding at a time
+
+
+def test_refresh_is_throttled_per_user_but_plain_reads_are_not(auth_client, settings, clear_cache) -> None:
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "interactions_refresh": "2/min"}
+    assert [auth_client.get(URL, {"refresh": "true"}).status_code for _ in range(2)] == [200, 200]
+
+    refused = auth_client.get(URL, {"refresh": "true"})
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled" and refused["Retry-After"]
+    assert [auth_client.get(URL).status_code for _ in range(5)] == [200] * 5

@@ -5,6 +5,7 @@ from agent_bridge import events
 from agent_bridge.models import OutboxEvent
 from allergies import selectors, services
 from allergies.models import AllergyProfile
+from allergies.tests.test_selectors import sync_of
 from allergies.validation import AllergyProfileInvalid
 
 PEANUTS = {"confirmed": ["Peanut"], "intolerances": ["lactose"], "severity": {"peanuts": "anaphylactic",
@@ -26,7 +27,7 @@ def allergy_events():
 def test_a_user_without_a_profile_is_empty_and_synced_at_revision_0(verified_user) -> None:
     current = state(verified_user)
     assert (current.confirmed, current.intolerances, current.severity, current.revision) == ([], [], {}, 0)
-    assert current.sync == {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None}
+    assert current.sync == sync_of("synced", 0, 0)
 
 
 def test_replace_stores_normalised_names_and_raises_an_event_without_the_profile(verified_user) -> None:
@@ -66,18 +67,15 @@ def test_an_invalid_profile_changes_nothing_and_raises_nothing(verified_user) ->
 
 def test_sync_state_transitions(verified_user) -> None:
     replace(verified_user)
-    assert state(verified_user).sync == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
+    assert state(verified_user).sync == sync_of("pending", 1, 0)
 
     services.allergy_sync_record_failure(uid=verified_user.uid, error="AgentUnavailable 500: boom")
-    assert state(verified_user).sync == {
-        "state": "failing", "revision": 1, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
-    }
+    assert state(verified_user).sync == sync_of("failing", 1, 0, code="agent_unreachable")
 
-    # A new revision has not been tried yet: pending again, the last error still shown.
+    # A new revision has not been tried yet: pending again (the error stays for the operator).
     replace(verified_user, confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
-    assert state(verified_user).sync == {
-        "state": "pending", "revision": 2, "synced_revision": 0, "last_error": "AgentUnavailable 500: boom"
-    }
+    assert state(verified_user).sync == sync_of("pending", 2, 0)
+    assert state(verified_user).sync_last_error == "AgentUnavailable 500: boom"
 
     # The Agent got revision 1 late: still not the current one.
     services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
@@ -88,7 +86,7 @@ def test_sync_state_transitions(verified_user) -> None:
     assert state(verified_user).sync["state"] == "failing"
 
     services.allergy_sync_record_success(uid=verified_user.uid, revision=2)
-    assert state(verified_user).sync == {"state": "synced", "revision": 2, "synced_revision": 2, "last_error": None}
+    assert state(verified_user).sync == sync_of("synced", 2, 2)
     profile = AllergyProfile.objects.get(user=verified_user)
     assert (profile.sync_last_error, profile.sync_failed_at) == ("", None)
 
@@ -105,7 +103,7 @@ def test_a_failure_after_the_current_revision_is_synced_changes_nothing(verified
     replace(verified_user)
     services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
     services.allergy_sync_record_failure(uid=verified_user.uid, error="late failure of a stale attempt")
-    assert state(verified_user).sync == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert state(verified_user).sync == sync_of("synced", 1, 1)
 
 
 def test_sync_records_do_not_touch_updated_at(verified_user) -> None:

@@ -12,7 +12,7 @@ def clean(confirmed=(), intolerances=(), severity=None):
 def errors_of(**kwargs) -> dict[str, list[str]]:
     with pytest.raises(AllergyProfileInvalid) as info:
         clean(**kwargs)
-    return info.value.errors
+    return info.value.messages
 
 
 def test_a_valid_profile_is_normalised() -> None:

@@ -3,6 +3,7 @@ import pytest
 
 from agent_bridge.models import OutboxEvent
 from allergies import services
+from allergies.tests.test_selectors import sync_of
 
 URL = "/api/allergies/"
 BODY = {
@@ -10,7 +11,9 @@ BODY = {
     "intolerances": ["Lactose"],
     "severity": {"peanuts": "anaphylactic", "prawns": "severe", "lactose": "intolerance"},
 }
-KEYS = {"confirmed", "intolerances", "severity", "allergy_flags", "revision", "updated_at", "sync"}
+KEYS = {
+    "confirmed", "intolerances", "severity", "allergy_flags", "recognised", "custom", "revision", "updated_at", "sync"
+}
 
 
 def test_get_without_a_profile(auth_client) -> None:
@@ -21,9 +24,11 @@ def test_get_without_a_profile(auth_client) -> None:
         "intolerances": [],
         "severity": {},
         "allergy_flags": [],
+        "recognised": [],
+        "custom": [],
         "revision": 0,
         "updated_at": None,
-        "sync": {"state": "synced", "revision": 0, "synced_revision": 0, "last_error": None},
+        "sync": sync_of("synced", 0, 0),
     }
 
 
@@ -37,9 +42,10 @@ def test_put_answers_the_normalised_profile_pending_sync(auth_client) -> None:
     assert body["intolerances"] == ["lactose"]
     assert body["severity"] == {"peanuts": "anaphylactic", "crustaceans": "severe", "lactose": "intolerance"}
     assert body["allergy_flags"] == ["crustaceans", "lactose", "peanuts"]
+    assert (body["recognised"], body["custom"]) == (["peanuts", "crustaceans"], ["lactose"])
     assert body["revision"] == 1
     assert body["updated_at"]
-    assert body["sync"] == {"state": "pending", "revision": 1, "synced_revision": 0, "last_error": None}
+    assert body["sync"] == sync_of("pending", 1, 0)
     assert auth_client.get(URL).json() == {k: v for k, v in body.items() if k != "message"}
 
 
@@ -48,9 +54,7 @@ def test_get_shows_synced_and_failing(auth_client, verified_user) -> None:
     services.allergy_sync_record_failure(uid=verified_user.uid, error="AgentUnavailable 500")
     assert auth_client.get(URL).json()["sync"]["state"] == "failing"
     services.allergy_sync_record_success(uid=verified_user.uid, revision=1)
-    assert auth_client.get(URL).json()["sync"] == {
-        "state": "synced", "revision": 1, "synced_revision": 1, "last_error": None
-    }
+    assert auth_client.get(URL).json()["sync"] == sync_of("synced", 1, 1)
 
 
 def test_delete_clears_the_profile_as_a_new_revision(auth_client) -> None:
@@ -126,3 +130,19 @@ def test_put_with_a_body_naming_no_field_is_refused_and_keeps_the_profile(auth_c
     assert response.status_code == 400
     assert response.json()["errors"]["non_field_errors"]
     assert auth_client.get("/api/allergies/").json()["confirmed"] == ["peanuts"]
+
+
+def test_the_allergen_vocabulary_is_public_and_cacheable(api_client) -> None:
+    from allergies.vocabulary import ALLERGENS
+
+    response = api_client.get("/api/allergens/")
+    assert response.status_code == 200
+    assert "public" in response["Cache-Control"] and "max-age=86400" in response["Cache-Control"]
+    body = response.json()
+    assert [a["name"] for a in body["allergens"]] == [a.name for a in ALLERGENS]
+    walnuts = next(a for a in body["allergens"] if a["name"] == "walnuts")
+    assert walnuts == {
+        "name": "walnuts", "group": "tree nuts", "sources": ["EU 1169/2011 Annex II"], "eu": True, "us": False,
+        "synonyms": ["walnut"], "notes": "",
+    }
+    assert body["severity_levels"] == ["anaphylactic", "severe", "moderate", "intolerance"]

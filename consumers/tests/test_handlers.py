@@ -16,6 +16,7 @@ from agent_bridge.leases import user_lease
 from agent_bridge.models import InteractionMirror, OutboxEvent, UserSyncLease
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
+from allergies.tests.test_selectors import sync_of
 from consumers import processing
 from consumers.handlers import HANDLERS
 from identity import services as identity_services
@@ -103,7 +104,7 @@ def test_allergies_replaced_sends_the_full_state_and_records_the_sync(verified_u
     assert handle(env, agent) == "delivered"
 
     assert agent_user(devagent, verified_user.uid)["allergies"] == PEANUTS
-    assert sync_state(verified_user) == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert sync_state(verified_user) == sync_of("synced", 1, 1)
     # A duplicate delivery makes no call.
     assert handle(env, agent) == "skipped"
     assert len(agent_requests(devagent, "PATCH", "/allergies")) == 1
@@ -184,7 +185,7 @@ def test_reordered_and_duplicated_deliveries_never_overwrite_a_newer_state(
     revisions_sent = [int(name.split()[-1]) for name in sent]
     assert revisions_sent == sorted(revisions_sent), revisions_sent
     assert len(revisions_sent) == len(set(revisions_sent))  # no revision sent twice
-    assert sync_state(verified_user) == {"state": "synced", "revision": n, "synced_revision": n, "last_error": None}
+    assert sync_state(verified_user) == sync_of("synced", n, n)
 
 
 def test_a_failed_attempt_shows_failing_then_synced(verified_user, agent, devagent) -> None:
@@ -197,12 +198,13 @@ def test_a_failed_attempt_shows_failing_then_synced(verified_user, agent, devage
 
     assert outcome.status == Status.RETRY
     state = sync_state(verified_user)
-    assert state["state"] == "failing" and "500" in state["last_error"]
+    assert state["state"] == "failing" and state["code"] == "agent_unreachable"
+    assert "500" in allergy_selectors.allergy_profile_get(user=verified_user).sync_last_error
     assert agent_user(devagent, verified_user.uid)["allergies"]["confirmed"] == []
 
     devagent.state.set_fault({})
     assert processing.process_envelope(env, attempt=2, agent=agent).status == Status.DELIVERED
-    assert sync_state(verified_user) == {"state": "synced", "revision": 1, "synced_revision": 1, "last_error": None}
+    assert sync_state(verified_user) == sync_of("synced", 1, 1)
 
 
 def test_a_permanent_failure_is_a_dead_letter_and_shows_failing(verified_user, agent, devagent) -> None:
@@ -213,7 +215,8 @@ def test_a_permanent_failure_is_a_dead_letter_and_shows_failing(verified_user, a
 
     assert processing.process_envelope(env, attempt=1, agent=agent).status == Status.DEAD
     assert sync_state(verified_user)["state"] == "failing"
-    assert "INVALID_PAYLOAD" in sync_state(verified_user)["last_error"]
+    assert sync_state(verified_user)["code"] == "agent_rejected"
+    assert "INVALID_PAYLOAD" in allergy_selectors.allergy_profile_get(user=verified_user).sync_last_error
 
 
 def test_a_busy_lease_is_not_shown_as_a_failure(verified_user, agent, devagent, settings) -> None:
@@ -247,10 +250,61 @@ def test_preferences_reach_the_agent_as_a_merge(verified_user, agent, devagent) 
 
     assert agent_user(devagent, verified_user.uid)["preferences"] == {
         "learned": {"spicy": 0.8},  # the Agent's own learning is kept: a merge, not a replace
-        "vibes": ["quiet", "romantic"],
+        "vibes": ["romantic"],  # "quiet" was deselected: reset first, so the Agent's union cannot keep it
         "dietary": ["vegan"],
     }
     assert UserPreferences.objects.get(user=verified_user).synced_revision == 2
+
+
+def test_removed_values_and_keys_end_removed_at_the_agent(verified_user, agent, devagent) -> None:
+    """The double unions lists and merges objects like the Agent: removals need the reset merge."""
+    create_at_agent(agent, verified_user.uid)
+    identity_services.user_preferences_replace(
+        user=verified_user,
+        preferences={"dietary": ["vegetarian", "halal"], "location_bias": {"city": "Oslo", "radius_km": 3},
+                     "vibes": ["quiet"]},
+    )
+    for env in outbox_envelopes(events.PREFERENCES_UPDATED):
+        handle(env, agent)
+    identity_services.user_preferences_update(
+        user=verified_user, preferences={"dietary": ["halal"], "location_bias": {"city": "Oslo"}, "vibes": None}
+    )
+    [*_, env] = outbox_envelopes(events.PREFERENCES_UPDATED)
+
+    assert handle(env, agent) == "delivered"
+
+    assert agent_user(devagent, verified_user.uid)["preferences"] == {
+        "dietary": ["halal"], "location_bias": {"city": "Oslo"}, "vibes": []
+    }
+    prefs = UserPreferences.objects.get(user=verified_user)
+    assert (prefs.synced_revision, prefs.reset_keys) == (2, [])
+
+
+def test_a_failure_between_the_reset_and_the_state_is_repaired_by_the_retry(verified_user, agent, devagent) -> None:
+    from agent_bridge.agent_client import AgentError
+
+    create_at_agent(agent, verified_user.uid)
+    identity_services.user_preferences_update(user=verified_user, preferences={"dietary": ["vegetarian", "halal"]})
+    handle(outbox_envelopes(events.PREFERENCES_UPDATED)[0], agent)
+    identity_services.user_preferences_update(user=verified_user, preferences={"dietary": ["halal"]})
+    env = outbox_envelopes(events.PREFERENCES_UPDATED)[-1]
+    patches = []
+    real = agent.update_preferences
+
+    def fail_second(*, uid, preferences):
+        patches.append(preferences)
+        if len(patches) == 2:
+            raise AgentError("the Agent went away")
+        return real(uid=uid, preferences=preferences)
+
+    agent.update_preferences = fail_second
+    with pytest.raises(AgentError):
+        handle(env, agent)
+    assert UserPreferences.objects.get(user=verified_user).reset_keys == ["dietary"]  # not done yet
+    agent.update_preferences = real
+
+    assert handle(env, agent) == "delivered"
+    assert agent_user(devagent, verified_user.uid)["preferences"] == {"dietary": ["halal"]}
 
 
 def test_preferences_create_a_missing_agent_user(verified_user, agent, devagent) -> None:
@@ -314,8 +368,8 @@ def test_refresh_stops_at_the_mirror_cap(verified_user, agent, devagent, monkeyp
     mirror = InteractionMirror.objects.get(user=verified_user)
     assert len(mirror.items) == 150 and mirror.agent_total == 230
     assert [r["query"] for r in agent_requests(devagent, "GET", "/interactions")] == [
-        "limit=100&offset=0&include_response=false",
-        "limit=50&offset=100&include_response=false",
+        "limit=100&offset=0&include_response=true",
+        "limit=50&offset=100&include_response=true",
     ]
 
 

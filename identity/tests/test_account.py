@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 def test_delete_requires_the_password(auth_client, verified_user, outbox) -> None:
     response = auth_client.delete("/api/account/", {"password": "wrong-wrong"}, format="json")
     assert response.status_code == 400
-    assert response.json()["code"] == "invalid_password"
+    assert response.json()["errors"]["password"][0]["code"] == "invalid_password"
     assert User.objects.filter(pk=verified_user.pk).exists()
     assert outbox("user.deleted") == []
 

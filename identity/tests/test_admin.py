@@ -54,3 +54,37 @@ def test_bulk_delete_in_the_admin_raises_one_event_per_user(admin_client, verifi
 def test_erase_service_is_what_the_admin_uses(verified_user, outbox) -> None:
     services.user_erase(user=verified_user)
     assert len(outbox("user.deleted")) == 1
+
+
+def test_adding_a_user_in_the_admin_goes_through_the_service(admin_client, outbox) -> None:
+    from identity.models import User
+
+    form = {"email": "New@Example.com", "username": "new", "password": "a-long-passphrase-42", "is_verified": "on"}
+    before = len(outbox("user.registered"))  # the admin's own
+    response = admin_client.post("/admin/identity/user/add/", form)
+
+    assert response.status_code == 302, response.content[:500]
+    user = User.objects.get(email="new@example.com")
+    assert user.check_password("a-long-passphrase-42")
+    assert [e.uid for e in outbox("user.registered")[before:]] == [user.uid]
+
+
+def test_the_admin_add_form_refuses_a_weak_password(admin_client, outbox) -> None:
+    before = len(outbox("user.registered"))
+    response = admin_client.post("/admin/identity/user/add/", {"email": "w@example.com", "username": "w",
+                                                                "password": "123"})
+    assert response.status_code == 200  # the form again, with the error
+    assert "This password is too short" in response.content.decode()
+    assert len(outbox("user.registered")) == before
+
+
+def test_createsuperuser_queues_the_user_for_the_agent(db, outbox, monkeypatch) -> None:
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "root-passphrase-123")
+    call_command("createsuperuser", interactive=False, email="root@example.com", username="root", verbosity=0)
+
+    [event] = outbox("user.registered")
+    from identity.models import User
+
+    assert event.uid == User.objects.get(email="root@example.com").uid

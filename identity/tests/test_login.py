@@ -16,7 +16,8 @@ def test_login_returns_a_new_token_stored_only_as_a_hash(api_client, verified_us
 
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert set(body) == {"message", "auth_id", "username", "token", "expires_at"}
+    assert set(body) == {"message", "uid", "auth_id", "username", "user", "token", "expires_at"}
+    assert body["uid"] == body["auth_id"] == body["user"]["uid"]
     assert body["auth_id"] == str(verified_user.uid)
     assert body["username"] == verified_user.username
     assert len(body["token"]) >= 43  # 32 random bytes, url-safe base64

@@ -15,13 +15,25 @@ def test_me_returns_the_profile(auth_client, verified_user) -> None:
     assert body["is_verified"] is True
 
 
-def test_patch_changes_the_username_only(auth_client, verified_user) -> None:
-    response = auth_client.patch("/api/me/", {"username": "  Ada L.  ", "email": "x@example.com"}, format="json")
+def test_patch_changes_the_username(auth_client, verified_user) -> None:
+    response = auth_client.patch("/api/me/", {"username": "  Ada L.  "}, format="json")
     assert response.status_code == 200
     assert response.json()["username"] == "Ada L."
     verified_user.refresh_from_db()
     assert verified_user.username == "Ada L."
     assert verified_user.email == "ada@example.com"
+
+
+@pytest.mark.parametrize("field", ["email", "uid", "is_verified"])
+def test_patch_of_a_read_only_field_says_so_on_that_field(auth_client, verified_user, field) -> None:
+    response = auth_client.patch("/api/me/", {"username": "new", field: "x@example.com"}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert [p["code"] for p in body["errors"][field]] == ["read_only"]
+    assert "username" not in body["errors"]  # not the old "username: This field is required."
+    verified_user.refresh_from_db()
+    assert (verified_user.username, verified_user.email) == ("ada", "ada@example.com")
 
 
 @pytest.mark.parametrize("body", [{}, {"username": ""}, {"username": "x" * 151}, {"username": ["a"]}])

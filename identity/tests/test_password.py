@@ -40,7 +40,7 @@ def test_change_with_wrong_current_password_changes_nothing(auth_client, verifie
     )
 
     assert response.status_code == 400
-    assert response.json()["code"] == "invalid_password"
+    assert response.json()["errors"]["current_password"][0]["code"] == "invalid_password"
     assert "current_password" in response.json()["errors"]
     verified_user.refresh_from_db()
     assert verified_user.check_password(password)

@@ -109,7 +109,9 @@ def test_throttle_rates_off_in_the_environment_disables_them(monkeypatch) -> Non
 def test_every_scope_has_a_default_rate(settings) -> None:
     classes = throttles.LOGIN_THROTTLES + throttles.SIGNUP_THROTTLES + throttles.EMAIL_ACTION_THROTTLES
     assert {cls.scope for cls in classes + throttles.RECONFIRM_THROTTLES} <= set(throttles.ALL_SCOPES)
-    assert set(throttles.ALL_SCOPES) == settings.DEFAULT_THROTTLE_RATES.keys()
+    from agent_bridge.throttles import REFRESH_SCOPE
+
+    assert set(throttles.ALL_SCOPES) | {REFRESH_SCOPE} == settings.DEFAULT_THROTTLE_RATES.keys()
 
 
 @pytest.mark.parametrize("scope", ["login", "email_action"])

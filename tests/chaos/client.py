@@ -333,7 +333,7 @@ class ClientWorker(threading.Thread):
             answered = response.json().get("preferences")
             expected = user.expected_preferences
             if answered is not None and answered != expected:
-                # The backend's merge disagrees with the Agent's documented merge.
+                # The backend's answer disagrees with the documented PATCH semantics.
                 user.merge_mismatches.append({"delta": delta, "answered": answered, "expected": expected})
         else:
             self._rejected("preferences_merge", user, response)

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from tests.chaos.model import EMPTY_ALLERGIES, UserRecord, allergy_state, merge_preferences
+from tests.chaos.model import EMPTY_ALLERGIES, UserRecord, allergy_state, patch_preferences
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _missing_leaves(expected: Any, actual: Any, path: str = "") -> list[str]:
 def _prefix_states(user: UserRecord) -> list[dict[str, Any]]:
     states, merged = [{}], {}
     for delta in user.preference_deltas:
-        merged = merge_preferences(merged, delta)
+        merged = patch_preferences(merged, delta)
         states.append(merged)
     return states
 
@@ -206,7 +206,7 @@ def check(users: list[UserRecord], db: DatabaseView, agent_users: dict[str, dict
         held_preferences = profile.get("preferences") or {}
         if held_preferences != expected_preferences:
             missing = _missing_leaves(expected_preferences, held_preferences)
-            text = f"{who}: Agent preferences {held_preferences} != merge of acknowledged deltas {expected_preferences}"
+            text = f"{who}: Agent preferences {held_preferences} != acknowledged preferences {expected_preferences}"
             if missing:
                 findings.lost.append(f"{text}; missing {missing}")
             else:

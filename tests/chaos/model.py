@@ -26,6 +26,15 @@ def merge_preferences(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, 
     return result
 
 
+def patch_preferences(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """The API's documented PATCH /api/preferences/, written again here as an independent oracle:
+    each key given replaces the stored value whole, `null` removes the key, others are kept.
+    The backend then makes the Agent hold the same (it resets what the Agent's merge cannot remove)."""
+    result = {key: copy.deepcopy(value) for key, value in base.items() if key not in delta}
+    result.update({key: copy.deepcopy(value) for key, value in delta.items() if value is not None})
+    return result
+
+
 def allergy_state(payload: dict[str, Any]) -> dict[str, Any]:
     """The comparable part of an allergy profile (API answer, Agent profile or DB row)."""
     return {
@@ -59,7 +68,7 @@ class UserRecord:
     def expected_preferences(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for delta in self.preference_deltas:
-            merged = merge_preferences(merged, delta)
+            merged = patch_preferences(merged, delta)
         return merged
 
     @property

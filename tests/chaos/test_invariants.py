@@ -1,7 +1,7 @@
 """The chaos run's oracle on its own: the merge it expects and the findings it reports (no servers)."""
 
 from tests.chaos.invariants import DatabaseView, check
-from tests.chaos.model import UserRecord, merge_preferences
+from tests.chaos.model import UserRecord, merge_preferences, patch_preferences
 
 UID = "7d5e8f8e-54ad-4d7e-9a57-1f2f0b7f6a11"
 ALLERGIES = {"confirmed": ["peanuts"], "intolerances": [], "severity": {"peanuts": "severe"}}
@@ -22,6 +22,15 @@ def test_merge_is_the_agents_deep_merge() -> None:
     }
     assert merged == deep_merge(base, delta)
     assert merge_preferences(merged, delta) == merged  # a redelivered delta changes nothing
+
+
+def test_expected_preferences_follow_the_api_patch() -> None:
+    base = {"vibes": ["cozy", "lively"], "dietary": ["vegan"], "location_bias": {"city": "Oslo"}}
+    delta = {"vibes": ["lively"], "location_bias": None}
+
+    assert patch_preferences(base, delta) == {"vibes": ["lively"], "dietary": ["vegan"]}
+    user = _user(preference_deltas=[base, delta])
+    assert user.expected_preferences == {"vibes": ["lively"], "dietary": ["vegan"]}
 
 
 def _user(**kwargs) -> UserRecord:

@@ -40,3 +40,16 @@ def test_signup_answers_while_the_agent_refuses_connections_and_syncs_later(stac
     stack.agent.up()
     wait_for(lambda: stack.agent.state()["users"], timeout=60, what="the user to reach the Agent after it came back")
     assert SERVICE_TOKEN  # the double only accepted requests carrying the right token
+
+
+def test_createsuperuser_creates_the_user_at_the_agent(stack) -> None:
+    """Not only signup: `manage.py createsuperuser` goes through the same service and event."""
+    stack.env["DJANGO_SUPERUSER_PASSWORD"] = "root-passphrase-123"
+    try:
+        stack.manage("createsuperuser", "--noinput", "--email", "root@example.com", "--username", "root")
+    finally:
+        del stack.env["DJANGO_SUPERUSER_PASSWORD"]
+
+    users = wait_for(lambda: stack.agent.state()["users"], what="the Agent to hold the superuser")
+    assert len(users) == 1
+    assert [r["status"] for r in agent_creates(stack)][-1] == 201

@@ -65,7 +65,10 @@ def _walk(patterns: list, prefix: str) -> Iterator[Route]:
 
 
 def all_routes() -> list[Route]:
-    return list(_walk(get_resolver().url_patterns, ""))
+    """Every route but the last, catch-all pattern (project.errors.unrouted: JSON 404/308)."""
+    from project.errors import unrouted
+
+    return [route for route in _walk(get_resolver().url_patterns, "") if route.view is not unrouted]
 
 
 def api_routes() -> list[Route]:

@@ -26,6 +26,7 @@ PUBLIC = {
     "/api/password/reset/",
     "/api/password/reset/confirm/",
     "/api/health/",
+    "/api/allergens/",
     "/api/schema/",
     "/api/docs/",
 }

@@ -136,18 +136,59 @@ def test_unknown_route_and_wrong_method_are_json(api_client) -> None:
     assert assert_error_shape(api_client.get("/api/login/"))["code"] == "method_not_allowed"
 
 
-def test_validation_errors_carry_per_field_messages(api_client) -> None:
+def test_validation_errors_carry_per_field_messages_and_codes(api_client) -> None:
     body = api_client.post("/api/login/", {"email": "nope"}, format="json").json()
     assert body["detail"] == "Invalid input."
-    assert body["code"] == "invalid"
-    assert set(body["errors"]) == {"email", "password"}
-    assert all(isinstance(m, str) for messages in body["errors"].values() for m in messages)
+    assert body["code"] == "validation_error"
+    assert body["errors"] == {
+        "email": [{"message": "Enter a valid email address.", "code": "invalid"}],
+        "password": [{"message": "This field is required.", "code": "required"}],
+    }
 
 
-def test_a_single_field_error_gives_its_code(api_client) -> None:
-    body = api_client.post("/api/verify/resend/", {}, format="json").json()
-    assert body["code"] == "required"
-    assert body["errors"] == {"email": ["This field is required."]}
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/verify/resend/", {}),  # required
+        ("/api/signup/", {"username": "", "email": "a@example.com", "password": "a-long-passphrase-42"}),  # blank
+        ("/api/login/", {"email": "a" * 300 + "@example.com", "password": "x"}),  # max_length
+    ],
+)
+def test_every_validation_error_has_one_top_level_code(api_client, path, body) -> None:
+    """Whatever the field and the problem, the top-level code is the same; the field says what."""
+    answer = api_client.post(path, body, format="json").json()
+    assert answer["code"] == "validation_error"
+    assert all(set(p) == {"message", "code"} for problems in answer["errors"].values() for p in problems)
+
+
+def test_nested_field_errors_are_flattened_to_dotted_paths() -> None:
+    from rest_framework import exceptions
+
+    exc = exceptions.ValidationError({"confirmed": {0: ["Not a string."]}, "severity": {"peanuts": ["Bad."]}})
+    response = errors.api_exception_handler(exc, {})
+    assert response.data["errors"] == {
+        "confirmed.0": [{"message": "Not a string.", "code": "invalid"}],
+        "severity.peanuts": [{"message": "Bad.", "code": "invalid"}],
+    }
+
+
+class _Gone(errors.ApplicationError):
+    status_code = 410
+    code = "gone_away"
+    message = "It went away."
+
+
+def test_application_errors_carry_their_status_code_and_field() -> None:
+    plain = errors.api_exception_handler(_Gone(), {})
+    assert (plain.status_code, plain.data) == (410, {"detail": "It went away.", "code": "gone_away"})
+
+    on_field = errors.api_exception_handler(_Gone("Not this one.", field="thing"), {})
+    assert on_field.status_code == 400
+    assert on_field.data == {
+        "detail": "Invalid input.",
+        "code": "validation_error",
+        "errors": {"thing": [{"message": "Not this one.", "code": "gone_away"}]},
+    }
 
 
 @pytest.mark.parametrize(
@@ -167,7 +208,8 @@ def test_django_exceptions_become_the_error_shape(exc, status, code) -> None:
     assert "secret" not in response.data["detail"]
 
 
-def test_non_api_exceptions_are_left_to_django() -> None:
+def test_non_api_exceptions_are_left_to_django(settings) -> None:
+    settings.DEBUG = False
     assert errors.api_exception_handler(RuntimeError("boom"), {}) is None
 
 
@@ -175,7 +217,9 @@ def test_structured_api_exception_detail_is_kept_under_errors() -> None:
     from rest_framework import exceptions
 
     response = errors.api_exception_handler(exceptions.APIException({"field": ["bad"]}), {})
-    assert response.data == {"detail": "Request failed.", "code": "error", "errors": {"field": ["bad"]}}
+    assert response.data == {
+        "detail": "Request failed.", "code": "error", "errors": {"field": [{"message": "bad", "code": "error"}]}
+    }
 
 
 def test_django_level_handlers_answer_json() -> None:
@@ -186,3 +230,12 @@ def test_django_level_handlers_answer_json() -> None:
     assert errors.json_permission_denied(request).status_code == 403
     assert errors.json_not_found(request).status_code == 404
     assert errors.json_server_error(request).status_code == 500
+
+
+def test_an_unexpected_exception_is_json_in_debug_too(settings, caplog) -> None:
+    """Production answers through handler500 (JSON); DEBUG would show Django's HTML debug page."""
+    settings.DEBUG = True
+    response = errors.api_exception_handler(RuntimeError("boom"), {"view": "SomeView"})
+    assert response.status_code == 500
+    assert response.data == {"detail": "Internal server error.", "code": "server_error"}
+    assert "boom" in caplog.text  # the traceback is for the console, not the answer

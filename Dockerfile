@@ -40,7 +40,9 @@ USER 10001:10001
 
 EXPOSE 8000
 
-CMD ["gunicorn", "project.wsgi:application", \
+# project/gunicorn_conf.py: Prometheus multiprocess mode (child_exit cleanup) and OpenTelemetry
+# started after the fork (post_fork).
+CMD ["gunicorn", "--config", "python:project.gunicorn_conf", "project.wsgi:application", \
      "--bind", "0.0.0.0:8000", \
      "--worker-tmp-dir", "/dev/shm", \
      "--access-logfile", "-", \

@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 from agent_bridge.delivery import Cause, DeliveryError, Retry
+from project import metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,51 @@ class AgentConnectionError(AgentTransientError):
     """The connection could not be made or broke (refused, DNS, reset...)."""
 
     default_code = "AGENT_CONNECTION_ERROR"
+
+
+class AgentOutcomeUnknown(AgentTransientError):
+    """A write (POST/PATCH/DELETE) reached the Agent but no answer came back.
+
+    Neither success nor failure may be assumed: the Agent may have applied it, or may still
+    apply it later, after a newer write. Retrying is still right (writes are idempotent), but
+    the consumer must also read the user back over a horizon (agent_bridge.verification).
+    A read (GET) that times out is a plain AgentTimeout: it changes nothing.
+    """
+
+    default_code = "AGENT_OUTCOME_UNKNOWN"
+
+
+class AgentResponseTimeout(AgentTimeout, AgentOutcomeUnknown):
+    """The write was sent and the read timeout passed without an answer."""
+
+    default_code = "AGENT_TIMEOUT"
+
+
+class AgentConnectionLost(AgentConnectionError, AgentOutcomeUnknown):
+    """The write was sent and the connection then broke before an answer."""
+
+    default_code = "AGENT_CONNECTION_LOST"
+
+
+_WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def _request_was_sent(exc: requests.RequestException) -> bool:
+    """Whether a failed call got as far as sending its request.
+
+    A connect timeout, or a ConnectionError wrapping a failed connection attempt
+    (MaxRetryError → NewConnectionError), never sent anything; a ConnectionError wrapping
+    urllib3's ProtocolError ("Connection aborted", the peer closed or reset while we waited for
+    the answer) did, and so did a read timeout.
+    """
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, urllib3.exceptions.MaxRetryError):
+        cause = cause.reason
+    return isinstance(cause, urllib3.exceptions.ProtocolError)
 
 
 class AgentPermanentError(AgentError):
@@ -347,21 +395,59 @@ class AgentClient:
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> requests.Response:
-        """Make one attempt; return a 2xx response or raise a typed AgentError."""
+        """Make one attempt; return a 2xx response or raise a typed AgentError.
+
+        The call is a client span of the current trace (project.tracing): the Agent gets its
+        `traceparent`, and its latency is recorded by endpoint and status (project.metrics)."""
+        endpoint = f"{method} {_endpoint_of(path)}"
         started = time.monotonic()
+        outcome: int | str = "error"
         try:
-            response = self._session.request(
+            with tracing.span(endpoint, kind=tracing.SpanKind.CLIENT, **{"http.request.method": method}) as trace:
+                response = self._send(method, path, json=json, params=params, traceparent=trace.traceparent)
+            outcome = response.status_code
+        except AgentTimeout:
+            outcome = "timeout"
+            raise
+        except AgentConnectionError:
+            outcome = "connection_error"
+            raise
+        finally:
+            metrics.agent_request_observe(endpoint=endpoint, status=outcome, seconds=time.monotonic() - started)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        logger.debug(
+            "agent %s %s -> %s in %.0f ms",
+            method,
+            path,
+            response.status_code,
+            elapsed_ms,
+        )
+        if 200 <= response.status_code < 300:
+            return response
+        raise self._error_from(response, method, path)
+
+    def _send(
+        self, method: str, path: str, *, json: dict[str, Any] | None, params: dict[str, Any] | None, traceparent: str
+    ) -> requests.Response:
+        """The HTTP exchange itself; transport failures become typed AgentErrors."""
+        try:
+            return self._session.request(
                 method,
                 f"{self.base_url}{path}",
                 json=json,
                 params=params,
-                headers={"X-Service-Token": self._token, "Accept": "application/json"},
+                headers={
+                    "X-Service-Token": self._token,
+                    "Accept": "application/json",
+                    tracing.HEADER: traceparent,
+                },
                 timeout=self.timeout,
                 # A redirect could turn PATCH into GET; the Agent never redirects.
                 allow_redirects=False,
             )
         except requests.Timeout as exc:  # ConnectTimeout included
-            raise AgentTimeout(
+            unknown = method in _WRITES and _request_was_sent(exc)
+            raise (AgentResponseTimeout if unknown else AgentTimeout)(
                 f"no answer within {self.timeout[1]:g}s ({type(exc).__name__})",
                 method=method,
                 path=path,
@@ -386,23 +472,12 @@ class AgentClient:
                 path=path,
             ) from exc
         except requests.RequestException as exc:
-            raise AgentConnectionError(
+            unknown = method in _WRITES and _request_was_sent(exc)
+            raise (AgentConnectionLost if unknown else AgentConnectionError)(
                 f"could not reach the Agent ({type(exc).__name__})",
                 method=method,
                 path=path,
             ) from exc
-
-        elapsed_ms = (time.monotonic() - started) * 1000
-        logger.debug(
-            "agent %s %s -> %s in %.0f ms",
-            method,
-            path,
-            response.status_code,
-            elapsed_ms,
-        )
-        if 200 <= response.status_code < 300:
-            return response
-        raise self._error_from(response, method, path)
 
     def _error_from(self, response: requests.Response, method: str, path: str) -> AgentError:
         status = response.status_code
@@ -440,6 +515,14 @@ class AgentClient:
         if self._token and self._token in text:
             text = text.replace(self._token, "[redacted]")
         return text
+
+
+_USER_SEGMENT = re.compile(r"^/users/[^/]+")
+
+
+def _endpoint_of(path: str) -> str:
+    """The path's template, `/users/{uid}/allergies`: a bounded metric label, never a uid."""
+    return _USER_SEGMENT.sub("/users/{uid}", path, count=1)
 
 
 def _retry_after(response: requests.Response) -> float | None:

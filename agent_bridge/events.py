@@ -94,6 +94,27 @@ class UserDeleted(Payload):
     TYPE = "user.deleted"
 
 
+@dataclass(frozen=True)
+class AgentReadBackDue(Payload):
+    """An Agent call's outcome was unknown: read the user back and compare (delayed; one step of a chain)."""
+
+    TYPE = "agent.read_back_due"
+    COALESCE = False  # each is one step of a chain, due at its own time
+    EXAMPLE = {"chain": "9b2f0c1e-4d3a-4b5c-8e7f-0a1b2c3d4e5f", "step": 0, "repairs": 0}
+    chain: str
+    step: int
+    repairs: int = 0
+
+
+@dataclass(frozen=True)
+class AgentResyncRequested(Payload):
+    """Push the user's full current state to the Agent (resync_agent, or a drift repair)."""
+
+    TYPE = "agent.resync_requested"
+    EXAMPLE = {"reason": "resync"}
+    reason: str = ""
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (
@@ -104,6 +125,8 @@ PAYLOADS: dict[str, type[Payload]] = {
         InteractionsClearRequested,
         InteractionsRefreshRequested,
         UserDeleted,
+        AgentReadBackDue,
+        AgentResyncRequested,
     )
 }
 
@@ -114,6 +137,8 @@ PREFERENCES_UPDATED = PreferencesUpdated.TYPE
 INTERACTIONS_CLEAR_REQUESTED = InteractionsClearRequested.TYPE
 INTERACTIONS_REFRESH_REQUESTED = InteractionsRefreshRequested.TYPE
 USER_DELETED = UserDeleted.TYPE
+AGENT_READ_BACK_DUE = AgentReadBackDue.TYPE
+AGENT_RESYNC_REQUESTED = AgentResyncRequested.TYPE
 
 EVENT_TYPES: dict[str, str] = {
     event_type: " ".join((cls.__doc__ or "").split()) for event_type, cls in PAYLOADS.items()

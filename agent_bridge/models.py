@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from agent_bridge.events import Envelope, make_envelope
 
-# PostgreSQL NOTIFY channel on which a trigger (migration 0003) announces pending rows;
+# PostgreSQL NOTIFY channel on which a trigger (migration 0005) announces pending rows;
 # agent_bridge.transports.notify listens on it.
 OUTBOX_NOTIFY_CHANNEL = "kairos_outbox"
 
@@ -39,6 +39,9 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    # W3C trace context of the request that raised the event (project.tracing), carried to the Agent.
+    # Nullable: NULL is "raised outside any trace", and adding it rewrites no existing row.
+    traceparent = models.CharField(max_length=55, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         indexes = [
@@ -110,3 +113,48 @@ class InteractionMirror(models.Model):
 
     def __str__(self) -> str:
         return f"interaction mirror of user {self.user_id} ({len(self.items)} items)"
+
+
+class AgentCopy(models.Model):
+    """What this backend knows about the Agent's copy of one user (owned by agent_bridge.verification).
+
+    Keyed by uid alone, with no link to the user row and no personal data, so it outlives an
+    account deletion as a tombstone (`erased_at`): the Agent has no list endpoint, so the
+    tombstones are how reconciliation finds users erased here but still held there.
+    """
+
+    uid = models.UUIDField(primary_key=True)
+    checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last comparison with the Agent's copy (reconciliation goes oldest first)."
+    )
+    read_back_chain = models.UUIDField(
+        null=True, blank=True, help_text="The read-back under way after an uncertain Agent call (empty: none)."
+    )
+    read_back_since = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True, help_text="Tombstone: the account was deleted here.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["checked_at"], name="agentcopy_checked"),
+            models.Index(fields=["erased_at"], name="agentcopy_erased"),
+        ]
+
+    def __str__(self) -> str:
+        return f"agent copy {self.uid}{' (erased)' if self.erased_at else ''}"
+
+
+class AgentDriftCount(models.Model):
+    """How often each kind of drift between the Agent's copy and ours was found (and repaired)."""
+
+    class Kind(models.TextChoices):
+        MISSING = "missing", "user missing at the Agent"
+        ALLERGIES = "allergies", "allergies differ"
+        PREFERENCES = "preferences", "preferences differ (as merged)"
+        LEFTOVER = "leftover", "user erased here still at the Agent"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, primary_key=True)
+    count = models.PositiveBigIntegerField(default=0)
+    last_found_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.count}"

@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -30,6 +31,8 @@ from agent_bridge.events import Envelope, Payload
 from agent_bridge.models import OutboxEvent
 from agent_bridge.timing import BusTiming
 from consumers.models import DeadLetter
+from project import metrics
+from project.tracing import current_traceparent
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +46,30 @@ class OutboxOutsideTransaction(RuntimeError):
     """An event would not be atomic with the change it reports."""
 
 
-def outbox_event_add(*, uid: uuid.UUID | None, payload: Payload) -> OutboxEvent:
-    """Write an event in the caller's transaction (the domain change it reports)."""
+def outbox_event_add(
+    *,
+    uid: uuid.UUID | None,
+    payload: Payload | None = None,
+    event_type: str | None = None,
+    data: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
+) -> OutboxEvent:
+    """Write an event in the caller's transaction (the domain change it reports), with the
+    caller's trace context; `not_before` delays it (neither the embedded bus nor the relay takes
+    it earlier).
+
+    Give the declared `payload`, or `event_type` and `data`, which must then be a declared
+    payload of that type (events.UnknownPayload otherwise).
+    """
+    if payload is None:
+        payload = events.payload_check(event_type or "", data or {})
     if not connection.in_atomic_block:
         raise OutboxOutsideTransaction(f"{payload.TYPE} must be written inside the domain change's transaction")
-    return OutboxEvent.objects.create(type=payload.TYPE, schema=payload.SCHEMA, uid=uid, data=payload.as_data())
+    extra = {"available_at": not_before} if not_before is not None else {}
+    return OutboxEvent.objects.create(
+        type=payload.TYPE, schema=payload.SCHEMA, uid=uid, data=payload.as_data(),
+        traceparent=current_traceparent(), **extra,
+    )
 
 
 def _after(seconds: float) -> datetime:
@@ -132,7 +154,9 @@ def outbox_seconds_until_next_due() -> float | None:
 
 
 def outbox_pending(*, limit: int) -> list[OutboxEvent]:
-    return list(OutboxEvent.objects.filter(status=PENDING).order_by(_priority(), "id")[:limit])
+    """Pending rows due now (a `not_before` row waits), allergy events first."""
+    due = OutboxEvent.objects.filter(status=PENDING, available_at__lte=timezone.now())
+    return list(due.order_by(_priority(), "id")[:limit])
 
 
 def outbox_mark_published(*, pks: list[int], timing: BusTiming) -> None:
@@ -197,7 +221,9 @@ def dead_letter_record(*, envelope: Envelope | dict, attempts: int, reason: str,
                 "last_failed_at": now,
             },
         )
-        if not created:
+        if created:
+            metrics.dead_letter_recorded(event_type=dead_letter.type)
+        else:
             DeadLetter.objects.filter(pk=dead_letter.pk).update(
                 attempts=max(dead_letter.attempts, attempts), reason=reason, cause=cause, last_failed_at=now
             )

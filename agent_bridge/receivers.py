@@ -8,7 +8,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from agent_bridge import events
+from agent_bridge import events, verification
 from agent_bridge.outbox import bus_user_erase, outbox_event_add
 from allergies import signals as allergy_signals
 from identity import signals as identity_signals
@@ -24,6 +24,7 @@ def on_user_deleted(sender: Any, *, uid: uuid.UUID, **kwargs: Any) -> None:
     # The bus's own copies go with the account, in the same transaction (DESIGN §8).
     bus_user_erase(uid=uid)
     outbox_event_add(uid=uid, payload=events.UserDeleted())
+    verification.tombstone_add(uid=uid)  # so reconciliation can verify the erasure at the Agent
 
 
 @receiver(identity_signals.email_requested)

@@ -1,8 +1,24 @@
 from django.contrib import admin
 
+from allergies import selectors
 from allergies.models import AllergyProfile
 from allergies.selectors import AllergyState
 from project.admin import ReadOnlyAdminMixin
+
+
+class SyncStateFilter(admin.SimpleListFilter):
+    """The profile's sync state as the user sees it (synced / pending / failing)."""
+
+    title = "sync state"
+    parameter_name = "sync_state"
+
+    def lookups(self, request, model_admin):
+        return [(state, state) for state in (selectors.SYNC_SYNCED, selectors.SYNC_PENDING, selectors.SYNC_FAILING)]
+
+    def queryset(self, request, queryset):
+        if self.value() in dict(self.lookups(request, None)):
+            return queryset.filter(selectors.allergy_profiles_in_sync_state_q(self.value()))
+        return queryset
 
 
 @admin.register(AllergyProfile)
@@ -10,10 +26,12 @@ class AllergyProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: a change must go through allergy_profile_replace so it gets a revision and
     reaches the Agent; an edit here would do neither."""
 
-    list_display = ("user", "revision", "synced_revision", "sync_state", "updated_at", "sync_failed_at")
+    list_display = (
+        "user", "revision", "synced_revision", "sync_state", "updated_at", "sync_failed_at", "sync_verified_at"
+    )
     list_select_related = ("user",)
     search_fields = ("user__email", "=user__uid")
-    list_filter = ("sync_failed_at",)
+    list_filter = (SyncStateFilter, "sync_failed_at", "sync_verifying")
     readonly_fields = (
         "user",
         "confirmed",
@@ -26,6 +44,8 @@ class AllergyProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "sync_state",
         "sync_last_error",
         "sync_failed_at",
+        "sync_verified_at",
+        "sync_verifying",
     )
     fields = readonly_fields
 

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from allergies.contract import allergy_flags_for
+
 
 class AllergyProfile(models.Model):
     """The user's allergy profile: the backend's source of truth, copied to the Agent by events.
@@ -8,6 +10,8 @@ class AllergyProfile(models.Model):
     `revision` counts changes (PUT or DELETE); `synced_revision` is the newest revision the
     Agent is known to hold. A delivery attempt that fails records `sync_failed_at` and
     `sync_last_error`; a new revision clears `sync_failed_at` (it has not been tried yet).
+    `sync_verifying` is set while an Agent call of unknown outcome is being read back
+    (agent_bridge.verification): the profile is not shown `synced` meanwhile.
     """
 
     user = models.OneToOneField(
@@ -21,6 +25,13 @@ class AllergyProfile(models.Model):
     synced_revision = models.PositiveIntegerField(default=0)
     sync_last_error = models.TextField(blank=True, default="")
     sync_failed_at = models.DateTimeField(null=True, blank=True)
+    # Written by agent_bridge.verification: the Agent's copy read back and compared with ours.
+    sync_verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the Agent's copy of this user was last read back equal to ours."
+    )
+    sync_verifying = models.BooleanField(
+        default=False, help_text="An Agent call's outcome was unknown; its read-back is not finished."
+    )
 
     def __str__(self) -> str:
         return f"allergy profile of user {self.user_id} (revision {self.revision})"
@@ -29,7 +40,3 @@ class AllergyProfile(models.Model):
     def allergy_flags(self) -> list[str]:
         """The sorted union of confirmed allergens and intolerances, as the Agent computes it."""
         return allergy_flags_for(self.confirmed, self.intolerances)
-
-
-def allergy_flags_for(confirmed: list[str], intolerances: list[str]) -> list[str]:
-    return sorted(set(confirmed) | set(intolerances))

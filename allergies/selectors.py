@@ -3,9 +3,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connections
+from django.db.models import Count, F, Q
+
 from allergies.models import AllergyProfile, allergy_flags_for
 from allergies.vocabulary import CANONICAL_NAMES
-from identity.models import User
+from identity import selectors as identity_selectors
+from identity.models import AuthToken, User
+from project import rawsql
+from project.rawsql import Columns
 
 SYNC_SYNCED = "synced"
 SYNC_PENDING = "pending"
@@ -16,6 +22,7 @@ SYNC_FAILING = "failing"
 SYNC_MESSAGES: dict[str, str] = {
     "synced": "Your allergy profile is up to date everywhere.",
     "pending": "Saved. It is on its way to your recommendations.",
+    "verifying": "Saved. We are checking that your recommendations use it.",
     "agent_unreachable": "Saved. The recommendation service cannot be reached right now; we keep trying.",
     "agent_rejected": "Saved, but the recommendation service refused it; our team has been alerted.",
     "sync_failed": "Saved, but not yet sent to your recommendations; we keep trying.",
@@ -26,6 +33,9 @@ SYNC_CODES: tuple[str, ...] = tuple(SYNC_MESSAGES)
 _FAILURE_CODES: dict[str, str] = {
     "AgentConnectionError": "agent_unreachable",
     "AgentTimeout": "agent_unreachable",
+    "AgentResponseTimeout": "agent_unreachable",
+    "AgentConnectionLost": "agent_unreachable",
+    "AgentOutcomeUnknown": "agent_unreachable",
     "AgentUnavailable": "agent_unreachable",
     "AgentTransientError": "agent_unreachable",
     "AgentPermanentError": "agent_rejected",
@@ -48,6 +58,8 @@ class AllergyState:
     synced_revision: int
     sync_last_error: str
     sync_failed_at: datetime | None
+    sync_verified_at: datetime | None = None
+    sync_verifying: bool = False
 
     @property
     def allergy_flags(self) -> list[str]:
@@ -55,11 +67,15 @@ class AllergyState:
 
     @property
     def sync_state(self) -> str:
-        """synced: the Agent holds this revision (or a newer one never exists, so: this one).
+        """synced: the Agent holds this revision (or a newer one never exists, so: this one), and
+        no Agent call of unknown outcome is still being read back.
         failing: not synced, and a delivery attempt failed since this revision was written.
-        pending: not synced, and no attempt has failed yet for this revision."""
-        if self.synced_revision >= self.revision:
+        pending: not synced, and no attempt has failed yet for this revision (or it is being
+        verified after an uncertain outcome)."""
+        if self.synced_revision >= self.revision and not self.sync_verifying:
             return SYNC_SYNCED
+        if self.synced_revision >= self.revision:
+            return SYNC_PENDING
         if self.sync_failed_at is not None:
             return SYNC_FAILING
         return SYNC_PENDING
@@ -67,6 +83,8 @@ class AllergyState:
     @property
     def sync_code(self) -> str:
         state = self.sync_state
+        if state == SYNC_PENDING and self.synced_revision >= self.revision:
+            return "verifying"  # sent, but an Agent call of unknown outcome is being read back
         if state != SYNC_FAILING:
             return state
         return _FAILURE_CODES.get(self.sync_last_error.split(" ", 1)[0], "sync_failed")
@@ -80,6 +98,7 @@ class AllergyState:
             "message": SYNC_MESSAGES[code],
             "revision": self.revision,
             "synced_revision": self.synced_revision,
+            "verified_at": self.sync_verified_at,
         }
 
     @property
@@ -104,6 +123,8 @@ class AllergyState:
             synced_revision=profile.synced_revision,
             sync_last_error=profile.sync_last_error,
             sync_failed_at=profile.sync_failed_at,
+            sync_verified_at=profile.sync_verified_at,
+            sync_verifying=profile.sync_verifying,
         )
 
 
@@ -117,3 +138,76 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
     if user is None:
         return None
     return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+
+
+PROFILE_COLUMNS = Columns(AllergyProfile, "p")
+_with_token_sql: dict[str, str] = {}
+
+
+def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState] | None:
+    """GET /api/allergies/ in one statement: the usable token whose secret is `raw` (as
+    identity.selectors.auth_token_get_usable, same rules), its user and the user's allergy profile;
+    None when the token is not usable."""
+    using = "default"
+    p = PROFILE_COLUMNS
+    sql = _with_token_sql.get(using)
+    if sql is None:
+        sql = _with_token_sql[using] = identity_selectors.auth_token_usable_sql(
+            columns=p.select(using),
+            joins=f"LEFT OUTER JOIN {p.table(using)} p ON {p.column('user_id', using)} = "
+            f"{identity_selectors.USER_COLUMNS.column('id', using)}",
+            using=using,
+        )
+    row = rawsql.fetchone(sql, identity_selectors.auth_token_usable_params(raw=raw, using=using), using=using)
+    if row is None:
+        return None
+    token = identity_selectors.auth_token_from_row(row, using=using)
+    start = len(row) - len(p)
+    # The profile's primary key is its user: NULL there means the user has no profile yet.
+    profile = p.instance(row, start, using) if row[start + p.attnames.index("user_id")] is not None else None
+    if profile is not None:
+        profile.user = token.user
+    return token, AllergyState.of(profile)
+
+
+_for_update_sql: dict[str, str] = {}
+
+
+def allergy_profile_get_for_update(*, user: User) -> AllergyProfile | None:
+    """The user's profile, its row locked until the end of the transaction (`SELECT ... FOR UPDATE` where the
+    database has it; SQLite's IMMEDIATE transactions serialise writers anyway). Inside transaction.atomic only.
+    None when the user has no profile yet. One written statement, no ORM compilation (every PUT runs it)."""
+    using = "default"
+    sql = _for_update_sql.get(using)
+    if sql is None:
+        p = PROFILE_COLUMNS
+        lock = " FOR UPDATE" if connections[using].features.has_select_for_update else ""
+        sql = _for_update_sql[using] = (
+            f"SELECT {p.select(using)} FROM {p.table(using)} p WHERE {p.column('user_id', using)} = %s{lock}"  # noqa: S608
+        )
+    row = rawsql.fetchone(sql, [user.pk], using=using)
+    if row is None:
+        return None
+    profile = PROFILE_COLUMNS.instance(row, 0, using)
+    profile.user = user
+    return profile
+
+
+# --- for operators (the admin) -----------------------------------------------------------
+
+def allergy_profiles_in_sync_state_q(state: str) -> Q:
+    """AllergyState.sync_state as a query, so the admin can filter and count by it."""
+    behind = Q(synced_revision__lt=F("revision"))
+    return {
+        SYNC_SYNCED: ~behind,
+        SYNC_FAILING: behind & Q(sync_failed_at__isnull=False),
+        SYNC_PENDING: behind & Q(sync_failed_at__isnull=True),
+    }[state]
+
+
+def allergy_profile_sync_counts() -> dict[str, int]:
+    """How many allergy profiles are synced, pending or failing."""
+    states = (SYNC_SYNCED, SYNC_PENDING, SYNC_FAILING)
+    return AllergyProfile.objects.aggregate(
+        **{state: Count("pk", filter=allergy_profiles_in_sync_state_q(state)) for state in states}
+    )

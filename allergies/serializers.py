@@ -47,12 +47,16 @@ class AllergyProfileInputSerializer(serializers.Serializer):
 class AllergySyncSerializer(serializers.Serializer):
     state = serializers.ChoiceField(
         choices=SYNC_STATES,
-        help_text="synced: the Agent holds this revision; pending: on its way; failing: an attempt failed.",
+        help_text="synced: the Agent holds this revision (verified after any Agent call of unknown outcome); "
+        "pending: on its way, or being read back after an Agent call of unknown outcome; failing: an attempt failed.",
     )
     code = serializers.ChoiceField(choices=SYNC_CODES, help_text="Stable: what to show.")
     message = serializers.CharField(help_text="A short sentence for the user.")
     revision = serializers.IntegerField()
     synced_revision = serializers.IntegerField(help_text="The newest revision the Agent is known to hold.")
+    verified_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the Agent's copy was last read back and found equal to ours (null: never)."
+    )
 
 
 class AllergyProfileOutputSerializer(serializers.Serializer):

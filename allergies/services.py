@@ -1,11 +1,12 @@
 """Writes of the allergies app. The only place that sends allergies' domain signals."""
 import uuid
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from allergies import signals
+from allergies import selectors, signals
 from allergies.models import AllergyProfile, allergy_flags_for
 from allergies.selectors import AllergyState
 from allergies.validation import allergy_profile_clean
@@ -25,7 +26,9 @@ def allergy_profile_replace(
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
     with transaction.atomic():
-        profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
+        profile = selectors.allergy_profile_get_for_update(user=user)
+        if profile is None:  # the first write: create it, race-safe
+            profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
         profile.confirmed = clean.confirmed
         profile.intolerances = clean.intolerances
         profile.severity = clean.severity
@@ -74,3 +77,32 @@ def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:
     AllergyProfile.objects.filter(user__uid=uid, synced_revision__lt=F("revision")).update(
         sync_last_error=error[:MAX_SYNC_ERROR_LENGTH], sync_failed_at=timezone.now()
     )
+
+
+def allergy_sync_record_verifying(*, uid: uuid.UUID | str) -> None:
+    """An Agent call about the user had an unknown outcome: not `synced` until it is read back."""
+    user = User.objects.filter(uid=uid).only("pk").first()
+    if user is None:
+        return
+    AllergyProfile.objects.get_or_create(user=user)  # an absent profile is an empty one at revision 0
+    AllergyProfile.objects.filter(user=user).update(sync_verifying=True)
+
+
+def allergy_sync_record_verified(*, uid: uuid.UUID | str, at: datetime, resolved: bool) -> None:
+    """The Agent's copy was read back equal at `at`; `resolved` ends a read-back after an
+    uncertain outcome (only the read-back itself may end it)."""
+    user = User.objects.filter(uid=uid).only("pk").first()
+    if user is None:
+        return
+    AllergyProfile.objects.get_or_create(user=user)
+    changes: dict = {"sync_verified_at": at}
+    if resolved:
+        changes["sync_verifying"] = False
+    AllergyProfile.objects.filter(user=user).update(**changes)
+
+
+def allergy_sync_record_unconfirmed(*, uids: list[uuid.UUID]) -> None:
+    """The Agent is not known to hold these profiles (drift found, or a resync was asked for):
+    `synced_revision` goes back to 0 so each shows `pending` until it is sent again. The only
+    write that lowers `synced_revision`; the consumer's success raises it again."""
+    AllergyProfile.objects.filter(user__uid__in=uids, revision__gt=0).update(synced_revision=0)

@@ -7,10 +7,11 @@ error naming each field.
 import unicodedata
 from dataclasses import dataclass
 
+from allergies.contract import SEVERITY_LEVELS
 from allergies.vocabulary import MAX_NAME_LENGTH, allergen_normalize
 from project.errors import ApplicationError, FieldProblem
 
-SEVERITY_LEVELS: tuple[str, ...] = ("anaphylactic", "severe", "moderate", "intolerance")
+__all__ = ["SEVERITY_LEVELS", "AllergyProfileInvalid", "CleanProfile", "allergy_profile_clean"]
 #: Most names in `confirmed`, and in `intolerances`; `severity` holds at most one per name.
 MAX_ENTRIES = 50
 

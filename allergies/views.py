@@ -17,6 +17,8 @@ from allergies.serializers import (
 )
 from allergies.validation import SEVERITY_LEVELS
 from allergies.vocabulary import ALLERGENS, EU, US
+from identity import selectors as identity_selectors
+from identity.models import AuthToken
 from project.errors import ErrorSerializer
 
 UPDATED_MESSAGE = "Allergy profile updated."
@@ -30,10 +32,26 @@ SYNC_NOTE = (
 )
 
 
+_UPDATED_AT = AllergyProfileOutputSerializer().fields["updated_at"]
+
+
 def _render(state: AllergyState, message: str | None = None) -> dict:
-    if message is None:
-        return AllergyProfileOutputSerializer(state).data
-    return {**AllergyProfileOutputSerializer(state).data, "message": message}
+    """What AllergyProfileOutputSerializer renders for `state` (plus `message`), built directly: instantiating
+    the serializer cost ~10 % of a GET. A test holds the two equal."""
+    data = {
+        "confirmed": list(state.confirmed),
+        "intolerances": list(state.intolerances),
+        "severity": dict(state.severity),
+        "allergy_flags": state.allergy_flags,
+        "recognised": state.recognised,
+        "custom": state.custom,
+        "revision": state.revision,
+        "updated_at": None if state.updated_at is None else _UPDATED_AT.to_representation(state.updated_at),
+        "sync": state.sync,
+    }
+    if message is not None:
+        data["message"] = message
+    return data
 
 
 class AllergyProfileView(APIView):
@@ -41,12 +59,24 @@ class AllergyProfileView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    def token_lookup(self, request: Request, raw: str) -> AuthToken | None:
+        """identity.authentication.TokenAuthentication's hook: a GET loads the profile in the token's statement
+        (one statement per GET) and leaves it on the request as `allergy_state`."""
+        if request.method != "GET":
+            return identity_selectors.auth_token_get_usable(raw=raw)
+        found = selectors.allergy_profile_get_with_token(raw=raw)
+        if found is None:
+            return None
+        token, request.allergy_state = found
+        return token
+
     @extend_schema(
         tags=[TAG], summary="The allergy profile", description="A user who never set one gets empty lists." + SYNC_NOTE,
         responses={200: AllergyProfileOutputSerializer, 401: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
-        return Response(_render(selectors.allergy_profile_get(user=request.user)))
+        state = getattr(request, "allergy_state", None)
+        return Response(_render(state if state is not None else selectors.allergy_profile_get(user=request.user)))
 
     @extend_schema(
         tags=[TAG],

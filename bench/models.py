@@ -1,4 +1,4 @@
-"""The local allergy table of the seed-000 synchronous design (bench only)."""
+"""Bench-only tables: the idiomatic DRF peer's allergy profile and the seed-000 synchronous design's."""
 from django.conf import settings
 from django.db import models
 
@@ -14,3 +14,18 @@ class SyncAllergyProfile(models.Model):
 
     def __str__(self) -> str:
         return f"SyncAllergyProfile({self.user_id})"
+
+
+class PeerAllergyProfile(models.Model):
+    """The idiomatic DRF peer's allergy profile: what a plain DRF service would store."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="bench_peer_allergy")
+    confirmed = models.JSONField(default=list, blank=True)
+    intolerances = models.JSONField(default=list, blank=True)
+    severity = models.JSONField(default=dict, blank=True)
+    revision = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"PeerAllergyProfile({self.user_id})"

@@ -1,4 +1,6 @@
-"""Profile a bus process under a burst of events: `python -m bench.profile [--transport embedded|rabbitmq]`.
+"""Profile a bus process under a burst of events: `python -m bench.profile [--transport embedded|rabbitmq]`,
+or an API worker under wrk: `python -m bench.profile --process api --endpoint allergies_get` (one gunicorn worker,
+py-spy on it, only the samples inside a request counted).
 
 Starts the same stack as `python -m bench`, runs one consumer (and the relay, for RabbitMQ)
 under `py-spy record --idle` (wall-clock samples, so waits on the database, the broker and
@@ -38,12 +40,53 @@ def summarize(raw: Path, *, top: int = 40, keep: str = "") -> str:
     return "\n".join(out)
 
 
+API_ENDPOINTS = {
+    "allergies_get": ("GET", "/api/allergies/"), "allergies_put": ("PUT", "/api/allergies/"),
+    "peer_get": ("GET", "/api/bench/peer/allergies/"), "peer_put": ("PUT", "/api/bench/peer/allergies/"),
+    "ceiling_get": ("GET", "/api/bench/ceiling/"), "ceiling_put": ("PUT", "/api/bench/ceiling/"),
+    "ceiling_auth_get": ("GET", "/api/bench/ceiling-auth/"),
+}
+
+
+def profile_api(stack: Stack, spy_bin: str, args: argparse.Namespace) -> int:
+    from bench import bus, load
+    from bench.run import Bench
+
+    stack.start_api()
+    users = bus.users_create(16, label="prof")
+    bench = Bench.__new__(Bench)
+    bench.stack = stack
+    tokens = bench.tokens_for(users)[0] if not args.endpoint.startswith("peer") else Bench.peer_tokens_for(users)
+    method, path = API_ENDPOINTS[args.endpoint]
+    spec = load.LoadSpec(threads=1, connections=4, duration_s=args.seconds, warmup_s=1)
+    load.run_wrk(stack.api_url, path, method=method, tokens=tokens, spec=spec, body=method == "PUT", warm=True)
+    raw = Path(args.out) / f"pyspy-api-{args.endpoint}.txt"
+    master = stack.pids("api")[0]
+    spy = subprocess.Popen([spy_bin, "record", "--subprocesses", *(["--idle"] if args.idle else []), "--format",
+                            "raw", "--rate", "500", "-o", str(raw), "--pid", str(master)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    result = load.run_wrk(stack.api_url, path, method=method, tokens=tokens, spec=spec, body=method == "PUT",
+                          warm=False)
+    spy.send_signal(2)
+    spy.wait(30)
+    print(f"wrk: {result['ok_rps']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+    print(summarize(raw, keep="handle_request", top=args.top))
+    print(f"raw profile: {raw}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--transport", choices=["embedded", "rabbitmq"], default="embedded")
     parser.add_argument("--events", type=int, default=300)
-    parser.add_argument("--process", choices=["consumer", "relay"], default="consumer")
+    parser.add_argument("--process", choices=["consumer", "relay", "api"], default="consumer")
+    parser.add_argument("--endpoint", choices=sorted(API_ENDPOINTS), default="allergies_get",
+                        help="with --process api: what wrk requests")
+    parser.add_argument("--seconds", type=float, default=10, help="with --process api: how long wrk runs")
+    parser.add_argument("--idle", action="store_true", help="with --process api: count waits (database) too")
     parser.add_argument("--out", default=tempfile.gettempdir(), help="folder for the raw py-spy output")
+    parser.add_argument("--top", type=int, default=40, help="frames to print")
     args = parser.parse_args(argv)
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy_bin).exists():
@@ -64,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         django.setup()
         from bench import bus
 
+        if args.process == "api":
+            return profile_api(stack, spy_bin, args)
         users = bus.users_create(args.events, label="prof")
         bus.agent_users_create(stack, users)
         stack.start_bus(amqp=bool(amqp_url), consumers=1)

@@ -7,7 +7,10 @@ from bench.stats import ratio
 CONDITIONS = ("healthy", "slow", "down")  # the JSON is written with sorted keys
 TARGETS = {
     "put_p99_down_over_healthy": 1.2,
-    "api_share_of_ceiling": 0.70,
+    "get_share_of_ceiling": 0.50,
+    "put_share_of_ceiling": 0.35,
+    "api_over_peer": 1.5,
+    "p99_over_baseline": 1.0,
     "bus1_share_of_raw": 0.80,
     "bus2_over_bus1": 1.6,
     "rabbit_p50_ms": 20.0,
@@ -50,11 +53,20 @@ def evaluate(results: dict) -> list[dict[str, Any]]:
         higher_is_better=False, detail=f"{_fmt(down)} ms ÷ {_fmt(healthy)} ms")
 
     runs = _get(results, "api", "runs") or {}
+    baseline = _get(results, "api", "baseline") or {}
     for verb in ("get", "put"):
         ours = _get(runs, f"allergies_{verb}", "ok_rps")
         bare = _get(runs, f"ceiling_{verb}", "ok_rps")
-        add(f"{verb.upper()} /api/allergies/ throughput ÷ bare DRF", ratio(ours, bare), TARGETS["api_share_of_ceiling"],
-            higher_is_better=True, detail=f"{_fmt(ours)} ÷ {_fmt(bare)} req/s")
+        peer = _get(runs, f"peer_{verb}", "ok_rps")
+        add(f"{verb.upper()} /api/allergies/ throughput ÷ bare DRF", ratio(ours, bare),
+            TARGETS[f"{verb}_share_of_ceiling"], higher_is_better=True, detail=f"{_fmt(ours)} ÷ {_fmt(bare)} req/s")
+        add(f"{verb.upper()} /api/allergies/ throughput ÷ idiomatic DRF peer", ratio(ours, peer),
+            TARGETS["api_over_peer"], higher_is_better=True, detail=f"{_fmt(ours)} ÷ {_fmt(peer)} req/s")
+        p99 = _get(runs, f"allergies_{verb}", "p99_ms")
+        before = _get(runs, f"baseline_allergies_{verb}", "p99_ms")
+        add(f"{verb.upper()} /api/allergies/ p99 ÷ before (git {baseline.get('git', '–')}), 16 connections",
+            ratio(p99, before), TARGETS["p99_over_baseline"], higher_is_better=False,
+            detail=f"{_fmt(p99, 2)} ms ÷ {_fmt(before, 2)} ms")
 
     pika = _get(results, "raw", "pika", "rate")
     http = _get(results, "raw", "http", "rate")
@@ -97,8 +109,8 @@ def plots(results: dict, folder: Path) -> list[str]:
 
     runs = _get(results, "api", "runs") or {}
     if runs:
-        labels = [k for k in ("ceiling_get", "ceiling_auth_get", "allergies_get", "ceiling_put", "allergies_put")
-                  if k in runs]
+        labels = [k for k in ("ceiling_get", "ceiling_auth_get", "allergies_get", "peer_get", "baseline_allergies_get",
+                              "ceiling_put", "allergies_put", "peer_put", "baseline_allergies_put") if k in runs]
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
         ax1.bar(labels, [runs[k]["ok_rps"] for k in labels],
                 color=["#888" if k.startswith("ceiling") else "#2a7" for k in labels])
@@ -204,6 +216,23 @@ def _api_table(results: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _statements(results: dict) -> list[str]:
+    statements = _get(results, "api", "statements") or {}
+    if not statements:
+        return []
+    lines = ["Database statements per request in the steady state (counted in-process with Django's "
+             "CaptureQueriesContext, BEGIN/COMMIT included; the token's last-use write, at most once per 5 minutes "
+             "per token, excluded). Round trips add Django's per-request health check (`CONN_HEALTH_CHECKS`, a "
+             "`SELECT 1` before the first ORM query of a request; the service's first statement, "
+             "`project.rawsql.fetchone`, is the check itself):", "",
+             "| request | statements | + health check | round trips | which |", "| --- | ---: | ---: | ---: | --- |"]
+    for name, row in statements.items():
+        which = ", ".join(f"`{q.split(' ', 1)[0]}`" for q in row["statements"])
+        lines.append(f"| {name} | {row['count']} | {row.get('health_checks', '–')} | "
+                     f"{row.get('round_trips', '–')} | {which} |")
+    return [*lines, ""]
+
+
 def _conditions_table(results: dict) -> list[str]:
     cond = _get(results, "conditions", "conditions") or {}
     if not cond:
@@ -300,7 +329,7 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
         "the bench URLconf), PostgreSQL, `THROTTLE_RATES=off`, production logging; tokens from "
         f"{meta.get('tokens_from')}.",
         f"- Load: `wrk` in its own process, {load_api.get('threads')} threads, {load_api.get('connections')} "
-        f"connections. API table: {api.get('rounds')} interleaved rounds (ceiling, ours, ceiling, ours, ...) of "
+        f"connections. API table: {api.get('rounds')} interleaved rounds (ceiling, ours, peer, ..., then again) of "
         f"{load_api.get('duration_s')} s per endpoint after one {load_api.get('warmup_s')} s warm-up; Agent "
         f"conditions: {cond.get('rounds')} rounds of {load_sync.get('duration_s')} s per design and condition "
         f"after a {load_sync.get('warmup_s')} s warm-up. Throughput totals all rounds; p50/p90/p99 are the median "
@@ -323,7 +352,11 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
     out += ["## API vs the bare DRF ceiling", "",
             "Bus processes stopped, so the API alone is measured. `ceiling` = a DRF `APIView` with no authentication "
             "and no database (PUT parses and echoes the body); `ceiling_auth` adds only the project's token "
-            "authentication (diagnostic).", "", *_api_table(results)]
+            "authentication (diagnostic); `peer` = the idiomatic DRF version of the same GET/PUT "
+            "(`rest_framework.authtoken` TokenAuthentication, a ModelSerializer, a generic RetrieveUpdateAPIView; "
+            "bench/views.py `PeerAllergyProfileView`), same server, database and users, its own tokens; "
+            "`baseline_*` = the commit named in the targets, exported and served by its own gunicorn with the same "
+            "settings, database and tokens.", "", *_api_table(results), *_statements(results)]
     out += ["## The Agent's health seen from PUT /api/allergies/", "",
             f"Bus running ({cond.get('bus', '–')}), purged between conditions. The seed-000 design "
             "(bench/views.py `SyncAllergiesView`) saves locally and then calls the Agent in the request: 3 tries, "

@@ -1,7 +1,10 @@
 """`python -m bench`: start the stack, measure the API and the bus, write docs/benchmarks.{md,json} and plots.
 
 Phases (each states its load parameters in the JSON and the report):
-  1. API vs ceiling: wrk against GET/PUT /api/allergies/ and the bare DRF endpoint, bus processes stopped.
+  1. API vs ceiling: wrk against GET/PUT /api/allergies/, the idiomatic DRF peer (bench/views.py
+     `PeerAllergyProfileView`) and the bare DRF endpoint, interleaved, bus processes stopped; with
+     `--baseline REF` also another commit's /api/allergies/ (e.g. before a change), same database.
+     `--api-only` runs this phase alone and keeps the other phases' results of the previous JSON.
   2. The Agent's health seen from the API: this service's PUT vs the seed-000 synchronous PUT with the
      double healthy, slow (200 ms) and down, with the RabbitMQ relay + one consumer running.
   3. Raw ceilings: pika publish-with-confirms + consume; sequential HTTP to the double.
@@ -55,10 +58,10 @@ def uptime() -> str:
 class Profile:
     """Durations and sizes; --quick shrinks them for building and debugging the harness."""
 
-    def __init__(self, quick: bool) -> None:
+    def __init__(self, quick: bool, rounds: int | None = None) -> None:
         self.quick = quick
         self.api = load.LoadSpec(threads=2, connections=16, duration_s=2 if quick else 4, warmup_s=1 if quick else 2)
-        self.rounds = 2
+        self.rounds = rounds or 2
         self.sync = load.LoadSpec(threads=2, connections=16, duration_s=3 if quick else 5,
                                   warmup_s=1 if quick else 2)
         self.rounds_conditions = 1 if quick else 2
@@ -79,7 +82,7 @@ class Profile:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.profile = Profile(args.quick)
+        self.profile = Profile(args.quick, args.rounds)
         self.database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
         self.amqp_url = os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL
         self.results: dict[str, Any] = {"notes": []}
@@ -139,6 +142,21 @@ class Bench:
             tokens.append(raw)
         return tokens, f"ORM (login answered {probe.status_code})"
 
+    @staticmethod
+    def peer_tokens_for(users: list) -> list[str]:
+        """The idiomatic peer's credentials for the same users: `rest_framework.authtoken` tokens."""
+        from rest_framework.authtoken.models import Token
+
+        return [Token.objects.get_or_create(user=user)[0].key for user in users]
+
+    def baseline_start(self, ref: str) -> str:
+        """`ref`'s code exported (git archive) and served by its own gunicorn on the same database."""
+        code = self.workdir / "baseline"
+        code.mkdir()
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+        return self.stack.start_api_variant("api_baseline", {}, code=code)
+
     # --- the bus processes ----------------------------------------------------------
     def bus_start(self, *, amqp: bool, consumers: int, command: str = "consume") -> None:
         self.stack.start_bus(amqp=amqp, consumers=consumers, command=command)
@@ -154,33 +172,53 @@ class Bench:
         bus.outbox_quiesce()
 
     # --- phases -------------------------------------------------------------------
-    def phase_api(self, tokens: list[str]) -> None:
-        """Rounds of ceiling/ours back to back, so the machine's (shared, drifting) load hits both alike."""
+    def phase_api(self, tokens: list[str], peer_tokens: list[str]) -> None:
+        """Rounds of ceiling/ours/peer back to back, so the machine's (shared, drifting) load hits all alike."""
         spec = self.profile.api
         base = self.stack.api_url
+        # (name, base URL, path, method, tokens, PUT body)
         endpoints = [
-            ("ceiling_get", "/bench/ceiling/", "GET", False, False),
-            ("allergies_get", "/api/allergies/", "GET", True, False),
-            ("ceiling_put", "/bench/ceiling/", "PUT", False, True),
-            ("allergies_put", "/api/allergies/", "PUT", True, True),
-            ("ceiling_auth_get", "/bench/ceiling-auth/", "GET", True, False),
+            ("ceiling_get", base, "/api/bench/ceiling/", "GET", [], False),
+            ("allergies_get", base, "/api/allergies/", "GET", tokens, False),
+            ("peer_get", base, "/api/bench/peer/allergies/", "GET", peer_tokens, False),
+            ("ceiling_put", base, "/api/bench/ceiling/", "PUT", [], True),
+            ("allergies_put", base, "/api/allergies/", "PUT", tokens, True),
+            ("peer_put", base, "/api/bench/peer/allergies/", "PUT", peer_tokens, True),
+            ("ceiling_auth_get", base, "/api/bench/ceiling-auth/", "GET", tokens, False),
         ]
-        whatif = self.stack.start_api_variant("api_nohc", {"BENCH_CONN_HEALTH_CHECKS": "0"})
-        endpoints += [
-            ("whatif_nohc_allergies_get", "/api/allergies/", "GET", True, False),
-            ("whatif_nohc_allergies_put", "/api/allergies/", "PUT", True, True),
-        ]
+        baseline = None
+        if self.args.baseline:
+            ref = subprocess.run(["git", "rev-parse", "--short", self.args.baseline], cwd=REPO, capture_output=True,
+                                 text=True, check=True).stdout.strip()
+            baseline = {"ref": self.args.baseline, "git": ref}
+            url = self.baseline_start(self.args.baseline)
+            endpoints += [
+                ("baseline_allergies_get", url, "/api/allergies/", "GET", tokens, False),
+                ("baseline_allergies_put", url, "/api/allergies/", "PUT", tokens, True),
+            ]
+        if self.args.whatif_nohc:
+            url = self.stack.start_api_variant("api_nohc", {"BENCH_CONN_HEALTH_CHECKS": "0"})
+            endpoints += [
+                ("whatif_nohc_allergies_get", url, "/api/allergies/", "GET", tokens, False),
+                ("whatif_nohc_allergies_put", url, "/api/allergies/", "PUT", tokens, True),
+            ]
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in endpoints}
-        for index in range(self.profile.rounds):
-            for name, path, method, use_tokens, body in endpoints:
-                log(f"api round {index + 1}: {name}")
-                rounds[name].append(load.run_wrk(whatif if name.startswith("whatif") else base, path, method=method,
-                                                 tokens=tokens if use_tokens else [], spec=spec, body=body,
-                                                 warm=index == 0))
-        self.stack.stop_process("api_nohc")
+        try:
+            for index in range(self.profile.rounds):
+                for name, url, path, method, credentials, body in endpoints:
+                    log(f"api round {index + 1}: {name}")
+                    rounds[name].append(load.run_wrk(url, path, method=method, tokens=credentials, spec=spec,
+                                                     body=body, warm=index == 0))
+        finally:
+            for variant in ("api_baseline", "api_nohc"):
+                if variant in self.stack.processes:
+                    self.stack.stop_process(variant)
+        from bench import queries
+
         self.results["api"] = {"load": asdict(spec), "rounds": self.profile.rounds, "workers": self.args.workers,
                                "runs": {name: load.combine(runs) for name, runs in rounds.items()},
-                               "bus_running": False}
+                               "statements": queries.api_statements(self.stack, tokens[0], peer_tokens[0]),
+                               "baseline": baseline, "bus_running": False}
 
     def phase_conditions(self, tokens: list[str]) -> None:
         """This service's PUT vs the seed-000 synchronous PUT with the double healthy, slow and down."""
@@ -203,7 +241,7 @@ class Bench:
                     elif condition == "down":
                         stack.control("POST", "/down")
                     for name, base, path in (("service_put", stack.api_url, "/api/allergies/"),
-                                             ("sync_put", sync_url, "/bench/sync/allergies/")):
+                                             ("sync_put", sync_url, "/api/bench/sync/allergies/")):
                         log(f"conditions round {index + 1}: {condition} {name}")
                         # With the Agent down every synchronous request takes 3 s or more: a longer window
                         # lets some of them complete (wrk only reports completed requests).
@@ -216,7 +254,7 @@ class Bench:
                     stack.control("POST", "/fault", {})
                     stack.control("POST", "/up")
                     # wrk is gone, but requests it left in gunicorn's backlog still run: let them finish.
-                    wait_for(lambda: requests.get(f"{sync_url}/bench/ceiling/", timeout=2).ok, timeout=60,
+                    wait_for(lambda: requests.get(f"{sync_url}/api/bench/ceiling/", timeout=2).ok, timeout=60,
                              what="the synchronous design's server to drain")
                     self.bus_purge()
         finally:
@@ -327,14 +365,16 @@ class Bench:
             self.results["meta"].update(database=stack.database_kind, rabbitmq=bool(self.amqp_url),
                                         rabbitmq_at=f"{broker.hostname}:{broker.port or 5672}" if broker else None,
                                         api_workers=self.args.workers)
+            phases = self.args.phases
             api_users = bus.users_create(self.profile.api.connections * 2, label="api")
-            pool = bus.users_create(max(self.profile.burst_events, self.profile.paced_events), label="bus")
-            bus.agent_users_create(stack, api_users + pool)
+            pool = []
+            if set(phases) & {"conditions", "bus", "growth"}:
+                pool = bus.users_create(max(self.profile.burst_events, self.profile.paced_events), label="bus")
+                bus.agent_users_create(stack, api_users + pool)
             tokens, how = self.tokens_for(api_users)
             self.results["meta"]["tokens_from"] = how
-            phases = self.args.phases
             if "api" in phases:
-                self.phase_api(tokens)
+                self.phase_api(tokens, self.peer_tokens_for(api_users))
             if "conditions" in phases:
                 self.phase_conditions(tokens)
             if "raw" in phases:
@@ -354,6 +394,30 @@ class Bench:
 
 
 PHASES = ("api", "conditions", "raw", "bus", "growth")
+# Result sections written by each phase.
+SECTIONS = {"api": ["api"], "conditions": ["conditions"], "raw": ["raw"], "bus": ["bus", "queries_per_event"],
+            "growth": ["growth"]}
+
+
+def carry_over(results: dict[str, Any], previous_json: Path, *, ran: list[str]) -> None:
+    """Keep the previous run's sections of the phases not run now (each marked in `carried_over` with the run it
+    comes from), so that a partial run (--api-only) does not erase the rest of the report."""
+    if not previous_json.exists() or set(PHASES) <= set(ran):
+        return
+    previous = json.loads(previous_json.read_text())
+    meta = previous.get("meta", {})
+    own = {"started_at": meta.get("started_at"), "git": meta.get("git"), "uptime_before": meta.get("uptime_before")}
+    carried: dict[str, Any] = {}
+    for phase in PHASES:
+        for section in SECTIONS[phase] if phase not in ran else []:
+            if section in previous and section not in results:
+                results[section] = previous[section]
+                carried[section] = previous.get("carried_over", {}).get(section) or own
+    if carried:
+        results["carried_over"] = carried
+        for section, origin in carried.items():
+            results["notes"].append(f"`{section}` carried over from the run of {origin.get('started_at')} "
+                                    f"(git {origin.get('git')}); only {', '.join(ran)} ran now.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,12 +427,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md/.json and bench/*.png go")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn sync workers")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--api-only", action="store_true",
+                        help="only the API phase (= --phases api); the other phases' results are carried over "
+                        "from the existing JSON in --out, and the report says so")
+    parser.add_argument("--whatif-nohc", action="store_true",
+                        help="also measure /api/allergies/ on a gunicorn with CONN_HEALTH_CHECKS off (diagnostic)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of the API phase (default 2)")
+    parser.add_argument("--baseline", metavar="REF", help="also measure REF's /api/allergies/ (git archive of REF, "
+                        "its own gunicorn, same database and tokens), e.g. the commit before a change")
     parser.add_argument("--keep", action="store_true", help="leave the processes' logs and the database in place")
     parser.add_argument("--git-label", help="what the code is, when running from an export outside git "
                         "(e.g. `git archive HEAD` unpacked: a clean tree)")
     parser.add_argument("--report-only", metavar="JSON", help="re-render the report from an existing JSON")
     args = parser.parse_args(argv)
-    args.phases = [p for p in args.phases.split(",") if p]
+    args.phases = ["api"] if args.api_only else [p for p in args.phases.split(",") if p]
     from bench import report
 
     out = Path(args.out)
@@ -380,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         results = Bench(args).run()
         out.mkdir(parents=True, exist_ok=True)
+        carry_over(results, out / "benchmarks.json", ran=args.phases)
         (out / "benchmarks.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     report.write(results, out)
     log(f"wrote {out / 'benchmarks.md'}, {out / 'benchmarks.json'} and {out / 'bench'}/*.png")

@@ -63,9 +63,10 @@ class Stack:
         return "postgresql" if self.database_url.startswith("postgres") else "sqlite"
 
     # --- processes --------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None,
+               cwd: Path = REPO) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(args, cwd=REPO, env=env or self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(args, cwd=cwd, env=env or self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes[name] = process
         return process
 
@@ -104,14 +105,16 @@ class Stack:
         wait_for(lambda: requests.get(f"{self.api_url}/api/health/", timeout=2).status_code < 500, timeout=60,
                  what="the API to answer")
 
-    def start_api_variant(self, name: str, extra_env: dict[str, str]) -> str:
-        """A second gunicorn, same settings plus `extra_env` (what-if measurements); returns its base URL."""
+    def start_api_variant(self, name: str, extra_env: dict[str, str], *, code: Path = REPO) -> str:
+        """A second gunicorn, same settings plus `extra_env` (what-if measurements), running the code in `code`
+        (another commit's export, for a before/after in one run); returns its base URL."""
         port = free_port()
         self._spawn(
             name,
             [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
              "--workers", str(self.api_workers), "--timeout", "60", "--graceful-timeout", "5"],
             env={**self.env, **extra_env},
+            cwd=code,
         )
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: requests.get(f"{url}/api/health/", timeout=2).status_code < 500, timeout=60,

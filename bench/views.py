@@ -1,4 +1,4 @@
-"""Bench-only endpoints: the bare DRF ceiling and the seed-000 synchronous allergy view.
+"""Bench-only endpoints: the bare DRF ceiling, the idiomatic DRF peer and the seed-000 synchronous view.
 
 They run in the same gunicorn, behind the same middleware and settings as the real API, so
 the differences the benchmark reports come from the views alone.
@@ -6,13 +6,15 @@ the differences the benchmark reports come from the views alone.
 import logging
 
 import requests
-from rest_framework import serializers
+from rest_framework import generics, serializers
+from rest_framework.authentication import TokenAuthentication as DRFTokenAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bench.models import SyncAllergyProfile
+from allergies.validation import AllergyProfileInvalid, allergy_profile_clean
+from bench.models import PeerAllergyProfile, SyncAllergyProfile
 from bench.seed_agent import update_agent_allergies_rollback_unsafe
 
 logger = logging.getLogger("bench.views")
@@ -49,6 +51,50 @@ class CeilingAuthView(APIView):
 
     def get(self, request: Request) -> Response:
         return Response(CANNED)
+
+
+class PeerAllergyProfileSerializer(serializers.ModelSerializer):
+    """The idiomatic peer's serializer: a ModelSerializer over its own model, the same allergy rules."""
+
+    allergy_flags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PeerAllergyProfile
+        fields = ["confirmed", "intolerances", "severity", "allergy_flags", "revision", "updated_at"]
+        read_only_fields = ["revision", "updated_at"]
+
+    def get_allergy_flags(self, profile: PeerAllergyProfile) -> list[str]:
+        return sorted(set(profile.confirmed) | set(profile.intolerances))
+
+    def validate(self, attrs: dict) -> dict:
+        # The same vocabulary and rules as PUT /api/allergies/, so both validate the same way.
+        try:
+            clean = allergy_profile_clean(confirmed=attrs.get("confirmed", []),
+                                          intolerances=attrs.get("intolerances", []),
+                                          severity=attrs.get("severity", {}))
+        except AllergyProfileInvalid as exc:
+            raise serializers.ValidationError(exc.errors) from exc
+        return {"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity}
+
+    def update(self, instance: PeerAllergyProfile, validated_data: dict) -> PeerAllergyProfile:
+        instance.revision += 1
+        return super().update(instance, validated_data)
+
+
+class PeerAllergyProfileView(generics.RetrieveUpdateAPIView):
+    """The idiomatic DRF peer of GET/PUT /api/allergies/, as a user who did not pick this service would write it:
+    `rest_framework.authtoken` TokenAuthentication, a ModelSerializer, a generic RetrieveUpdateAPIView.
+
+    No outbox, no sync state, no row lock: it does less than ours, which only makes the comparison harder for us.
+    """
+
+    authentication_classes = [DRFTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    serializer_class = PeerAllergyProfileSerializer
+
+    def get_object(self) -> PeerAllergyProfile:
+        profile, _ = PeerAllergyProfile.objects.get_or_create(user=self.request.user)
+        return profile
 
 
 VALID_SEVERITIES = {"anaphylactic", "severe", "moderate", "intolerance"}

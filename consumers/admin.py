@@ -6,6 +6,9 @@ from consumers import services
 from consumers.models import DeadLetter
 from project.admin import ReadOnlyAdminMixin
 
+# The index links to the operator's page (consumers/console.py).
+admin.site.index_template = "admin/kairos_index.html"
+
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

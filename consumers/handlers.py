@@ -18,13 +18,14 @@ changed" signal; a stale, duplicated, replayed or reordered event therefore re-s
 current state (or nothing, when the Agent already holds that revision) and can never overwrite
 a newer state at the Agent with an older one.
 """
+
 import logging
 import smtplib
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from agent_bridge import events
+from agent_bridge import events, verification
 from agent_bridge import services as bridge_services
 from agent_bridge.agent_client import AgentClient, AgentUserNotFound
 from agent_bridge.delivery import Cause, DeliveryError, Outcome, Retry, Status
@@ -203,6 +204,29 @@ def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> Status:
     return DELIVERED
 
 
+def handle_agent_resync_requested(envelope: Envelope, agent: AgentClient) -> Status:
+    """Push the user's full current state (resync_agent, drift repair): create the user from a
+    snapshot, or, when the Agent has it, replace its allergies and merge our preferences."""
+    uid = _uid(envelope)
+    allergies = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
+    preferences = identity_selectors.user_preferences_get_by_uid(uid=uid)
+    if allergies is None or preferences is None:
+        return SKIPPED  # the user is gone
+    profile = {"confirmed": allergies.confirmed, "intolerances": allergies.intolerances,
+               "severity": allergies.severity}
+    # After the Agent lost its data most users are missing: one call creates them whole.
+    created = agent.create_user(
+        uid=str(uid), preferences=preferences.data, allergies=profile, allergy_flags=allergies.allergy_flags
+    ).get("created")
+    if not created:
+        agent.replace_allergies(uid=str(uid), **profile)
+        for patch in agent_patches(preferences.data, preferences.reset_keys):
+            agent.update_preferences(uid=str(uid), preferences=patch)
+    allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
+    identity_services.user_preferences_sync_record(uid=uid, revision=preferences.revision)
+    return DELIVERED
+
+
 class EmailSendFailed(DeliveryError):
     """The email backend failed (SMTP error, connection refused): retry now, then later."""
 
@@ -237,7 +261,9 @@ def handle_email_requested(envelope: Envelope, agent: AgentClient) -> Status:
     return DELIVERED if sent else SKIPPED
 
 
-HANDLERS: dict[str, Handler] = {
+# Every handler starts a read-back of the user when one of its Agent writes has an unknown
+# outcome (agent_bridge.verification): the one hook of verification into the consumer.
+_HANDLERS: dict[str, Handler] = {
     events.USER_REGISTERED: handle_user_registered,
     events.EMAIL_REQUESTED: handle_email_requested,
     events.ALLERGIES_REPLACED: handle_allergies_replaced,
@@ -245,6 +271,11 @@ HANDLERS: dict[str, Handler] = {
     events.INTERACTIONS_CLEAR_REQUESTED: handle_interactions_clear_requested,
     events.INTERACTIONS_REFRESH_REQUESTED: handle_interactions_refresh_requested,
     events.USER_DELETED: handle_user_deleted,
+    events.AGENT_RESYNC_REQUESTED: handle_agent_resync_requested,
+    events.AGENT_READ_BACK_DUE: verification.handle_read_back_due,
+}
+HANDLERS: dict[str, Handler] = {
+    event_type: verification.read_back_on_unknown_outcome(handler) for event_type, handler in _HANDLERS.items()
 }
 
 FAILURE_RECORDERS: dict[str, FailureRecorder] = {

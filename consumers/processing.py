@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 
 import backoff
 from django.conf import settings
@@ -23,6 +24,7 @@ from agent_bridge.events import Envelope
 from agent_bridge.leases import user_lease
 from agent_bridge.timing import bus_timing
 from consumers.handlers import FAILURE_RECORDERS, HANDLERS
+from project import metrics
 
 logger = logging.getLogger("consumers.delivery")
 
@@ -112,7 +114,7 @@ def process_envelope(
     else:
         try:
             with (ownership or _user_lease)(envelope):
-                outcome = Outcome(_call_with_immediate_retries(envelope, agent))
+                outcome = Outcome(Status(_call_with_immediate_retries(envelope, agent)))
         except DeliveryError as exc:
             error = _describe(exc)
             if exc.retry is Retry.NEVER:
@@ -131,10 +133,22 @@ def process_envelope(
             )
             outcome = _after_transient(attempt, Cause.HANDLER_ERROR, _describe(exc))
     log_delivery(envelope, attempt=attempt, outcome=outcome, duration=time.monotonic() - started)
+    metrics.delivery_observe(
+        event_type=str(envelope.get("type")),
+        outcome=metrics.DeliveryOutcome(outcome.status),
+        commit_age_seconds=_seconds_since(envelope.get("occurred_at")),
+    )
     recorder = FAILURE_RECORDERS.get(envelope.get("type", ""))
     if recorder is not None and not outcome.done:
         recorder(envelope, outcome)
     return outcome
+
+
+def _seconds_since(iso: object) -> float | None:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(str(iso))).total_seconds()
+    except ValueError:
+        return None
 
 
 def log_delivery(envelope: Envelope, *, attempt: int, outcome: Outcome, duration: float) -> None:

@@ -27,6 +27,7 @@ from agent_bridge.transports import rabbitmq as amqp
 from agent_bridge.transports.embedded import EmbeddedTransport
 from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing
+from project import metrics, tracing
 
 logger = logging.getLogger("consumers")
 
@@ -136,15 +137,17 @@ class Consumer:
         finally:
             self.transport.close()
 
+    def _process(self, delivery: Delivery) -> Outcome:
+        # On the thread that runs the handler: the trace context must be entered there.
+        envelope = delivery.envelope
+        with tracing.delivery_span(traceparent=delivery.traceparent, event_type=envelope["type"],
+                                   event_id=envelope["id"]):
+            return processing.process_envelope(
+                envelope, attempt=delivery.attempt, agent=self.agent, ownership=self.transport.ownership_for
+            )
+
     def handle(self, delivery: Delivery) -> Outcome:
-        outcome = self.transport.run(
-            delivery,
-            processing.process_envelope,
-            delivery.envelope,
-            attempt=delivery.attempt,
-            agent=self.agent,
-            ownership=self.transport.ownership_for,
-        )
+        outcome = self.transport.run(delivery, self._process, delivery)
         if outcome.done:
             self.transport.ack(delivery)
         elif outcome.status is Status.RETRY:
@@ -214,8 +217,11 @@ class Relay:
                 close_old_connections()
                 if not self.publish_batch(channel):
                     self.pruner.maybe()
-                    # Wake on a commit; return often enough to serve the broker's heartbeats.
-                    waiter.wait(max_seconds=settings.AMQP_HEARTBEAT_SECONDS / 4)
+                    # Wake on a commit or when a delayed event is due; return often enough to
+                    # serve the broker's heartbeats.
+                    due = owner.outbox_seconds_until_next_due()
+                    heartbeat = settings.AMQP_HEARTBEAT_SECONDS / 4
+                    waiter.wait(max_seconds=heartbeat if due is None else min(due, heartbeat))
                     connection.process_data_events(time_limit=0)
         finally:
             waiter.close()
@@ -226,8 +232,11 @@ class Relay:
         published: list[int] = []
         try:
             for event in batch:
-                amqp.envelope_publish_rollback_unsafe(channel, self.topology, event.envelope)
+                amqp.envelope_publish_rollback_unsafe(channel, self.topology, event.envelope,
+                                                      traceparent=event.traceparent or None)
+                metrics.event_published(event_type=event.type)
                 published.append(event.pk)
+                metrics.event_published(event_type=event.type)
                 logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)
         finally:
             if published:
@@ -242,7 +251,10 @@ class Relay:
         if events and self._work_queue_backlog(channel):
             return 0  # consumers are still working through a backlog, which likely holds these
         for event in events:
-            amqp.envelope_publish_rollback_unsafe(channel, self.topology, event.envelope, attempt=event.attempts + 1)
+            amqp.envelope_publish_rollback_unsafe(
+                channel, self.topology, event.envelope, attempt=event.attempts + 1,
+                traceparent=event.traceparent or None,
+            )
             owner.outbox_mark_republished(pk=event.pk, timing=self.timing)
             logger.warning(
                 "relay republished event_id=%s event_type=%s uid=%s: not settled %ss after it was handed over",

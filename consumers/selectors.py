@@ -16,7 +16,9 @@ UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
 def bus_status_get() -> dict[str, Any]:
     """Backlog (events not yet delivered), the age of the oldest, retries and dead letters."""
     now = timezone.now()
-    undelivered = OutboxEvent.objects.filter(status__in=UNDELIVERED)
+    # A read-back step scheduled for later (never tried, not yet due) is not a backlog.
+    scheduled = Q(status=OutboxEvent.Status.PENDING, attempts=0, available_at__gt=now)
+    undelivered = OutboxEvent.objects.filter(status__in=UNDELIVERED).exclude(scheduled)
     totals = undelivered.aggregate(
         backlog=Count("id"),
         retrying=Count("id", filter=Q(attempts__gt=0)),

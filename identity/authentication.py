@@ -15,6 +15,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from identity import selectors
+from identity.models import AuthToken
 
 KEYWORD = "Token"
 # Record use at most this often, so authenticated reads don't each cost a write.
@@ -36,11 +37,17 @@ class WrongAuthScheme(exceptions.AuthenticationFailed):
 
 
 class TokenAuthentication(BaseAuthentication):
+    """One statement per request: token and user (identity.selectors.auth_token_get_usable). A view whose answer
+    needs more rows can load them in that same statement: it defines `token_lookup(request, raw)`, returning
+    the usable token (its user attached) or None, with the same rules (see allergies.views)."""
+
     def authenticate(self, request: Request):
         raw = self._raw_token(request)
         if raw is None:
             return None
-        token = selectors.auth_token_get_usable(raw=raw)
+        view = (request.parser_context or {}).get("view")
+        lookup = getattr(view, "token_lookup", None)
+        token: AuthToken | None = lookup(request, raw) if lookup else selectors.auth_token_get_usable(raw=raw)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or expired token.", code="invalid_token")
         now = timezone.now()

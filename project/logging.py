@@ -4,13 +4,17 @@ Both formatters print the caller's extra fields (event_id, uid, outcome, request
 so a line carries the same facts whichever format is configured. The request id of the HTTP
 request being served lives in a context variable set by project.middleware.RequestIdMiddleware
 and is stamped on every record by RequestIdFilter (none outside a request: bus lines carry
-event ids instead).
+event ids instead). The filter also stamps the W3C trace id of the current span
+(project.tracing: the request's, or the delivery's in the consumer) as `trace_id`, so one change
+can be followed from the API's line to the consumer's delivery line.
 """
 import contextvars
 import json
 import logging
 import re
 from datetime import UTC, datetime
+
+from project.tracing import current_trace_id
 
 # LogRecord attributes that are not extra fields passed by the caller.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -24,7 +28,8 @@ _SECRET_PATHS = re.compile(r"(/api/verify/)(?!resend/)[^/\s'\"]+")
 
 
 def redact_path(text: str) -> str:
-    return _SECRET_PATHS.sub(r"\1<redacted>", text)
+    # The substring test first: every request's path comes through here, few are verification links.
+    return _SECRET_PATHS.sub(r"\1<redacted>", text) if "/api/verify/" in text else text
 
 
 def _loggable(value: object) -> object:
@@ -50,6 +55,9 @@ class RequestIdFilter(logging.Filter):
         request_id = request_id_var.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
+        trace_id = current_trace_id()
+        if trace_id is not None and not hasattr(record, "trace_id"):
+            record.trace_id = trace_id
         if record.name.startswith("django.") and "/api/verify/" in record.getMessage():
             record.msg, record.args = redact_path(record.getMessage()), None
         return True
@@ -70,16 +78,21 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger message`, then ` request_id=...` when the request has one."""
+    """`time LEVEL logger message`, then ` request_id=...` and ` trace_id=...` when there are."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        request_id = getattr(record, "request_id", None)
-        if request_id and "request_id=" not in record.getMessage():
-            # Only the request id is appended: bus lines already spell their fields out.
+        # Only these ids are appended: bus lines already spell their other fields out.
+        # record.message: formatted by super().format() just now (getMessage() would format it again).
+        suffix = ""
+        for name in ("request_id", "trace_id"):
+            value = getattr(record, name, None)
+            if value and f"{name}=" not in record.message:
+                suffix += f" {name}={value}"
+        if suffix:
             first, newline, rest = text.partition("\n")
-            text = f"{first} request_id={request_id}{newline}{rest}"
+            text = f"{first}{suffix}{newline}{rest}"
         return text

@@ -47,11 +47,12 @@ MIDDLEWARE = [
     "project.middleware.StaticFilesMiddleware",
     "project.middleware.RequestIdMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, auth and messages middleware, skipped under /api/ (the admin's, not the API's).
+    "project.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "project.middleware.AuthenticationMiddleware",
+    "project.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -134,7 +135,8 @@ CORS_ALLOW_HEADERS = (
 # --- Security (production) ------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+# Probes and the scraper speak plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/(live/|ready/)?$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
@@ -216,6 +218,8 @@ SPECTACULAR_SETTINGS = {
         "SyncStateEnum": "allergies.selectors.SYNC_STATES",
         "SeverityEnum": "allergies.validation.SEVERITY_LEVELS",
         "PriceTierEnum": "identity.preferences.PRICE_TIERS",
+        # The probes' `database`, `broker` and `redis` share one set of states.
+        "DependencyStateEnum": "project.health.DEPENDENCY_STATES",
     },
 }
 
@@ -256,6 +260,13 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kairos <no-reply@kai
 AGENT_BASE_URL = env.str("AGENT_BASE_URL", default="http://localhost:4021")
 AGENT_SERVICE_TOKEN = env.str("AGENT_SERVICE_TOKEN", default="")
 AGENT_TIMEOUT_SECONDS = env.float("AGENT_TIMEOUT_SECONDS", default=10.0)
+# Verification (agent_bridge/verification.py, docs/operations.md#verification). After an Agent
+# call of unknown outcome the user is read back after each of these delays (growing; their sum,
+# 187 s by default, is the horizon within which a late apply by the Agent is caught).
+AGENT_READ_BACK_DELAYS_SECONDS = env.list("AGENT_READ_BACK_DELAYS_SECONDS", cast=float, default=[2, 5, 15, 45, 120])
+# reconcile_agent: most Agent reads per second; --continuous verifies every user within the period.
+AGENT_RECONCILE_READS_PER_SECOND = env.float("AGENT_RECONCILE_READS_PER_SECOND", default=5.0)
+AGENT_RECONCILE_PERIOD_SECONDS = env.int("AGENT_RECONCILE_PERIOD_SECONDS", default=86400)
 
 AMQP_URL = env.str("AMQP_URL", default="")
 AMQP_QUEUE_TYPE = env.str("AMQP_QUEUE_TYPE", default="classic")  # classic | quorum
@@ -294,7 +305,19 @@ OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
 BUS_DEAD_RETENTION_DAYS = env.int("BUS_DEAD_RETENTION_DAYS", default=30)
 # The consumer (embedded bus) or the relay (RabbitMQ) prunes the outbox this often.
 BUS_PRUNE_INTERVAL_SECONDS = env.float("BUS_PRUNE_INTERVAL_SECONDS", default=3600.0)
+# `manage.py housekeeping` (the compose stack's housekeeping service): commands and intervals.
+HOUSEKEEPING_JOBS = env.str("HOUSEKEEPING_JOBS", default="prune_outbox=1h")
 INTERACTIONS_MIRROR_MAX_AGE_SECONDS = env.int("INTERACTIONS_MIRROR_MAX_AGE_SECONDS", default=300)
+
+# --- Operations: probes, metrics, traces (docs/operations.md) ---------------------
+# Readiness also requires the broker in RabbitMQ mode (0: the API stays in the load balancer
+# through a broker outage; the outbox holds the events meanwhile).
+HEALTH_READY_BROKER = env.bool("HEALTH_READY_BROKER", default=True)
+# Bearer token for the API's GET /metrics (at least 32 characters; unset: /metrics is off).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The daemons' (consume, relay) own metrics port and address; 0: no metrics server.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="127.0.0.1")
 
 # --- Logging --------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularSwaggerView
 
+from consumers.console import operator_console_view
 from identity.admin import admin_login, admin_password_change
+from project import health, metrics_http
 from project.errors import unrouted
 from project.schema import SchemaView
 
@@ -12,6 +14,7 @@ handler404 = "project.errors.json_not_found"
 handler500 = "project.errors.json_server_error"
 
 urlpatterns = [
+    path("admin/operations/", operator_console_view, name="operator-console"),
     # Throttled versions of two admin views; before admin.site.urls, which has the same paths.
     path("admin/login/", admin_login),
     path("admin/password_change/", admin_password_change),
@@ -21,7 +24,13 @@ urlpatterns = [
     path("api/", include("identity.urls")),
     path("api/", include("allergies.urls")),
     path("api/", include("agent_bridge.urls")),
-    path("api/", include("consumers.urls")),
+    # Probes: public, up/down only (project/health.py). /api/health/ is readiness, as before.
+    path("api/health/", health.ReadyView.as_view(), name="health"),
+    path("api/health/live/", health.LiveView.as_view(), name="health-live"),
+    path("api/health/ready/", health.ReadyView.as_view(), name="health-ready"),
+    # Prometheus, with METRICS_TOKEN only; outside /api/ and the schema.
+    path("metrics", metrics_http.metrics_view, name="metrics"),
 ]
 # Last: every other path answers JSON (a 308 to the slashed path when that exists), in DEBUG too.
-urlpatterns.append(re_path(r"^(?P<path>.*)$", unrouted))
+# Named so that the request metrics count these under one `<unmatched>` route (project/middleware.py).
+urlpatterns.append(re_path(r"^(?P<path>.*)$", unrouted, name="unrouted"))

@@ -23,7 +23,7 @@ ENV_EXAMPLE = REPO / ".env.example"
 DOCKERIGNORE = REPO / ".dockerignore"
 SETTINGS = REPO / "project" / "settings.py"
 
-APP_PROCESSES = ("web", "relay", "consumer")
+APP_PROCESSES = ("web", "relay", "consumer", "reconciler")
 ONE_SHOT = {"migrate"}
 LONG_RUNNING_RESTART = {"always", "unless-stopped", "on-failure"}
 
@@ -186,9 +186,10 @@ def test_web_serves_gunicorn_and_its_health_check_probes_the_health_endpoint(ser
 def test_processes_run_the_documented_commands_and_those_commands_exist(services):
     assert command_of(services["relay"]) == ["python", "manage.py", "relay"]
     assert command_of(services["consumer"]) == ["python", "manage.py", "consume"]
+    assert command_of(services["reconciler"]) == ["python", "manage.py", "reconcile_agent", "--continuous"]
     devagent = " ".join(command_of(services["devagent"]))
     assert devagent == "python -m agent_bridge.devagent --host 0.0.0.0 --port 4021 --control-port 4022"
-    for name in ("relay", "consume"):
+    for name in ("relay", "consume", "reconcile_agent"):
         found = list(REPO.glob(f"*/management/commands/{name}.py"))
         assert found, f"docker-compose.yml runs `manage.py {name}`, which no app defines"
     assert (REPO / "agent_bridge" / "devagent.py").exists() or (REPO / "agent_bridge" / "devagent").is_dir()
@@ -349,3 +350,27 @@ def test_env_example_values_are_usable_as_is():
         if active:
             assert not (value[:1] in "\"'" and value), f"{name}: docker compose would keep the quotes"
             assert " #" not in value, f"{name}: docker compose would keep the comment in the value"
+
+
+# ------------------------------------------------------------------ operations (issue 16)
+
+
+def test_the_stack_schedules_its_housekeeping(services):
+    housekeeping = services["housekeeping"]
+    assert command_of(housekeeping) == ["python", "manage.py", "housekeeping"]
+    assert str(housekeeping.get("restart")) in LONG_RUNNING_RESTART
+
+
+def test_daemons_serve_metrics_inside_the_network_only(services):
+    for name in ("relay", "consumer"):
+        environment = environment_of(services[name])
+        assert environment["METRICS_PORT"] == "9100" and environment["METRICS_ADDR"] == "0.0.0.0"  # noqa: S104
+        published = [str(port) for port in services[name].get("ports") or []]
+        assert not any("9100" in port for port in published), f"{name} publishes its metrics port"
+
+
+def test_gunicorn_runs_with_the_multiprocess_metrics_configuration():
+    cmd = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "CMD"][-1]
+    assert "python:project.gunicorn_conf" in cmd
+    conf = (REPO / "project" / "gunicorn_conf.py").read_text()
+    assert "def child_exit" in conf and "mark_process_dead" in conf and "def post_fork" in conf

@@ -448,3 +448,41 @@ def test_token_never_logged(client, mocked, caplog):
         client.delete_user(uid=UID)
     assert caplog.records, "expected debug lines from the client"
     assert TOKEN not in caplog.text
+
+
+# --- trace context and metrics -----------------------------------------------------------
+
+
+def test_each_call_sends_a_child_span_of_the_current_trace(client, mocked) -> None:
+    from project import tracing
+
+    mocked.get(USER_URL, json={"uid": UID})
+    mocked.get(USER_URL, json={"uid": UID})
+    parent = tracing.TraceContext.new()
+
+    with tracing.span("deliver", kind=tracing.SpanKind.CONSUMER, parent=parent) as delivery:
+        client.get_user(uid=UID)
+        client.get_user(uid=UID)
+
+    sent = [tracing.TraceContext.parse(call.request.headers["traceparent"]) for call in mocked.calls]
+    assert [context.trace_id for context in sent] == [parent.trace_id] * 2
+    assert len({context.span_id for context in sent} | {delivery.span_id}) == 3  # a new span per call
+
+
+def test_calls_are_timed_by_endpoint_template_and_status(client, mocked) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(endpoint: str, status: str) -> float:
+        labels = {"endpoint": endpoint, "status": status}
+        return REGISTRY.get_sample_value("kairos_agent_request_duration_seconds_count", labels) or 0.0
+
+    mocked.patch(f"{USER_URL}/allergies", json={"uid": UID, "allergy_flags": [], "updated": True})
+    mocked.get(USER_URL, body=requests.ConnectionError("refused"))
+    before = (count("PATCH /users/{uid}/allergies", "200"), count("GET /users/{uid}", "connection_error"))
+
+    client.replace_allergies(uid=UID, confirmed=[], intolerances=[], severity={})
+    with pytest.raises(AgentConnectionError):
+        client.get_user(uid=UID)
+
+    after = (count("PATCH /users/{uid}/allergies", "200"), count("GET /users/{uid}", "connection_error"))
+    assert after == (before[0] + 1, before[1] + 1)

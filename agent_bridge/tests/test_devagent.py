@@ -25,12 +25,17 @@ from agent_bridge.agent_client import (
     AgentAuthError,
     AgentClient,
     AgentConnectionError,
+    AgentConnectionLost,
     AgentInvalidPayload,
+    AgentOutcomeUnknown,
+    AgentResponseTimeout,
     AgentTimeout,
     AgentUnavailable,
     AgentUserNotFound,
 )
-from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentControl, DevAgentServer, deep_merge
+from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentServer
+from identity.preferences import preferences_deep_merge as deep_merge
+from tests.devagent_control import DevAgentControl
 
 TOKEN = "devagent-test-token-0123456789abcdef"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -521,3 +526,106 @@ def test_client_timeout_against_latency(server, control):
         with pytest.raises(AgentTimeout):
             fast.get_user(uid=uid)
         assert fast.get_user(uid=uid)["uid"] == uid
+
+
+# --- silent misbehaviour, and how the client classifies it ----------------------
+
+
+def _wait_applied(control, applied: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while control.misbehaviour()["late_apply"]["applied"] < applied:
+        assert time.monotonic() < deadline, control.misbehaviour()
+        time.sleep(0.02)
+
+
+ALLERGY_OLD = {"confirmed": ["peanuts"], "intolerances": [], "severity": {"peanuts": "anaphylactic"}}
+ALLERGY_NEW = {"confirmed": ["sesame"], "intolerances": [], "severity": {"sesame": "severe"}}
+
+
+def test_late_apply_lands_an_older_write_after_a_newer_one(server, control):
+    uid = new_uid()
+    with AgentClient(base_url=server.base_url, service_token=TOKEN, timeout=0.3) as fast:
+        fast.create_user(uid=uid)
+        control.late_apply(hold_ms=900, paths="/allergies$", count=1)
+        with pytest.raises(AgentResponseTimeout) as info:
+            fast.replace_allergies(uid=uid, **ALLERGY_OLD)
+        assert isinstance(info.value, AgentOutcomeUnknown) and info.value.transient
+        assert control.user(uid)["allergies"]["confirmed"] == [], "held, not applied yet"
+        fast.replace_allergies(uid=uid, **ALLERGY_NEW)  # the newer write is answered at once
+        assert control.user(uid)["allergies"] == ALLERGY_NEW
+        _wait_applied(control, 1)
+    assert control.user(uid)["allergies"] == ALLERGY_OLD, "the older write landed last"
+    assert control.misbehaviour()["late_apply"] == {
+        "hold_ms": 900,
+        "answer": "late",
+        "paths": "/allergies$",
+        "remaining": 0,
+        "held": 0,
+        "applied": 1,
+    }
+    assert [r["late"] for r in control.requests() if r["path"].endswith("/allergies")] == [False, True]
+
+
+def test_late_apply_without_answer_is_a_lost_connection(server, client, control):
+    uid = new_uid()
+    client.create_user(uid=uid)
+    control.late_apply(hold_ms=300, paths="/allergies$", answer="none")
+    with pytest.raises(AgentConnectionLost) as info:
+        client.replace_allergies(uid=uid, **ALLERGY_OLD)
+    assert isinstance(info.value, AgentOutcomeUnknown)
+    _wait_applied(control, 1)
+    assert control.user(uid)["allergies"] == ALLERGY_OLD
+
+
+def test_a_refused_connection_or_a_read_timeout_is_not_an_unknown_outcome(server, client, control):
+    uid = new_uid()
+    client.create_user(uid=uid)
+    control.down()
+    try:
+        with pytest.raises(AgentConnectionError) as refused:
+            client.replace_allergies(uid=uid, **ALLERGY_OLD)
+    finally:
+        control.up()
+    assert not isinstance(refused.value, AgentOutcomeUnknown), "nothing was sent"
+    with AgentClient(base_url=server.base_url, service_token=TOKEN, timeout=0.2) as fast:
+        control.fault(latency_ms=500, fail_count=1)
+        with pytest.raises(AgentTimeout) as read:
+            fast.get_user(uid=uid)
+    assert not isinstance(read.value, AgentOutcomeUnknown), "a GET changes nothing"
+
+
+def test_keep_erased_answers_204_and_keeps_the_user(http, control):
+    kept, other = make_user(http), make_user(http)
+    control.keep_erased(paths=kept)
+    assert http("DELETE", f"/users/{kept}").status_code == 204
+    assert http("DELETE", f"/users/{other}").status_code == 204
+    assert control.user(kept) is not None and control.user(other) is None
+    assert control.misbehaviour()["keep_erased"]["kept"] == 1
+
+
+def test_forget_loses_every_user_but_keeps_the_log(http, control):
+    make_user(http)
+    make_user(http)
+    control.forget()
+    assert control.state() == {"users": {}}
+    assert len(control.requests()) == 2
+
+
+def test_tamper_loses_or_alters_allergies_and_preferences_silently(http, control):
+    uid = make_user(http, allergies=ALLERGY_OLD, preferences={"vibes": ["cozy"]})
+    before = control.user(uid)["updated_at"]
+    control.tamper(uid, allergies=None)
+    assert control.user(uid)["allergies"] == {"confirmed": [], "intolerances": [], "severity": {}}
+    assert control.user(uid)["allergy_flags"] == []
+    control.tamper(uid, allergies=ALLERGY_NEW, preferences={})
+    held = control.user(uid)
+    assert (held["allergies"], held["allergy_flags"], held["preferences"]) == (ALLERGY_NEW, ["sesame"], {})
+    assert held["updated_at"] == before
+    assert [r for r in control.requests() if r["path"].startswith("/tamper")] == [], "not on the main port"
+
+
+def test_invalid_misbehaviour_is_rejected(control):
+    for body in ({"late_apply": {"hold_ms": 0}}, {"late_apply": {"hold_ms": 5, "answer": "x"}}, {"nope": 1}):
+        response = requests.post(f"{control.control_url}/misbehave", json=body, timeout=5)
+        assert response.status_code == 422 and response.json()["code"] == "INVALID_PAYLOAD"
+    assert control.misbehaviour() == {"late_apply": None, "keep_erased": None}

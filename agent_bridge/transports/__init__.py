@@ -20,6 +20,7 @@ class Delivery:
     envelope: Envelope
     attempt: int  # counting from 1
     tag: Any  # the transport's own handle: an outbox pk, an AMQP delivery tag
+    traceparent: str | None = None  # W3C trace context of the request that raised the event
 
 
 class Transport(Protocol):

@@ -55,7 +55,8 @@ class EmbeddedTransport:
         covered = owner.outbox_claim_coalesced(
             event=event, worker_id=self.worker_id, timing=self.timing, limit=COALESCE_LIMIT
         )
-        return Delivery(envelope=event.envelope, attempt=event.attempts + 1, tag=Claimed(event.pk, covered))
+        return Delivery(envelope=event.envelope, attempt=event.attempts + 1, tag=Claimed(event.pk, covered),
+                        traceparent=event.traceparent or None)
 
     def next(self) -> Delivery | None:
         delivery = self.claim()

@@ -59,6 +59,7 @@ T = TypeVar("T")
 DEAD_QUEUE_CHECK_SECONDS = 5.0
 
 ATTEMPT_HEADER = "x-kairos-attempt"
+TRACE_HEADER = "traceparent"  # W3C trace context (project.tracing), as OpenTelemetry's AMQP propagators name it
 # pika errors after which a fresh connection is the way on.
 CONNECTION_ERRORS = (
     pika.exceptions.AMQPConnectionError,
@@ -154,15 +155,18 @@ def topology_declare(
         channel.queue_bind(name, name)
 
 
-def _properties(envelope: Envelope, attempt: int) -> pika.BasicProperties:
+def _properties(envelope: Envelope, attempt: int, traceparent: str | None = None) -> pika.BasicProperties:
     payload = events.PAYLOADS.get(envelope["type"])
+    headers: dict = {ATTEMPT_HEADER: attempt}
+    if traceparent:
+        headers[TRACE_HEADER] = traceparent
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=pika.DeliveryMode.Persistent,
         message_id=envelope["id"],
         type=envelope["type"],
         priority=HIGH_PRIORITY if payload is not None and payload.PRIORITY == 0 else 0,
-        headers={ATTEMPT_HEADER: attempt},
+        headers=headers,
     )
 
 
@@ -172,6 +176,7 @@ def envelope_publish_rollback_unsafe(
     envelope: Envelope,
     *,
     attempt: int = 1,
+    traceparent: str | None = None,
 ) -> None:
     """Publish an event to the work exchange; the channel must be in confirm mode. Once the broker
     has it, no database rollback takes it back: publish only what is committed.
@@ -183,7 +188,7 @@ def envelope_publish_rollback_unsafe(
         topology.exchange,
         topology.routing_key(envelope),
         json.dumps(envelope).encode(),
-        properties=_properties(envelope, attempt=attempt),
+        properties=_properties(envelope, attempt=attempt, traceparent=traceparent),
         mandatory=True,
     )
 
@@ -195,6 +200,7 @@ def envelope_publish_retry_rollback_unsafe(
     *,
     attempt: int,
     delay_seconds: float,
+    traceparent: str | None = None,
 ) -> None:
     """Park an event in the delay queue of `delay_seconds`; it comes back to its partition as
     attempt `attempt` (the routing key it keeps decides where)."""
@@ -202,7 +208,7 @@ def envelope_publish_retry_rollback_unsafe(
         topology.retry_queue(delay_seconds),
         topology.routing_key(envelope),
         json.dumps(envelope).encode(),
-        properties=_properties(envelope, attempt=attempt),
+        properties=_properties(envelope, attempt=attempt, traceparent=traceparent),
         mandatory=True,
     )
 
@@ -213,6 +219,13 @@ def attempt_of(properties: pika.BasicProperties) -> int:
         return max(1, int(headers.get(ATTEMPT_HEADER, 1)))
     except (TypeError, ValueError):
         return 1
+
+
+def traceparent_of(properties: pika.BasicProperties) -> str | None:
+    value = (properties.headers or {}).get(TRACE_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value if isinstance(value, str) else None
 
 
 def death_reason(properties: pika.BasicProperties) -> str:
@@ -361,7 +374,12 @@ class RabbitTransport:
             self.channel.basic_reject(method.delivery_tag, requeue=False)
             return None
         self._own(self._partition_of_tag.get(method.consumer_tag, 0))
-        return Delivery(envelope=envelope, attempt=attempt_of(properties), tag=method.delivery_tag)
+        return Delivery(
+            envelope=envelope,
+            attempt=attempt_of(properties),
+            tag=method.delivery_tag,
+            traceparent=traceparent_of(properties),
+        )
 
     def _own(self, partition: int) -> None:
         """Take the partition's lease; wait (serving heartbeats) while its last owner finishes."""
@@ -414,6 +432,7 @@ class RabbitTransport:
             delivery.envelope,
             attempt=delivery.attempt + 1,
             delay_seconds=outcome.retry_after,
+            traceparent=delivery.traceparent,
         )
         self.channel.basic_ack(delivery.tag)
 

@@ -2,7 +2,7 @@
 import pytest
 
 from agent_bridge.models import OutboxEvent
-from allergies import services
+from allergies import selectors, services
 from allergies.tests.test_selectors import sync_of
 
 URL = "/api/allergies/"
@@ -146,3 +146,50 @@ def test_the_allergen_vocabulary_is_public_and_cacheable(api_client) -> None:
         "synonyms": ["walnut"], "notes": "",
     }
     assert body["severity_levels"] == ["anaphylactic", "severe", "moderate", "intolerance"]
+
+
+def test_get_is_one_statement(auth_client, verified_user, django_assert_num_queries) -> None:
+    services.allergy_profile_replace(user=verified_user, **BODY)
+    auth_client.get(URL)  # the token's first use is recorded (a write at most every few minutes)
+    with django_assert_num_queries(1):
+        response = auth_client.get(URL)
+    assert response.status_code == 200 and response.json()["revision"] == 1
+
+
+@pytest.mark.parametrize("change", ["revoke", "revoke_all", "expire", "deactivate"])
+def test_get_refuses_a_token_revoked_just_before(api_client, verified_user, issued_token, change) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity import services as identity_services
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
+    assert api_client.get(URL).status_code == 200
+    if change == "revoke":
+        identity_services.auth_token_revoke(token=issued_token.token)
+    elif change == "revoke_all":
+        identity_services.user_logout_all(user=verified_user)
+    elif change == "expire":
+        issued_token.token.expires_at = timezone.now() - timedelta(seconds=1)
+        issued_token.token.save()
+    else:
+        verified_user.is_active = False
+        verified_user.save()
+    response = api_client.get(URL)
+    assert response.status_code == 401 and response.json()["code"] == "invalid_token"
+
+
+def test_rendered_answer_equals_the_output_serializers(verified_user) -> None:
+    from allergies.selectors import AllergyState
+    from allergies.serializers import AllergyProfileMessageOutputSerializer, AllergyProfileOutputSerializer
+    from allergies.views import _render
+
+    services.allergy_profile_replace(user=verified_user, **BODY)
+    services.allergy_sync_record_failure(uid=verified_user.uid, error="agent down")
+    states = [AllergyState.of(None), selectors.allergy_profile_get(user=verified_user)]
+    assert states[1].sync_state == "failing"
+    for state in states:
+        assert _render(state) == AllergyProfileOutputSerializer(state).data
+        assert _render(state, "done") == AllergyProfileMessageOutputSerializer(
+            {**AllergyProfileOutputSerializer(state).data, "message": "done"}).data

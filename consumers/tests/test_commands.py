@@ -124,9 +124,13 @@ def test_bus_status_json_has_integer_figures() -> None:
 
 
 def test_bus_status_of_an_empty_bus() -> None:
-    assert json.loads(run("bus_status", "--json")) == {
+    status = json.loads(run("bus_status", "--json"))
+    verification = status.pop("verification")
+    assert status == {
         "backlog": 0, "oldest_pending_age_seconds": 0, "retrying": 0, "dead_letters": 0, "by_type": {}
     }
+    assert verification["drift"] == {"missing": 0, "allergies": 0, "preferences": 0, "leftover": 0}
+    assert (verification["users"], verification["verifying"], verification["tombstones"]) == (0, 0, 0)
 
 
 @pytest.mark.rabbitmq

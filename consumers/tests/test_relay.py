@@ -89,3 +89,17 @@ def test_overdue_events_wait_while_the_work_queue_still_has_a_backlog(channel, v
 
     assert Relay(stop=threading.Event()).republish_unsettled(channel) == 0
     assert [message_id for message_id, _ in work_queue_messages(channel)] == [str(queued.event_id)]
+
+
+def test_a_delayed_event_stays_in_the_outbox_until_it_is_due(channel, verified_user) -> None:
+    # A read-back step is scheduled for later: the broker must not get it early.
+    later = OutboxEvent.objects.create(
+        type=events.AGENT_READ_BACK_DUE, uid=verified_user.uid, available_at=timezone.now() + timedelta(seconds=30)
+    )
+    relay = Relay(stop=threading.Event())
+    assert relay.publish_batch(channel) == 0
+    assert work_queue_messages(channel) == []
+
+    OutboxEvent.objects.filter(pk=later.pk).update(available_at=timezone.now() - timedelta(seconds=1))
+    assert relay.publish_batch(channel) == 1
+    assert [message_id for message_id, _ in work_queue_messages(channel)] == [str(later.event_id)]

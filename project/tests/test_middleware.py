@@ -54,3 +54,31 @@ def test_no_request_id_leaks_onto_records_outside_a_request(api_client, json_log
 
     outside = next(line for line in _lines(json_log) if line["message"] == "outside any request")
     assert "request_id" not in outside
+
+
+@pytest.mark.parametrize(
+    ("path", "admin_middleware_ran"), [("/api/allergies/", False), ("/api/me/", False), ("/admin/login/", True)]
+)
+def test_admin_middleware_is_skipped_on_the_api(path, admin_middleware_ran) -> None:
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from project.middleware import AuthenticationMiddleware, MessageMiddleware, SessionMiddleware
+
+    seen = {}
+
+    def view(request):
+        seen.update(session=hasattr(request, "session"), user=hasattr(request, "user"),
+                    messages=hasattr(request, "_messages"))
+        return HttpResponse("ok")
+
+    chain = view
+    for middleware in (MessageMiddleware, AuthenticationMiddleware, SessionMiddleware):
+        chain = middleware(chain)
+    assert chain(RequestFactory().get(path)).status_code == 200
+    assert seen == {"session": admin_middleware_ran, "user": admin_middleware_ran, "messages": admin_middleware_ran}
+
+
+@pytest.mark.django_db
+def test_admin_still_gets_its_session_login(admin_client) -> None:
+    assert admin_client.get("/admin/").status_code == 200

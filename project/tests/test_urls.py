@@ -51,6 +51,8 @@ def test_a_wrong_method_is_a_json_405(signed_in, debug, route) -> None:
 
 @pytest.mark.parametrize("route", ROUTES, ids=str)
 def test_a_missing_trailing_slash_is_a_json_308_that_keeps_the_method(client, debug, route) -> None:
+    if not route.path.endswith("/"):
+        pytest.skip(f"{route} has no trailing slash by design (Prometheus scrapes /metrics)")
     bare = route.path.rstrip("/")
     for method in route.methods:
         if method in ("HEAD", "OPTIONS"):

@@ -2,7 +2,8 @@
 
 The process lane crashes processes (kill -9 of the API with its workers, the relay, a consumer)
 and stops or kills the broker, then brings each back; the Agent lane makes the Agent double slow,
-fail with 5xx, refuse connections, or answer 401 (a rotated service token) for a while. Every
+fail with 5xx, refuse connections, answer 401 (a rotated service token), or apply writes after
+the backend gave up on them (late apply: possibly after a newer write) for a while. Every
 fault ends with the component healthy again, so the run can drain afterwards.
 """
 
@@ -16,7 +17,7 @@ from tests.chaos.broker import OwnBroker
 from tests.chaos.stack import ChaosStack
 
 PROCESS_KINDS = ("api_kill", "relay_kill", "consumer_kill", "rabbitmq_restart", "rabbitmq_kill")
-AGENT_KINDS = ("agent_slow", "agent_5xx", "agent_down", "agent_401")
+AGENT_KINDS = ("agent_slow", "agent_5xx", "agent_down", "agent_401", "agent_late_apply")
 ALL_KINDS = PROCESS_KINDS + AGENT_KINDS
 
 
@@ -134,6 +135,19 @@ class Injector:
         finally:
             self.stack.agent.clear_faults()
         return f"401 INVALID_SERVICE_TOKEN for {hold:.1f}s"
+
+    def agent_late_apply(self, rng: random.Random) -> str:
+        # Held past the backend's 2 s timeout, then applied: possibly after a newer write, which
+        # the backend's read-back (a 15 s horizon in the chaos stack) must find and undo.
+        hold_ms = rng.randint(2500, 6000)
+        count = rng.randint(1, 3)
+        answer = rng.choice(("late", "none"))
+        self.stack.agent.late_apply(hold_ms=hold_ms, paths=r"^/users/", count=count, answer=answer)
+        try:
+            hold = self._for_a_while(rng, 2, 5)
+        finally:
+            self.stack.agent.clear_misbehaviour()  # requests already held still land late
+        return f"late apply of up to {count} writes after {hold_ms} ms (answer {answer}) for {hold:.1f}s"
 
 
 class FaultLane(threading.Thread):

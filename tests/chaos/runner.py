@@ -146,7 +146,10 @@ def _wait_drained(stack: ChaosStack, timeout: float) -> tuple[float | None, dict
         except (subprocess.SubprocessError, ValueError) as exc:
             status = {"error": repr(exc)}
         else:
-            if status.get("backlog") == 0:
+            # Drained: nothing to deliver, and no read-back still waiting to check the Agent's copy
+            # (unless a dead letter holds one up: the run replays dead letters, then drains again).
+            verifying = (status.get("verification") or {}).get("verifying", 0)
+            if status.get("backlog") == 0 and (verifying == 0 or status.get("dead_letters")):
                 return time.monotonic() - started, status
         time.sleep(2)
     return None, status

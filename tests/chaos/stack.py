@@ -45,7 +45,13 @@ class ChaosStack(Stack):
         super().__init__(
             workdir,
             consumers=consumers,
-            extra_env={"AMQP_URL": amqp_url, "DJANGO_SETTINGS_MODULE": "tests.chaos.settings", **(extra_env or {})},
+            extra_env={
+                "AMQP_URL": amqp_url,
+                "DJANGO_SETTINGS_MODULE": "tests.chaos.settings",
+                # A short read-back horizon (15 s) so that late applies are undone within the drain.
+                "AGENT_READ_BACK_DELAYS_SECONDS": "1,2,4,8",
+                **(extra_env or {}),
+            },
         )
         self.amqp_url = amqp_url
 

@@ -8,7 +8,7 @@ ALLERGIES = {"confirmed": ["peanuts"], "intolerances": [], "severity": {"peanuts
 
 
 def test_merge_is_the_agents_deep_merge() -> None:
-    from agent_bridge.devagent import deep_merge
+    from identity.preferences import preferences_deep_merge as deep_merge
 
     base = {"vibes": ["cozy"], "cuisine_affinity": {"thai": 0.5}, "location_bias": "old town"}
     delta = {"vibes": ["lively", "cozy", "lively"], "cuisine_affinity": {"indian": 1}, "location_bias": ["a", "b"]}

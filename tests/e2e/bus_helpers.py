@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from tests.e2e.harness import REPO, Stack, wait_for
+from tests.e2e.harness import METRICS_TOKEN, REPO, Stack, wait_for
 
 
 def agent_calls(stack: Stack, *, uid: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
@@ -34,11 +34,26 @@ def uid_of(stack: Stack, email: str) -> str:
 
 
 def bus(stack: Stack) -> dict[str, Any]:
-    """The bus figures from GET /api/health/ (the same as `bus_status --json`, without starting a
-    Django process per look)."""
-    response = stack.api("GET", "/api/health/")
+    """The bus figures as `bus_status --json` shapes them, read from the operator's /metrics
+    (the bus state gauges) rather than starting a Django process per look."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = stack.api("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200, response.text
-    return response.json()
+    by_type: dict[str, dict[str, int]] = {}
+    oldest = 0.0
+    keys = {
+        "kairos_bus_backlog": "backlog", "kairos_bus_retrying": "retrying", "kairos_bus_dead_letters": "dead_letters"
+    }
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "kairos_bus_oldest_undelivered_age_seconds":
+                oldest = max(oldest, sample.value)
+            elif sample.name in keys:
+                figures = by_type.setdefault(sample.labels["type"], {"backlog": 0, "retrying": 0, "dead_letters": 0})
+                figures[keys[sample.name]] += int(sample.value)
+    totals = {key: sum(figures[key] for figures in by_type.values()) for key in ("backlog", "retrying", "dead_letters")}
+    return {**totals, "oldest_pending_age_seconds": int(oldest), "by_type": by_type}
 
 
 def dead_letters(stack: Stack) -> int:

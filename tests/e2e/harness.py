@@ -19,10 +19,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentControl
+from agent_bridge.devagent import LISTENING_LINE_RE
+from tests.devagent_control import DevAgentControl
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_TOKEN = "e2e-service-token-0123456789abcdef0123456789"
+# The API's /metrics answers with this bearer token (tests read the bus state there).
+METRICS_TOKEN = "e2e-metrics-token-0123456789abcdef0123456789"
 
 
 def free_port() -> int:
@@ -86,10 +89,14 @@ class Stack:
             "AMQP_URL": self.amqp_url,
             "BUS_PREFIX": self.prefix,
             "AGENT_SERVICE_TOKEN": SERVICE_TOKEN,
+            "METRICS_TOKEN": METRICS_TOKEN,
             "AGENT_TIMEOUT_SECONDS": "2",
             "BUS_RETRY_DELAYS_SECONDS": "1,1,2,2,3,3,5,5,5,5",
             "BUS_IMMEDIATE_BACKOFF_MAX_SECONDS": "0.2",
             "BUS_OWNERSHIP_SECONDS": "6",
+            # Read back after an uncertain Agent call within a 15 s horizon (default 187 s), so a
+            # test that times calls out sees the profile `synced` again soon after.
+            "AGENT_READ_BACK_DELAYS_SECONDS": "1,2,4,8",
             # Past the longest retry delay above, so a message the broker loses is published again.
             "BUS_REPUBLISH_AFTER_SECONDS": "30",
             "AMQP_PARTITIONS": "4",
@@ -150,7 +157,9 @@ class Stack:
     def start_api(self) -> None:
         self._spawn(
             "api",
-            [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{self.api_port}",
+            # The image's configuration (multiprocess metrics, OpenTelemetry after the fork).
+            [sys.executable, "-m", "gunicorn", "-c", "python:project.gunicorn_conf", "project.wsgi:application",
+             "--bind", f"127.0.0.1:{self.api_port}",
              "--workers", "2", "--graceful-timeout", "5", "--access-logfile", "-"],
         )
         wait_for(lambda: requests.get(f"{self.api_url}/api/health/", timeout=2).ok, timeout=30, what="API health")

@@ -18,8 +18,8 @@ class LoggedInUser:
     password: str = PASSWORD
 
 
-def _verification_token(email_dir: Path, address: str) -> str | None:
-    """The token of the newest verification email to `address` written by the file backend."""
+def _verification_token(email_dir: Path, address: str, link: re.Pattern = _VERIFY_LINK) -> str | None:
+    """The token of the newest verification email (or other `link`) to `address` written by the file backend."""
     found = None
     for path in sorted(email_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if email_dir.exists() else []:
         # The file backend separates messages with a line of 79 dashes.
@@ -30,7 +30,7 @@ def _verification_token(email_dir: Path, address: str) -> str | None:
             if address not in str(message.get("To", "")):
                 continue
             body = message.get_body(preferencelist=("plain",))
-            match = _VERIFY_LINK.search(body.get_content() if body else "")
+            match = link.search(body.get_content() if body else "")
             if match:
                 found = match["token"]
     return found

@@ -87,7 +87,7 @@ def test_dev_brings_the_stack_up_a_signup_reaches_the_double_and_ctrl_c_stops_al
         assert url in text
     assert requests.get(f"{dev_run.api_url}/api/health/", timeout=5).ok
     children = dev_run.children()
-    assert len(children) == 3, children
+    assert len(children) == 4, children  # API, consumer, reconciler, Agent double
 
     response = requests.post(
         f"{dev_run.api_url}/api/signup/",

@@ -26,11 +26,15 @@ PUBLIC = {
     "/api/password/reset/",
     "/api/password/reset/confirm/",
     "/api/health/",
+    "/api/health/live/",
+    "/api/health/ready/",
     "/api/allergens/",
     "/api/schema/",
     "/api/docs/",
 }
 SERVICE = {"/api/internal/validate-token/"}
+# Operators' scraper: a bearer METRICS_TOKEN, nothing else (project/metrics_http.py).
+OPERATOR = {"/metrics"}
 USER = {
     "/api/logout/",
     "/api/logout/all/",
@@ -44,7 +48,7 @@ USER = {
 
 ROUTES = api_routes()
 # One test per route (methods looped inside): the per-test setup is most of the cost.
-USER_ROUTES = [route for route in ROUTES if route.key not in PUBLIC | SERVICE]
+USER_ROUTES = [route for route in ROUTES if route.key not in PUBLIC | SERVICE | OPERATOR]
 SERVICE_ROUTES = [route for route in ROUTES if route.key in SERVICE]
 
 
@@ -106,9 +110,10 @@ def assert_401_json(response, what: str) -> None:
 
 
 def test_every_route_is_classified() -> None:
-    unclassified = sorted(route.key for route in ROUTES if route.key not in PUBLIC | SERVICE | USER)
-    assert not unclassified, f"classify these routes as PUBLIC, SERVICE or USER: {unclassified}"
-    gone = sorted((PUBLIC | SERVICE | USER) - {route.key for route in ROUTES})
+    classified = PUBLIC | SERVICE | USER | OPERATOR
+    unclassified = sorted(route.key for route in ROUTES if route.key not in classified)
+    assert not unclassified, f"classify these routes as PUBLIC, SERVICE, USER or OPERATOR: {unclassified}"
+    gone = sorted(classified - {route.key for route in ROUTES})
     assert not gone, f"these classified routes no longer exist: {gone}"
 
 
@@ -159,6 +164,33 @@ def test_service_route_refuses_anything_but_the_service_token(account, route) ->
         response = request(route, method, HTTP_X_SERVICE_TOKEN=settings.AGENT_SERVICE_TOKEN)
         assert response.status_code != 401, (method, response.content[:300])
     assert not failures, "\n".join(failures)
+
+
+METRICS_TOKEN = "metrics-token-" + "m" * 32
+
+
+@pytest.mark.parametrize("path", sorted(OPERATOR))
+def test_operator_route_needs_the_metrics_token(account, path, settings) -> None:
+    settings.METRICS_TOKEN = ""
+    assert Client().get(path).status_code == 404  # off until a token is configured
+    settings.METRICS_TOKEN = "short-token"
+    assert Client().get(path, HTTP_AUTHORIZATION="Bearer short-token").status_code == 404  # too weak: still off
+
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    attempts = {
+        **bad_credentials(account),
+        "user-token-as-bearer": {"HTTP_AUTHORIZATION": f"Bearer {account.token}"},
+        "service-token": {"HTTP_X_SERVICE_TOKEN": settings.AGENT_SERVICE_TOKEN},
+        "service-token-as-bearer": {"HTTP_AUTHORIZATION": f"Bearer {settings.AGENT_SERVICE_TOKEN}"},
+        "token-prefix": {"HTTP_AUTHORIZATION": f"Bearer {METRICS_TOKEN[:-1]}"},
+        "token-as-user-token": {"HTTP_AUTHORIZATION": f"Token {METRICS_TOKEN}"},
+        "token-in-query": {},
+    }
+    for name, headers in attempts.items():
+        suffix = f"?token={METRICS_TOKEN}" if name == "token-in-query" else ""
+        assert_401_json(Client().get(path + suffix, **headers), name)
+    response = Client().get(path, HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
+    assert response.status_code == 200 and b"kairos_http_requests_total" in response.content
 
 
 @pytest.mark.parametrize("path", ["/admin/", "/admin/identity/user/", "/admin/agent_bridge/outboxevent/"])

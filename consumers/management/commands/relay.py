@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from consumers.runners import Relay, stop_flag_on_signals
+from project import metrics_http
 
 
 class Command(BaseCommand):
@@ -10,4 +11,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if not settings.AMQP_URL:
             raise CommandError("AMQP_URL is not set: the embedded bus needs no relay (the consumer reads the outbox).")
-        Relay(stop=stop_flag_on_signals()).run()
+        stop = stop_flag_on_signals()
+        metrics_http.daemon_metrics_serve(process="relay")
+        Relay(stop=stop).run()

@@ -42,7 +42,7 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("agent_bridge", "0002_interactionmirror"),
+        ("agent_bridge", "0004_outboxevent_traceparent"),
         # Runs after the old home of this trigger, which now does nothing.
         ("consumers", "0002_outbox_notify"),
     ]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agent_bridge', '0003_outbox_notify_trigger'),
+        ('agent_bridge', '0005_outbox_notify_trigger'),
     ]
 
     operations = [

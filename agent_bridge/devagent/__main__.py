@@ -1,0 +1,3 @@
+from agent_bridge.devagent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The operator's page in the admin: figures by type, dead-letter groups with a replay."""
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from agent_bridge import events
+from agent_bridge import outbox as bus_owner
+from agent_bridge.delivery import Cause
+from agent_bridge.models import OutboxEvent
+from consumers.models import DeadLetter
+
+pytestmark = pytest.mark.django_db
+URL = "/admin/operations/"
+REASON = "AgentAuthError 401 INVALID_SERVICE_TOKEN"
+
+
+def _dead(reason: str = f"{REASON}: refused") -> OutboxEvent:
+    row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
+    bus_owner.dead_letter_record(cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1, reason=reason)
+    return row
+
+
+def test_the_page_shows_backlog_and_dead_letters_by_type(admin_client) -> None:
+    OutboxEvent.objects.create(type=events.ALLERGIES_REPLACED)
+    _dead()
+
+    response = admin_client.get(URL)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'data-type="allergies.replaced"' in page and REASON in page and "Replay 1" in page
+    assert reverse("admin:allergies_allergyprofile_changelist") + "?sync_state=failing" in page
+    assert URL in admin_client.get("/admin/").content.decode()  # linked from the admin's index
+
+
+def test_replaying_a_group_requeues_its_dead_letters(admin_client, settings) -> None:
+    settings.AMQP_URL = ""
+    chosen, other = _dead(), _dead("AgentUnavailable 503 AGENT_UNAVAILABLE: down")
+
+    response = admin_client.post(URL, {"type": events.USER_REGISTERED, "reason": REASON}, follow=True)
+
+    assert "replayed 1" in response.content.decode()
+    assert OutboxEvent.objects.get(pk=chosen.pk).status == OutboxEvent.Status.PENDING
+    assert list(DeadLetter.objects.values_list("event_id", flat=True)) == [other.event_id]
+
+
+def test_staff_need_the_dead_letter_permissions(client) -> None:
+    from identity.models import User
+
+    staff = User.objects.create_user(email="staff@example.com", password="x-long-passphrase-1", username="staff")
+    User.objects.filter(pk=staff.pk).update(is_staff=True)
+    assert client.get(URL).status_code == 302  # not logged in: the admin's login page
+    client.force_login(staff)
+    assert client.get(URL).status_code == 403
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
+    _dead()
+    page = client.get(URL)
+    assert page.status_code == 200 and "Replay 1" not in page.content.decode()
+    assert client.post(URL, {"type": events.USER_REGISTERED, "reason": REASON}).status_code == 403
+    assert DeadLetter.objects.count() == 1

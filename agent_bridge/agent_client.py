@@ -36,6 +36,7 @@ from urllib.parse import quote
 import requests
 import urllib3
 
+from agent_bridge.delivery import Cause, DeliveryError, Retry
 from project import metrics, tracing
 from project.text import text_problem
 
@@ -47,7 +48,7 @@ MAX_CONNECT_TIMEOUT = 3.05
 _MAX_DETAIL = 300
 
 
-class AgentError(Exception):
+class AgentError(DeliveryError):
     """A failed Agent call.
 
     ``status`` is the HTTP status (None when no answer came), ``code`` the
@@ -56,6 +57,8 @@ class AgentError(Exception):
     """
 
     transient: ClassVar[bool] = False
+    retry: ClassVar[Retry] = Retry.NEVER
+    cause: ClassVar[Cause] = Cause.AGENT_PERMANENT
     default_code: ClassVar[str] = "AGENT_ERROR"
 
     def __init__(
@@ -88,6 +91,8 @@ class AgentTransientError(AgentError):
     """Trying again later may succeed."""
 
     transient = True
+    retry = Retry.NOW_AND_LATER
+    cause = Cause.AGENT_TRANSIENT
     default_code = "AGENT_UNAVAILABLE"
 
 

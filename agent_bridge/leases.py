@@ -1,49 +1,121 @@
-"""Per-user sync leases: one consumer at a time talks to the Agent about a given user."""
+"""Per-user ownership: one consumer at a time talks to the Agent about a given user.
+
+A holder's ownership lasts `BusTiming.ownership_seconds` and is renewed every third of that by
+the process's `RENEWER` thread for as long as the work runs, so a long handler never outlives
+its lease and a crashed holder blocks the user for one window at most.
+"""
+import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
-from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from agent_bridge.models import UserSyncLease
+from agent_bridge.delivery import Cause, DeliveryError, Retry
+from agent_bridge.models import PartitionLease, UserSyncLease
+from agent_bridge.timing import bus_timing
+
+logger = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
-class LeaseBusy(Exception):
-    """Another consumer is working on this user; try the event again shortly."""
+class LeaseBusy(DeliveryError):
+    """Another consumer is working on this user; deliver the event again later (waiting now
+    would only hold this consumer)."""
+
+    retry = Retry.LATER
+    cause = Cause.OWNER_BUSY
+
+
+class Renewer:
+    """One thread per process that keeps every registered ownership alive while its work runs.
+
+    Each hold is renewed `renew_seconds` after it was taken and every `renew_seconds` after
+    that, so the short holds of ordinary deliveries cost no renewal at all.
+    """
+
+    TICK_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self._holds: dict[object, list] = {}  # key → [renew, next due (monotonic)]
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def hold(self, renew: Callable[[], None]) -> Iterator[None]:
+        key = object()
+        with self._lock:
+            self._holds[key] = [renew, time.monotonic() + bus_timing().renew_seconds]
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ownership-renewer", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                due = [hold for hold in self._holds.values() if hold[1] <= now]
+                for hold in due:
+                    hold[1] = now + bus_timing().renew_seconds
+            for renew, _ in due:
+                try:
+                    renew()
+                except DatabaseError as exc:  # the next renewal tries again on a fresh connection
+                    logger.warning("ownership renewal failed (%s)", type(exc).__name__)
+                    connection.close()
+
+
+RENEWER = Renewer()
+
+
+def _expiry() -> timezone.datetime:
+    return timezone.now() + timedelta(seconds=bus_timing().ownership_seconds)
 
 
 def _try_acquire(uid: uuid.UUID, owner: str) -> bool:
     now = timezone.now()
-    with transaction.atomic():
-        UserSyncLease.objects.get_or_create(uid=uid)
-        taken = UserSyncLease.objects.filter(
-            Q(owner="") | Q(expires_at__lt=now) | Q(owner=owner), uid=uid
-        ).update(owner=owner, expires_at=now + timedelta(seconds=settings.BUS_USER_LEASE_SECONDS))
-    return taken == 1
+    taken = UserSyncLease.objects.filter(Q(owner="") | Q(expires_at__lt=now) | Q(owner=owner), uid=uid).update(
+        owner=owner, expires_at=_expiry()
+    )
+    if taken:
+        return True
+    _, created = UserSyncLease.objects.get_or_create(uid=uid, defaults={"owner": owner, "expires_at": _expiry()})
+    return created
 
 
 @contextmanager
 def user_lease(uid: uuid.UUID | str, *, wait_seconds: float | None = None) -> Iterator[None]:
-    """Hold the user's lease for the block; raise LeaseBusy if it stays taken for `wait_seconds`."""
+    """Hold the user's lease for the block (renewed while it runs); raise LeaseBusy if it stays
+    taken for `wait_seconds` (default: one ownership window)."""
     uid = uuid.UUID(str(uid))
     owner = f"{WORKER_ID}:{uuid.uuid4().hex[:8]}"
-    wait = settings.BUS_USER_LEASE_SECONDS if wait_seconds is None else wait_seconds
+    wait = bus_timing().lease_wait_seconds if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait
     while not _try_acquire(uid, owner):
         if time.monotonic() >= deadline:
             raise LeaseBusy(f"user {uid} is being synced by another consumer")
         time.sleep(0.05)
+
+    def renew() -> None:
+        UserSyncLease.objects.filter(uid=uid, owner=owner).update(expires_at=_expiry())
+
     try:
-        yield
+        with RENEWER.hold(renew):
+            yield
     finally:
         UserSyncLease.objects.filter(uid=uid, owner=owner).update(owner="", expires_at=None)
 
@@ -51,3 +123,72 @@ def user_lease(uid: uuid.UUID | str, *, wait_seconds: float | None = None) -> It
 def user_lease_forget(*, uid: uuid.UUID | str) -> None:
     """Drop the lease row of a user erased at the Agent."""
     UserSyncLease.objects.filter(uid=uid).delete()
+
+
+class PartitionOwnership:
+    """The partitions one consumer connection owns: taken when its first message arrives, renewed
+    while held, released when the connection's work is over (never per event)."""
+
+    def __init__(self, *, owner: str | None = None) -> None:
+        self.owner = owner or f"{WORKER_ID}:{uuid.uuid4().hex[:8]}"
+        self._held: dict[str, ExitStack] = {}
+
+    def holds(self, name: str) -> bool:
+        return name in self._held
+
+    def try_take(self, name: str) -> bool:
+        now = timezone.now()
+        taken = PartitionLease.objects.filter(
+            Q(owner="") | Q(expires_at__lt=now) | Q(owner=self.owner), name=name
+        ).update(owner=self.owner, expires_at=_expiry())
+        if not taken:
+            _, taken = PartitionLease.objects.get_or_create(
+                name=name, defaults={"owner": self.owner, "expires_at": _expiry()}
+            )
+        if taken:
+            def renew() -> None:
+                PartitionLease.objects.filter(name=name, owner=self.owner).update(expires_at=_expiry())
+
+            stack = ExitStack()
+            stack.enter_context(RENEWER.hold(renew))
+            self._held[name] = stack
+        return bool(taken)
+
+    def release(self, name: str) -> None:
+        stack = self._held.pop(name, None)
+        if stack is not None:
+            stack.close()
+        PartitionLease.objects.filter(name=name, owner=self.owner).update(owner="", expires_at=None)
+
+    def release_all(self) -> None:
+        for name in list(self._held):
+            self.release(name)
+
+
+class Membership:
+    """A consumer connection's presence, so connections can share the partitions fairly: each
+    renews a `<prefix>.member.<owner>` row while connected (standbys included)."""
+
+    def __init__(self, *, prefix: str, owner: str) -> None:
+        self.prefix = prefix
+        self.name = f"{prefix}.member.{owner}"
+        self._stack: ExitStack | None = None
+
+    def join(self) -> None:
+        PartitionLease.objects.update_or_create(name=self.name, defaults={"owner": self.name, "expires_at": _expiry()})
+
+        def renew() -> None:
+            PartitionLease.objects.filter(name=self.name).update(expires_at=_expiry())
+
+        self._stack = ExitStack()
+        self._stack.enter_context(RENEWER.hold(renew))
+
+    def leave(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+        PartitionLease.objects.filter(name=self.name).delete()
+
+    def members(self) -> int:
+        live = PartitionLease.objects.filter(name__startswith=f"{self.prefix}.member.", expires_at__gt=timezone.now())
+        return max(1, live.count())

@@ -6,12 +6,17 @@ from django.utils import timezone
 
 from agent_bridge.events import Envelope, make_envelope
 
+# PostgreSQL NOTIFY channel on which a trigger (migration 0005) announces pending rows;
+# agent_bridge.transports.notify listens on it.
+OUTBOX_NOTIFY_CHANNEL = "kairos_outbox"
+
 
 class OutboxEvent(models.Model):
     """An event written in the same transaction as the change it reports.
 
     AMQP mode: pending → published (relay, broker confirmed) → delivered | dead.
     Embedded mode: the consumer claims pending rows itself: pending → delivered | dead.
+    Every transition is written by agent_bridge.outbox, and nowhere else.
     """
 
     class Status(models.TextChoices):
@@ -69,6 +74,23 @@ class UserSyncLease(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.uid} ({self.owner or 'free'})"
+
+
+class PartitionLease(models.Model):
+    """Which consumer owns a RabbitMQ partition queue (`<prefix>.work.<n>`).
+
+    The broker already gives each partition one active consumer (`x-single-active-consumer`);
+    this row fences a hand-over: a consumer that lost its connection still owns the partition
+    until its handler in hand has finished, so the next owner can never overtake it. Taken once
+    per connection and renewed while held, never per event.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    owner = models.CharField(max_length=64, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"partition {self.name} ({self.owner or 'free'})"
 
 
 class InteractionMirror(models.Model):

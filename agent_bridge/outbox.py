@@ -1,12 +1,45 @@
-"""Writes to the transactional outbox. Callers must already be inside transaction.atomic()."""
+"""The outbox owner: every write to `OutboxEvent` and `DeadLetter` rows happens here.
+
+State of an outbox row (as Saleor keeps delivery-state changes in one place):
+
+    pending ──claim (embedded)──▶ pending + claimed ──settle──▶ delivered
+       │                              │ retry later: attempts+1, due later, claim released
+       │ relay: published             └ dead-letter ──▶ dead (+ DeadLetter row)
+       ▼
+    published ──settle──▶ delivered | retry later (due = settle deadline) | dead
+    dead ──replay──▶ pending (embedded) | published (RabbitMQ)
+    delivered / dead ──prune (retention)──▶ gone;  a user's rows ──erase──▶ redacted or gone
+
+Callers (the transports, the consumer loop, the relay, replay, the receivers) decide *when*;
+this module decides *how*, so each transition is written one way only. `DeadLetter` rows keep
+their table in the consumers app (their admin lives there) but are written only here.
+"""
+import logging
 import uuid
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, Q, Value, When
+from django.utils import timezone
 
+from agent_bridge import events
+from agent_bridge.delivery import Cause
+from agent_bridge.events import Envelope, Payload
 from agent_bridge.models import OutboxEvent
+from agent_bridge.timing import BusTiming
+from consumers.models import DeadLetter
+from project import metrics
 from project.tracing import current_traceparent
+
+logger = logging.getLogger(__name__)
+
+PENDING = OutboxEvent.Status.PENDING
+PUBLISHED = OutboxEvent.Status.PUBLISHED
+DELIVERED = OutboxEvent.Status.DELIVERED
+DEAD = OutboxEvent.Status.DEAD
 
 
 class OutboxOutsideTransaction(RuntimeError):
@@ -14,10 +47,325 @@ class OutboxOutsideTransaction(RuntimeError):
 
 
 def outbox_event_add(
-    *, event_type: str, uid: uuid.UUID | None, data: dict[str, Any], not_before: datetime | None = None
+    *,
+    uid: uuid.UUID | None,
+    payload: Payload | None = None,
+    event_type: str | None = None,
+    data: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
 ) -> OutboxEvent:
-    """Add an event; `not_before` delays it (neither the embedded bus nor the relay takes it earlier)."""
+    """Write an event in the caller's transaction (the domain change it reports), with the
+    caller's trace context; `not_before` delays it (neither the embedded bus nor the relay takes
+    it earlier).
+
+    Give the declared `payload`, or `event_type` and `data`, which must then be a declared
+    payload of that type (events.UnknownPayload otherwise).
+    """
+    if payload is None:
+        payload = events.payload_check(event_type or "", data or {})
     if not connection.in_atomic_block:
-        raise OutboxOutsideTransaction(f"{event_type} must be written inside the domain change's transaction")
+        raise OutboxOutsideTransaction(f"{payload.TYPE} must be written inside the domain change's transaction")
     extra = {"available_at": not_before} if not_before is not None else {}
-    return OutboxEvent.objects.create(type=event_type, uid=uid, data=data, traceparent=current_traceparent(), **extra)
+    return OutboxEvent.objects.create(
+        type=payload.TYPE, schema=payload.SCHEMA, uid=uid, data=payload.as_data(),
+        traceparent=current_traceparent(), **extra,
+    )
+
+
+def _after(seconds: float) -> datetime:
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+# --- embedded bus: the table is the queue ---------------------------------------------------
+
+
+def _due(now: datetime) -> Q:
+    return Q(status=PENDING, available_at__lte=now) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+
+
+def _priority():
+    # Allergy events first (events.HIGH_PRIORITY_TYPES), then the oldest due.
+    return Case(When(type__in=events.HIGH_PRIORITY_TYPES, then=Value(0)), default=Value(1))
+
+
+def outbox_claim_next(*, worker_id: str, timing: BusTiming) -> OutboxEvent | None:
+    """Claim the most urgent due pending event for one ownership window, or None when none is due."""
+    now = timezone.now()
+    candidates = list(
+        OutboxEvent.objects.filter(_due(now))
+        .order_by(_priority(), "available_at", "id")
+        .values_list("id", flat=True)[:5]
+    )
+    for pk in candidates:
+        claimed = OutboxEvent.objects.filter(_due(now), pk=pk).update(
+            claimed_by=worker_id, claimed_until=_after(timing.ownership_seconds)
+        )
+        if claimed:
+            return OutboxEvent.objects.get(pk=pk)
+    return None
+
+
+def outbox_claim_coalesced(*, event: OutboxEvent, worker_id: str, timing: BusTiming, limit: int) -> list[int]:
+    """Claim, with `event`, the other due, never-tried events of its user and type that one
+    handler call delivers too (events.COALESCING_TYPES); returns their pks.
+
+    They are committed (visible now), so the state the handler reads after this covers them.
+    """
+    if event.type not in events.COALESCING_TYPES or event.uid is None:
+        return []
+    now = timezone.now()
+    siblings = OutboxEvent.objects.filter(_due(now), uid=event.uid, type=event.type, attempts=0).exclude(pk=event.pk)
+    pks = list(siblings.order_by("id").values_list("pk", flat=True)[:limit])
+    if not pks:
+        return []
+    OutboxEvent.objects.filter(_due(now), pk__in=pks).update(
+        claimed_by=worker_id, claimed_until=_after(timing.ownership_seconds)
+    )
+    return list(OutboxEvent.objects.filter(pk__in=pks, claimed_by=worker_id).values_list("pk", flat=True))
+
+
+def outbox_claim_release(*, pks: list[int], worker_id: str) -> None:
+    """Give claimed rows back untouched (coalesced events whose head was not delivered)."""
+    if pks:
+        OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id).update(
+            claimed_by="", claimed_until=None
+        )
+
+
+def outbox_claim_renew(*, pks: list[int], worker_id: str, timing: BusTiming) -> None:
+    OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id).update(
+        claimed_until=_after(timing.ownership_seconds)
+    )
+
+
+def outbox_seconds_until_next_due() -> float | None:
+    """Seconds until the next pending event waiting for a delayed retry is due (None: none waits)."""
+    now = timezone.now()
+    nearest = (
+        OutboxEvent.objects.filter(status=PENDING, available_at__gt=now)
+        .order_by("available_at")
+        .values_list("available_at", flat=True)
+        .first()
+    )
+    return None if nearest is None else max(0.0, (nearest - now).total_seconds())
+
+
+# --- RabbitMQ: the relay hands events to the broker -----------------------------------------
+
+
+def outbox_pending(*, limit: int) -> list[OutboxEvent]:
+    """Pending rows due now (a `not_before` row waits), allergy events first."""
+    due = OutboxEvent.objects.filter(status=PENDING, available_at__lte=timezone.now())
+    return list(due.order_by(_priority(), "id")[:limit])
+
+
+def outbox_mark_published(*, pks: list[int], timing: BusTiming) -> None:
+    """The broker confirmed these; each must be settled by its settle deadline or is published again."""
+    OutboxEvent.objects.filter(pk__in=pks, status=PENDING).update(
+        status=PUBLISHED, published_at=timezone.now(), available_at=_after(timing.settle_deadline_seconds())
+    )
+
+
+def outbox_overdue_published(*, limit: int) -> list[OutboxEvent]:
+    overdue = OutboxEvent.objects.filter(status=PUBLISHED, available_at__lte=timezone.now())
+    return list(overdue.order_by("available_at")[:limit])
+
+
+def outbox_mark_republished(*, pk: int, timing: BusTiming) -> None:
+    OutboxEvent.objects.filter(pk=pk, status=PUBLISHED).update(available_at=_after(timing.settle_deadline_seconds()))
+
+
+# --- outcomes of a delivery attempt (both transports) ---------------------------------------
+
+
+def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: Iterable[int] = ()) -> None:
+    """Delivered (or skipped): by event id (what a message carries) and/or by row (claimed rows)."""
+    rows = Q(event_id__in=list(event_ids)) | Q(pk__in=list(pks))
+    OutboxEvent.objects.filter(rows).exclude(status=DELIVERED).update(
+        status=DELIVERED, delivered_at=timezone.now(), claimed_by="", claimed_until=None, last_error=""
+    )
+
+
+def outbox_schedule_retry(
+    *, event_id: uuid.UUID | str, attempt: int, error: str, delay: float, timing: BusTiming
+) -> None:
+    """Attempt `attempt` failed for now. Embedded: the row is due again after `delay` and its claim
+    is released. RabbitMQ: the broker holds it for `delay`; the row's settle deadline moves on."""
+    OutboxEvent.objects.filter(event_id=event_id, status__in=(PENDING, PUBLISHED)).update(
+        attempts=attempt,
+        last_error=error,
+        claimed_by="",
+        claimed_until=None,
+        available_at=Case(
+            When(status=PUBLISHED, then=Value(_after(timing.settle_deadline_seconds(retry_delay=delay)))),
+            default=Value(_after(delay)),
+        ),
+    )
+
+
+def dead_letter_record(*, envelope: Envelope | dict, attempts: int, reason: str, cause: Cause) -> DeadLetter:
+    """Record a dead letter (idempotent per event) and take the event out of the outbox flow."""
+    now = timezone.now()
+    event_id = envelope["id"]
+    with transaction.atomic():
+        dead_letter, created = DeadLetter.objects.get_or_create(
+            event_id=event_id,
+            defaults={
+                "type": envelope.get("type", ""),
+                "uid": envelope.get("uid"),
+                "envelope": envelope,
+                "attempts": attempts,
+                "reason": reason,
+                "cause": cause,
+                "first_failed_at": now,
+                "last_failed_at": now,
+            },
+        )
+        if created:
+            metrics.dead_letter_recorded(event_type=dead_letter.type)
+        else:
+            DeadLetter.objects.filter(pk=dead_letter.pk).update(
+                attempts=max(dead_letter.attempts, attempts), reason=reason, cause=cause, last_failed_at=now
+            )
+            dead_letter.refresh_from_db()
+        OutboxEvent.objects.filter(event_id=event_id).update(
+            status=DEAD, attempts=attempts, last_error=reason, claimed_by="", claimed_until=None
+        )
+    return dead_letter
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+def _outbox_row_for(dead_letter: DeadLetter) -> OutboxEvent:
+    """The event's outbox row, recreated from the stored envelope if it is gone."""
+    envelope = dead_letter.envelope
+    row, _ = OutboxEvent.objects.get_or_create(
+        event_id=dead_letter.event_id,
+        defaults={
+            "type": dead_letter.type,
+            "uid": dead_letter.uid,
+            "data": envelope.get("data") or {},
+            "status": DEAD,
+        },
+    )
+    return row
+
+
+def dead_letter_resolve_stale(*, dead_letter: DeadLetter, reason: str) -> None:
+    """A superseded event counts as done, as the handler's own "skipped" would."""
+    with transaction.atomic():
+        DeadLetter.objects.filter(pk=dead_letter.pk).delete()
+        OutboxEvent.objects.filter(event_id=dead_letter.event_id, status=DEAD).update(
+            status=DELIVERED, delivered_at=timezone.now(), last_error=f"replay skipped: {reason}"
+        )
+
+
+def dead_letter_requeue_embedded(*, dead_letter: DeadLetter) -> None:
+    """Embedded bus: the event's row is due again; the consumer never touches a dead row."""
+    with transaction.atomic():
+        row = _outbox_row_for(dead_letter)
+        OutboxEvent.objects.filter(pk=row.pk).update(
+            status=PENDING, attempts=0, available_at=timezone.now(), claimed_by="", claimed_until=None, last_error=""
+        )
+        DeadLetter.objects.filter(pk=dead_letter.pk).delete()
+
+
+def dead_letter_republish(*, dead_letter: DeadLetter, publish: Callable[[Envelope], None], timing: BusTiming) -> None:
+    """RabbitMQ: publish with confirms; the dead letter goes only once the broker confirmed.
+
+    The row is set back to `published` *before* publishing: a consumer that takes the message at
+    once must find a row it can settle that nothing later overwrites. If publishing fails the row
+    goes back to `dead`. If this process dies between the two, the row shows as backlog and the
+    dead letter stays, so running the replay again repairs it (delivery is at least once).
+    """
+    with transaction.atomic():
+        row = _outbox_row_for(dead_letter)
+        OutboxEvent.objects.filter(pk=row.pk).update(
+            status=PUBLISHED,
+            attempts=0,
+            published_at=timezone.now(),
+            available_at=_after(timing.settle_deadline_seconds()),
+            last_error="",
+        )
+    try:
+        publish(dead_letter.envelope)
+    except BaseException:
+        OutboxEvent.objects.filter(pk=row.pk, status=PUBLISHED).update(
+            status=DEAD, attempts=dead_letter.attempts, last_error=dead_letter.reason
+        )
+        raise
+    # Unless the replayed event already failed again (the consumer updated this dead letter).
+    DeadLetter.objects.filter(pk=dead_letter.pk, last_failed_at=dead_letter.last_failed_at).delete()
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def _delete_in_batches(pks_of: Callable[[int], list[int]], model: type, batch_size: int,
+                       on_batch: Callable[[int], None] | None, total: int) -> int:
+    while True:
+        with transaction.atomic():
+            pks = pks_of(batch_size)
+            if not pks:
+                return total
+            deleted, _ = model.objects.filter(pk__in=pks).delete()
+        total += deleted
+        if on_batch is not None:
+            on_batch(total)
+
+
+def outbox_prune(
+    *,
+    older_than_days: int | None = None,
+    dead_older_than_days: int | None = None,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Delete delivered rows past OUTBOX_RETENTION_DAYS, and dead letters (with their dead rows)
+    whose last failure is past BUS_DEAD_RETENTION_DAYS, `batch_size` rows per transaction so the
+    tables are never locked for long. Pending and published rows are never pruned. Returns the
+    number of rows deleted (or, with `dry_run`, that would be)."""
+    days = settings.OUTBOX_RETENTION_DAYS if older_than_days is None else older_than_days
+    dead_days = settings.BUS_DEAD_RETENTION_DAYS if dead_older_than_days is None else dead_older_than_days
+    if days < 0 or dead_days < 0:
+        raise ValueError("retention days must be >= 0")
+    now = timezone.now()
+    delivered = OutboxEvent.objects.filter(status=DELIVERED, delivered_at__lte=now - timedelta(days=days))
+    dead_letters = DeadLetter.objects.filter(last_failed_at__lte=now - timedelta(days=dead_days))
+    dead_rows = OutboxEvent.objects.filter(status=DEAD, occurred_at__lte=now - timedelta(days=dead_days))
+    if dry_run:
+        return delivered.count() + dead_letters.count() + dead_rows.exclude(
+            event_id__in=DeadLetter.objects.exclude(pk__in=dead_letters.values("pk")).values("event_id")
+        ).count()
+
+    def rows(queryset):
+        return lambda n: list(queryset.order_by("pk").values_list("pk", flat=True)[:n])
+
+    total = _delete_in_batches(rows(delivered), OutboxEvent, batch_size, on_batch, 0)
+    total = _delete_in_batches(rows(dead_letters), DeadLetter, batch_size, on_batch, total)
+    # A dead row goes once no dead letter (one replay could still need) refers to it.
+    orphans = dead_rows.exclude(event_id__in=DeadLetter.objects.values("event_id"))
+    return _delete_in_batches(rows(orphans), OutboxEvent, batch_size, on_batch, total)
+
+
+# --- erasure --------------------------------------------------------------------------------
+
+ERASED = "[erased with the account]"
+
+
+def bus_user_erase(*, uid: uuid.UUID) -> None:
+    """Remove the bus's copies of a deleted user's data (call in the deletion's transaction).
+
+    What stays is what the erasure itself needs: the user's `user.deleted` events (uid and
+    type) and any events still in flight, emptied of data — their handlers find the user gone
+    and skip. Finished rows and dead letters of other types are deleted.
+    """
+    with transaction.atomic():
+        OutboxEvent.objects.filter(uid=uid, status__in=(DELIVERED, DEAD)).exclude(type="user.deleted").delete()
+        OutboxEvent.objects.filter(uid=uid).update(data={}, last_error="")
+        DeadLetter.objects.filter(uid=uid).exclude(type="user.deleted").delete()
+        for dead_letter in DeadLetter.objects.filter(uid=uid):
+            envelope = {**dead_letter.envelope, "data": {}} if isinstance(dead_letter.envelope, dict) else {}
+            DeadLetter.objects.filter(pk=dead_letter.pk).update(envelope=envelope, reason=ERASED)

@@ -54,7 +54,7 @@ def interaction_mirror_refresh_request_if_stale(*, user: User, force: bool = Fal
         if (force or _is_stale(mirror, now)) and not _refresh_outstanding(mirror, now):
             mirror.refresh_requested_at = now
             mirror.save(update_fields=["refresh_requested_at"])
-            outbox_event_add(event_type=events.INTERACTIONS_REFRESH_REQUESTED, uid=user.uid, data={})
+            outbox_event_add(uid=user.uid, payload=events.InteractionsRefreshRequested())
     return _refresh_outstanding(mirror, now)
 
 
@@ -68,7 +68,7 @@ def interaction_history_clear(*, user: User) -> None:
         mirror.synced_at = timezone.now()
         mirror.clear_pending = True
         mirror.save()
-        outbox_event_add(event_type=events.INTERACTIONS_CLEAR_REQUESTED, uid=user.uid, data={})
+        outbox_event_add(uid=user.uid, payload=events.InteractionsClearRequested())
 
 
 def interaction_mirror_store(*, uid: uuid.UUID | str, items: list[dict[str, Any]], total: int) -> bool:

@@ -39,7 +39,6 @@ from django.utils import timezone
 from agent_bridge import events
 from agent_bridge.agent_client import AgentClient, AgentOutcomeUnknown, AgentUserNotFound
 from agent_bridge.events import Envelope
-from agent_bridge.leases import user_lease
 from agent_bridge.models import AgentCopy, AgentDriftCount, OutboxEvent
 from agent_bridge.outbox import outbox_event_add
 from allergies import selectors as allergy_selectors
@@ -271,29 +270,29 @@ def handle_read_back_due(envelope: Envelope, agent: AgentClient) -> str:
     uid = uuid.UUID(str(envelope["uid"]))
     data = envelope.get("data") or {}
     chain, step, repairs = str(data.get("chain", "")), int(data.get("step", 0)), int(data.get("repairs", 0))
-    with user_lease(uid):
-        copy = AgentCopy.objects.filter(uid=uid).first()
-        if copy is None or str(copy.read_back_chain) != chain:
-            return "skipped"  # superseded by a newer chain, or already resolved
-        result = check(uid=uid, agent=agent)
-        with transaction.atomic():
-            # A drift is repaired, and the repair starts a new chain that supersedes this one.
-            check_record(result, source=CheckSource.READ_BACK, repair=True, repairs=repairs)
-            if result.drifts:
-                return "delivered"
-            if result.equal and step + 1 >= len(read_back_delays()):
-                AgentCopy.objects.filter(uid=uid, read_back_chain=chain).update(
-                    read_back_chain=None, read_back_since=None
-                )
-                allergy_services.allergy_sync_record_verified(uid=uid, at=timezone.now(), resolved=True)
-                logger.info("read-back resolved uid=%s chain=%s steps=%s", uid, chain, step + 1)
-            else:
-                outbox_event_add(
-                    event_type=events.AGENT_READ_BACK_DUE,
-                    uid=uid,
-                    data={"chain": chain, "step": step + 1, "repairs": repairs},
-                    not_before=timezone.now() + timedelta(seconds=_next_delay(step + 1)),
-                )
+    # Runs while the consumer owns the user (the transport's ownership): no lease of its own.
+    copy = AgentCopy.objects.filter(uid=uid).first()
+    if copy is None or str(copy.read_back_chain) != chain:
+        return "skipped"  # superseded by a newer chain, or already resolved
+    result = check(uid=uid, agent=agent)
+    with transaction.atomic():
+        # A drift is repaired, and the repair starts a new chain that supersedes this one.
+        check_record(result, source=CheckSource.READ_BACK, repair=True, repairs=repairs)
+        if result.drifts:
+            return "delivered"
+        if result.equal and step + 1 >= len(read_back_delays()):
+            AgentCopy.objects.filter(uid=uid, read_back_chain=chain).update(
+                read_back_chain=None, read_back_since=None
+            )
+            allergy_services.allergy_sync_record_verified(uid=uid, at=timezone.now(), resolved=True)
+            logger.info("read-back resolved uid=%s chain=%s steps=%s", uid, chain, step + 1)
+        else:
+            outbox_event_add(
+                event_type=events.AGENT_READ_BACK_DUE,
+                uid=uid,
+                data={"chain": chain, "step": step + 1, "repairs": repairs},
+                not_before=timezone.now() + timedelta(seconds=_next_delay(step + 1)),
+            )
     return "delivered"
 
 

@@ -202,30 +202,42 @@ def history_add(rows: int) -> float:
 def queries_per_event(stack: Stack, user: Any) -> dict[str, Any]:
     """Database statements the consumer spends on one allergy event (in-process, bus processes stopped).
 
-    Counts what the embedded consumer runs to claim and settle one event, and what the RabbitMQ
-    consumer's handler thread runs for one message; each statement is a round trip to the database.
+    Counts what the embedded consumer runs to claim and settle one event (its user lease
+    included), and what the RabbitMQ consumer runs for one message: the handler under the
+    partition's ownership (no lease per event) and the settle of the ack; each statement is a
+    round trip to the database.
     """
+    import contextlib
     import threading
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from agent_bridge.transports import embedded
-    from consumers.runners import EmbeddedConsumer, RabbitConsumer
+    from agent_bridge import outbox as owner
+    from agent_bridge.agent_client import AgentClient
+    from agent_bridge.timing import bus_timing
+    from agent_bridge.transports.embedded import EmbeddedTransport
+    from consumers import processing
+    from consumers.runners import Consumer
 
     out: dict[str, Any] = {}
     produce(user, 0)
-    consumer = EmbeddedConsumer(stop=threading.Event())
+    transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="bench-diagnostic")
+    consumer = Consumer(transport=transport, stop=transport.stop)
     with CaptureQueriesContext(connection) as claim:
-        event = embedded.outbox_event_claim_next(worker_id="bench-diagnostic")
+        delivery = transport.claim()
     with CaptureQueriesContext(connection) as handle:
-        outcome = consumer.handle(event)
+        outcome = consumer.handle(delivery)
     out["embedded"] = {"claim": len(claim.captured_queries), "handle_and_settle": len(handle.captured_queries),
-                       "outcome": outcome.status}
+                       "outcome": outcome.status.value}
     produce(user, 1)
-    event = embedded.outbox_event_claim_next(worker_id="bench-diagnostic")
+    delivery = transport.claim()
     with CaptureQueriesContext(connection) as rabbit:
-        outcome = RabbitConsumer(stop=threading.Event())._process(event.envelope, 1)
-    out["rabbitmq_handler"] = {"handle_and_settle": len(rabbit.captured_queries), "outcome": outcome.status,
+        outcome = processing.process_envelope(
+            delivery.envelope, attempt=1, agent=AgentClient.from_settings(),
+            ownership=lambda envelope: contextlib.nullcontext(),
+        )
+        owner.outbox_settle_delivered(event_ids=[delivery.envelope["id"]])
+    out["rabbitmq_handler"] = {"handle_and_settle": len(rabbit.captured_queries), "outcome": outcome.status.value,
                                "statements": [q["sql"][:90] for q in rabbit.captured_queries]}
     return out

@@ -178,14 +178,18 @@ class Stack:
     def queue_names(self) -> list[str]:
         from django.conf import settings
 
-        names = [f"{self.prefix}.work", f"{self.prefix}.dead"]
-        names += [f"{self.prefix}.retry.{int(d)}s" for d in settings.BUS_RETRY_DELAYS_SECONDS]
+        from agent_bridge.transports.rabbitmq import Topology
+
+        topology = Topology(prefix=self.prefix, partitions=settings.AMQP_PARTITIONS)
+        names = [*topology.work_queues, topology.dead_queue]
+        names += [topology.retry_queue(d) for d in settings.BUS_RETRY_DELAYS_SECONDS]
         return names
 
     def queue_consumers(self) -> int:
+        """Consumers subscribed to the first partition queue (every consumer subscribes to all)."""
         connection, channel = self._channel()
         try:
-            return channel.queue_declare(f"{self.prefix}.work", passive=True).method.consumer_count
+            return channel.queue_declare(f"{self.prefix}.work.0", passive=True).method.consumer_count
         finally:
             connection.close()
 

@@ -1,13 +1,16 @@
 """One handler per event type: the Agent call (or email) that an event stands for.
 
-Handlers are idempotent (delivery is at least once) and raise AgentError subclasses or
-LeaseBusy; the retry and dead-letter policy lives in consumers.processing.
+Handlers are idempotent (delivery is at least once), return a `Status` (delivered or skipped)
+and raise `DeliveryError`s (Agent errors, LeaseBusy, the email errors below), each of which
+says how it may be retried; the retry and dead-letter policy lives in consumers.processing.
 
-Every handler that talks to the Agent holds the user's lease (agent_bridge.leases) for the
-whole read-current-state → call-the-Agent → record-the-result sequence, so Agent calls about
-one user never interleave, whatever the number of consumers. Under the lease it first checks
-that the user still exists locally: a deleted user is never re-created at the Agent (the
-`user.deleted` handler takes the same lease, so it runs entirely before or after).
+Every handler runs while its consumer is the only one working on the event's user (the
+transport's ownership: the user's lease on the embedded bus, the partition on RabbitMQ; see
+consumers.processing.process_envelope), for the whole read-current-state → call-the-Agent →
+record-the-result sequence, so Agent calls about one user never interleave, whatever the number
+of consumers. Each first checks that the user still exists locally: a deleted user is never
+re-created at the Agent (the `user.deleted` handler is owned the same way, so it runs entirely
+before or after).
 
 State-carrying handlers (`allergies.replaced`, `preferences.updated`, `user.registered`) send
 the state read from the database *now*, not the event's payload. An event is only a "something
@@ -24,9 +27,10 @@ from typing import Any
 
 from agent_bridge import events, verification
 from agent_bridge import services as bridge_services
-from agent_bridge.agent_client import AgentClient, AgentPermanentError, AgentTransientError, AgentUserNotFound
+from agent_bridge.agent_client import AgentClient, AgentUserNotFound
+from agent_bridge.delivery import Cause, DeliveryError, Outcome, Retry, Status
 from agent_bridge.events import Envelope
-from agent_bridge.leases import LeaseBusy, user_lease, user_lease_forget
+from agent_bridge.leases import user_lease_forget
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
 from identity import selectors as identity_selectors
@@ -35,14 +39,13 @@ from identity.preferences import agent_patches
 
 logger = logging.getLogger("consumers.handlers")
 
-DELIVERED = "delivered"
-SKIPPED = "skipped"
+DELIVERED = Status.DELIVERED
+SKIPPED = Status.SKIPPED  # nothing left to do, e.g. the user is gone
 
-# A handler returns "delivered" or "skipped" (nothing left to do, e.g. the user is gone).
-Handler = Callable[[Envelope, AgentClient], str]
-# Called after a failed delivery attempt with the envelope and the error text, e.g. to show
-# the user that their allergy profile is not yet at the Agent.
-FailureRecorder = Callable[[Envelope, str], None]
+Handler = Callable[[Envelope, AgentClient], Status]
+# Called after a failed delivery attempt with the envelope and its outcome, e.g. to show the
+# user that their allergy profile is not yet at the Agent.
+FailureRecorder = Callable[[Envelope, Outcome], None]
 
 
 def _uid(envelope: Envelope) -> uuid.UUID:
@@ -77,51 +80,49 @@ def _agent_user_create_with_snapshot(uid: uuid.UUID, agent: AgentClient) -> bool
     return created
 
 
-def handle_user_registered(envelope: Envelope, agent: AgentClient) -> str:
+def handle_user_registered(envelope: Envelope, agent: AgentClient) -> Status:
     """Create the user at the Agent with its full current profile; idempotent at the Agent."""
     uid = _uid(envelope)
-    with user_lease(uid):
-        if not identity_selectors.user_exists(uid=uid):
-            return SKIPPED  # deleted before we got here: never resurrect it at the Agent
-        _agent_user_create_with_snapshot(uid, agent)
+    if not identity_selectors.user_exists(uid=uid):
+        return SKIPPED  # deleted before we got here: never resurrect it at the Agent
+    _agent_user_create_with_snapshot(uid, agent)
     return DELIVERED
 
 
-def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> str:
+def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> Status:
     """Send the *current* allergy profile unless the Agent already holds its revision."""
     uid = _uid(envelope)
-    with user_lease(uid):
-        state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
-        if state is None:
-            return SKIPPED  # the user is gone
-        if state.synced_revision >= state.revision:
-            return SKIPPED  # a newer (or this) revision is already at the Agent
-        try:
-            agent.replace_allergies(
-                uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
-            )
-        except AgentUserNotFound:
-            # The snapshot carries this very profile, so when the Agent creates the user from
-            # it there is nothing left to retry (and the lease is held for one call less).
-            if _agent_user_create_with_snapshot(uid, agent):
-                return DELIVERED
-            agent.replace_allergies(
-                uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
-            )
-        allergy_services.allergy_sync_record_success(uid=uid, revision=state.revision)
+    state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
+    if state is None:
+        return SKIPPED  # the user is gone
+    if state.synced_revision >= state.revision:
+        return SKIPPED  # a newer (or this) revision is already at the Agent
+    try:
+        agent.replace_allergies(
+            uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
+        )
+    except AgentUserNotFound:
+        # The snapshot carries this very profile, so when the Agent creates the user from
+        # it there is nothing left to retry (and the lease is held for one call less).
+        if _agent_user_create_with_snapshot(uid, agent):
+            return DELIVERED
+        agent.replace_allergies(
+            uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
+        )
+    allergy_services.allergy_sync_record_success(uid=uid, revision=state.revision)
     return DELIVERED
 
 
-def record_allergy_failure(envelope: Envelope, error: str) -> None:
+def record_allergy_failure(envelope: Envelope, outcome: Outcome) -> None:
     """After a failed attempt the profile shows `failing` with the error (DESIGN §6).
 
-    LeaseBusy is not a failure to reach the Agent: another consumer is syncing this user.
+    A busy owner is not a failure to reach the Agent: another consumer is syncing this user.
     """
-    if envelope.get("uid") and not error.startswith(LeaseBusy.__name__):
-        allergy_services.allergy_sync_record_failure(uid=_uid(envelope), error=error)
+    if envelope.get("uid") and outcome.cause is not Cause.OWNER_BUSY:
+        allergy_services.allergy_sync_record_failure(uid=_uid(envelope), error=outcome.error)
 
 
-def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> str:
+def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> Status:
     """Merge the *full current* preferences at the Agent, after resetting the keys whose
     removals its merge cannot express (identity.preferences.agent_patches).
 
@@ -130,36 +131,34 @@ def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> str:
     the two merges sends both again.
     """
     uid = _uid(envelope)
-    with user_lease(uid):
-        current = identity_selectors.user_preferences_get_by_uid(uid=uid)
-        if current is None:
-            return SKIPPED  # the user is gone
-        patches = agent_patches(current.data, current.reset_keys)
-        try:
-            agent.update_preferences(uid=str(uid), preferences=patches[0])
-        except AgentUserNotFound:
-            if _agent_user_create_with_snapshot(uid, agent):
-                return DELIVERED  # created from the current document: nothing to reset
-            agent.update_preferences(uid=str(uid), preferences=patches[0])
-        for patch in patches[1:]:
-            agent.update_preferences(uid=str(uid), preferences=patch)
-        identity_services.user_preferences_sync_record(uid=uid, revision=current.revision)
+    current = identity_selectors.user_preferences_get_by_uid(uid=uid)
+    if current is None:
+        return SKIPPED  # the user is gone
+    patches = agent_patches(current.data, current.reset_keys)
+    try:
+        agent.update_preferences(uid=str(uid), preferences=patches[0])
+    except AgentUserNotFound:
+        if _agent_user_create_with_snapshot(uid, agent):
+            return DELIVERED  # created from the current document: nothing to reset
+        agent.update_preferences(uid=str(uid), preferences=patches[0])
+    for patch in patches[1:]:
+        agent.update_preferences(uid=str(uid), preferences=patch)
+    identity_services.user_preferences_sync_record(uid=uid, revision=current.revision)
     return DELIVERED
 
 
-def handle_interactions_clear_requested(envelope: Envelope, agent: AgentClient) -> str:
+def handle_interactions_clear_requested(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
-    with user_lease(uid):
-        if not identity_selectors.user_exists(uid=uid):
-            return SKIPPED
-        try:
-            agent.clear_interactions(uid=str(uid))
-        except AgentUserNotFound:
-            # The Agent has no such user, hence no history: the clear is done. The Agent must
-            # still hold every live user's profile (allergies above all), so repair it now
-            # rather than wait for the next profile change; a new user has no history.
-            _agent_user_create_with_snapshot(uid, agent)
-        bridge_services.interaction_mirror_clear_done(uid=uid)
+    if not identity_selectors.user_exists(uid=uid):
+        return SKIPPED
+    try:
+        agent.clear_interactions(uid=str(uid))
+    except AgentUserNotFound:
+        # The Agent has no such user, hence no history: the clear is done. The Agent must
+        # still hold every live user's profile (allergies above all), so repair it now
+        # rather than wait for the next profile change; a new user has no history.
+        _agent_user_create_with_snapshot(uid, agent)
+    bridge_services.interaction_mirror_clear_done(uid=uid)
     return DELIVERED
 
 
@@ -183,77 +182,78 @@ def _agent_interactions_fetch(uid: uuid.UUID, agent: AgentClient) -> tuple[list[
     return items[:cap], total
 
 
-def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient) -> str:
+def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
-    with user_lease(uid):
-        if not identity_selectors.user_exists(uid=uid):
-            return SKIPPED
-        try:
-            items, total = _agent_interactions_fetch(uid, agent)
-        except AgentUserNotFound:
-            # No user at the Agent means no history: mirror the empty history (and repair the
-            # Agent's copy of the profile, as for a clear).
-            _agent_user_create_with_snapshot(uid, agent)
-            items, total = [], 0
-        stored = bridge_services.interaction_mirror_store(uid=uid, items=items, total=total)
+    if not identity_selectors.user_exists(uid=uid):
+        return SKIPPED
+    try:
+        items, total = _agent_interactions_fetch(uid, agent)
+    except AgentUserNotFound:
+        # No user at the Agent means no history: mirror the empty history (and repair the
+        # Agent's copy of the profile, as for a clear).
+        _agent_user_create_with_snapshot(uid, agent)
+        items, total = [], 0
+    stored = bridge_services.interaction_mirror_store(uid=uid, items=items, total=total)
     return DELIVERED if stored else SKIPPED
 
 
-def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> str:
+def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> Status:
     uid = _uid(envelope)
-    with user_lease(uid):
-        agent.delete_user(uid=str(uid))  # a 404 counts as done
+    agent.delete_user(uid=str(uid))  # a 404 counts as done
     user_lease_forget(uid=uid)
     return DELIVERED
 
 
-def handle_agent_resync_requested(envelope: Envelope, agent: AgentClient) -> str:
+def handle_agent_resync_requested(envelope: Envelope, agent: AgentClient) -> Status:
     """Push the user's full current state (resync_agent, drift repair): create the user from a
     snapshot, or, when the Agent has it, replace its allergies and merge our preferences."""
     uid = _uid(envelope)
-    with user_lease(uid):
-        allergies = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
-        preferences = identity_selectors.user_preferences_get_by_uid(uid=uid)
-        if allergies is None or preferences is None:
-            return SKIPPED  # the user is gone
-        profile = {"confirmed": allergies.confirmed, "intolerances": allergies.intolerances,
-                   "severity": allergies.severity}
-        # After the Agent lost its data most users are missing: one call creates them whole.
-        created = agent.create_user(
-            uid=str(uid), preferences=preferences.data, allergies=profile, allergy_flags=allergies.allergy_flags
-        ).get("created")
-        if not created:
-            agent.replace_allergies(uid=str(uid), **profile)
-            for patch in agent_patches(preferences.data, preferences.reset_keys):
-                agent.update_preferences(uid=str(uid), preferences=patch)
-        allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
-        identity_services.user_preferences_sync_record(uid=uid, revision=preferences.revision)
+    allergies = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
+    preferences = identity_selectors.user_preferences_get_by_uid(uid=uid)
+    if allergies is None or preferences is None:
+        return SKIPPED  # the user is gone
+    profile = {"confirmed": allergies.confirmed, "intolerances": allergies.intolerances,
+               "severity": allergies.severity}
+    # After the Agent lost its data most users are missing: one call creates them whole.
+    created = agent.create_user(
+        uid=str(uid), preferences=preferences.data, allergies=profile, allergy_flags=allergies.allergy_flags
+    ).get("created")
+    if not created:
+        agent.replace_allergies(uid=str(uid), **profile)
+        for patch in agent_patches(preferences.data, preferences.reset_keys):
+            agent.update_preferences(uid=str(uid), preferences=patch)
+    allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
+    identity_services.user_preferences_sync_record(uid=uid, revision=preferences.revision)
     return DELIVERED
 
 
-class EmailSendFailed(AgentTransientError):
-    """The email backend failed (SMTP error, connection refused): retry later.
+class EmailSendFailed(DeliveryError):
+    """The email backend failed (SMTP error, connection refused): retry now, then later."""
 
-    consumers.processing classifies failures by AgentError.transient, so email failures take
-    the same retry → dead-letter path as Agent failures instead of crashing the consumer.
-    """
-
-    default_code = "EMAIL_SEND_FAILED"
+    retry = Retry.NOW_AND_LATER
+    cause = Cause.EMAIL
+    code = "EMAIL_SEND_FAILED"
 
 
-class EmailKindUnknown(AgentPermanentError):
+class EmailKindUnknown(DeliveryError):
     """An email.requested event with a kind identity.emails does not know: a bug, dead-letter it."""
 
-    default_code = "UNKNOWN_EMAIL_KIND"
+    retry = Retry.NEVER
+    cause = Cause.EMAIL
+    code = "UNKNOWN_EMAIL_KIND"
 
 
-def handle_email_requested(envelope: Envelope, agent: AgentClient) -> str:
-    """Send the email with Django's backend; no Agent call, so no lease."""
+def handle_email_requested(envelope: Envelope, agent: AgentClient) -> Status:
+    """Send the email with Django's backend (no Agent call)."""
     # Imported here: identity.emails renders templates and builds link tokens, which the
     # Agent-bound handlers never need.
     from identity import emails
 
     kind = str((envelope.get("data") or {}).get("kind", ""))
+    # No account: no mail (an erased event has no kind left; a reset for an unknown address names
+    # nobody), except the deletion notice, whose address waits in its MailNotice row.
+    if kind != emails.EmailKind.ACCOUNT_DELETED and not identity_selectors.user_exists(uid=_uid(envelope)):
+        return SKIPPED
     try:
         sent = emails.account_email_send_rollback_unsafe(uid=_uid(envelope), kind=kind)
     except emails.UnknownEmailKind as exc:

@@ -9,7 +9,8 @@ import logging
 import re
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 
 import backoff
@@ -17,38 +18,24 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from agent_bridge import events
-from agent_bridge.agent_client import AgentClient, AgentError
+from agent_bridge.agent_client import AgentClient
+from agent_bridge.delivery import Cause, DeliveryError, Outcome, Retry, Status
 from agent_bridge.events import Envelope
-from agent_bridge.leases import LeaseBusy
+from agent_bridge.leases import user_lease
+from agent_bridge.timing import bus_timing
 from consumers.handlers import FAILURE_RECORDERS, HANDLERS
 from project import metrics
 
 logger = logging.getLogger("consumers.delivery")
 
-DELIVERED = "delivered"
-SKIPPED = "skipped"
-RETRY = "retry"
-DEAD = "dead"
 
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # delivered | skipped | retry | dead
-    error: str = ""
-
-    @property
-    def done(self) -> bool:
-        return self.status in (DELIVERED, SKIPPED)
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, LeaseBusy) or (isinstance(exc, AgentError) and exc.transient)
+def _user_lease(envelope: Envelope) -> AbstractContextManager:
+    return user_lease(envelope["uid"]) if envelope.get("uid") else nullcontext()
 
 
 def retry_delay_seconds(*, attempt: int) -> float | None:
     """Delay before delivery attempt `attempt + 1`, or None when retries are used up."""
-    delays = settings.BUS_RETRY_DELAYS_SECONDS
-    return float(delays[attempt - 1]) if attempt <= len(delays) else None
+    return bus_timing().retry_delay_seconds(attempt=attempt)
 
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@", re.IGNORECASE)
@@ -67,7 +54,6 @@ def scrub_secrets(text: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    # The class name comes first: failure recorders tell a LeaseBusy from an Agent error by it.
     code = getattr(exc, "code", None)
     status = getattr(exc, "status", None)
     parts = [type(exc).__name__]
@@ -78,46 +64,63 @@ def _describe(exc: BaseException) -> str:
     return scrub_secrets(f"{' '.join(parts)}: {exc}")[:1000]
 
 
-def _call_with_immediate_retries(envelope: Envelope, agent: AgentClient) -> str:
+def _call_with_immediate_retries(envelope: Envelope, agent: AgentClient) -> Status:
     handler = HANDLERS[envelope["type"]]
 
     @backoff.on_exception(
         backoff.expo,
-        (AgentError, LeaseBusy),
-        giveup=lambda exc: not is_transient(exc),
+        DeliveryError,
+        giveup=lambda exc: exc.retry is not Retry.NOW_AND_LATER,
         max_tries=lambda: max(1, settings.BUS_IMMEDIATE_TRIES),
         jitter=backoff.full_jitter,
         factor=0.1,
         max_value=lambda: settings.BUS_IMMEDIATE_BACKOFF_MAX_SECONDS,
         logger=None,
     )
-    def call() -> str:
+    def call() -> Status:
         return handler(envelope, agent)
 
     return call()
 
 
-def _after_transient(attempt: int, error: str) -> Outcome:
-    return Outcome(RETRY if retry_delay_seconds(attempt=attempt) is not None else DEAD, error)
+def _after_transient(attempt: int, cause: Cause, error: str) -> Outcome:
+    delay = retry_delay_seconds(attempt=attempt)
+    if delay is None:
+        return Outcome(Status.DEAD, cause, error)
+    return Outcome(Status.RETRY, cause, error, retry_after=delay)
 
 
-def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) -> Outcome:
+def process_envelope(
+    envelope: Envelope,
+    *,
+    attempt: int,
+    agent: AgentClient,
+    ownership: Callable[[Envelope], AbstractContextManager] | None = None,
+) -> Outcome:
     """Deliver one event (attempt `attempt`, counting from 1) and say what became of it.
 
+    `ownership(envelope)` is held around the handler (and its immediate retries) so that no other
+    consumer talks to the Agent about the same user meanwhile; it is the transport's (see
+    agent_bridge.transports), by default the user's lease.
+
     Database errors propagate: the transport leaves the event to be delivered again once the
-    database is back. Any other unexpected exception (a handler bug, an SMTP error) is treated
+    database is back. Any other unexpected exception (a handler bug, a library error) is treated
     as transient: delayed retries give a fix or a recovered dependency a chance, and the
     schedule is bounded, so it ends as a dead letter rather than looping.
     """
     started = time.monotonic()
     if envelope.get("type") not in HANDLERS:
-        outcome = Outcome(DEAD, f"no handler for event type {envelope.get('type')!r}")
+        outcome = Outcome(Status.DEAD, Cause.NO_HANDLER, f"no handler for event type {envelope.get('type')!r}")
     else:
         try:
-            outcome = Outcome(_call_with_immediate_retries(envelope, agent))
-        except (AgentError, LeaseBusy) as exc:
+            with (ownership or _user_lease)(envelope):
+                outcome = Outcome(Status(_call_with_immediate_retries(envelope, agent)))
+        except DeliveryError as exc:
             error = _describe(exc)
-            outcome = _after_transient(attempt, error) if is_transient(exc) else Outcome(DEAD, error)
+            if exc.retry is Retry.NEVER:
+                outcome = Outcome(Status.DEAD, exc.cause, error)
+            else:
+                outcome = _after_transient(attempt, exc.cause, error)
         except DatabaseError:
             raise
         except Exception as exc:
@@ -128,7 +131,7 @@ def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) ->
                 envelope.get("id"),
                 scrub_secrets("".join(traceback.format_exception(exc))),
             )
-            outcome = _after_transient(attempt, _describe(exc))
+            outcome = _after_transient(attempt, Cause.HANDLER_ERROR, _describe(exc))
     log_delivery(envelope, attempt=attempt, outcome=outcome, duration=time.monotonic() - started)
     metrics.delivery_observe(
         event_type=str(envelope.get("type")),
@@ -137,7 +140,7 @@ def process_envelope(envelope: Envelope, *, attempt: int, agent: AgentClient) ->
     )
     recorder = FAILURE_RECORDERS.get(envelope.get("type", ""))
     if recorder is not None and not outcome.done:
-        recorder(envelope, outcome.error)
+        recorder(envelope, outcome)
     return outcome
 
 
@@ -155,9 +158,9 @@ def log_delivery(envelope: Envelope, *, attempt: int, outcome: Outcome, duration
     can hold personal details, and never a credential.
     """
     level = logging.INFO
-    if outcome.status == RETRY:
+    if outcome.status is Status.RETRY:
         level = logging.WARNING
-    elif outcome.status == DEAD:
+    elif outcome.status is Status.DEAD:
         level = logging.CRITICAL if envelope.get("type") == events.ALLERGIES_REPLACED else logging.ERROR
     data = envelope.get("data") or {}
     extra = {
@@ -165,12 +168,15 @@ def log_delivery(envelope: Envelope, *, attempt: int, outcome: Outcome, duration
         "event_type": envelope.get("type"),
         "uid": envelope.get("uid"),
         "attempt": attempt,
-        "outcome": outcome.status,
+        "outcome": outcome.status.value,
         "duration_ms": round(duration * 1000, 1),
     }
     if "revision" in data:
         extra["revision"] = data["revision"]
     message = " ".join(f"{key}={value}" for key, value in extra.items())
+    if outcome.cause is not Cause.NONE:
+        extra["cause"] = outcome.cause.value
+        message += f" cause={outcome.cause.value}"
     if outcome.error:
         extra["error"] = scrub_secrets(outcome.error)
         message += f" error={extra['error']!r}"

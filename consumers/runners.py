@@ -2,38 +2,36 @@
 
 Each runs until its stop flag is set (SIGTERM/SIGINT), finishes the event in hand, and
 survives the loss of the broker or the database by reconnecting with backoff.
+
+`Consumer` is the one consumer loop: it drives any transport of agent_bridge.transports
+(embedded or RabbitMQ) through the same four verbs (next, ack, retry later, dead-letter).
 """
 import contextlib
-import hashlib
-import json
 import logging
 import signal
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-import pika
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, connections
-from django.utils import timezone
+from django.db import DatabaseError, close_old_connections, connections
 
+from agent_bridge import outbox as owner
 from agent_bridge.agent_client import AgentClient
-from agent_bridge.events import Envelope
+from agent_bridge.delivery import Outcome, Status
 from agent_bridge.leases import WORKER_ID
-from agent_bridge.models import OutboxEvent
-from agent_bridge.transports import embedded
+from agent_bridge.timing import BusTiming, bus_timing
+from agent_bridge.transports import Delivery, Transport
 from agent_bridge.transports import rabbitmq as amqp
+from agent_bridge.transports.embedded import EmbeddedTransport
 from agent_bridge.transports.notify import OutboxWaiter
-from consumers import processing, services
+from consumers import processing
 from project import metrics, tracing
 
 logger = logging.getLogger("consumers")
 
 RECONNECT_BACKOFF_MAX_SECONDS = 10.0
-DEAD_QUEUE_CHECK_SECONDS = 5.0
 
 
 def stop_flag_on_signals() -> threading.Event:
@@ -79,220 +77,128 @@ def _close_db_connections() -> None:
         connections.close_all()
 
 
-def _check_database() -> None:
-    """Raise DatabaseError unless the database answers (before taking messages off the broker)."""
-    close_old_connections()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+class Pruner:
+    """Retention pruning scheduled by the daemon itself (no cron): every BUS_PRUNE_INTERVAL_SECONDS,
+    the first time at start."""
+
+    def __init__(self, *, interval_seconds: float | None = None) -> None:
+        self.interval = settings.BUS_PRUNE_INTERVAL_SECONDS if interval_seconds is None else interval_seconds
+        self.last: float | None = None
+
+    def maybe(self) -> int:
+        if self.interval <= 0 or (self.last is not None and time.monotonic() - self.last < self.interval):
+            return 0
+        self.last = time.monotonic()
+        deleted = owner.outbox_prune()
+        if deleted:
+            logger.info("pruned %s outbox rows and dead letters past retention", deleted)
+        return deleted
 
 
-def settle(envelope: Envelope, *, attempt: int, outcome: processing.Outcome) -> None:
-    """Record a delivered or dead event; retries are recorded by the transport that schedules them."""
-    if outcome.done:
-        services.outbox_event_mark_delivered(event_id=envelope["id"])
-    elif outcome.status == processing.DEAD:
-        services.dead_letter_record(envelope=envelope, attempts=attempt, reason=outcome.error)
+class Consumer:
+    """Delivers events from a transport to the handlers, one at a time, until stopped."""
 
-
-class EmbeddedConsumer:
-    """Consumes straight from the outbox table (no broker)."""
-
-    def __init__(self, *, stop: threading.Event, agent: AgentClient | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        stop: threading.Event,
+        agent: AgentClient | None = None,
+        pruner: Pruner | None = None,
+    ) -> None:
+        self.transport = transport
         self.stop = stop
         self.agent = agent or AgentClient.from_settings()
+        self.pruner = pruner
+        self.timing = bus_timing().check()
 
     def run(self) -> None:
-        logger.info("consumer started (embedded bus) worker=%s", WORKER_ID)
-        run_resiliently("consumer", self._session, self.stop)
-        logger.info("consumer stopped")
-
-    def _session(self) -> None:
-        waiter = OutboxWaiter(stop=self.stop)
-        waiter.prepare()
-        try:
-            while not self.stop.is_set():
-                close_old_connections()
-                event = embedded.outbox_event_claim_next(worker_id=WORKER_ID)
-                if event is None:
-                    # Until a commit notifies us, or the next delayed retry is due.
-                    waiter.wait(max_seconds=embedded.outbox_seconds_until_next_due())
-                    continue
-                self.handle(event)
-        finally:
-            waiter.close()
-
-    def handle(self, event: OutboxEvent) -> processing.Outcome:
-        attempt = event.attempts + 1
-        envelope = event.envelope
-        with tracing.delivery_span(traceparent=event.traceparent, event_type=event.type, event_id=envelope["id"]):
-            outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
-        if outcome.status == processing.RETRY:
-            delay = processing.retry_delay_seconds(attempt=attempt)
-            embedded.outbox_event_release_for_retry(event=event, delay_seconds=delay, error=outcome.error)
-        else:
-            settle(envelope, attempt=attempt, outcome=outcome)
-        return outcome
-
-
-def _envelope_from(body: bytes) -> Envelope | None:
-    """The event envelope in a message body, or None if it is not one we can settle
-    (every id we store is a UUID: anything else would fail at the database, again and again)."""
-    try:
-        envelope = json.loads(body)
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
-            return None
-        if not 0 < len(envelope["type"]) <= 64:  # DeadLetter.type and OutboxEvent.type hold 64
-            return None
-        uuid.UUID(str(envelope.get("id")))
-        if envelope.get("uid") is not None:
-            uuid.UUID(str(envelope["uid"]))
-    except (ValueError, TypeError, UnicodeDecodeError):
-        return None
-    return envelope
-
-
-def _wake_rollback_unsafe(connection) -> None:
-    """Interrupt the connection's event loop from another thread (pika's one thread-safe call).
-    If the connection is already gone, the waiting loop notices on its own."""
-    with contextlib.suppress(pika.exceptions.ConnectionWrongStateError, pika.exceptions.StreamLostError):
-        connection.add_callback_threadsafe(lambda: None)
-
-
-class RabbitConsumer:
-    """Consumes the work queue with manual acks: an event is acked only once settled."""
-
-    def __init__(self, *, stop: threading.Event, agent: AgentClient | None = None) -> None:
-        self.stop = stop
-        self.agent = agent or AgentClient.from_settings()
-        self.topology = amqp.topology_from_settings()
-        # Handlers run on one worker thread while the main thread keeps the connection's
-        # heartbeats going, so a slow Agent never gets the connection closed under us.
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
-
-    def run(self) -> None:
-        logger.info("consumer started (rabbitmq) worker=%s queue=%s", WORKER_ID, self.topology.work_queue)
+        logger.info("consumer started (%s) worker=%s", self.transport.name, WORKER_ID)
         try:
             run_resiliently("consumer", self._session, self.stop)
         finally:
-            self.worker.shutdown(wait=True)
+            shutdown = getattr(self.transport, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
         logger.info("consumer stopped")
 
     def _session(self) -> None:
-        # Without a database no message can be settled: taking them off the broker would only
-        # add to their redelivery count (and a quorum queue dead-letters at the limit).
-        self._run_on_worker(None, _check_database)
-        connection = amqp.connect_rollback_unsafe(name=f"kairos-consumer {WORKER_ID}")
+        self.transport.open()
         try:
-            channel = connection.channel()
-            amqp.topology_declare(channel, self.topology)
-            channel.basic_qos(prefetch_count=settings.AMQP_PREFETCH)
-            publisher = connection.channel()
-            publisher.confirm_delivery()
-            dead_channel = connection.channel()
-            self._record_broker_dead_letters(connection, dead_channel)
-            dead_checked = time.monotonic()
-            for method, properties, body in channel.consume(self.topology.work_queue, inactivity_timeout=0.5):
-                if method is not None:
-                    self._handle_message(connection, channel, publisher, method, properties, body)
-                # When idle, and now and then under load, so broker dead letters never wait for a lull.
-                if method is None or time.monotonic() - dead_checked > DEAD_QUEUE_CHECK_SECONDS:
-                    if not self.stop.is_set():
-                        self._record_broker_dead_letters(connection, dead_channel)
-                    dead_checked = time.monotonic()
-                if self.stop.is_set():
-                    break
-            # Messages prefetched but not started go back to the queue at once.
-            channel.cancel()
+            while not self.stop.is_set():
+                close_old_connections()
+                delivery = self.transport.next()
+                if delivery is not None:
+                    self.handle(delivery)
+                if not self.stop.is_set():
+                    self.transport.housekeeping()
+                    if self.pruner is not None:
+                        self.pruner.maybe()
         finally:
-            amqp.connection_close_quietly(connection)
+            self.transport.close()
 
-    def _run_on_worker(self, connection, fn: Callable, *args, **kwargs):
-        """Run `fn` on the handler thread; meanwhile this thread serves the connection's
-        heartbeats (pika is not thread-safe, so only this thread touches the connection)."""
-        future = self.worker.submit(self._in_worker, fn, *args, **kwargs)
-        if connection is None:
-            return future.result()
-        # Wake this thread's event loop the moment the handler finishes, instead of polling.
-        future.add_done_callback(lambda _future: _wake_rollback_unsafe(connection))
-        while not future.done():
-            connection.process_data_events(time_limit=1.0)
-        return future.result()
-
-    @staticmethod
-    def _in_worker(fn: Callable, *args, **kwargs):
-        close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        except DatabaseError:
-            connections.close_all()
-            raise
-
-    def _handle_message(self, connection, channel, publisher, method, properties, body: bytes) -> None:
-        envelope = _envelope_from(body)
-        if envelope is None:
-            logger.error("rejecting malformed message %s to the dead-letter queue", properties.message_id)
-            channel.basic_reject(method.delivery_tag, requeue=False)
-            return
-        attempt = amqp.attempt_of(properties)
-        traceparent = amqp.traceparent_of(properties)
-        outcome = self._run_on_worker(connection, self._process, envelope, attempt, traceparent)
-        if outcome.status == processing.RETRY:
-            delay = processing.retry_delay_seconds(attempt=attempt)
-            amqp.envelope_publish_retry(
-                publisher, self.topology, envelope, attempt=attempt + 1, delay_seconds=delay, traceparent=traceparent
+    def _process(self, delivery: Delivery) -> Outcome:
+        # On the thread that runs the handler: the trace context must be entered there.
+        envelope = delivery.envelope
+        with tracing.delivery_span(traceparent=delivery.traceparent, event_type=envelope["type"],
+                                   event_id=envelope["id"]):
+            return processing.process_envelope(
+                envelope, attempt=delivery.attempt, agent=self.agent, ownership=self.transport.ownership_for
             )
-        channel.basic_ack(method.delivery_tag)
 
-    def _process(self, envelope: Envelope, attempt: int, traceparent: str | None = None) -> processing.Outcome:
-        # On the handler thread: the trace context must be entered here, not on the connection's.
-        with tracing.delivery_span(traceparent=traceparent, event_type=envelope["type"], event_id=envelope["id"]):
-            outcome = processing.process_envelope(envelope, attempt=attempt, agent=self.agent)
-        if outcome.status == processing.RETRY:
-            services.outbox_event_note_retry(
-                event_id=envelope["id"],
-                attempt=attempt,
-                error=outcome.error,
-                delay_seconds=processing.retry_delay_seconds(attempt=attempt),
-            )
+    def handle(self, delivery: Delivery) -> Outcome:
+        outcome = self.transport.run(delivery, self._process, delivery)
+        if outcome.done:
+            self.transport.ack(delivery)
+        elif outcome.status is Status.RETRY:
+            self.transport.retry_later(delivery, outcome)
         else:
-            settle(envelope, attempt=attempt, outcome=outcome)
+            self.transport.dead_letter(delivery, outcome)
         return outcome
 
-    def _record_broker_dead_letters(self, connection, dead_channel) -> None:
-        """Messages the broker dead-lettered (rejected, over the delivery limit) become DeadLetter rows."""
-        for _ in range(100):
-            method, properties, body = dead_channel.basic_get(self.topology.dead_queue)
-            if method is None:
-                return
-            envelope = _envelope_from(body)
-            if envelope is None:
-                # Kept verbatim for a human; the id is derived from the message so that recording it
-                # twice (after a crash before the ack) updates one row.
-                raw_id = properties.message_id or hashlib.sha256(body).hexdigest()
-                envelope = {
-                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"kairos-dead-letter:{raw_id}")),
-                    "type": (properties.type or "")[:64],
-                    "uid": None,
-                    "message_id": (properties.message_id or "")[:200],
-                    "raw": body.decode("utf-8", "replace")[:10000],
-                }
-            reason = f"dead-lettered by the broker: {amqp.death_reason(properties)}"
-            self._run_on_worker(
-                connection,
-                services.dead_letter_record,
-                envelope=envelope,
-                attempts=amqp.attempt_of(properties),
-                reason=reason,
-            )
-            dead_channel.basic_ack(method.delivery_tag)
+
+class ConsumerGroup:
+    """Several consumer loops in one process, each on its own connection: several Agent calls in
+    flight at once, for different users (a user's events stay with one loop: its partition on
+    RabbitMQ, its lease on the embedded bus)."""
+
+    def __init__(self, consumers: list[Consumer]) -> None:
+        self.consumers = consumers
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=consumer.run, name=f"consumer-{index}")
+            for index, consumer in enumerate(self.consumers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def consumer_from_settings(*, stop: threading.Event) -> Consumer | ConsumerGroup:
+    """RabbitMQ when AMQP_URL is set (the relay prunes), else the embedded bus (the consumer prunes);
+    BUS_CONSUMER_CONNECTIONS loops."""
+    timing = bus_timing().check()
+
+    def one(index: int) -> Consumer:
+        if settings.AMQP_URL:
+            return Consumer(transport=amqp.RabbitTransport(stop=stop, timing=timing), stop=stop)
+        pruner = Pruner() if index == 0 else None
+        return Consumer(transport=EmbeddedTransport(stop=stop, timing=timing), stop=stop, pruner=pruner)
+
+    count = max(1, settings.BUS_CONSUMER_CONNECTIONS)
+    return one(0) if count == 1 else ConsumerGroup([one(index) for index in range(count)])
 
 
 class Relay:
     """Publishes pending outbox rows to RabbitMQ, marking each published once confirmed."""
 
-    def __init__(self, *, stop: threading.Event) -> None:
+    def __init__(self, *, stop: threading.Event, timing: BusTiming | None = None) -> None:
         self.stop = stop
         self.topology = amqp.topology_from_settings()
+        self.timing = timing or bus_timing().check()
+        self.pruner = Pruner()
 
     def run(self) -> None:
         logger.info("relay started worker=%s exchange=%s", WORKER_ID, self.topology.exchange)
@@ -301,7 +207,7 @@ class Relay:
 
     def _session(self) -> None:
         waiter = OutboxWaiter(stop=self.stop)
-        connection = amqp.connect_rollback_unsafe(name=f"kairos-relay {WORKER_ID}")
+        connection = amqp.connect(name=f"kairos-relay {WORKER_ID}")
         try:
             channel = connection.channel()
             amqp.topology_declare(channel, self.topology)
@@ -310,9 +216,10 @@ class Relay:
             while not self.stop.is_set():
                 close_old_connections()
                 if not self.publish_batch(channel):
+                    self.pruner.maybe()
                     # Wake on a commit or when a delayed event is due; return often enough to
                     # serve the broker's heartbeats.
-                    due = embedded.outbox_seconds_until_next_due()
+                    due = owner.outbox_seconds_until_next_due()
                     heartbeat = settings.AMQP_HEARTBEAT_SECONDS / 4
                     waiter.wait(max_seconds=heartbeat if due is None else min(due, heartbeat))
                     connection.process_data_events(time_limit=0)
@@ -321,49 +228,41 @@ class Relay:
             amqp.connection_close_quietly(connection)
 
     def publish_batch(self, channel) -> int:
-        # Only due rows: a delayed event (a read-back step) waits in the outbox, not in the broker.
-        pending = OutboxEvent.objects.filter(
-            status=OutboxEvent.Status.PENDING, available_at__lte=timezone.now()
-        ).order_by("id")
-        batch = list(pending[: settings.BUS_RELAY_BATCH_SIZE])
+        batch = owner.outbox_pending(limit=settings.BUS_RELAY_BATCH_SIZE)
         published: list[int] = []
         try:
             for event in batch:
-                amqp.envelope_publish(channel, self.topology, event.envelope, traceparent=event.traceparent)
+                amqp.envelope_publish_rollback_unsafe(channel, self.topology, event.envelope,
+                                                      traceparent=event.traceparent or None)
+                metrics.event_published(event_type=event.type)
                 published.append(event.pk)
                 metrics.event_published(event_type=event.type)
                 logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)
         finally:
             if published:
-                OutboxEvent.objects.filter(pk__in=published, status=OutboxEvent.Status.PENDING).update(
-                    status=OutboxEvent.Status.PUBLISHED,
-                    published_at=timezone.now(),
-                    available_at=services.outbox_settle_deadline(),
-                )
+                owner.outbox_mark_published(pks=published, timing=self.timing)
         return len(published) + self.republish_unsettled(channel)
 
     def republish_unsettled(self, channel) -> int:
         """Publish again the events the broker took but nobody settled in time (a broker crash can
         lose a message it was moving between queues); handlers are idempotent, so a late
         original only makes a duplicate."""
-        overdue = OutboxEvent.objects.filter(
-            status=OutboxEvent.Status.PUBLISHED, available_at__lte=timezone.now()
-        ).order_by("available_at")
-        events = list(overdue[: settings.BUS_RELAY_BATCH_SIZE])
+        events = owner.outbox_overdue_published(limit=settings.BUS_RELAY_BATCH_SIZE)
         if events and self._work_queue_backlog(channel):
             return 0  # consumers are still working through a backlog, which likely holds these
         for event in events:
-            amqp.envelope_publish(
-                channel, self.topology, event.envelope, attempt=event.attempts + 1, traceparent=event.traceparent
+            amqp.envelope_publish_rollback_unsafe(
+                channel, self.topology, event.envelope, attempt=event.attempts + 1,
+                traceparent=event.traceparent or None,
             )
-            OutboxEvent.objects.filter(pk=event.pk, status=OutboxEvent.Status.PUBLISHED).update(
-                available_at=services.outbox_settle_deadline()
-            )
+            owner.outbox_mark_republished(pk=event.pk, timing=self.timing)
             logger.warning(
                 "relay republished event_id=%s event_type=%s uid=%s: not settled %ss after it was handed over",
-                event.event_id, event.type, event.uid, settings.BUS_REPUBLISH_AFTER_SECONDS,
+                event.event_id, event.type, event.uid, round(self.timing.republish_after_seconds),
             )
         return len(events)
 
     def _work_queue_backlog(self, channel) -> int:
-        return channel.queue_declare(self.topology.work_queue, passive=True).method.message_count
+        return sum(
+            channel.queue_declare(queue, passive=True).method.message_count for queue in self.topology.work_queues
+        )

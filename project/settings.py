@@ -284,6 +284,12 @@ AGENT_RECONCILE_PERIOD_SECONDS = env.int("AGENT_RECONCILE_PERIOD_SECONDS", defau
 AMQP_URL = env.str("AMQP_URL", default="")
 AMQP_QUEUE_TYPE = env.str("AMQP_QUEUE_TYPE", default="classic")  # classic | quorum
 AMQP_PREFETCH = env.int("AMQP_PREFETCH", default=10)
+# Partition queues <prefix>.work.<n>: a user's events all go to one (a hash of the uid), and each
+# has one active consumer at a time. More partitions than consumers lets consumers share them.
+AMQP_PARTITIONS = env.int("AMQP_PARTITIONS", default=4)
+# Consumer loops per `manage.py consume` process, each with its own connection: Agent calls in
+# flight at once for different users. RabbitMQ connections share the partitions fairly.
+BUS_CONSUMER_CONNECTIONS = env.int("BUS_CONSUMER_CONNECTIONS", default=2)
 # Seconds between AMQP heartbeats; daemons keep them going while a handler waits on the Agent.
 AMQP_HEARTBEAT_SECONDS = env.int("AMQP_HEARTBEAT_SECONDS", default=30)
 # Quorum work queues: deliveries before RabbitMQ dead-letters a message (RabbitMQ 4 default: 20).
@@ -303,9 +309,15 @@ BUS_RELAY_BATCH_SIZE = env.int("BUS_RELAY_BATCH_SIZE", default=200)
 # the relay. The outbox, not the broker, is the record: a broker crash can lose a message that
 # was being dead-lettered between queues (classic queues do that at most once).
 BUS_REPUBLISH_AFTER_SECONDS = env.int("BUS_REPUBLISH_AFTER_SECONDS", default=900)
-# How long a consumer owns a user's sync lease (serialises Agent calls per user).
-BUS_USER_LEASE_SECONDS = env.float("BUS_USER_LEASE_SECONDS", default=AGENT_TIMEOUT_SECONDS * 2 + 5)
+# How long a consumer owns a user (lease, embedded claim) without renewing it; it renews every
+# third of it while a handler runs, so this bounds how long a crashed consumer blocks a user
+# (agent_bridge/timing.py derives every other window from these settings).
+BUS_OWNERSHIP_SECONDS = env.float("BUS_OWNERSHIP_SECONDS", default=15.0)
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
+# Dead outbox rows and dead letters are kept this long for an operator to replay, then pruned.
+BUS_DEAD_RETENTION_DAYS = env.int("BUS_DEAD_RETENTION_DAYS", default=30)
+# The consumer (embedded bus) or the relay (RabbitMQ) prunes the outbox this often.
+BUS_PRUNE_INTERVAL_SECONDS = env.float("BUS_PRUNE_INTERVAL_SECONDS", default=3600.0)
 # `manage.py housekeeping` (the compose stack's housekeeping service): commands and intervals.
 HOUSEKEEPING_JOBS = env.str("HOUSEKEEPING_JOBS", default="prune_outbox=1h,prune_accounts=1h")
 INTERACTIONS_MIRROR_MAX_AGE_SECONDS = env.int("INTERACTIONS_MIRROR_MAX_AGE_SECONDS", default=300)

@@ -4,13 +4,12 @@
     python scripts/gen_event_docs.py            # rewrite docs/events.md
     python scripts/gen_event_docs.py --check    # exit 1 if docs/events.md is out of date
 
-Sources: agent_bridge.events.EVENT_TYPES (types and meanings), the `outbox_event_add(...)`
-calls in the apps (where each event is raised and the keys of its `data`, found by parsing
-the source), consumers.handlers.HANDLERS and FAILURE_RECORDERS (what the consumer does), and
-EXAMPLE_DATA below, whose keys tests/test_docs.py checks against the raising code.
+Sources: the declared payloads of agent_bridge.events (types, meanings, schema versions,
+fields and examples) and consumers.handlers.HANDLERS and FAILURE_RECORDERS (what the consumer
+does). Nothing is parsed out of the source: what is declared is what is documented.
 """
 import argparse
-import ast
+import dataclasses
 import difflib
 import inspect
 import os
@@ -22,45 +21,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "docs" / "events.md"
-APPS = ("identity", "allergies", "agent_bridge", "consumers")
 
-# One realistic `data` per type, for the example envelopes (keys are checked against the code).
-EXAMPLE_DATA: dict[str, dict] = {
-    "user.registered": {},
-    "email.requested": {"kind": "verify"},
-    "allergies.replaced": {
-        "revision": 7,
-        "confirmed": ["peanuts"],
-        "intolerances": ["milk"],
-        "severity": {"peanuts": "anaphylactic", "milk": "intolerance"},
-        "allergy_flags": ["milk", "peanuts"],
-    },
-    "preferences.updated": {"revision": 3, "delta": {"cuisine_affinity": {"thai": 0.8}}},
-    "interactions.clear_requested": {},
-    "interactions.refresh_requested": {},
-    "user.deleted": {},
-    "agent.read_back_due": {"chain": "9d4f6c2a-1b3e-4f5a-8c7d-6e5f4a3b2c1d", "step": 0, "repairs": 0},
-    "agent.resync_requested": {"reason": "resync"},
-}
 EXAMPLE_ID = uuid.UUID("0b7e3f0e-6a8c-4d2e-9a57-2f7c1d0e5a11")
 EXAMPLE_UID = uuid.UUID("5f0c6b8e-2d41-4c3a-8f7e-9b1a2c3d4e5f")
 EXAMPLE_TIME = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
 @dataclass
-class RaiseSite:
-    where: str  # module.function
-    data: str  # the `data=` argument as written
-    keys: set[str] | None  # its keys when it is a dict literal with constant keys
-    signal: str = ""  # the domain signal, when `where` is a receiver
-    senders: list[str] = field(default_factory=list)  # services that send that signal
-
-
-@dataclass
 class EventDoc:
     type: str
     meaning: str
-    raised_by: list[RaiseSite] = field(default_factory=list)
+    schema: int
+    fields: list[tuple[str, str]] = field(default_factory=list)  # (name, type)
+    example: dict = field(default_factory=dict)
     handler: str = ""
     handler_doc: str = ""
     failure_recorder: str = ""
@@ -75,60 +48,6 @@ def _setup_django() -> None:
     django.setup()
 
 
-def _functions() -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
-    """(module, function) for every function of the apps, tests and migrations excepted."""
-    found = []
-    for app in APPS:
-        for path in sorted((REPO / app).rglob("*.py")):
-            relative = path.relative_to(REPO)
-            if "tests" in relative.parts or "migrations" in relative.parts:
-                continue
-            module = ".".join(relative.with_suffix("").parts)
-            tree = ast.parse(path.read_text(), filename=str(path))
-            kinds = ast.FunctionDef | ast.AsyncFunctionDef
-            found += [(module, node) for node in ast.walk(tree) if isinstance(node, kinds)]
-    return found
-
-
-def raise_sites(event_constants: dict[str, str]) -> dict[str, list[RaiseSite]]:
-    """event type → the functions whose `outbox_event_add(event_type=events.X, data=...)` raises it."""
-    functions = _functions()
-    senders: dict[str, list[str]] = {}  # signal name → functions that call `<...>.<signal>.send(...)`
-    for module, function in functions:
-        for call in ast.walk(function):
-            if isinstance(call, ast.Call) and _name(call.func) == "send" and isinstance(call.func, ast.Attribute):
-                signal = _name(call.func.value)
-                if signal and f"{module}.{function.name}" not in senders.get(signal, []):
-                    senders.setdefault(signal, []).append(f"{module}.{function.name}")
-    found: dict[str, list[RaiseSite]] = {}
-    for module, function in functions:
-        signal = next(
-            (_name(d.args[0]) for d in function.decorator_list
-             if isinstance(d, ast.Call) and _name(d.func) == "receiver" and d.args),
-            "",
-        )
-        for call in ast.walk(function):
-            if not (isinstance(call, ast.Call) and _name(call.func) == "outbox_event_add"):
-                continue
-            keywords = {kw.arg: kw.value for kw in call.keywords}
-            kind = keywords.get("event_type")
-            if not isinstance(kind, ast.Attribute) or kind.attr not in event_constants:
-                continue
-            data = keywords.get("data")
-            keys = None
-            if isinstance(data, ast.Dict) and all(isinstance(k, ast.Constant) for k in data.keys):
-                keys = {k.value for k in data.keys}
-            site = RaiseSite(
-                f"{module}.{function.name}", ast.unparse(data) if data else "{}", keys, signal, senders.get(signal, [])
-            )
-            found.setdefault(event_constants[kind.attr], []).append(site)
-    return found
-
-
-def _name(node: ast.expr) -> str:
-    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
-
-
 def _qualname(obj: object) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
@@ -138,15 +57,15 @@ def collect() -> list[EventDoc]:
     from agent_bridge import events
     from consumers.handlers import FAILURE_RECORDERS, HANDLERS
 
-    constants = {
-        name: value
-        for name, value in vars(events).items()
-        if name.isupper() and isinstance(value, str) and value in events.EVENT_TYPES
-    }
-    sites = raise_sites(constants)
     docs = []
-    for event_type, meaning in events.EVENT_TYPES.items():
-        doc = EventDoc(event_type, meaning, sites.get(event_type, []))
+    for event_type, payload in events.PAYLOADS.items():
+        doc = EventDoc(
+            event_type,
+            events.EVENT_TYPES[event_type],
+            payload.SCHEMA,
+            [(f.name, getattr(f.type, "__name__", str(f.type))) for f in dataclasses.fields(payload)],
+            dict(payload.EXAMPLE),
+        )
         handler = HANDLERS.get(event_type)
         if handler is not None:
             doc.handler = _qualname(handler)
@@ -158,43 +77,40 @@ def collect() -> list[EventDoc]:
     return docs
 
 
-def example_envelope(event_type: str) -> dict:
+def example_envelope(doc: EventDoc) -> dict:
     from agent_bridge.events import make_envelope
 
     return make_envelope(
-        event_id=EXAMPLE_ID,
-        event_type=event_type,
-        occurred_at=EXAMPLE_TIME,
-        uid=EXAMPLE_UID,
-        data=EXAMPLE_DATA.get(event_type, {}),
+        event_id=EXAMPLE_ID, event_type=doc.type, occurred_at=EXAMPLE_TIME, uid=EXAMPLE_UID, data=doc.example
     )
 
 
 def render(docs: list[EventDoc]) -> str:
     import json
 
-    from agent_bridge.events import SCHEMA_VERSION
-
     out = [
         "# Event catalogue",
         "",
-        "<!-- GENERATED by scripts/gen_event_docs.py from agent_bridge/events.py, the outbox_event_add",
-        "     calls and consumers/handlers.py. Do not edit by hand: run `python scripts/gen_event_docs.py`.",
+        "<!-- GENERATED by scripts/gen_event_docs.py from the payloads declared in agent_bridge/events.py",
+        "     and consumers/handlers.py. Do not edit by hand: run `python scripts/gen_event_docs.py`.",
         "     tests/test_docs.py fails when this file and the code disagree. -->",
         "",
         "Every change the Agent must hear about is written to the outbox (`agent_bridge.models.OutboxEvent`)",
         "in the same transaction as the change, then delivered at least once by `manage.py consume`",
-        "(see [architecture.md](architecture.md)). All events share one JSON envelope, schema version "
-        f"{SCHEMA_VERSION}:",
+        "(see [architecture.md](architecture.md)). All events share one JSON envelope:",
         "",
         "| field | meaning |",
         "| --- | --- |",
         "| `id` | event id (UUID); the consumer's log lines and dead letters carry it as `event_id` |",
         "| `type` | one of the types below |",
-        f"| `schema` | envelope version, now `{SCHEMA_VERSION}` |",
+        "| `schema` | the version of the type's payload (below) |",
         "| `occurred_at` | when the change was committed (UTC, ISO 8601) |",
         "| `uid` | the user's stable uid (UUID) |",
-        "| `data` | type-specific payload (below) |",
+        "| `data` | the type's declared payload (below) |",
+        "",
+        "Payloads carry no personal data (no allergies, preferences or addresses): handlers send the",
+        "state read from the database when they run, so an event only says what changed, and at which",
+        "revision. The outbox checks every payload against its declaration (`agent_bridge.events`).",
         "",
         "Failures (consumers/processing.py): transient Agent errors (5xx, 429, `AGENT_UNAVAILABLE`, timeouts,",
         "connection errors) are retried at once with jittered backoff (`BUS_IMMEDIATE_TRIES`), then later",
@@ -205,23 +121,18 @@ def render(docs: list[EventDoc]) -> str:
         "",
         "## Summary",
         "",
-        "| type | meaning | consumer handler |",
-        "| --- | --- | --- |",
+        "| type | schema | meaning | consumer handler |",
+        "| --- | --- | --- | --- |",
     ]
     for doc in docs:
         handler = f"`{doc.handler}`" if doc.handler else "**none** (dead-lettered)"
-        out.append(f"| [`{doc.type}`](#{doc.type.replace('.', '')}) | {doc.meaning} | {handler} |")
+        out.append(f"| [`{doc.type}`](#{doc.type.replace('.', '')}) | {doc.schema} | {doc.meaning} | {handler} |")
     for doc in docs:
-        out += ["", f"## `{doc.type}`", "", doc.meaning, "", "**Raised by**", ""]
-        if doc.raised_by:
-            for site in doc.raised_by:
-                line = f"- `{site.where}` with `data={site.data}`"
-                if site.signal:
-                    sent_by = ", ".join(f"`{sender}`" for sender in site.senders) or "nothing yet"
-                    line += f", on the domain signal `{site.signal}` sent by {sent_by}"
-                out.append(line)
+        out += ["", f"## `{doc.type}`", "", doc.meaning, "", f"**Payload** (schema {doc.schema})", ""]
+        if doc.fields:
+            out += ["| field | type |", "| --- | --- |", *[f"| `{name}` | `{kind}` |" for name, kind in doc.fields]]
         else:
-            out.append("- nothing in the code raises it yet")
+            out.append("Empty: `{}`.")
         out += ["", "**Consumer**", ""]
         if doc.handler:
             out.append(f"`{doc.handler}`" + (":" if doc.handler_doc else ""))
@@ -231,7 +142,7 @@ def render(docs: list[EventDoc]) -> str:
             out.append("No handler: the consumer dead-letters this event.")
         if doc.failure_recorder:
             out += ["", f"After a failed attempt, `{doc.failure_recorder}` records the failure."]
-        out += ["", "**Example envelope**", "", "```json", json.dumps(example_envelope(doc.type), indent=2), "```"]
+        out += ["", "**Example envelope**", "", "```json", json.dumps(example_envelope(doc), indent=2), "```"]
     return "\n".join(out) + "\n"
 
 

@@ -1,54 +1,99 @@
-"""Embedded bus: the outbox table is the queue. Consumers claim rows with an expiring claim,
-so a consumer killed mid-event leaves the row to be taken again once the claim lapses."""
-from datetime import timedelta
+"""Embedded bus: the outbox table is the queue.
 
-from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
+A consumer claims the most urgent due row (allergy events first), together with the pending
+events of the same user and type that the same handler call delivers (coalescing: handlers send
+current state), for one ownership window and renews the claim while its handler runs
+(agent_bridge.leases.RENEWER), so a consumer killed mid-event leaves the row to be taken again
+once the claim lapses, and a slow handler never loses it.
+"""
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from agent_bridge.models import OutboxEvent
+from agent_bridge import outbox as owner
+from agent_bridge.delivery import Outcome
+from agent_bridge.events import Envelope
+from agent_bridge.leases import RENEWER, WORKER_ID, user_lease
+from agent_bridge.timing import BusTiming
+from agent_bridge.transports import Delivery
+from agent_bridge.transports.notify import OutboxWaiter
 
-
-def _claim_seconds() -> float:
-    # Long enough for the immediate retries of one Agent call plus a lease wait.
-    return settings.AGENT_TIMEOUT_SECONDS * (settings.BUS_IMMEDIATE_TRIES + 1) + settings.BUS_USER_LEASE_SECONDS
-
-
-def outbox_event_claim_next(*, worker_id: str) -> OutboxEvent | None:
-    """Claim the oldest due pending event, or None when there is nothing to do."""
-    now = timezone.now()
-    due = Q(status=OutboxEvent.Status.PENDING, available_at__lte=now) & (
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    )
-    candidates = list(OutboxEvent.objects.filter(due).order_by("available_at", "id").values_list("id", flat=True)[:5])
-    for pk in candidates:
-        with transaction.atomic():
-            claimed = OutboxEvent.objects.filter(due, pk=pk).update(
-                claimed_by=worker_id, claimed_until=now + timedelta(seconds=_claim_seconds())
-            )
-        if claimed:
-            return OutboxEvent.objects.get(pk=pk)
-    return None
+T = TypeVar("T")
 
 
-def outbox_event_release_for_retry(*, event: OutboxEvent, delay_seconds: float, error: str) -> None:
-    OutboxEvent.objects.filter(pk=event.pk).update(
-        attempts=event.attempts + 1,
-        available_at=timezone.now() + timedelta(seconds=delay_seconds),
-        claimed_by="",
-        claimed_until=None,
-        last_error=error,
-    )
+@dataclass(frozen=True)
+class Claimed:
+    pk: int  # the event delivered
+    covered: list[int]  # coalesced rows that the same handler call delivers
+# At most this many pending events delivered by one handler call (one claim statement).
+COALESCE_LIMIT = 500
 
 
-def outbox_seconds_until_next_due() -> float | None:
-    """Seconds until the next pending event waiting for a delayed retry is due (None: none waits)."""
-    now = timezone.now()
-    nearest = (
-        OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, available_at__gt=now)
-        .order_by("available_at")
-        .values_list("available_at", flat=True)
-        .first()
-    )
-    return None if nearest is None else max(0.0, (nearest - now).total_seconds())
+class EmbeddedTransport:
+    name = "embedded"
+
+    def __init__(self, *, stop, timing: BusTiming, worker_id: str = WORKER_ID) -> None:
+        self.stop = stop
+        self.timing = timing
+        self.worker_id = worker_id
+        self.waiter: OutboxWaiter | None = None
+
+    def open(self) -> None:
+        self.waiter = OutboxWaiter(stop=self.stop)
+        self.waiter.prepare()
+
+    def close(self) -> None:
+        if self.waiter is not None:
+            self.waiter.close()
+
+    def claim(self) -> Delivery | None:
+        """The most urgent due event, with the pending events it delivers too (coalesced)."""
+        event = owner.outbox_claim_next(worker_id=self.worker_id, timing=self.timing)
+        if event is None:
+            return None
+        covered = owner.outbox_claim_coalesced(
+            event=event, worker_id=self.worker_id, timing=self.timing, limit=COALESCE_LIMIT
+        )
+        return Delivery(envelope=event.envelope, attempt=event.attempts + 1, tag=Claimed(event.pk, covered),
+                        traceparent=event.traceparent or None)
+
+    def next(self) -> Delivery | None:
+        delivery = self.claim()
+        if delivery is None and self.waiter is not None:
+            # Until a commit notifies us, or the next delayed retry is due.
+            self.waiter.wait(max_seconds=owner.outbox_seconds_until_next_due())
+        return delivery
+
+    def run(self, delivery: Delivery, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        claimed = delivery.tag
+
+        def renew() -> None:
+            owner.outbox_claim_renew(pks=[claimed.pk, *claimed.covered], worker_id=self.worker_id, timing=self.timing)
+
+        with RENEWER.hold(renew):
+            return work(*args, **kwargs)
+
+    def ownership_for(self, envelope: Envelope) -> AbstractContextManager:
+        """The user's lease: consumers claim rows independently, so this serialises their Agent
+        calls about one user (raises LeaseBusy, a retry later, when another consumer holds it)."""
+        return user_lease(envelope["uid"]) if envelope.get("uid") else nullcontext()
+
+    def ack(self, delivery: Delivery) -> None:
+        owner.outbox_settle_delivered(pks=[delivery.tag.pk, *delivery.tag.covered])
+
+    def retry_later(self, delivery: Delivery, outcome: Outcome) -> None:
+        owner.outbox_claim_release(pks=delivery.tag.covered, worker_id=self.worker_id)
+        owner.outbox_schedule_retry(
+            event_id=delivery.envelope["id"], attempt=delivery.attempt, error=outcome.error, delay=outcome.retry_after,
+            timing=self.timing,
+        )
+
+    def dead_letter(self, delivery: Delivery, outcome: Outcome) -> None:
+        owner.outbox_claim_release(pks=delivery.tag.covered, worker_id=self.worker_id)
+        owner.dead_letter_record(
+            envelope=delivery.envelope, attempts=delivery.attempt, reason=outcome.error, cause=outcome.cause
+        )
+
+    def housekeeping(self) -> None:
+        pass  # nothing lives outside the table

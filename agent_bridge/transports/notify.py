@@ -1,6 +1,6 @@
 """Wake the relay and the embedded consumer when an event is committed, instead of polling hard.
 
-On PostgreSQL a trigger (consumers migration 0002) sends NOTIFY on the `kairos_outbox` channel
+On PostgreSQL a trigger (agent_bridge migration 0005) sends NOTIFY on the `kairos_outbox` channel
 whenever a row becomes pending, and PostgreSQL delivers it at commit. OutboxWaiter LISTENs on
 its own connection and sleeps until a notification or BUS_NOTIFY_FALLBACK_SECONDS, whichever
 comes first: the fallback poll still finds rows that become due by time (delayed retries) and
@@ -17,9 +17,11 @@ import threading
 from django.conf import settings
 from django.db import connections
 
+from agent_bridge.models import OUTBOX_NOTIFY_CHANNEL
+
 logger = logging.getLogger("agent_bridge.notify")
 
-CHANNEL = "kairos_outbox"
+CHANNEL = OUTBOX_NOTIFY_CHANNEL
 
 
 class OutboxWaiter:

@@ -3,8 +3,9 @@ import pytest
 from django.urls import reverse
 
 from agent_bridge import events
+from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
-from consumers import services
+from agent_bridge.outbox import dead_letter_record
 from consumers.models import DeadLetter
 
 pytestmark = pytest.mark.django_db
@@ -12,7 +13,10 @@ pytestmark = pytest.mark.django_db
 
 def dead_row() -> OutboxEvent:
     row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
-    services.dead_letter_record(envelope=row.envelope, attempts=1, reason="AgentAuthError 401 INVALID_SERVICE_TOKEN")
+    dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1,
+        reason="AgentAuthError 401 INVALID_SERVICE_TOKEN",
+    )
     return row
 
 

@@ -10,8 +10,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from agent_bridge import events
+from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
-from consumers import services
+from agent_bridge.outbox import dead_letter_record
 from consumers.management.commands.replay_dead_letters import parse_duration
 from consumers.models import DeadLetter
 
@@ -26,7 +27,8 @@ def run(*args: str) -> str:
 
 def dead_event(event_type=events.USER_REGISTERED, uid=None, failed_ago=timedelta(0)) -> OutboxEvent:
     row = OutboxEvent.objects.create(type=event_type, uid=uid or uuid.uuid4())
-    services.dead_letter_record(envelope=row.envelope, attempts=2, reason="AgentAuthError 401")
+    dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=2, reason="AgentAuthError 401")
     DeadLetter.objects.filter(event_id=row.event_id).update(last_failed_at=timezone.now() - failed_ago)
     return row
 
@@ -95,10 +97,10 @@ def test_prune_outbox_dry_run_then_for_real(settings) -> None:
         OutboxEvent.objects.create(type=events.USER_REGISTERED, status=OutboxEvent.Status.DELIVERED,
                                    delivered_at=timezone.now() - timedelta(days=days))
 
-    assert "2 delivered outbox rows older than 3 days would be deleted" in run("prune_outbox", "--dry-run")
+    assert "dry run: 2 rows past retention (delivered: 3 days)" in run("prune_outbox", "--dry-run")
     assert OutboxEvent.objects.count() == 3
-    assert "deleted 2 delivered" in run("prune_outbox", "--batch-size", "1")
-    assert "deleted 1 delivered" in run("prune_outbox", "--days", "0")
+    assert "deleted 2 rows" in run("prune_outbox", "--batch-size", "1")
+    assert "deleted 1 rows" in run("prune_outbox", "--days", "0")
     assert not OutboxEvent.objects.exists()
 
 
@@ -140,6 +142,7 @@ def test_replay_publishes_to_a_real_broker_with_confirms(settings) -> None:
     settings.AMQP_URL = os.environ["AMQP_URL"]
     settings.BUS_PREFIX = f"kairos-test-replay-{uuid.uuid4().hex[:8]}"
     settings.BUS_RETRY_DELAYS_SECONDS = [1]
+    settings.AMQP_PARTITIONS = 1
     rows = [dead_event(), dead_event(events.USER_DELETED)]
     topology = amqp.topology_from_settings()
     connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
@@ -148,15 +151,12 @@ def test_replay_publishes_to_a_real_broker_with_confirms(settings) -> None:
         out = run("replay_dead_letters", "--type", events.USER_DELETED)
 
         assert "replayed 1" in out
-        method, properties, body = channel.basic_get(topology.work_queue, auto_ack=True)
+        method, properties, body = channel.basic_get(topology.work_queue(0), auto_ack=True)
         assert method is not None and json.loads(body) == rows[1].envelope
         assert amqp.attempt_of(properties) == 1
-        assert channel.basic_get(topology.work_queue)[0] is None
+        assert channel.basic_get(topology.work_queue(0))[0] is None
         assert list(DeadLetter.objects.values_list("event_id", flat=True)) == [rows[0].event_id]
         assert OutboxEvent.objects.get(pk=rows[1].pk).status == OutboxEvent.Status.PUBLISHED
     finally:
-        for queue in (topology.work_queue, topology.dead_queue, topology.retry_queue(1)):
-            channel.queue_delete(queue)
-        channel.exchange_delete(topology.exchange)
-        channel.exchange_delete(topology.dead_exchange)
+        amqp.topology_delete(channel, topology, retry_delays=[1])
         connection.close()

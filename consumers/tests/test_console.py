@@ -4,8 +4,9 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from agent_bridge import events
+from agent_bridge import outbox as bus_owner
+from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
-from consumers import services
 from consumers.models import DeadLetter
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +16,7 @@ REASON = "AgentAuthError 401 INVALID_SERVICE_TOKEN"
 
 def _dead(reason: str = f"{REASON}: refused") -> OutboxEvent:
     row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
-    services.dead_letter_record(envelope=row.envelope, attempts=1, reason=reason)
+    bus_owner.dead_letter_record(cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1, reason=reason)
     return row
 
 

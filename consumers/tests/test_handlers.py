@@ -2,6 +2,7 @@
 
 import random
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from agent_bridge import events
 from agent_bridge import services as bridge_services
+from agent_bridge.delivery import Cause, Status
 from agent_bridge.events import make_envelope
 from agent_bridge.leases import user_lease
 from agent_bridge.models import InteractionMirror, OutboxEvent, UserSyncLease
@@ -194,14 +196,14 @@ def test_a_failed_attempt_shows_failing_then_synced(verified_user, agent, devage
 
     outcome = processing.process_envelope(env, attempt=1, agent=agent)
 
-    assert outcome.status == processing.RETRY
+    assert outcome.status == Status.RETRY
     state = sync_state(verified_user)
     assert state["state"] == "failing" and state["code"] == "agent_unreachable"
     assert "500" in allergy_selectors.allergy_profile_get(user=verified_user).sync_last_error
     assert agent_user(devagent, verified_user.uid)["allergies"]["confirmed"] == []
 
     devagent.state.set_fault({})
-    assert processing.process_envelope(env, attempt=2, agent=agent).status == processing.DELIVERED
+    assert processing.process_envelope(env, attempt=2, agent=agent).status == Status.DELIVERED
     assert sync_state(verified_user) == sync_of("synced", 1, 1)
 
 
@@ -211,7 +213,7 @@ def test_a_permanent_failure_is_a_dead_letter_and_shows_failing(verified_user, a
     [env] = outbox_envelopes(events.ALLERGIES_REPLACED)
     devagent.state.set_fault({"status": 422})
 
-    assert processing.process_envelope(env, attempt=1, agent=agent).status == processing.DEAD
+    assert processing.process_envelope(env, attempt=1, agent=agent).status == Status.DEAD
     assert sync_state(verified_user)["state"] == "failing"
     assert sync_state(verified_user)["code"] == "agent_rejected"
     assert "INVALID_PAYLOAD" in allergy_selectors.allergy_profile_get(user=verified_user).sync_last_error
@@ -222,11 +224,12 @@ def test_a_busy_lease_is_not_shown_as_a_failure(verified_user, agent, devagent, 
     allergy_services.allergy_profile_replace(user=verified_user, **PEANUTS)
     [env] = outbox_envelopes(events.ALLERGIES_REPLACED)
 
-    with user_lease(verified_user.uid):  # another consumer is syncing this user (a 25 s lease)
-        settings.BUS_USER_LEASE_SECONDS = 0.1  # ...and this one waits for it only briefly
-        outcome = processing.process_envelope(env, attempt=1, agent=agent)
+    # Another consumer is syncing this user (and renewing its lease)...
+    UserSyncLease.objects.create(uid=verified_user.uid, owner="other", expires_at=timezone.now() + timedelta(hours=1))
+    settings.BUS_OWNERSHIP_SECONDS = 1.5  # ...and this one waits for it one (short) ownership window
+    outcome = processing.process_envelope(env, attempt=1, agent=agent)
 
-    assert outcome.status == processing.RETRY
+    assert (outcome.status, outcome.cause) == (Status.RETRY, Cause.OWNER_BUSY)
     assert sync_state(verified_user)["state"] == "pending"
 
 
@@ -427,12 +430,12 @@ def test_an_email_backend_failure_is_retried_not_fatal(verified_user, agent, mon
     monkeypatch.setattr("identity.emails.send_mail", refuse)
     env = envelope(events.EMAIL_REQUESTED, verified_user.uid, {"kind": "password_reset"})
     outcome = processing.process_envelope(env, attempt=1, agent=agent)
-    assert outcome.status == processing.RETRY and "smtp down" in outcome.error
+    assert outcome.status == Status.RETRY and "smtp down" in outcome.error
 
 
 def test_an_unknown_email_kind_is_a_dead_letter(verified_user, agent) -> None:
     env = envelope(events.EMAIL_REQUESTED, verified_user.uid, {"kind": "newsletter"})
-    assert processing.process_envelope(env, attempt=1, agent=agent).status == processing.DEAD
+    assert processing.process_envelope(env, attempt=1, agent=agent).status == Status.DEAD
 
 
 def test_email_for_a_deleted_user_is_skipped(verified_user, agent) -> None:

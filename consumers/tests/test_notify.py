@@ -7,7 +7,7 @@ import pytest
 
 from agent_bridge import events
 from agent_bridge.models import OutboxEvent
-from agent_bridge.transports.embedded import outbox_seconds_until_next_due
+from agent_bridge.outbox import outbox_seconds_until_next_due
 from agent_bridge.transports.notify import OutboxWaiter
 
 

@@ -6,15 +6,17 @@ import pytest
 from django.utils import timezone
 
 from agent_bridge import events
+from agent_bridge import outbox as bus_owner
+from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent, UserSyncLease
-from consumers import operations, services
+from consumers import operations
 
 pytestmark = pytest.mark.django_db
 
 
 def _dead(event_type: str, reason: str) -> None:
     row = OutboxEvent.objects.create(type=event_type)
-    services.dead_letter_record(envelope=row.envelope, attempts=1, reason=reason)
+    bus_owner.dead_letter_record(cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1, reason=reason)
 
 
 def test_bus_figures_by_type() -> None:

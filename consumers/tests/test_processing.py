@@ -8,6 +8,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from agent_bridge import events
+from agent_bridge.delivery import Status
 from agent_bridge.events import make_envelope
 from consumers import processing
 from consumers.handlers import HANDLERS
@@ -32,7 +33,7 @@ def test_transient_answers_are_retried_at_once_then_scheduled(devagent, agent, v
 
     outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
 
-    assert outcome.status == processing.RETRY
+    assert outcome.status == Status.RETRY
     assert str(status) in outcome.error
     assert len(agent_calls(devagent)) == 3  # BUS_IMMEDIATE_TRIES tries in all, then a delayed retry
 
@@ -40,7 +41,7 @@ def test_transient_answers_are_retried_at_once_then_scheduled(devagent, agent, v
 def test_the_agent_refusing_connections_is_transient(devagent, agent, verified_user) -> None:
     devagent.down()
     outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
-    assert outcome.status == processing.RETRY
+    assert outcome.status == Status.RETRY
     assert outcome.error.startswith("AgentConnectionError")
 
 
@@ -53,7 +54,7 @@ def test_permanent_answers_are_dead_letters_at_once(devagent, agent, verified_us
 
     outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
 
-    assert outcome.status == processing.DEAD
+    assert outcome.status == Status.DEAD
     assert code in outcome.error
     assert len(agent_calls(devagent)) == 1  # no retry storm
 
@@ -66,7 +67,7 @@ def test_a_transient_failure_that_clears_within_the_immediate_tries_is_delivered
 
     outcome = processing.process_envelope(envelope(events.USER_REGISTERED, verified_user.uid), attempt=1, agent=agent)
 
-    assert outcome.status == processing.DELIVERED
+    assert outcome.status == Status.DELIVERED
     assert [r["status"] for r in agent_calls(devagent)] == [503, 503, 201]
 
 
@@ -87,13 +88,13 @@ def test_a_transient_failure_on_the_last_attempt_is_a_dead_letter(devagent, agen
     devagent.state.set_fault({"status": 503})
     env = envelope(events.USER_REGISTERED, verified_user.uid)
 
-    assert processing.process_envelope(env, attempt=2, agent=agent).status == processing.RETRY
-    assert processing.process_envelope(env, attempt=3, agent=agent).status == processing.DEAD
+    assert processing.process_envelope(env, attempt=2, agent=agent).status == Status.RETRY
+    assert processing.process_envelope(env, attempt=3, agent=agent).status == Status.DEAD
 
 
 def test_an_unknown_event_type_is_a_dead_letter_without_calling_the_agent(devagent, agent) -> None:
     outcome = processing.process_envelope(envelope("no.such.type", uuid.uuid4()), attempt=1, agent=agent)
-    assert outcome.status == processing.DEAD
+    assert outcome.status == Status.DEAD
     assert agent_calls(devagent) == []
 
 
@@ -103,7 +104,7 @@ def test_an_unexpected_handler_error_is_retried_later_not_fatal(agent, monkeypat
 
     monkeypatch.setitem(HANDLERS, events.USER_REGISTERED, broken)
     outcome = processing.process_envelope(envelope(events.USER_REGISTERED, uuid.uuid4()), attempt=1, agent=agent)
-    assert outcome.status == processing.RETRY
+    assert outcome.status == Status.RETRY
     assert outcome.error.startswith("KeyError")
 
 
@@ -142,7 +143,7 @@ def test_allergy_dead_letters_are_logged_critical_with_the_revision(devagent, ag
     with caplog.at_level(logging.INFO, logger="consumers.delivery"):
         outcome = processing.process_envelope(env, attempt=1, agent=agent)
 
-    assert outcome.status == processing.DEAD
+    assert outcome.status == Status.DEAD
     [record] = delivery_records(caplog)
     assert record.levelno == logging.CRITICAL
     assert record.revision == 4

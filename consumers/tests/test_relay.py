@@ -26,12 +26,7 @@ def channel(settings):
     amqp.topology_declare(channel, topology)
     channel.confirm_delivery()
     yield channel
-    for delay in settings.BUS_RETRY_DELAYS_SECONDS:
-        channel.queue_delete(topology.retry_queue(delay))
-    channel.queue_delete(topology.work_queue)
-    channel.queue_delete(topology.dead_queue)
-    channel.exchange_delete(topology.exchange)
-    channel.exchange_delete(topology.dead_exchange)
+    amqp.topology_delete(channel, topology, retry_delays=settings.BUS_RETRY_DELAYS_SECONDS)
     connection.close()
 
 
@@ -47,13 +42,14 @@ def handed_over(user, *, overdue: bool) -> OutboxEvent:
 
 
 def work_queue_messages(channel) -> list[tuple[str, int]]:
-    queue = amqp.topology_from_settings().work_queue
     found = []
-    while True:
-        method, properties, _body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            return found
-        found.append((properties.message_id, amqp.attempt_of(properties)))
+    for queue in amqp.topology_from_settings().work_queues:
+        while True:
+            method, properties, _body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            found.append((properties.message_id, amqp.attempt_of(properties)))
+    return found
 
 
 def test_an_event_nobody_settled_in_time_is_published_again(channel, verified_user) -> None:
@@ -89,7 +85,7 @@ def test_a_first_publish_sets_the_settle_deadline(channel, verified_user) -> Non
 def test_overdue_events_wait_while_the_work_queue_still_has_a_backlog(channel, verified_user) -> None:
     handed_over(verified_user, overdue=True)
     queued = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=verified_user.uid)
-    amqp.envelope_publish(channel, amqp.topology_from_settings(), queued.envelope)
+    amqp.envelope_publish_rollback_unsafe(channel, amqp.topology_from_settings(), queued.envelope)
 
     assert Relay(stop=threading.Event()).republish_unsettled(channel) == 0
     assert [message_id for message_id, _ in work_queue_messages(channel)] == [str(queued.event_id)]

@@ -6,33 +6,36 @@ import pytest
 from django.utils import timezone
 
 from agent_bridge import events
+from agent_bridge.delivery import Status
 from agent_bridge.models import OutboxEvent
-from agent_bridge.transports import embedded
-from consumers import processing
+from agent_bridge.timing import bus_timing
+from agent_bridge.transports import Delivery
+from agent_bridge.transports.embedded import EmbeddedTransport
 from consumers.models import DeadLetter
-from consumers.runners import EmbeddedConsumer, run_resiliently
+from consumers.runners import Consumer, run_resiliently
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def consumer(agent) -> EmbeddedConsumer:
-    return EmbeddedConsumer(stop=threading.Event(), agent=agent)
+def consumer(agent) -> Consumer:
+    transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
+    return Consumer(transport=transport, stop=transport.stop, agent=agent)
 
 
 def registered(user) -> OutboxEvent:
     return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=user.uid)
 
 
-def claim() -> OutboxEvent | None:
-    return embedded.outbox_event_claim_next(worker_id="test-worker")
+def claim() -> Delivery | None:
+    return EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="test-worker").claim()
 
 
 def test_a_delivered_event_is_marked_delivered(consumer, devagent, verified_user) -> None:
     row = registered(verified_user)
     outcome = consumer.handle(claim())
     row.refresh_from_db()
-    assert outcome.status == processing.DELIVERED
+    assert outcome.status == Status.DELIVERED
     assert row.status == OutboxEvent.Status.DELIVERED and row.delivered_at is not None
     assert str(verified_user.uid) in devagent.state.snapshot()["users"]
 
@@ -89,16 +92,16 @@ def test_retries_used_up_become_a_dead_letter(consumer, devagent, verified_user,
 
     statuses = [consumer.handle(claim()).status for _ in range(3)]
 
-    assert statuses == [processing.RETRY, processing.RETRY, processing.DEAD]
+    assert statuses == [Status.RETRY, Status.RETRY, Status.DEAD]
     assert DeadLetter.objects.get(event_id=row.event_id).attempts == 3
 
 
 def test_an_expired_claim_is_taken_again(verified_user) -> None:
     row = registered(verified_user)
-    assert claim().pk == row.pk
+    assert claim().tag.pk == row.pk
     assert claim() is None  # claimed
     OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-    assert claim().pk == row.pk  # the first consumer died mid-event
+    assert claim().tag.pk == row.pk  # the first consumer died mid-event
 
 
 def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> None:
@@ -131,6 +134,34 @@ def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> N
     ],
 )
 def test_only_settleable_envelopes_are_processed(body: bytes, ok: bool) -> None:
-    from consumers.runners import _envelope_from
+    from agent_bridge.transports.rabbitmq import envelope_from
 
-    assert (_envelope_from(body) is not None) is ok
+    assert (envelope_from(body) is not None) is ok
+
+
+def test_allergies_go_first_and_a_flood_of_one_user_is_one_agent_call(consumer, devagent, verified_user) -> None:
+    from allergies import services as allergy_services
+    from conftest import _make_user
+    from identity import services as identity_services
+
+    other = _make_user(email="other@example.com", verified=True)
+    for index in range(30):  # one user floods preference changes
+        identity_services.user_preferences_update(user=verified_user, preferences={"vibes": [f"v{index}"]})
+
+    allergy_services.allergy_profile_replace(
+        user=other, confirmed=["peanuts"], intolerances=[], severity={"peanuts": "anaphylactic"}
+    )
+
+    first = claim()
+    assert first.envelope["type"] == events.ALLERGIES_REPLACED  # ...another user's allergies do not wait
+    consumer.handle(first)
+    flood = claim()
+    assert flood.envelope["type"] == events.PREFERENCES_UPDATED and len(flood.tag.covered) == 29
+    devagent.state.reset()
+    assert consumer.handle(flood).status in (Status.DELIVERED, Status.SKIPPED)
+
+    assert not OutboxEvent.objects.filter(type=events.PREFERENCES_UPDATED).exclude(
+        status=OutboxEvent.Status.DELIVERED
+    ).exists()
+    sent = [r for r in devagent.state.request_log() if r["path"].startswith("/users/")]
+    assert len(sent) <= 2  # one merge (plus a create if the Agent did not know the user yet)

@@ -7,7 +7,9 @@ import pytest
 from django.utils import timezone
 
 from agent_bridge import events
+from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
+from agent_bridge.outbox import dead_letter_record
 from consumers import services
 from consumers.models import DeadLetter
 
@@ -17,7 +19,8 @@ pytestmark = pytest.mark.django_db
 def dead_event(event_type: str = events.USER_REGISTERED, uid=None, *, data=None, failed_ago=timedelta(0)):
     """An outbox row that died, with its DeadLetter, as the consumer leaves them."""
     row = OutboxEvent.objects.create(type=event_type, uid=uid or uuid.uuid4(), data=data or {})
-    dead = services.dead_letter_record(envelope=row.envelope, attempts=3, reason="AgentAuthError 401")
+    dead = dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=3, reason="AgentAuthError 401")
     if failed_ago:
         DeadLetter.objects.filter(pk=dead.pk).update(last_failed_at=timezone.now() - failed_ago)
     row.refresh_from_db()
@@ -28,7 +31,8 @@ def test_recording_a_dead_letter_is_idempotent_and_keeps_the_first_failure_time(
     row = dead_event()
     first = DeadLetter.objects.get(event_id=row.event_id)
 
-    services.dead_letter_record(envelope=row.envelope, attempts=5, reason="again")
+    dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=5, reason="again")
 
     again = DeadLetter.objects.get(event_id=row.event_id)
     assert DeadLetter.objects.count() == 1
@@ -182,7 +186,8 @@ def test_amqp_replay_keeps_a_dead_letter_that_failed_again_meanwhile() -> None:
     row = dead_event()
     broker = FakeBroker()
     # The consumer takes the replayed event at once and dead-letters it again before we delete.
-    broker.before = lambda env: services.dead_letter_record(envelope=env, attempts=1, reason="401 again")
+    broker.before = lambda env: dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=env, attempts=1, reason="401 again")
 
     services.dead_letter_replay(publish=broker)
 
@@ -193,8 +198,8 @@ def test_amqp_replay_keeps_a_dead_letter_that_failed_again_meanwhile() -> None:
 def test_a_malformed_broker_dead_letter_is_reported_not_replayed(settings) -> None:
     settings.AMQP_URL = ""
     DeadLetter.objects.create(
-        event_id=uuid.uuid4(), type="", envelope={"id": "x", "type": "", "raw": "garbage"}, attempts=1,
-        reason="rejected", first_failed_at=timezone.now(), last_failed_at=timezone.now(),
+        event_id=uuid.uuid4(), type="", envelope={"id": "x", "type": "", "body": "garbage"}, attempts=1,
+        reason="rejected", cause=Cause.MALFORMED, first_failed_at=timezone.now(), last_failed_at=timezone.now(),
     )
     report = services.dead_letter_replay()
     assert report.failed == 1 and DeadLetter.objects.count() == 1

@@ -55,7 +55,8 @@ def test_deletion_writes_its_events_inside_the_transaction(verified_user, passwo
     seen = []
 
     def record(**kwargs):
-        seen.append((kwargs["event_type"], kwargs["data"].get("kind"), connection.in_atomic_block))
+        payload = kwargs["payload"]
+        seen.append((payload.TYPE, getattr(payload, "kind", None), connection.in_atomic_block))
 
     with mock.patch("agent_bridge.receivers.outbox_event_add", side_effect=record):
         services.user_delete(user=verified_user, password=password)

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from agent_bridge import events
 from agent_bridge.agent_client import AgentClient
+from agent_bridge.delivery import Status
 from consumers import processing
 from identity.models import User
 from project.logging import JsonFormatter, RequestIdFilter, TextFormatter
@@ -90,7 +91,7 @@ def test_no_password_token_or_service_token_reaches_the_logs(api_client, json_lo
         event_id=uuid.uuid4(), event_type=events.USER_REGISTERED, occurred_at=user.date_joined, uid=user.uid, data={}
     )
     outcome = processing.process_envelope(envelope, attempt=1, agent=AgentClient.from_settings())
-    assert outcome.status == processing.DEAD
+    assert outcome.status is Status.DEAD
 
     text_log = "\n".join(TextFormatter().format(record) for record in caplog.records)
     logs = json_log.getvalue() + "\n" + text_log

@@ -4,8 +4,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agent_bridge import events
+from agent_bridge import outbox as bus_owner
+from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
-from consumers import services
 from project import metrics
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +58,8 @@ def test_a_dead_letter_is_counted_once_however_often_it_is_recorded() -> None:
     before = value("kairos_bus_dead_letters_recorded_total", type=events.USER_REGISTERED)
     row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
     for _ in range(2):
-        services.dead_letter_record(envelope=row.envelope, attempts=1, reason="AgentAuthError 401 X: no")
+        bus_owner.dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1, reason="AgentAuthError 401 X: no")
 
     assert value("kairos_bus_dead_letters_recorded_total", type=events.USER_REGISTERED) == before + 1
 
@@ -69,7 +71,8 @@ def test_the_scrape_reports_the_bus_state_from_the_database(client, settings) ->
     OutboxEvent.objects.create(type=events.USER_REGISTERED)
     OutboxEvent.objects.create(type=events.USER_REGISTERED)
     row = OutboxEvent.objects.create(type=events.PREFERENCES_UPDATED)
-    services.dead_letter_record(envelope=row.envelope, attempts=3, reason="AgentUnavailable 503 DOWN: on PATCH /x")
+    bus_owner.dead_letter_record(
+        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=3, reason="AgentUnavailable 503 DOWN: on PATCH /x")
 
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
 

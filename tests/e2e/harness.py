@@ -93,12 +93,13 @@ class Stack:
             "AGENT_TIMEOUT_SECONDS": "2",
             "BUS_RETRY_DELAYS_SECONDS": "1,1,2,2,3,3,5,5,5,5",
             "BUS_IMMEDIATE_BACKOFF_MAX_SECONDS": "0.2",
-            "BUS_USER_LEASE_SECONDS": "8",
+            "BUS_OWNERSHIP_SECONDS": "6",
             # Read back after an uncertain Agent call within a 15 s horizon (default 187 s), so a
             # test that times calls out sees the profile `synced` again soon after.
             "AGENT_READ_BACK_DELAYS_SECONDS": "1,2,4,8",
             # Past the longest retry delay above, so a message the broker loses is published again.
             "BUS_REPUBLISH_AFTER_SECONDS": "30",
+            "AMQP_PARTITIONS": "4",
             "THROTTLE_RATES": "off",
             "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
             "EMAIL_FILE_PATH": str(workdir / "emails"),
@@ -202,13 +203,13 @@ class Stack:
             connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
         except pika.exceptions.AMQPError:
             return
-        channel = connection.channel()
-        for delay in self.env["BUS_RETRY_DELAYS_SECONDS"].split(","):
-            channel.queue_delete(f"{self.prefix}.retry.{int(delay)}s")
-        for queue in (f"{self.prefix}.work", f"{self.prefix}.dead"):
-            channel.queue_delete(queue)
-        for exchange in (f"{self.prefix}.events", f"{self.prefix}.dead"):
-            channel.exchange_delete(exchange)
+        # Not transports.rabbitmq: the chaos CLI runs this without Django.
+        from agent_bridge.transports.topology import Topology, topology_delete
+
+        partitions = int(self.env["AMQP_PARTITIONS"])
+        delays = [int(delay) for delay in self.env["BUS_RETRY_DELAYS_SECONDS"].split(",")]
+        topology = Topology(prefix=self.prefix, partitions=partitions)
+        topology_delete(connection.channel(), topology, retry_delays=delays)
         connection.close()
 
     def logs(self) -> str:

@@ -2,6 +2,7 @@
 restart in the middle of a stream of events. Needs a broker (AMQP_URL)."""
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -28,17 +29,26 @@ def channel(settings):
     yield connection.channel(), declared
     cleanup = connection.channel()
     for topology in declared:
-        for queue in (topology.work_queue, topology.dead_queue, topology.retry_queue(1)):
-            cleanup.queue_delete(queue)
-        cleanup.exchange_delete(topology.exchange)
-        cleanup.exchange_delete(topology.dead_exchange)
+        amqp.topology_delete(cleanup, topology, retry_delays=[1])
     connection.close()
 
 
 def get(channel, queue: str, timeout: float = 10):
-    """basic_get until a message arrives (TTL and dead-lettering take a moment)."""
-    return wait_for(lambda: (m := channel.basic_get(queue))[0] is not None and m, timeout=timeout, interval=0.1,
-                    what=f"a message in {queue}")
+    """The next message of `queue`, left unacked (TTL and dead-lettering take a moment).
+
+    Consumed, not basic_get: partition queues are single-active-consumer queues, and quorum
+    ones refuse basic.get."""
+    channel.basic_qos(prefetch_count=1)
+    for method, properties, body in channel.consume(queue, inactivity_timeout=timeout):
+        channel.cancel()
+        if method is None:
+            raise TimeoutError(f"no message in {queue} after {timeout}s")
+        return method, properties, body
+    raise AssertionError("unreachable")
+
+
+def empty(channel, queue: str) -> bool:
+    return channel.queue_declare(queue, passive=True).method.message_count == 0
 
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
@@ -51,16 +61,16 @@ def test_topology_routes_retries_back_and_rejections_to_the_dead_queue(channel, 
     amqp.topology_declare(channel, topology, queue_type=queue_type, retry_delays=[1])  # idempotent
     channel.confirm_delivery()
 
-    amqp.envelope_publish(channel, topology, ENVELOPE)
-    method, properties, body = get(channel, topology.work_queue)
+    amqp.envelope_publish_rollback_unsafe(channel, topology, ENVELOPE)
+    method, properties, body = get(channel, topology.work_queue(0))
     assert json.loads(body) == ENVELOPE and amqp.attempt_of(properties) == 1
     assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
     channel.basic_ack(method.delivery_tag)
 
     # a delayed retry comes back to the work queue after its TTL, as the next attempt
-    amqp.envelope_publish_retry(channel, topology, ENVELOPE, attempt=2, delay_seconds=1)
-    assert channel.basic_get(topology.work_queue)[0] is None
-    method, properties, _ = get(channel, topology.work_queue)
+    amqp.envelope_publish_retry_rollback_unsafe(channel, topology, ENVELOPE, attempt=2, delay_seconds=1)
+    assert empty(channel, topology.work_queue(0))
+    method, properties, _ = get(channel, topology.work_queue(0))
     assert amqp.attempt_of(properties) == 2
 
     # a rejected message is not dropped: it lands in the dead queue, with the reason
@@ -77,16 +87,16 @@ def test_a_quorum_work_queue_dead_letters_at_the_delivery_limit_instead_of_dropp
     declared.append(topology)
     amqp.topology_declare(channel, topology, queue_type="quorum", retry_delays=[1])
     channel.confirm_delivery()
-    amqp.envelope_publish(channel, topology, ENVELOPE)
+    amqp.envelope_publish_rollback_unsafe(channel, topology, ENVELOPE)
 
     for _ in range(3):  # a poison message: every consumer that takes it gives it back
-        method, _, _ = get(channel, topology.work_queue)
+        method, _, _ = get(channel, topology.work_queue(0))
         channel.basic_nack(method.delivery_tag, requeue=True)
 
     method, properties, body = get(channel, topology.dead_queue)
     assert json.loads(body)["id"] == ENVELOPE["id"]
     assert amqp.death_reason(properties) == "delivery_limit"
-    assert channel.basic_get(topology.work_queue)[0] is None
+    assert empty(channel, topology.work_queue(0))
 
 
 def test_heartbeats_survive_a_handler_slower_than_two_heartbeats(stack_factory) -> None:
@@ -144,7 +154,7 @@ def test_a_message_the_broker_dead_letters_becomes_a_visible_dead_letter(stack) 
     try:
         publisher = connection.channel()
         publisher.confirm_delivery()
-        publisher.basic_publish(f"{stack.prefix}.events", "user.registered", b"not json at all",
+        publisher.basic_publish(f"{stack.prefix}.events", "p0.user.registered", b"not json at all",
                                 properties=pika.BasicProperties(message_id="garbage-1", type="user.registered"),
                                 mandatory=True)
     finally:
@@ -154,3 +164,39 @@ def test_a_message_the_broker_dead_letters_becomes_a_visible_dead_letter(stack) 
     result = stack.manage("replay_dead_letters", check=False)
     assert result.returncode != 0 and "not an event envelope" in result.stdout
     assert bus(stack)["dead_letters"] == 1  # kept for a human to look at
+
+
+def partition_owners(stack) -> dict[str, str]:
+    script = (
+        "from agent_bridge.models import PartitionLease as P; import json; from django.utils import timezone as t; "
+        "print(json.dumps({p.name: p.owner for p in P.objects.filter(name__contains='.work.', owner__gt='', "
+        "expires_at__gt=t.now())}))"
+    )
+    return json.loads(stack.manage("shell", "-c", script).stdout.strip().splitlines()[-1])
+
+
+def test_two_consumers_share_the_partitions_and_a_standby_takes_over(stack_factory) -> None:
+    """Single-active-consumer queues never move by themselves: the consumers hand partitions over
+    until each has its fair share, and a killed consumer's partitions go to the other."""
+    stack = stack_factory(consumers=2, extra_env={"BUS_CONSUMER_CONNECTIONS": "1", "AMQP_PARTITIONS": "4"})
+    count = 0
+
+    def spread() -> bool:
+        nonlocal count
+        for _ in range(4):  # traffic on every partition, so each new owner takes its lease
+            count += 1
+            signup(stack, f"user{count}@example.com", username=f"user{count}")
+        owners = list(partition_owners(stack).values())
+        return len(owners) == 4 and sorted(owners.count(owner) for owner in set(owners)) == [2, 2]
+
+    wait_for(spread, timeout=90, interval=1, what="the partitions shared 2 + 2")
+    stack.kill("consumer0", signal.SIGKILL)
+
+    def taken_over() -> bool:
+        spread()  # more traffic
+        owners = partition_owners(stack)
+        return len(owners) == 4 and len(set(owners.values())) == 1
+
+    wait_for(taken_over, timeout=90, interval=1, what="the survivor owning all four")
+    wait_drained(stack)
+    assert len(stack.agent.state()["users"]) == count

@@ -168,17 +168,20 @@ def test_the_consumer_drops_the_event_queued_for_nobody(settings) -> None:
 
     from agent_bridge.agent_client import AgentClient
     from agent_bridge.models import OutboxEvent
+    from agent_bridge.timing import bus_timing
+    from agent_bridge.transports.embedded import EmbeddedTransport
     from consumers.models import DeadLetter
-    from consumers.runners import EmbeddedConsumer
+    from consumers.runners import Consumer
 
     settings.THROTTLING_ENABLED = False
     client = APIClient()
     assert client.post("/api/password/reset/", {"email": "nobody@example.com"}, format="json").status_code == 202
     assert client.post("/api/verify/resend/", {"email": "nobody@example.com"}, format="json").status_code == 202
-    consumer = EmbeddedConsumer(stop=threading.Event(), agent=AgentClient.from_settings())
-    events = list(OutboxEvent.objects.filter(type="email.requested"))
-    assert len(events) == 2
-    for event in events:
-        assert consumer.handle(event).done
+    transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="test-worker")
+    consumer = Consumer(transport=transport, stop=transport.stop, agent=AgentClient.from_settings())
+    assert OutboxEvent.objects.filter(type="email.requested").count() == 2
+    for _ in range(2):
+        delivery = transport.claim()
+        assert delivery is not None and consumer.handle(delivery).done
     assert mail.outbox == [] and not DeadLetter.objects.exists()
     assert not OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).exists()

@@ -21,7 +21,9 @@ from django.test import Client
 from agent_bridge.agent_client import AgentClient
 from agent_bridge.devagent import DevAgentServer
 from agent_bridge.models import OutboxEvent
-from consumers.runners import EmbeddedConsumer
+from agent_bridge.timing import bus_timing
+from agent_bridge.transports.embedded import EmbeddedTransport
+from consumers.runners import Consumer
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
@@ -76,14 +78,14 @@ class Flow:
 
 def drain_outbox(agent: DevAgentServer) -> None:
     """What the consumer daemon would do: handle every pending event, in order."""
-    consumer = EmbeddedConsumer(stop=threading.Event(), agent=AgentClient.from_settings())
+    transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
+    consumer = Consumer(transport=transport, stop=transport.stop, agent=AgentClient.from_settings())
     for _ in range(10):
-        pending = list(OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).order_by("id"))
-        if not pending:
+        if not OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).exists():
             return
-        for event in pending:
-            outcome = consumer.handle(event)
-            assert outcome.done, (event.type, outcome)
+        while (delivery := transport.claim()) is not None:
+            outcome = consumer.handle(delivery)
+            assert outcome.done, (delivery.envelope["type"], outcome)
     raise AssertionError("the outbox did not drain")
 
 

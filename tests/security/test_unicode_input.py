@@ -115,9 +115,12 @@ def test_invisible_characters_do_not_make_a_new_allergen(account, spelling) -> N
     assert response.status_code == 200, response.content
     answer = response.json()
     assert answer["confirmed"] == ["peanuts", "cashews"] and answer["intolerances"] == ["lactose"]
-    # What the Agent will be sent: the canonical names, nothing invisible.
-    [event] = OutboxEvent.objects.filter(type="allergies.replaced")
-    assert event.data["allergy_flags"] == ["cashews", "lactose", "peanuts"]
+    # What the Agent will be sent (the handler sends the stored state): the canonical names only.
+    from allergies.models import AllergyProfile, allergy_flags_for
+
+    assert OutboxEvent.objects.filter(type="allergies.replaced").count() == 1
+    profile = AllergyProfile.objects.get(user__uid=account.uid)
+    assert allergy_flags_for(profile.confirmed, profile.intolerances) == ["cashews", "lactose", "peanuts"]
 
 
 def test_a_name_of_only_invisible_characters_is_empty(account) -> None:

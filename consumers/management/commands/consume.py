@@ -1,7 +1,6 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from consumers.runners import EmbeddedConsumer, RabbitConsumer, stop_flag_on_signals
+from consumers.runners import consumer_from_settings, stop_flag_on_signals
 from project import metrics_http, tracing
 
 
@@ -12,8 +11,7 @@ class Command(BaseCommand):
         stop = stop_flag_on_signals()
         metrics_http.daemon_metrics_serve(process="consumer")
         tracing.otel_init(service_name="kairos-consumer")
-        consumer = RabbitConsumer(stop=stop) if settings.AMQP_URL else EmbeddedConsumer(stop=stop)
         try:
-            consumer.run()
+            consumer_from_settings(stop=stop).run()
         finally:
             tracing.otel_shutdown()

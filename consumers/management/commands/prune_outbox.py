@@ -5,7 +5,10 @@ from consumers import services
 
 
 class Command(BaseCommand):
-    help = "Delete delivered outbox rows older than OUTBOX_RETENTION_DAYS (never pending, published or dead ones)."
+    help = (
+        "Delete delivered outbox rows older than OUTBOX_RETENTION_DAYS and dead letters (with their dead rows) "
+        "older than BUS_DEAD_RETENTION_DAYS; never pending or published ones. The daemons run this themselves."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=None,
@@ -20,11 +23,11 @@ class Command(BaseCommand):
             raise CommandError("--days must be >= 0 and --batch-size >= 1")
         if options["dry_run"]:
             count = services.outbox_prune(older_than_days=days, dry_run=True)
-            self.stdout.write(f"dry run: {count} delivered outbox rows older than {days} days would be deleted")
+            self.stdout.write(f"dry run: {count} rows past retention (delivered: {days} days) would be deleted")
             return
         deleted = services.outbox_prune(
             older_than_days=days,
             batch_size=options["batch_size"],
             on_batch=lambda total: self.stdout.write(f"deleted {total} so far"),
         )
-        self.stdout.write(f"deleted {deleted} delivered outbox rows older than {days} days")
+        self.stdout.write(f"deleted {deleted} rows past retention (delivered: {days} days)")

@@ -1,0 +1,160 @@
+"""The outbox owner's transitions (agent_bridge.outbox): each state change, written one way."""
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agent_bridge import events
+from agent_bridge import outbox as owner
+from agent_bridge.delivery import Cause
+from agent_bridge.leases import LeaseBusy, user_lease
+from agent_bridge.models import OutboxEvent, UserSyncLease
+from agent_bridge.timing import bus_timing
+from consumers.models import DeadLetter
+
+pytestmark = pytest.mark.django_db
+
+PENDING, PUBLISHED, DELIVERED, DEAD = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED,
+                                       OutboxEvent.Status.DELIVERED, OutboxEvent.Status.DEAD)
+
+
+def row(**fields) -> OutboxEvent:
+    return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=uuid.uuid4(), **fields)
+
+
+def soon(seconds: float):
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def test_add_writes_the_declared_payload_and_its_schema() -> None:
+    from django.db import transaction
+
+    with transaction.atomic():
+        event = owner.outbox_event_add(uid=uuid.uuid4(), payload=events.AllergiesReplaced(revision=4))
+    assert (event.type, event.schema, event.data) == ("allergies.replaced", 2, {"revision": 4})
+    assert event.envelope["schema"] == 2
+
+
+def test_claim_takes_a_due_row_once_for_one_ownership_window(settings) -> None:
+    settings.BUS_OWNERSHIP_SECONDS = 9
+    timing = bus_timing()
+    event = row()
+    row(available_at=soon(60))  # waiting for a delayed retry
+
+    claimed = owner.outbox_claim_next(worker_id="a", timing=timing)
+    assert claimed.pk == event.pk and claimed.claimed_by == "a"
+    assert soon(8) < claimed.claimed_until < soon(10)
+    assert owner.outbox_claim_next(worker_id="b", timing=timing) is None
+    OutboxEvent.objects.filter(pk=event.pk).update(claimed_until=soon(-1))  # "a" died
+    assert owner.outbox_claim_next(worker_id="b", timing=timing).pk == event.pk
+
+
+def test_a_claim_is_renewed_only_by_its_holder() -> None:
+    timing = bus_timing()
+    event = row(claimed_by="a", claimed_until=soon(1))
+    owner.outbox_claim_renew(pks=[event.pk], worker_id="b", timing=timing)
+    event.refresh_from_db()
+    assert event.claimed_until < soon(2)
+    owner.outbox_claim_renew(pks=[event.pk], worker_id="a", timing=timing)
+    event.refresh_from_db()
+    assert event.claimed_until > soon(timing.ownership_seconds - 1)
+
+
+def test_retry_later_is_one_transition_for_both_transports(settings) -> None:
+    settings.BUS_REPUBLISH_AFTER_SECONDS = 900
+    timing = bus_timing()
+    embedded = row(claimed_by="a", claimed_until=soon(10))
+    relayed = row(status=PUBLISHED)
+    for event in (embedded, relayed):
+        owner.outbox_schedule_retry(event_id=event.event_id, attempt=2, error="503", delay=30, timing=timing)
+        event.refresh_from_db()
+        assert (event.attempts, event.last_error, event.claimed_by, event.claimed_until) == (2, "503", "", None)
+    # Embedded: due again after the delay. RabbitMQ: the broker holds it; settle by delay + republish.
+    assert soon(28) < embedded.available_at < soon(32)
+    assert soon(928) < relayed.available_at < soon(932)
+
+
+def test_publish_settle_and_republish() -> None:
+    timing = bus_timing()
+    first, second = row(), row()
+    owner.outbox_mark_published(pks=[first.pk, second.pk], timing=timing)
+    assert set(OutboxEvent.objects.values_list("status", flat=True)) == {PUBLISHED}
+    assert owner.outbox_overdue_published(limit=10) == []
+    OutboxEvent.objects.filter(pk=first.pk).update(available_at=soon(-1))
+    assert [e.pk for e in owner.outbox_overdue_published(limit=10)] == [first.pk]
+    owner.outbox_mark_republished(pk=first.pk, timing=timing)
+    assert owner.outbox_overdue_published(limit=10) == []
+    owner.outbox_settle_delivered(event_ids=[first.event_id, second.event_id])
+    assert set(OutboxEvent.objects.values_list("status", flat=True)) == {DELIVERED}
+
+
+def test_a_dead_letter_is_recorded_once_per_event_and_takes_the_row_out() -> None:
+    event = row(status=PUBLISHED)
+    owner.dead_letter_record(envelope=event.envelope, attempts=1, reason="401", cause=Cause.AGENT_PERMANENT)
+    owner.dead_letter_record(envelope=event.envelope, attempts=3, reason="503", cause=Cause.AGENT_TRANSIENT)
+    letter = DeadLetter.objects.get()
+    assert (letter.attempts, letter.reason, letter.cause) == (3, "503", Cause.AGENT_TRANSIENT)
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == (DEAD, 3)
+    owner.dead_letter_requeue_embedded(dead_letter=letter)
+    event.refresh_from_db()
+    assert (event.status, event.attempts, DeadLetter.objects.count()) == (PENDING, 0, 0)
+
+
+def test_prune_removes_delivered_dead_rows_and_dead_letters_past_retention(settings) -> None:
+    settings.OUTBOX_RETENTION_DAYS, settings.BUS_DEAD_RETENTION_DAYS = 7, 30
+    old, recent = timezone.now() - timedelta(days=40), timezone.now() - timedelta(days=1)
+    gone = [row(status=DELIVERED, delivered_at=old), row(status=DEAD, occurred_at=old)]
+    kept = [row(status=DELIVERED, delivered_at=recent), row(status=PENDING, occurred_at=old),
+            row(status=PUBLISHED, occurred_at=old)]
+    old_dead = row(status=DEAD, occurred_at=old)
+    owner.dead_letter_record(envelope=old_dead.envelope, attempts=1, reason="x", cause=Cause.BROKER)
+    DeadLetter.objects.update(last_failed_at=old)
+    gone.append(old_dead)
+    fresh_dead = row(status=DEAD, occurred_at=old)  # its dead letter is recent: an operator may replay it
+    owner.dead_letter_record(envelope=fresh_dead.envelope, attempts=1, reason="x", cause=Cause.BROKER)
+    kept.append(fresh_dead)
+
+    assert owner.outbox_prune(dry_run=True) == 4  # 3 rows + 1 dead letter
+    assert owner.outbox_prune(batch_size=1) == 4
+    assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {e.pk for e in kept}
+    assert list(DeadLetter.objects.values_list("event_id", flat=True)) == [fresh_dead.event_id]
+
+
+def test_the_consumer_schedules_pruning_itself(settings) -> None:
+    from consumers.runners import Pruner
+
+    settings.OUTBOX_RETENTION_DAYS = 7
+    row(status=DELIVERED, delivered_at=timezone.now() - timedelta(days=8))
+    pruner = Pruner(interval_seconds=3600)
+    assert pruner.maybe() == 1  # at start
+    row(status=DELIVERED, delivered_at=timezone.now() - timedelta(days=8))
+    assert pruner.maybe() == 0  # not due again for an hour
+    pruner.last -= 3601
+    assert pruner.maybe() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_is_renewed_while_its_holder_works(settings) -> None:
+    settings.BUS_OWNERSHIP_SECONDS = 1.5  # renewed every 0.5 s
+    uid = uuid.uuid4()
+    outcome: list[str] = []
+
+    def second_consumer() -> None:
+        try:
+            with user_lease(uid, wait_seconds=0):
+                outcome.append("acquired")
+        except LeaseBusy:
+            outcome.append("busy")
+
+    with user_lease(uid):
+        first_expiry = UserSyncLease.objects.get(uid=uid).expires_at
+        time.sleep(2.5)  # a handler longer than the window: the lease must outlive it
+        assert UserSyncLease.objects.get(uid=uid).expires_at > first_expiry
+        thread = threading.Thread(target=second_consumer)
+        thread.start()
+        thread.join()
+    assert outcome == ["busy"]

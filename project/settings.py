@@ -134,7 +134,12 @@ CORS_ALLOW_HEADERS = (
 )
 
 # --- Security (production) ------------------------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Reverse proxies in front of the API that append the peer to X-Forwarded-For. 0 (default): the
+# header is ignored and clients are counted by REMOTE_ADDR; never more than there really are.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# X-Forwarded-Proto is only believed behind a trusted proxy (which sets it): from a client it
+# would let plain HTTP pass as HTTPS.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT > 0 else None
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
 # Probes and the scraper speak plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^api/health/(live/|ready/)?$", r"^metrics$"]
@@ -180,10 +185,6 @@ if THROTTLING_ENABLED and _throttle_env:
 # throttling_counter table of the default database.
 REDIS_URL = env.str("REDIS_URL", default="")
 THROTTLE_KEY_PREFIX = env.str("THROTTLE_KEY_PREFIX", default="kairos:throttle:")
-# Reverse proxies in front of the API that append the peer to X-Forwarded-For. 0 (default): the
-# header is ignored and clients are counted by REMOTE_ADDR; never more than there really are.
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
-
 REST_FRAMEWORK = {
     # Every endpoint needs a user token unless it says otherwise (public views set
     # authentication_classes = [] and permission_classes = [AllowAny]).

@@ -49,6 +49,7 @@ def operator_console(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return _replay_group(request)
 
+    from agent_bridge.verification import verification_status_get
     from allergies.selectors import allergy_profile_sync_counts
 
     figures = operations.bus_figures_get()
@@ -68,6 +69,8 @@ def operator_console(request: HttpRequest) -> HttpResponse:
         ],
         "can_replay": request.user.has_perm(REPLAY_PERMISSION),
         "consumers": operations.consumers_at_work(),
+        "partitions": operations.partitions_get(),
+        "verification": verification_status_get(),
         "sync": [
             _Link(f"{state}: {count}", _changelist("allergies_allergyprofile", sync_state=state))
             for state, count in allergy_profile_sync_counts().items()

@@ -1,5 +1,5 @@
 """Reads for operators: the bus by event type, dead letters by type and reason, consumers at
-work. Shared by the admin's operator page (consumers/console.py) and /metrics
+work, RabbitMQ partitions and their owners. Shared by the admin's operator page (consumers/console.py) and /metrics
 (project/metrics_http.py); never by a public endpoint, since a request can move these figures.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from django.db.models import Case, CharField, Count, F, Max, Min, Q, QuerySet, V
 from django.db.models.functions import Left, StrIndex, Substr
 from django.utils import timezone
 
-from agent_bridge.models import OutboxEvent, UserSyncLease
+from agent_bridge.models import OutboxEvent, PartitionLease, UserSyncLease
 from consumers.models import DeadLetter
 
 UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
@@ -125,3 +125,26 @@ def consumers_at_work() -> list[ConsumerFigures]:
         ConsumerFigures(consumer=name, leases=leases.get(name, 0), claims=claims.get(name, 0))
         for name in sorted(set(leases) | set(claims))
     ]
+
+
+@dataclass(frozen=True)
+class PartitionFigures:
+    partition: str  # the work queue, `<prefix>.work.<n>`
+    owner: str  # the consumer connection holding it ("" when nobody does)
+    expires_in_seconds: float | None  # until the owner must renew it
+
+
+def partitions_get() -> list[PartitionFigures]:
+    """RabbitMQ partitions and the consumer that owns each now (none on the embedded bus)."""
+    now = timezone.now()
+    figures = []
+    for lease in PartitionLease.objects.order_by("name"):
+        held = bool(lease.owner) and lease.expires_at is not None and lease.expires_at > now
+        figures.append(
+            PartitionFigures(
+                partition=lease.name,
+                owner=lease.owner if held else "",
+                expires_in_seconds=(lease.expires_at - now).total_seconds() if held else None,
+            )
+        )
+    return figures

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,53 @@ class BusStateCollector(Collector):
         yield from (backlog, retrying, oldest, dead)
 
 
+class VerificationCollector(Collector):
+    """Partitions owned per consumer, and the verification of the Agent's copy (coverage, read-backs
+    open, drift found by kind), read from the database at each scrape."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        from django.db import DatabaseError
+
+        from agent_bridge.verification import verification_status_get
+        from consumers.operations import partitions_get
+
+        try:
+            partitions = partitions_get()
+            status = verification_status_get()
+        except DatabaseError as exc:
+            logger.warning("metrics: the verification state is unreadable (%s)", type(exc).__name__)
+            return
+        owned = GaugeMetricFamily(
+            "kairos_bus_partitions_owned", "RabbitMQ partitions each consumer connection owns now.", labels=["consumer"]
+        )
+        counts: dict[str, int] = {}
+        for partition in partitions:
+            counts[partition.owner or "<none>"] = counts.get(partition.owner or "<none>", 0) + 1
+        for consumer, count in sorted(counts.items()):
+            owned.add_metric([consumer], count)
+        drift = CounterMetricFamily(
+            "kairos_verification_drift_found", "Differences found between the Agent's copy and ours, by kind.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(status["drift"].items()):
+            drift.add_metric([kind], count)
+        never = GaugeMetricFamily("kairos_verification_never_verified_users", "Users whose copy was never verified.")
+        never.add_metric([], status["never_verified"])
+        open_read_backs = GaugeMetricFamily(
+            "kairos_verification_read_backs_open", "Users whose copy is being read back after an uncertain call."
+        )
+        open_read_backs.add_metric([], status["verifying"])
+        yield from (owned, drift, never, open_read_backs)
+        if status["oldest_verified_age_seconds"] is not None and status["never_verified"] == 0:
+            # Every user was verified within this age: the time since the last full verification began.
+            full = GaugeMetricFamily(
+                "kairos_verification_oldest_verified_age_seconds",
+                "Every user's copy was verified equal within this many seconds (absent while some never was).",
+            )
+            full.add_metric([], status["oldest_verified_age_seconds"])
+            yield full
+
+
 class _ThisProcess(Collector):
     """The metrics of this process alone (runserver, or a single worker without multiprocess mode)."""
 
@@ -82,6 +129,7 @@ def _registry() -> CollectorRegistry:
     else:
         registry.register(_ThisProcess())
     registry.register(BusStateCollector())
+    registry.register(VerificationCollector())
     return registry
 
 

@@ -59,3 +59,23 @@ def test_staff_need_the_dead_letter_permissions(client) -> None:
     assert page.status_code == 200 and "Replay 1" not in page.content.decode()
     assert client.post(URL, {"type": events.USER_REGISTERED, "reason": REASON}).status_code == 403
     assert DeadLetter.objects.count() == 1
+
+
+def test_the_page_shows_partitions_and_verification(admin_client) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agent_bridge.models import AgentDriftCount, PartitionLease
+
+    later = timezone.now() + timedelta(seconds=30)
+    PartitionLease.objects.create(name="kairos.work.0", owner="host:1:a", expires_at=later)
+    PartitionLease.objects.create(name="kairos.work.1", owner="", expires_at=None)
+    AgentDriftCount.objects.create(kind=AgentDriftCount.Kind.PREFERENCES, count=4)
+
+    page = admin_client.get(URL).content.decode()
+
+    assert "kairos.work.0" in page and "host:1:a" in page
+    assert "kairos.work.1" in page and "free" in page
+    assert 'class="drift-preferences">preferences: 4<' in page
+    assert 'id="verification-figures"' in page

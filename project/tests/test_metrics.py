@@ -108,3 +108,37 @@ def test_a_scrape_while_the_database_is_down_still_answers(client, settings) -> 
     text = response.content.decode()
     assert "kairos_bus_state_up 0.0" in text and "kairos_http_requests_total" in text
     assert "kairos_bus_backlog{" not in text
+
+
+def test_the_scrape_reports_partitions_owned_and_verification(client, settings, verified_user) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from agent_bridge.models import AgentDriftCount, PartitionLease
+
+    settings.METRICS_TOKEN = TOKEN
+    later = timezone.now() + timedelta(seconds=30)
+    PartitionLease.objects.create(name="kairos.work.0", owner="host:1:a", expires_at=later)
+    PartitionLease.objects.create(name="kairos.work.1", owner="host:1:a", expires_at=later)
+    PartitionLease.objects.create(name="kairos.work.2", owner="host:2:b", expires_at=later)
+    PartitionLease.objects.create(name="kairos.work.3", owner="host:3:gone", expires_at=timezone.now())  # lapsed
+    AgentDriftCount.objects.create(kind=AgentDriftCount.Kind.ALLERGIES, count=3)
+
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for s in family.samples
+    }
+    owned = "kairos_bus_partitions_owned"
+    assert samples[(owned, (("consumer", "host:1:a"),))] == 2
+    assert samples[(owned, (("consumer", "host:2:b"),))] == 1
+    assert samples[(owned, (("consumer", "<none>"),))] == 1
+    assert samples[("kairos_verification_drift_found_total", (("kind", "allergies"),))] == 3
+    assert samples[("kairos_verification_drift_found_total", (("kind", "leftover"),))] == 0
+    assert samples[("kairos_verification_never_verified_users", ())] == 1  # verified_user, never checked
+    # Some user was never verified: no "every user verified within" figure yet.
+    assert not any(name == "kairos_verification_oldest_verified_age_seconds" for name, _ in samples)

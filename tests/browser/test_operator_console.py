@@ -49,6 +49,11 @@ def test_the_operator_page_shows_a_dead_letter_and_a_backlog_and_replays(stack, 
     assert dead[0].find_element(By.CSS_SELECTOR, ".count").text == "1"
     # The sync-state links lead to the filtered allergy list: lin's profile is pending.
     assert "pending: 1" in browser.find_element(By.ID, "content-main").text
+    # Partitions exist on RabbitMQ only (the consumers took them at start); verification always shows.
+    partitions = browser.find_elements(By.CSS_SELECTOR, "#partition-list tr.partition-row")
+    assert (len(partitions) > 0) == bool(stack.amqp_url), browser.find_element(By.ID, "partition-list").text
+    assert browser.find_element(By.ID, "verification-figures").is_displayed()
+    assert browser.find_element(By.CSS_SELECTOR, "#drift .drift-allergies").text == "allergies: 0"
 
     dead[0].find_element(By.CSS_SELECTOR, "button.replay").click()
     message = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li")))

@@ -320,8 +320,13 @@ def read_back_on_unknown_outcome(handler: Handler) -> Handler:
 
 def tombstone_add(*, uid: uuid.UUID) -> None:
     """Remember (uid only) that the account was deleted here, so reconciliation can verify the
-    erasure at the Agent. Call in the deletion's transaction."""
-    AgentCopy.objects.update_or_create(uid=uid, defaults={"erased_at": timezone.now()})
+    erasure at the Agent. Call in the deletion's transaction.
+
+    The erasure also ends any read-back of the user: the bus empties the chain's pending event
+    (so it could never resolve it), and reconciliation verifies the erasure instead."""
+    AgentCopy.objects.update_or_create(
+        uid=uid, defaults={"erased_at": timezone.now(), "read_back_chain": None, "read_back_since": None}
+    )
 
 
 def resync_request(*, uids: list[uuid.UUID]) -> list[int]:

@@ -252,6 +252,22 @@ def test_deletion_leaves_a_uid_only_tombstone_and_a_leftover_is_erased_through_t
     assert str(uid) not in devagent.state.snapshot()["users"]
 
 
+@pytest.mark.django_db
+def test_deleting_a_user_mid_read_back_ends_the_read_back(verified_user) -> None:
+    """Found by the chaos suite: the erasure empties the chain's pending event, whose step then
+    matches no chain and is skipped, so the chain stayed open for good (and `verifying` never
+    went back to 0)."""
+    uid = verified_user.uid
+    verification.read_back_start(uid=uid)
+    identity_services.user_erase(user=verified_user)
+
+    step = OutboxEvent.objects.get(type=events.AGENT_READ_BACK_DUE, uid=uid)
+    assert step.data == {}  # emptied by the bus erasure
+    assert HANDLERS[step.type](step.envelope, None) is not None
+    assert AgentCopy.objects.get(uid=uid).read_back_chain is None
+    assert verification.verification_status_get()["verifying"] == 0
+
+
 def test_settings_document_the_horizon() -> None:
     assert "AGENT_READ_BACK_DELAYS_SECONDS" in (settings.BASE_DIR / ".env.example").read_text()
 

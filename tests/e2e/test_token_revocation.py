@@ -2,6 +2,7 @@
 change, password reset): no worker keeps a token it has seen, every request reads the token row."""
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -35,16 +36,22 @@ def statuses_per_worker(stack, token: str, *, tries: int = 60) -> dict[str, set[
     """GET each path with `token` until both workers have answered each path; {worker pid: statuses seen}."""
     seen: dict[tuple[str, str], set[int]] = {}
     sent: list[tuple[str, str, int]] = []
-    for _ in range(tries):
-        for path in PATHS:
-            rid = uuid.uuid4().hex
-            response = stack.api("GET", path, token=token, headers={"X-Request-ID": rid, "Connection": "close"})
-            sent.append((rid, path, response.status_code))
-        pids = _workers_of(stack, [rid for rid, *_ in sent])
-        for rid, path, status in sent:
-            seen.setdefault((pids[rid], path), set()).add(status)
-        if len({pid for pid, _ in seen}) >= 2 and all(sum(p == path for _, p in seen) >= 2 for path in PATHS):
-            break
+
+    def get(path: str) -> tuple[str, str, int]:
+        rid = uuid.uuid4().hex
+        response = stack.api("GET", path, token=token, headers={"X-Request-ID": rid, "Connection": "close"})
+        return rid, path, response.status_code
+
+    # Several requests in flight at once: a sync worker serves one at a time, so the others go to
+    # the other worker (sequential requests may all be accepted by the same idle worker).
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(tries):
+            sent.extend(pool.map(get, PATHS * 2))
+            pids = _workers_of(stack, [rid for rid, *_ in sent])
+            for rid, path, status in sent:
+                seen.setdefault((pids[rid], path), set()).add(status)
+            if len({pid for pid, _ in seen}) >= 2 and all(sum(p == path for _, p in seen) >= 2 for path in PATHS):
+                break
     workers = {pid for pid, _ in seen}
     assert len(workers) == 2, f"only worker(s) {workers} answered"
     out: dict[str, set[int]] = {}

@@ -44,12 +44,12 @@ def test_claim_takes_a_due_row_once_for_one_ownership_window(settings) -> None:
     event = row()
     row(available_at=soon(60))  # waiting for a delayed retry
 
-    claimed = owner.outbox_claim_next(worker_id="a", timing=timing)
-    assert claimed.pk == event.pk and claimed.claimed_by == "a"
-    assert soon(8) < claimed.claimed_until < soon(10)
-    assert owner.outbox_claim_next(worker_id="b", timing=timing) is None
+    [claimed] = owner.outbox_claim_users(worker_id="a", timing=timing, users=5)
+    assert claimed.event.pk == event.pk and claimed.event.claimed_by == "a"
+    assert soon(8) < claimed.event.claimed_until < soon(10)
+    assert owner.outbox_claim_users(worker_id="b", timing=timing, users=5) == []
     OutboxEvent.objects.filter(pk=event.pk).update(claimed_until=soon(-1))  # "a" died
-    assert owner.outbox_claim_next(worker_id="b", timing=timing).pk == event.pk
+    assert [c.event.pk for c in owner.outbox_claim_users(worker_id="b", timing=timing, users=5)] == [event.pk]
 
 
 def test_a_claim_is_renewed_only_by_its_holder() -> None:

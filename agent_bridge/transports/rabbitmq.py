@@ -289,16 +289,18 @@ def runs_of(inbox: list[Delivery], *, users: int, busy: Collection[str], skip_pa
     Runs of users with an allergy event come first; a user's own messages are never reordered.
     Messages of `skip_partition` (being handed over) are all kept.
     """
-    runs: dict[str, Run] = {}
+    candidates: dict[str, bool] = {}  # user → has an allergy event in hand (in order of arrival)
+    for delivery in inbox:
+        if delivery.tag.partition != skip_partition and delivery.user not in busy:
+            urgent = delivery.envelope["type"] in events.HIGH_PRIORITY_TYPES
+            candidates[delivery.user] = candidates.get(delivery.user, False) or urgent
+    chosen = sorted(candidates, key=lambda user: not candidates[user])[:max(0, users)]
+    runs: dict[str, Run] = {user: [] for user in chosen}
     kept: list[Delivery] = []
     for delivery in inbox:
-        user = delivery.user
-        if delivery.tag.partition == skip_partition or user in busy or (user not in runs and len(runs) >= users):
-            kept.append(delivery)
-        else:
-            runs.setdefault(user, []).append(delivery)
-    ordered = sorted(runs.values(), key=lambda run: 0 if any(
-        d.envelope["type"] in events.HIGH_PRIORITY_TYPES for d in run) else 1)
+        run = runs.get(delivery.user) if delivery.tag.partition != skip_partition else None
+        (run if run is not None else kept).append(delivery)
+    ordered = list(runs.values())
     return ordered, kept
 
 

@@ -165,3 +165,166 @@ def test_allergies_go_first_and_a_flood_of_one_user_is_one_agent_call(consumer, 
     ).exists()
     sent = [r for r in devagent.state.request_log() if r["path"].startswith("/users/")]
     assert len(sent) <= 2  # one merge (plus a create if the Agent did not know the user yet)
+
+
+# --- concurrency, runs and coalescing -------------------------------------------------------
+
+def delivery_of(uid: str | None, event_type: str = events.PREFERENCES_UPDATED, *, tag: int, attempt: int = 1):
+    from agent_bridge.transports.rabbitmq import Tag
+
+    envelope = {"id": f"00000000-0000-4000-8000-{tag:012d}", "type": event_type, "schema": 2, "uid": uid,
+                "occurred_at": "2026-01-01T00:00:00+00:00", "data": {}}
+    return Delivery(envelope=envelope, attempt=attempt, tag=Tag(tag, 0))
+
+
+def test_coalescing_merges_a_users_consecutive_state_carrying_events_of_one_attempt() -> None:
+    from consumers.runners import coalesce
+
+    uid = "b90c75f8-d06a-4e15-94f8-41faba334a58"
+    run = [delivery_of(uid, tag=1), delivery_of(uid, tag=2), delivery_of(uid, tag=3, attempt=2),
+           delivery_of(uid, events.EMAIL_REQUESTED, tag=4), delivery_of(uid, events.EMAIL_REQUESTED, tag=5),
+           delivery_of(uid, tag=6), delivery_of(uid, tag=7)]
+
+    calls = coalesce(run)
+
+    assert [(c.tag.delivery_tag, [m.tag.delivery_tag for m in c.covered]) for c in calls] == [
+        (1, [2]), (3, []), (4, []), (5, []), (6, [7])]  # a retry and each mail are calls of their own
+
+
+class FakeTransport:
+    """Hands out the given deliveries as RabbitMQ would (runs of users not busy) and records when
+    each handler runs; stops the consumer once everything is settled."""
+
+    name = "fake"
+
+    def __init__(self, deliveries, *, stop: threading.Event, handler_seconds: float = 0.05) -> None:
+        self.inbox = list(deliveries)
+        self.expected = len(deliveries)
+        self.stop = stop
+        self.handler_seconds = handler_seconds
+        self.lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.most_in_flight = 0
+        self.most_per_user = 0
+        self.handled: list = []
+        self.settled: list = []
+        self.closed_after: int | None = None
+
+    def open(self) -> None: ...
+
+    def close(self) -> None:
+        self.closed_after = len(self.settled)
+
+    def take(self, *, users, busy):
+        from agent_bridge.transports.rabbitmq import runs_of
+
+        runs, self.inbox = runs_of(self.inbox, users=users, busy=busy)
+        return runs
+
+    def wait(self, futures, *, timeout) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+
+    def run(self, delivery, work, *args):
+        import time
+
+        from agent_bridge.delivery import Outcome
+
+        user = delivery.user
+        with self.lock:
+            self.running[user] = self.running.get(user, 0) + 1
+            self.most_per_user = max(self.most_per_user, self.running[user])
+            self.most_in_flight = max(self.most_in_flight, sum(self.running.values()))
+            self.handled.append(delivery)
+        time.sleep(self.handler_seconds)
+        with self.lock:
+            self.running[user] -= 1
+            if not self.running[user]:
+                del self.running[user]
+        return Outcome(Status.DELIVERED)
+
+    def ownership_for(self, envelope):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def settle(self, settled) -> None:
+        self.settled.extend(settled)
+        if sum(1 + len(d.covered) for d, _ in self.settled) >= self.expected:
+            self.stop.set()
+
+    def housekeeping(self) -> None: ...
+
+
+def run_consumer(transport: FakeTransport, *, concurrency: int) -> None:
+    consumer = Consumer(transport=transport, stop=transport.stop, agent=object(), concurrency=concurrency)
+    thread = threading.Thread(target=consumer.run)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_several_users_are_delivered_at_once_each_users_events_one_at_a_time_in_order() -> None:
+    users = [f"b90c75f8-d06a-4e15-94f8-41faba3345{n:02d}" for n in range(6)]
+    # Each user: preferences, an email, preferences again (no two consecutive of one type: no coalescing).
+    kinds = [events.PREFERENCES_UPDATED, events.EMAIL_REQUESTED, events.PREFERENCES_UPDATED]
+    deliveries = [delivery_of(uid, kind, tag=10 * n + k) for k, kind in enumerate(kinds) for n, uid in
+                  enumerate(users)]
+    transport = FakeTransport(deliveries, stop=threading.Event())
+
+    run_consumer(transport, concurrency=4)
+
+    assert transport.most_in_flight == 4  # other users do not wait for one user's Agent call
+    assert transport.most_per_user == 1  # but a user's own events are never handled concurrently
+    for uid in users:
+        mine = [d.tag.delivery_tag for d in transport.handled if d.envelope["uid"] == uid]
+        assert mine == sorted(mine)  # ...nor reordered
+    assert sorted(d.tag.delivery_tag for d, _ in transport.settled) == sorted(d.tag.delivery_tag for d in deliveries)
+
+
+def test_allergy_users_go_first_and_a_flood_is_one_handler_call() -> None:
+    flooding, other = "b90c75f8-d06a-4e15-94f8-41faba334a58", "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22"
+    flood = [delivery_of(flooding, tag=n) for n in range(1, 40)]
+    transport = FakeTransport([*flood, delivery_of(other, events.ALLERGIES_REPLACED, tag=40)], stop=threading.Event())
+
+    run_consumer(transport, concurrency=1)
+
+    assert [d.envelope["type"] for d in transport.handled] == [events.ALLERGIES_REPLACED, events.PREFERENCES_UPDATED]
+    assert len(transport.handled[1].covered) == 38  # every flooded message settled by that one call
+
+
+def test_stopping_finishes_and_settles_the_handlers_in_flight_before_closing() -> None:
+    users = [f"b90c75f8-d06a-4e15-94f8-41faba3345{n:02d}" for n in range(3)]
+    transport = FakeTransport([delivery_of(uid, tag=n) for n, uid in enumerate(users)], stop=threading.Event(),
+                              handler_seconds=0.3)
+    transport.expected = 10**6  # never stops by itself
+    timer = threading.Timer(0.1, transport.stop.set)  # SIGTERM while the three calls are in flight
+    timer.start()
+
+    run_consumer(transport, concurrency=3)
+
+    assert len(transport.settled) == 3 and transport.closed_after == 3
+
+
+def test_the_embedded_bus_claims_several_users_at_once_and_settles_them_in_one_statement(consumer) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agent_bridge.delivery import Outcome
+    from conftest import _make_user
+
+    users = [_make_user(email=f"u{n}@example.com", verified=True) for n in range(3)]
+    second = OutboxEvent.objects.create(type=events.EMAIL_REQUESTED, uid=users[0].uid, data={"kind": "verify"})
+    rows = [registered(user) for user in users]
+    transport = consumer.transport
+
+    runs = transport.take(users=5, busy=set())
+
+    assert sorted(run[0].tag.pk for run in runs) == [row.pk for row in rows]  # one head per user, the oldest
+    assert transport.take(users=5, busy={str(u.uid) for u in users}) == []  # users in flight are not claimed
+    with CaptureQueriesContext(connection) as queries:
+        transport.settle([(run[0], Outcome(Status.DELIVERED)) for run in runs])
+    assert len(queries.captured_queries) == 1
+    assert OutboxEvent.objects.filter(status=OutboxEvent.Status.DELIVERED).count() == 3
+    assert [run[0].tag.pk for run in transport.take(users=5, busy=set())] == [second.pk]

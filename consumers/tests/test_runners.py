@@ -315,8 +315,8 @@ def test_the_embedded_bus_claims_several_users_at_once_and_settles_them_in_one_s
     from conftest import _make_user
 
     users = [_make_user(email=f"u{n}@example.com", verified=True) for n in range(3)]
-    second = OutboxEvent.objects.create(type=events.EMAIL_REQUESTED, uid=users[0].uid, data={"kind": "verify"})
     rows = [registered(user) for user in users]
+    second = OutboxEvent.objects.create(type=events.EMAIL_REQUESTED, uid=users[0].uid, data={"kind": "verify"})
     transport = consumer.transport
 
     runs = transport.take(users=5, busy=set())

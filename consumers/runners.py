@@ -37,6 +37,8 @@ from project import metrics, tracing
 logger = logging.getLogger("consumers")
 
 RECONNECT_BACKOFF_MAX_SECONDS = 10.0
+# How often the consumer loop lets Django recycle its database connection (CONN_MAX_AGE).
+CONNECTION_CHECK_SECONDS = 1.0
 
 
 def stop_flag_on_signals() -> threading.Event:
@@ -142,7 +144,7 @@ class Consumer:
         self.transport = transport
         self.stop = stop
         self._shared_agent = agent  # tests pass one; otherwise one client per worker thread
-        self._agents = threading.local()
+        self._agents = threading.local()  # per thread: its Agent client, when it last checked its DB connection
         self.pruner = pruner
         self.timing = bus_timing().check()
         self.concurrency = max(1, concurrency if concurrency is not None else settings.BUS_CONSUMER_CONCURRENCY)
@@ -172,7 +174,7 @@ class Consumer:
         self.transport.open()
         try:
             while not self.stop.is_set():
-                close_old_connections()
+                self._check_connection()
                 free = self.concurrency - len(self._running)
                 for run in self.transport.take(users=free, busy=set(self._running.values())) if free else []:
                     self._running[self._pool.submit(self.deliver_run, run)] = run[0].user
@@ -222,7 +224,7 @@ class Consumer:
     def deliver_run(self, run: Run) -> list[Settled]:
         """On a worker thread: one user's deliveries in order, coalesced; stops early on SIGTERM
         (what is not delivered stays unsettled and comes again)."""
-        close_old_connections()
+        self._check_connection()
         settled: list[Settled] = []
         try:
             for delivery in coalesce(run):
@@ -233,6 +235,15 @@ class Consumer:
             connections.close_all()  # this thread's: the next run opens fresh ones
             raise
         return settled
+
+    def _check_connection(self) -> None:
+        """Let Django replace this thread's database connection if it is broken or past
+        CONN_MAX_AGE; at most every CONNECTION_CHECK_SECONDS, not per run (with CONN_HEALTH_CHECKS
+        each check is a round trip)."""
+        last = getattr(self._agents, "connection_checked", 0.0)
+        if time.monotonic() - last > CONNECTION_CHECK_SECONDS:
+            close_old_connections()
+            self._agents.connection_checked = time.monotonic()
 
     def _process(self, delivery: Delivery) -> Outcome:
         # On the thread that runs the handler: the trace context must be entered there.
@@ -329,7 +340,6 @@ class Relay:
             for event in batch:
                 amqp.envelope_publish_rollback_unsafe(channel, self.topology, event.envelope,
                                                       traceparent=event.traceparent or None)
-                metrics.event_published(event_type=event.type)
                 published.append(event.pk)
                 metrics.event_published(event_type=event.type)
                 logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)

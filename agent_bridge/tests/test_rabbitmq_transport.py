@@ -130,3 +130,22 @@ def test_a_failed_coalesced_call_retries_or_dead_letters_every_message_it_stood_
     assert {str(e) for e in DeadLetter.objects.values_list("event_id", flat=True)} == {
         d.envelope["id"] for d in dead}
     assert transport.channel.calls == [("ack", 4, True)]
+
+
+@pytest.mark.django_db
+def test_the_messages_a_consumer_holds_keep_their_settle_deadline_while_they_wait(settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.BUS_REPUBLISH_AFTER_SECONDS = 900
+    running, waiting = message(A, tag=1), message(A, tag=2)  # the second waits behind the first
+    published([running, waiting])
+    OutboxEvent.objects.update(available_at=timezone.now() + timedelta(seconds=1))
+    transport = transport_holding([running])
+    transport._inbox = [waiting]
+
+    transport._renew_held()  # what RENEWER runs every renew_seconds while the transport is open
+
+    assert all(at > timezone.now() + timedelta(seconds=800) for at in
+               OutboxEvent.objects.values_list("available_at", flat=True))

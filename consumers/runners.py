@@ -29,7 +29,7 @@ from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing
 from project import metrics, tracing
 
-logger = logging.getLogger("consumers")
+logger = logging.getLogger(__name__)
 
 RECONNECT_BACKOFF_MAX_SECONDS = 10.0
 

@@ -81,3 +81,15 @@ def test_the_api_guide_lists_every_error_code_raised_by_the_domain() -> None:
     assert codes, "no ApplicationError subclasses found"
     missing = sorted(code for code in codes if f"`{code}`" not in guide)
     assert not missing, f"docs/api.md does not list {missing}"
+
+
+def test_the_log_table_names_the_loggers_the_code_uses() -> None:
+    """Operators filter on these names: each row is a module whose `logger` has that name."""
+    import importlib
+
+    runbook = (REPO / "docs" / "operations.md").read_text()
+    table = runbook.split("| logger | one line per | fields |", 1)[1].split("\n\n", 1)[0]
+    named = re.findall(r"^\| `([a-z_.]+)` \|", table, re.M)
+    assert len(named) >= 4, "docs/operations.md lost its table of loggers?"
+    for name in named:
+        assert importlib.import_module(name).logger.name == name, f"docs/operations.md names logger {name}"

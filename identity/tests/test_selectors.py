@@ -1,4 +1,6 @@
-"""identity.selectors: the token lookup every authenticated request runs (one raw statement)."""
+"""identity.selectors: the token lookup every authenticated request runs (one raw statement),
+and the preferences read by the consumer."""
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -43,3 +45,12 @@ def test_a_column_the_model_does_not_know_is_tolerated(verified_user) -> None:
         cursor.execute("ALTER TABLE identity_authtoken ADD COLUMN bench_extra varchar(20) DEFAULT 'x' NOT NULL")
     issued = services.auth_token_issue(user=verified_user)
     assert selectors.auth_token_get_usable(raw=issued.raw).pk == issued.token.pk
+
+
+def test_selector_for_the_consumer(verified_user) -> None:
+    assert selectors.user_preferences_get_by_uid(uid=verified_user.uid) == selectors.PreferencesState({}, 0, [])
+    services.user_preferences_update(user=verified_user, preferences={"dietary": ["vegan"]})
+    services.user_preferences_update(user=verified_user, preferences={"dietary": None})
+    state = selectors.user_preferences_get_by_uid(uid=verified_user.uid)
+    assert state == selectors.PreferencesState({}, 2, ["dietary"])
+    assert selectors.user_preferences_get_by_uid(uid=uuid.uuid4()) is None

@@ -5,21 +5,14 @@ import uuid
 
 import pytest
 from django.db import OperationalError
-from django.utils import timezone
 
 from agent_bridge import events
 from agent_bridge.delivery import Status
-from agent_bridge.events import make_envelope
 from consumers import processing
 from consumers.handlers import HANDLERS
+from consumers.tests.conftest import envelope
 
 pytestmark = pytest.mark.django_db
-
-
-def envelope(event_type: str, uid, data: dict | None = None):
-    return make_envelope(
-        event_id=uuid.uuid4(), event_type=event_type, occurred_at=timezone.now(), uid=uid, data=data or {}
-    )
 
 
 def agent_calls(devagent) -> list[dict]:

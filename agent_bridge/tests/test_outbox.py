@@ -158,3 +158,10 @@ def test_a_lease_is_renewed_while_its_holder_works(settings) -> None:
         thread.start()
         thread.join()
     assert outcome == ["busy"]
+
+
+def test_seconds_until_the_next_delayed_retry() -> None:
+    assert owner.outbox_seconds_until_next_due() is None
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=30))
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=10))
+    assert 5 < owner.outbox_seconds_until_next_due() <= 10

@@ -11,21 +11,13 @@ from agent_bridge import events
 from agent_bridge.delivery import Cause, Outcome, Status
 from agent_bridge.models import OutboxEvent
 from agent_bridge.timing import bus_timing
-from agent_bridge.transports import Delivery
 from agent_bridge.transports.embedded import EmbeddedTransport
 from consumers.models import DeadLetter
+from consumers.tests.conftest import claim, registered
 
 pytestmark = pytest.mark.django_db
 
 PENDING, DELIVERED, DEAD = OutboxEvent.Status.PENDING, OutboxEvent.Status.DELIVERED, OutboxEvent.Status.DEAD
-
-
-def registered(user) -> OutboxEvent:
-    return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=user.uid)
-
-
-def claim() -> Delivery | None:
-    return EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="test-worker").claim()
 
 
 def test_an_expired_claim_is_taken_again(verified_user) -> None:

@@ -1,5 +1,6 @@
 """Fixtures for the consumer's tests: a real Agent double in this process; and the helpers that
 build their events (plain functions: tests call them with arguments)."""
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -62,3 +63,18 @@ def dead_event(
         DeadLetter.objects.filter(pk=dead.pk).update(last_failed_at=timezone.now() - failed_ago)
     row.refresh_from_db()
     return row
+
+
+def registered(user):
+    """A user.registered outbox row for `user`, pending."""
+    from agent_bridge.models import OutboxEvent
+
+    return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=user.uid)
+
+
+def claim():
+    """What one embedded consumer ("test-worker") claims next: a Delivery, or None."""
+    from agent_bridge.timing import bus_timing
+    from agent_bridge.transports.embedded import EmbeddedTransport
+
+    return EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="test-worker").claim()

@@ -9,10 +9,10 @@ from agent_bridge import events
 from agent_bridge.delivery import Status
 from agent_bridge.models import OutboxEvent
 from agent_bridge.timing import bus_timing
-from agent_bridge.transports import Delivery
 from agent_bridge.transports.embedded import EmbeddedTransport
 from consumers.models import DeadLetter
 from consumers.runners import Consumer, run_resiliently
+from consumers.tests.conftest import claim, registered
 
 pytestmark = pytest.mark.django_db
 
@@ -21,14 +21,6 @@ pytestmark = pytest.mark.django_db
 def consumer(agent) -> Consumer:
     transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
     return Consumer(transport=transport, stop=transport.stop, agent=agent)
-
-
-def registered(user) -> OutboxEvent:
-    return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=user.uid)
-
-
-def claim() -> Delivery | None:
-    return EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="test-worker").claim()
 
 
 def test_a_delivered_event_is_marked_delivered(consumer, devagent, verified_user) -> None:

@@ -584,13 +584,9 @@ def test_a_live_token_is_valid_and_names_its_user(api_client, issued_token, veri
     assert response.json() == {"valid": True, "uid": str(verified_user.uid)}
 
 
-def test_revoked_expired_unknown_and_uid_are_invalid(api_client, verified_user, service_headers) -> None:
-    revoked = services.auth_token_issue(user=verified_user)
-    services.auth_token_revoke(token=revoked.token)
-    expired = services.auth_token_issue(user=verified_user)
-    expired.token.expires_at = timezone.now() - timedelta(seconds=1)
-    expired.token.save()
-    for raw in (revoked.raw, expired.raw, "nope", str(verified_user.uid)):
+def test_revoked_expired_unknown_and_uid_are_invalid(api_client, verified_user, unusable_tokens,
+                                                      service_headers) -> None:
+    for raw in (*unusable_tokens.values(), str(verified_user.uid)):
         response = api_client.post(VALIDATE_TOKEN, {"token": raw}, format="json", **service_headers)
         assert response.json() == {"valid": False, "uid": None}, raw
 

@@ -2,7 +2,6 @@
 whichever bus the run has: the embedded outbox bus, or RabbitMQ when AMQP_URL is set."""
 import os
 import signal
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from tests.e2e.bus_helpers import (
     current_fault,
     dead_letters,
     replay,
+    sentinel,
     uid_of,
     wait_dead_letters,
     wait_drained,
@@ -37,6 +37,10 @@ def sync(stack, user) -> dict:
     return response.json()["sync"]
 
 
+def allergy_patches(stack, user) -> list[dict]:
+    return [r for r in agent_calls(stack, uid=user.uid, method="PATCH") if r["path"].endswith("/allergies")]
+
+
 def agent_allergies(stack, user) -> dict | None:
     held = stack.agent.user(user.uid)
     return held["allergies"] if held else None
@@ -58,7 +62,7 @@ def test_sigterm_during_a_slow_agent_call_finishes_the_event_and_exits_0(stack_f
     # A fresh consumer finds nothing to redo for that event (it was acked / marked delivered).
     stack.start_consumer(1)
     wait_drained(stack)
-    time.sleep(1)
+    sentinel(stack, "slow@example.com")  # the fresh consumer got past the user's earlier event
     assert len(agent_calls(stack, uid=uid, method="POST")) == 1
     assert "stopping after the event in hand" in (stack.workdir / "consumer0.log").read_text()
     if stack.amqp_url:
@@ -97,13 +101,21 @@ def test_401_dead_letters_at_once_and_replay_delivers_exactly_what_is_selected(s
     stack = stack_factory(extra_env={"AMQP_QUEUE_TYPE": queue_type})
     ada = create_verified_user(stack, email="ada@example.com")
     bob = create_verified_user(stack, email="bob@example.com", username="bob")
+    carol = create_verified_user(stack, email="carol@example.com", username="carol")  # the sentinel
     stack.agent.fault(status=401)
 
     put_allergies(stack, ada, PROFILES[0])
     put_allergies(stack, bob, PROFILES[1])
     wait_dead_letters(stack, 2)
 
-    time.sleep(2.5)  # longer than the first delayed retries: a retry would show up here
+    # A later event that waits for the first delayed retry: once it is delivered, a retry of ada's
+    # or bob's event (scheduled earlier, on the same delays) would have come back before it.
+    stack.agent.fault(status=503, paths=carol.uid)
+    put_allergies(stack, carol, PROFILES[0])
+    wait_for(lambda: bus(stack)["retrying"] >= 1, timeout=20, what="carol's event to wait for a retry")
+    stack.agent.clear_faults()
+    wait_for(lambda: agent_allergies(stack, carol) == PROFILES[0], timeout=20, what="carol's retry delivered")
+    wait_drained(stack)
     assert len(agent_calls(stack, uid=ada.uid, method="PATCH")) == 1
     assert len(agent_calls(stack, uid=bob.uid, method="PATCH")) == 1
     assert sync(stack, ada)["state"] == "failing"
@@ -113,9 +125,11 @@ def test_401_dead_letters_at_once_and_replay_delivers_exactly_what_is_selected(s
     assert dead_letters(stack) == 2 and bus(stack)["backlog"] == 0
 
     stack.agent.clear_faults()  # the token is fixed
-    calls_before = len(agent_calls(stack))
-    time.sleep(1)
-    assert len(agent_calls(stack)) == calls_before  # dead letters stay dead until replayed
+    calls_before = {user.uid: len(agent_calls(stack, uid=user.uid)) for user in (ada, bob)}
+    put_allergies(stack, carol, PROFILES[1])  # a later event, delivered: the bus is moving
+    wait_for(lambda: agent_allergies(stack, carol) == PROFILES[1], timeout=20, what="carol's later event")
+    # dead letters stay dead until replayed
+    assert {user.uid: len(agent_calls(stack, uid=user.uid)) for user in (ada, bob)} == calls_before
 
     only_ada = replay(stack, "--uid", ada.uid)
     assert "replayed 1," in only_ada.stdout
@@ -141,12 +155,16 @@ def test_a_replayed_allergy_event_older_than_the_agents_revision_is_skipped(stac
     stack.agent.clear_faults()
     put_allergies(stack, ada, PROFILES[1])  # revision 2 reaches the Agent
     wait_for(lambda: sync(stack, ada)["synced_revision"] == 2, timeout=20, what="revision 2 synced")
-    patches = len(agent_calls(stack, uid=ada.uid, method="PATCH"))
+    patches = len(allergy_patches(stack, ada))
 
     result = replay(stack)
 
     assert "skipped 1 as stale" in result.stdout and "revision 1" in result.stdout
     assert dead_letters(stack) == 0
-    time.sleep(1)
-    assert len(agent_calls(stack, uid=ada.uid, method="PATCH")) == patches  # nothing re-sent
+    # A later event of ada's, delivered: a re-sent revision 1 would have come before it.
+    response = stack.api("PATCH", "/api/preferences/", token=ada.token, json={"preferences": {"vibes": ["quiet"]}})
+    assert response.status_code == 200, response.text
+    wait_for(lambda: stack.agent.user(ada.uid)["preferences"].get("vibes") == ["quiet"], timeout=20,
+             what="ada's later event")
+    assert len(allergy_patches(stack, ada)) == patches  # nothing re-sent
     assert agent_allergies(stack, ada) == PROFILES[1]

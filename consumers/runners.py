@@ -34,7 +34,7 @@ from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing
 from project import metrics, tracing
 
-logger = logging.getLogger("consumers")
+logger = logging.getLogger(__name__)
 
 RECONNECT_BACKOFF_MAX_SECONDS = 10.0
 # How often the consumer loop lets Django recycle its database connection (CONN_MAX_AGE).

@@ -358,7 +358,7 @@ LOGGING = {
     "loggers": {
         # Django's default handlers print its records a second time, in another format.
         "django": {"handlers": [], "propagate": True},
-        # runserver's own access lines would repeat project.request's (and in another format).
+        # runserver's own access lines would repeat project.middleware's (and in another format).
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "pika": {"level": "WARNING"},

@@ -200,3 +200,10 @@ def test_held_messages_have_their_settle_deadline_moved_on(settings) -> None:
     held.refresh_from_db()
     settled.refresh_from_db()
     assert held.available_at > soon(899) and settled.available_at < soon(2)
+
+
+def test_seconds_until_the_next_delayed_retry() -> None:
+    assert owner.outbox_seconds_until_next_due() is None
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=30))
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=10))
+    assert 5 < owner.outbox_seconds_until_next_due() <= 10

@@ -96,25 +96,32 @@ class EmbeddedTransport:
         return user_lease(envelope["uid"]) if envelope.get("uid") else nullcontext()
 
     def settle(self, settled: list[Settled]) -> None:
-        done = [pk for delivery, outcome in settled if outcome.done for pk in (delivery.tag.pk, *delivery.tag.covered)]
-        if done:
-            owner.outbox_settle_delivered(pks=done)
+        self.ack(*(delivery for delivery, outcome in settled if outcome.done))
         for delivery, outcome in settled:
-            if not outcome.done:
-                self._failed(delivery, outcome)
+            if outcome.status is Status.RETRY:
+                self.retry_later(delivery, outcome)
+            elif outcome.status is Status.DEAD:
+                self.dead_letter(delivery, outcome)
 
-    def _failed(self, delivery: Delivery, outcome: Outcome) -> None:
+    def ack(self, *deliveries: Delivery) -> None:
+        """Delivered or skipped: every row of `deliveries`, coalesced ones included, in one UPDATE."""
+        pks = [pk for delivery in deliveries for pk in (delivery.tag.pk, *delivery.tag.covered)]
+        if pks:
+            owner.outbox_settle_delivered(pks=pks)
+
+    def retry_later(self, delivery: Delivery, outcome: Outcome) -> None:
         # The coalesced rows were not tried: they go back untouched, due now.
         owner.outbox_claim_release(pks=delivery.tag.covered, worker_id=self.worker_id)
-        if outcome.status is Status.RETRY:
-            owner.outbox_schedule_retry(
-                event_id=delivery.envelope["id"], attempt=delivery.attempt, error=outcome.error,
-                delay=outcome.retry_after, timing=self.timing,
-            )
-        else:
-            owner.dead_letter_record(
-                envelope=delivery.envelope, attempts=delivery.attempt, reason=outcome.error, cause=outcome.cause
-            )
+        owner.outbox_schedule_retry(
+            event_id=delivery.envelope["id"], attempt=delivery.attempt, error=outcome.error, delay=outcome.retry_after,
+            timing=self.timing,
+        )
+
+    def dead_letter(self, delivery: Delivery, outcome: Outcome) -> None:
+        owner.outbox_claim_release(pks=delivery.tag.covered, worker_id=self.worker_id)
+        owner.dead_letter_record(
+            envelope=delivery.envelope, attempts=delivery.attempt, reason=outcome.error, cause=outcome.cause
+        )
 
     def housekeeping(self) -> None:
         pass  # nothing lives outside the table

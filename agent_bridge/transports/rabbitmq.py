@@ -55,7 +55,7 @@ from agent_bridge.timing import BusTiming
 from agent_bridge.transports import Delivery, Run, Settled
 from agent_bridge.transports.topology import Topology, topology_delete  # noqa: F401 - part of this module's API
 
-logger = logging.getLogger("consumers")
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DEAD_QUEUE_CHECK_SECONDS = 5.0
 

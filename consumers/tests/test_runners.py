@@ -13,6 +13,7 @@ from agent_bridge.transports import Delivery
 from agent_bridge.transports.embedded import EmbeddedTransport
 from consumers.models import DeadLetter
 from consumers.runners import Consumer, run_resiliently
+from consumers.tests.conftest import claim, registered
 
 pytestmark = pytest.mark.django_db
 
@@ -21,14 +22,6 @@ pytestmark = pytest.mark.django_db
 def consumer(agent) -> Consumer:
     transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
     return Consumer(transport=transport, stop=transport.stop, agent=agent)
-
-
-def registered(user) -> OutboxEvent:
-    return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=user.uid)
-
-
-def claim() -> Delivery | None:
-    return EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="test-worker").claim()
 
 
 def test_a_delivered_event_is_marked_delivered(consumer, devagent, verified_user) -> None:
@@ -96,14 +89,6 @@ def test_retries_used_up_become_a_dead_letter(consumer, devagent, verified_user,
     assert DeadLetter.objects.get(event_id=row.event_id).attempts == 3
 
 
-def test_an_expired_claim_is_taken_again(verified_user) -> None:
-    row = registered(verified_user)
-    assert claim().tag.pk == row.pk
-    assert claim() is None  # claimed
-    OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-    assert claim().tag.pk == row.pk  # the first consumer died mid-event
-
-
 def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> None:
     stop = threading.Event()
     calls = []
@@ -116,27 +101,6 @@ def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> N
 
     run_resiliently("test", session, stop)
     assert len(calls) == 2
-
-
-@pytest.mark.parametrize(
-    ("body", "ok"),
-    [
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", "uid": null}', True),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", '
-         b'"uid": "b90c75f8-d06a-4e15-94f8-41faba334a58"}', True),
-        (b"not json", False),
-        (b"\xff\xfe", False),
-        (b"[1, 2]", False),
-        (b'{"id": "garbage-1", "type": "user.registered"}', False),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", "uid": "nope"}', False),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": ""}', False),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "' + b"x" * 65 + b'"}', False),
-    ],
-)
-def test_only_settleable_envelopes_are_processed(body: bytes, ok: bool) -> None:
-    from agent_bridge.transports.rabbitmq import envelope_from
-
-    assert (envelope_from(body) is not None) is ok
 
 
 def test_allergies_go_first_and_a_flood_of_one_user_is_one_agent_call(consumer, devagent, verified_user) -> None:
@@ -306,25 +270,3 @@ def test_stopping_finishes_and_settles_the_handlers_in_flight_before_closing() -
 
     assert len(transport.settled) == 3 and transport.closed_after == 3
 
-
-def test_the_embedded_bus_claims_several_users_at_once_and_settles_them_in_one_statement(consumer) -> None:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from agent_bridge.delivery import Outcome
-    from conftest import _make_user
-
-    users = [_make_user(email=f"u{n}@example.com", verified=True) for n in range(3)]
-    rows = [registered(user) for user in users]
-    second = OutboxEvent.objects.create(type=events.EMAIL_REQUESTED, uid=users[0].uid, data={"kind": "verify"})
-    transport = consumer.transport
-
-    runs = transport.take(users=5, busy=set())
-
-    assert sorted(run[0].tag.pk for run in runs) == [row.pk for row in rows]  # one head per user, the oldest
-    assert transport.take(users=5, busy={str(u.uid) for u in users}) == []  # users in flight are not claimed
-    with CaptureQueriesContext(connection) as queries:
-        transport.settle([(run[0], Outcome(Status.DELIVERED)) for run in runs])
-    assert len(queries.captured_queries) == 1
-    assert OutboxEvent.objects.filter(status=OutboxEvent.Status.DELIVERED).count() == 3
-    assert [run[0].tag.pk for run in transport.take(users=5, busy=set())] == [second.pk]

@@ -200,6 +200,14 @@ def outbox_mark_published(*, pks: list[int], timing: BusTiming) -> None:
     )
 
 
+def outbox_publish_refused(*, pks: list[int], timing: BusTiming) -> None:
+    """The broker refused these (nack, or no queue for the routing key): they stay pending and
+    are offered again after the first retry delay, not in a tight loop."""
+    if pks:
+        delay = timing.retry_delay_seconds(attempt=1) or timing.renew_seconds
+        OutboxEvent.objects.filter(pk__in=pks, status=PENDING).update(available_at=_after(delay))
+
+
 def outbox_settle_deadline_extend(*, event_ids: Collection[uuid.UUID | str], timing: BusTiming) -> None:
     """A consumer still holds these messages (taken off the broker, queued behind their user's
     earlier events or in a handler): move their settle deadline on so the relay does not

@@ -298,7 +298,14 @@ def consumer_from_settings(*, stop: threading.Event) -> Consumer | ConsumerGroup
 
 
 class Relay:
-    """Publishes pending outbox rows to RabbitMQ, marking each published once confirmed."""
+    """Publishes pending outbox rows to RabbitMQ, marking each published once confirmed.
+
+    A batch of up to BUS_RELAY_BATCH_SIZE rows is written to the broker at once and its
+    publisher confirms awaited together (`amqp.BatchPublisher`: one round trip per batch, not per
+    row). Only rows the broker acked are marked published; a refused (nacked) or unroutable one
+    stays pending and is tried again after the first retry delay. A crash before the marking
+    leaves the whole batch pending: it is published again (duplicates are harmless).
+    """
 
     def __init__(self, *, stop: threading.Event, timing: BusTiming | None = None) -> None:
         self.stop = stop
@@ -317,11 +324,11 @@ class Relay:
         try:
             channel = connection.channel()
             amqp.topology_declare(channel, self.topology)
-            channel.confirm_delivery()
+            publisher = amqp.BatchPublisher(connection, channel)
             waiter.prepare()
             while not self.stop.is_set():
                 close_old_connections()
-                if not self.publish_batch(channel):
+                if not self.publish_batch(publisher):
                     self.pruner.maybe()
                     # Wake on a commit or when a delayed event is due; return often enough to
                     # serve the broker's heartbeats.
@@ -333,39 +340,52 @@ class Relay:
             waiter.close()
             amqp.connection_close_quietly(connection)
 
-    def publish_batch(self, channel) -> int:
+    def publish_batch(self, publisher: amqp.BatchPublisher) -> int:
+        """Publish the pending rows due now; returns how many the broker took (with republished ones)."""
         batch = owner.outbox_pending(limit=settings.BUS_RELAY_BATCH_SIZE)
         published: list[int] = []
-        try:
-            for event in batch:
-                amqp.envelope_publish_rollback_unsafe(channel, self.topology, event.envelope,
-                                                      traceparent=event.traceparent or None)
-                published.append(event.pk)
-                metrics.event_published(event_type=event.type)
-                logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)
-        finally:
-            if published:
-                owner.outbox_mark_published(pks=published, timing=self.timing)
-        return len(published) + self.republish_unsettled(channel)
+        if batch:
+            answers = publisher.publish_rollback_unsafe(self.topology, [
+                amqp.Publication(event.envelope, traceparent=event.traceparent or None) for event in batch
+            ])
+            refused = []
+            for event, answer in zip(batch, answers, strict=True):
+                if answer is amqp.Confirm.ACKED:
+                    published.append(event.pk)
+                    metrics.event_published(event_type=event.type)
+                    logger.info("relay published event_id=%s event_type=%s uid=%s",
+                                event.event_id, event.type, event.uid)
+                else:
+                    refused.append(event.pk)
+                    logger.warning("relay: the broker %s event_id=%s event_type=%s uid=%s; it stays pending",
+                                   answer.value, event.event_id, event.type, event.uid)
+            owner.outbox_mark_published(pks=published, timing=self.timing)
+            owner.outbox_publish_refused(pks=refused, timing=self.timing)
+        return len(published) + self.republish_unsettled(publisher)
 
-    def republish_unsettled(self, channel) -> int:
+    def republish_unsettled(self, publisher: amqp.BatchPublisher) -> int:
         """Publish again the events the broker took but nobody settled in time (a broker crash can
         lose a message it was moving between queues); handlers are idempotent, so a late
         original only makes a duplicate."""
         events = owner.outbox_overdue_published(limit=settings.BUS_RELAY_BATCH_SIZE)
-        if events and self._work_queue_backlog(channel):
+        if not events or self._work_queue_backlog(publisher.channel):
             return 0  # consumers are still working through a backlog, which likely holds these
-        for event in events:
-            amqp.envelope_publish_rollback_unsafe(
-                channel, self.topology, event.envelope, attempt=event.attempts + 1,
-                traceparent=event.traceparent or None,
-            )
+        answers = publisher.publish_rollback_unsafe(self.topology, [
+            amqp.Publication(event.envelope, attempt=event.attempts + 1, traceparent=event.traceparent or None)
+            for event in events
+        ])
+        republished = 0
+        for event, answer in zip(events, answers, strict=True):
+            if answer is not amqp.Confirm.ACKED:  # still overdue: tried again on the next pass
+                logger.warning("relay: the broker %s republished event_id=%s", answer.value, event.event_id)
+                continue
             owner.outbox_mark_republished(pk=event.pk, timing=self.timing)
+            republished += 1
             logger.warning(
                 "relay republished event_id=%s event_type=%s uid=%s: not settled %ss after it was handed over",
                 event.event_id, event.type, event.uid, round(self.timing.republish_after_seconds),
             )
-        return len(events)
+        return republished
 
     def _work_queue_backlog(self, channel) -> int:
         return sum(

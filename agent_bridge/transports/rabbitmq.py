@@ -31,6 +31,7 @@ A queue's arguments cannot change once declared: switching AMQP_QUEUE_TYPE on a 
 already has the queues makes the declare fail (PRECONDITION_FAILED), and the runners log it.
 """
 import contextlib
+import enum
 import hashlib
 import json
 import logging
@@ -73,6 +74,7 @@ QUEUE_TYPES = ("classic", "quorum")
 HIGH_PRIORITY = 1  # message priority of allergy events on classic partition queues
 # The broker refused one message (a nack, or no queue took it): the others may still go.
 PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
+CONFIRM_TIMEOUT_SECONDS = 30.0  # a broker that takes longer is treated as lost: the batch stays pending
 
 
 def topology_from_settings() -> Topology:
@@ -192,6 +194,109 @@ def envelope_publish_rollback_unsafe(
         properties=_properties(envelope, attempt=attempt, traceparent=traceparent),
         mandatory=True,
     )
+
+
+class Confirm(enum.Enum):
+    """What the broker answered for one message of a batch."""
+
+    ACKED = "acked"  # durably taken (persistent message, durable queue: written or replicated)
+    NACKED = "nacked"  # refused (e.g. a quorum queue without a quorum, or reject-publish)
+    RETURNED = "returned"  # mandatory and no queue is bound for its routing key
+
+
+@dataclass(frozen=True)
+class Publication:
+    envelope: Envelope
+    attempt: int = 1
+    traceparent: str | None = None
+
+
+class BatchPublisher:
+    """Publishes a batch to the work exchange with one wait for the broker's confirms.
+
+    `BlockingChannel.confirm_delivery()` makes every `basic_publish` wait for its own confirm: one
+    broker round trip per message. Here the confirm mode is set on pika's asynchronous channel
+    under the BlockingChannel (`channel._impl`, pika's documented layering: BlockingChannel drives
+    a `pika.channel.Channel`), so a batch is written in one go and the acks and nacks (`multiple`
+    covers every earlier delivery tag) are collected by tag while the connection processes frames.
+    An AMQP transaction (tx.select/tx.commit) would also cost one round trip per batch, and the
+    broker completes a commit only once every queue has confirmed, so it is as durable; but when a
+    queue refuses one message the whole commit fails ("partial tx completion", channel closed)
+    without saying which one, so a single refused message would hold the whole batch back.
+    Confirms name each refused message, which then simply stays pending.
+
+    A basic.return of an unroutable mandatory message always precedes its ack, so it is known
+    by the time the batch is settled. The channel must not also be put in blocking confirm mode;
+    its other methods (declares, basic_get) stay usable.
+    """
+
+    def __init__(self, connection: pika.BlockingConnection,
+                 channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
+        self.connection = connection
+        self.channel = channel
+        self._impl = channel._impl  # pika's asynchronous channel: see the class docstring
+        self._last_tag = 0  # the broker numbers a confirm-mode channel's publishes from 1
+        self._open: dict[int, Confirm | None] = {}  # delivery tag -> answer (None: not yet)
+        self._tag_of_message: dict[str, int] = {}
+        self.waits = 0  # how many times a batch waited for the broker (tests, diagnostics)
+        selected: list[object] = []
+        self._impl.add_on_return_callback(self._on_return)
+        self._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=selected.append)
+        self._wait_until(lambda: bool(selected))
+
+    def publish_rollback_unsafe(self, topology: Topology, publications: list[Publication]) -> list[Confirm]:
+        """Publish every message, then wait once for all their confirms; the answers are in the
+        order of `publications`. Once the broker has a message no database rollback takes it
+        back: publish only what is committed. Raises a CONNECTION_ERRORS error if the channel
+        or connection is lost meanwhile (then nothing of the batch counts as confirmed)."""
+        tags = []
+        for publication in publications:
+            self._last_tag += 1
+            tag = self._last_tag
+            self._open[tag] = None
+            self._tag_of_message[publication.envelope["id"]] = tag
+            tags.append(tag)
+            self.channel.basic_publish(
+                topology.exchange,
+                topology.routing_key(publication.envelope),
+                json.dumps(publication.envelope).encode(),
+                properties=_properties(publication.envelope, attempt=publication.attempt,
+                                       traceparent=publication.traceparent),
+                mandatory=True,
+            )
+        try:
+            self.waits += 1
+            self._wait_until(lambda: all(self._open[tag] is not None for tag in tags))
+            return [self._open[tag] for tag in tags]  # type: ignore[misc]
+        finally:
+            for tag, publication in zip(tags, publications, strict=True):
+                self._open.pop(tag, None)
+                self._tag_of_message.pop(publication.envelope["id"], None)
+
+    def _wait_until(self, done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
+        while not done():
+            if not self._impl.is_open:
+                raise pika.exceptions.ChannelClosed(-1, "channel closed while waiting for confirms")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise pika.exceptions.AMQPConnectionError(f"no confirm within {CONFIRM_TIMEOUT_SECONDS}s")
+            self.connection.process_data_events(time_limit=min(remaining, 1.0))
+
+    def _on_confirm(self, frame: pika.frame.Method) -> None:
+        method = frame.method
+        answer = Confirm.ACKED if isinstance(method, pika.spec.Basic.Ack) else Confirm.NACKED
+        tags = [t for t in self._open if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        for tag in tags:
+            # A returned message stays RETURNED unless the broker also nacked it.
+            if tag in self._open and (self._open[tag] is None or answer is Confirm.NACKED):
+                self._open[tag] = answer
+
+    def _on_return(self, _channel, _method, properties: pika.BasicProperties, _body: bytes) -> None:
+        # Marked now, answered by the ack that follows: _on_confirm keeps RETURNED.
+        tag = self._tag_of_message.get(properties.message_id or "")
+        if tag is not None and tag in self._open:
+            self._open[tag] = Confirm.RETURNED
 
 
 def envelope_publish_retry_rollback_unsafe(

@@ -196,6 +196,10 @@ def envelope_publish_rollback_unsafe(
     )
 
 
+def _nothing() -> None:
+    pass
+
+
 class Confirm(enum.Enum):
     """What the broker answered for one message of a batch."""
 
@@ -239,9 +243,15 @@ class BatchPublisher:
         self._open: dict[int, Confirm | None] = {}  # delivery tag -> answer (None: not yet)
         self._tag_of_message: dict[str, int] = {}
         self.waits = 0  # how many times a batch waited for the broker (tests, diagnostics)
+        self._done: Callable[[], bool] | None = None  # what the current wait is waiting for
         selected: list[object] = []
+
+        def on_select_ok(frame: pika.frame.Method) -> None:
+            selected.append(frame)
+            self._wake_if_done()
+
         self._impl.add_on_return_callback(self._on_return)
-        self._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=selected.append)
+        self._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=on_select_ok)
         self._wait_until(lambda: bool(selected))
 
     def publish_rollback_unsafe(self, topology: Topology, publications: list[Publication]) -> list[Confirm]:
@@ -275,13 +285,25 @@ class BatchPublisher:
 
     def _wait_until(self, done: Callable[[], bool]) -> None:
         deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
-        while not done():
-            if not self._impl.is_open:
-                raise pika.exceptions.ChannelClosed(-1, "channel closed while waiting for confirms")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise pika.exceptions.AMQPConnectionError(f"no confirm within {CONFIRM_TIMEOUT_SECONDS}s")
-            self.connection.process_data_events(time_limit=min(remaining, 1.0))
+        self._done = done
+        try:
+            while not done():
+                if not self._impl.is_open:
+                    raise pika.exceptions.ChannelClosed(-1, "channel closed while waiting for confirms")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise pika.exceptions.AMQPConnectionError(f"no confirm within {CONFIRM_TIMEOUT_SECONDS}s")
+                # Returns at the time limit or once _wake_if_done has queued its event.
+                self.connection.process_data_events(time_limit=min(remaining, 1.0))
+        finally:
+            self._done = None
+
+    def _wake_if_done(self) -> None:
+        # The asynchronous channel's callbacks are invisible to process_data_events, which
+        # returns early only for an event of the BlockingConnection: queue an empty one.
+        if self._done is not None and self._done():
+            self._done = None
+            self.connection.call_later(0, _nothing)
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
@@ -291,6 +313,7 @@ class BatchPublisher:
             # A returned message stays RETURNED unless the broker also nacked it.
             if tag in self._open and (self._open[tag] is None or answer is Confirm.NACKED):
                 self._open[tag] = answer
+        self._wake_if_done()
 
     def _on_return(self, _channel, _method, properties: pika.BasicProperties, _body: bytes) -> None:
         # Marked now, answered by the ack that follows: _on_confirm keeps RETURNED.

@@ -395,7 +395,8 @@ def _bus_settings(results: dict) -> list[str]:
     reads = ("the code reads it" if b.get("code_defines_BUS_CONSUMER_CONCURRENCY")
              else "the code does not read it yet: its consumer runs BUS_CONSUMER_CONNECTIONS "
                   f"= {b.get('BUS_CONSUMER_CONNECTIONS')} loops per process, the figure used for the ceiling")
-    return [f"Bus processes ran with `BUS_CONSUMER_CONCURRENCY={b['BUS_CONSUMER_CONCURRENCY']}` (from {b['source']}; "
+    return [f"Bus processes ran with `BUS_CONSUMER_CONCURRENCY={b['BUS_CONSUMER_CONCURRENCY']}` "
+            f"(from {b.get('source', '–')}; "
             f"{reads}), `AMQP_PREFETCH={b.get('AMQP_PREFETCH')}`, `AMQP_PARTITIONS` as in each row (default "
             f"{b.get('AMQP_PARTITIONS')}). Each row is a fresh relay and consumers; with several consumers a "
             "trickle of events runs first until the partitions are shared fairly (the consumers hand one over "
@@ -466,14 +467,14 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
     cond = results.get("conditions") or {}
     load_api = api.get("load") or {}
     load_sync = cond.get("load") or {}
-    bus_any = next(iter((results.get("bus") or {}).values()), None)
+    bus_any = next((m for m in (results.get("bus") or {}).values() if m.get("latency")), None)
     rabbit = (f"at {meta['rabbitmq_at']}" if meta.get("rabbitmq_at") else "yes") if meta.get("rabbitmq") else "no"
     dirty = " (working tree had uncommitted changes)" if meta.get("git_dirty") else ""
     quick = "; QUICK profile (not for conclusions)" if meta.get("quick") else ""
     paced = ""
     if bus_any:
         lat = bus_any["latency"]
-        paced = f"one event every {1000 / lat['rate_per_s']:.0f} ms, {lat['events']} events"
+        paced = f"one event every {1000 / lat['rate_per_s']:.0f} ms, {lat.get('events', '–')} events"
     out = [
         "# Benchmarks",
         "",

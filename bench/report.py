@@ -447,15 +447,16 @@ def _growth_table(results: dict) -> list[str]:
     points = _get(results, "growth", "points") or []
     if not points:
         return ["Not measured in this run.", ""]
-    lines = ["| users | outbox rows | insert s | scheduled prune: rows, s | path | events/s | ÷ 1k | p50 ms | "
-             "÷ 1k | p99 ms | ÷ 1k |",
+    lines = ["| users | outbox rows | insert s, vacuum s | scheduled prune: rows, s | path | events/s | ÷ 1k | "
+             "p50 ms | ÷ 1k | p99 ms | ÷ 1k |",
              "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     by_point = {p["users"]: p for p in points}
     for g in growth_ratios(results):
         p = by_point[g["users"]]
         prune = p.get("prune") or {}
-        lines.append(f"| {p['users']:,} | {_fmt(prune.get('rows_after', p['history_rows']))} | {p['insert_s']} | "
-                     f"{_fmt(prune.get('deleted'))}, {_fmt(prune.get('prune_s'))} | {g['path']} | "
+        lines.append(f"| {p['users']:,} | {_fmt(prune.get('rows_after', p['history_rows']))} | {p['insert_s']}, "
+                     f"{_fmt(p.get('vacuum_s'))} | {_fmt(prune.get('deleted'))}, {_fmt(prune.get('prune_s'), 2)} | "
+                     f"{g['path']} | "
                      f"{_fmt(g['events_per_s'])} | {_fmt(g['rate_ratio'], 2)} | {_fmt(g['p50_ms'])} | "
                      f"{_fmt(g['p50_ratio'], 2)} | {_fmt(g['p99_ms'])} | {_fmt(g['p99_ratio'], 2)} |")
     return [*lines, ""]
@@ -542,7 +543,9 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
             f"Delivered rows added ({_get(results, 'growth', 'rows_per_user') or 3} per simulated user: registered, "
             "email, allergies; on PostgreSQL one `INSERT … SELECT generate_series`, elsewhere `bulk_create`), their "
             f"delivery times spread evenly over {span_days:.2f} days (the retention window plus one prune interval: "
-            "production's steady state under the scheduled prune); then the scheduled prune itself "
+            "production's steady state under the scheduled prune) and `VACUUM (ANALYZE)` (what autovacuum would "
+            "have done long before; without it the next measurement measures the bulk insert's aftermath); then "
+            "the scheduled prune itself "
             "(`agent_bridge.outbox.outbox_prune`, what the daemons and `manage.py prune_outbox` run, timed), then "
             "the bus measured again (1 consumer, a smaller burst and sample), ratios to the smallest size.", "",
             *_growth_table(results)]

@@ -82,7 +82,7 @@ class Profile:
         self.paced_events = 24 if quick else 64
         self.growth_burst_events = 100 if quick else 400
         self.growth_burst_cap_s = 15 if quick else 30
-        self.growth_paced_events = 16 if quick else 24
+        self.growth_paced_events = 16 if quick else 48
         # Growth adds no size once the run is this old (a whole run is meant to stay under ~25 min).
         self.budget_s = 600 if quick else 1320
         self.growth_users = [1000, 10000] if quick else [1000, 10000, 100000, 1000000]
@@ -480,11 +480,12 @@ class Bench:
             rows = users * p.rows_per_user
             log(f"growth: adding {rows - present} delivered outbox rows")
             insert_s = bus.history_add(rows - present)
+            vacuum_s = bus.history_vacuum()
             present = rows
             log(f"growth: {users} users, scheduled prune")
             prune = bus.history_prune()
             point: dict[str, Any] = {"users": users, "history_rows": rows, "insert_s": round(insert_s, 1),
-                                     "prune": prune}
+                                     "vacuum_s": vacuum_s, "prune": prune}
             present = rows - prune["deleted"]  # history rows left (rows_after also counts the bench's own events)
             for name, amqp in configs:
                 log(f"growth: {users} users, {name}")

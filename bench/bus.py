@@ -127,7 +127,20 @@ def burst(stack: Stack, users: list, *, cap_s: float) -> dict[str, Any]:
         "produce_s": round(t_commit - t_start, 3),
         "drain_s": round(seconds, 3) if seconds else None,
         "events_per_s": round(len(stamps) / seconds, 1) if seconds else None,
+        **_relay_rate(start_id, len(users), t_commit),
     }
+
+
+def _relay_rate(after_id: int, n: int, t_commit: float) -> dict[str, Any]:
+    """RabbitMQ: when the relay had marked the whole burst published (`published_at` of its last
+    batch), so a reader can tell whether the relay or the consumers set the pace."""
+    from agent_bridge.models import OutboxEvent
+
+    last = OutboxEvent.objects.filter(id__gt=after_id).aggregate(m=Max("published_at"))["m"]
+    if last is None:
+        return {}
+    seconds = last.timestamp() - t_commit
+    return {"relay_s": round(seconds, 3), "relay_events_per_s": round(n / seconds, 1) if seconds > 0 else None}
 
 
 def paced(stack: Stack, users: list, *, rate: float, cap_s: float) -> dict[str, Any]:

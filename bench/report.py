@@ -361,29 +361,31 @@ def _bus_table(results: dict) -> list[str]:
     raw = results.get("raw") or {}
     if not (bus or raw):
         return ["Not measured in this run.", ""]
-    lines = ["| path | consumers | partitions | events/s | ÷ 1 consumer | ÷ ceiling | delivered / committed | "
-             "drain s | p50 ms | p99 ms |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| path | consumers | partitions | events/s | ÷ 1 consumer | ÷ ceiling | relay published /s | "
+             "delivered / committed | drain s | p50 ms | p99 ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in matrix_rows(results):
         m = bus[row["name"]]
         b, lat = m.get("burst") or {}, m.get("latency") or {}
         balanced = " (partitions not yet shared fairly)" if row["balanced"] is False else ""
         lines.append(f"| {row['name']}{balanced} | {row['consumers']} | {_fmt(row['partitions'])} | "
                      f"{_fmt(row['events_per_s'])} | {_fmt(row['over_one'], 2)} | {_fmt(row['over_ceiling'], 2)} | "
+                     f"{_fmt(b.get('relay_events_per_s'))} | "
                      f"{b.get('delivered', '–')} / {b.get('events', '–')} | {_fmt(b.get('drain_s'), 2)} | "
                      f"{_fmt(lat.get('p50_ms'))} | {_fmt(lat.get('p99_ms'))} |")
     if "pika" in raw:
         p = raw["pika"]
         lines.append(f"| raw pika (publish with confirms → consume+ack, 2 processes, prefetch {p.get('prefetch')}) | "
-                     f"– | 1 | {_fmt(p['rate'])} | – | – | {p['consumed']} / {p['messages']} | – | – | – |")
+                     f"– | 1 | {_fmt(p['rate'])} | – | – | {_fmt(p.get('publish_rate'))} | {p['consumed']} / "
+                     f"{p['messages']} | – | – | – |")
     if "http" in raw:
         h = raw["http"]
-        lines.append(f"| raw HTTP, sequential (one requests.Session) | – | – | {_fmt(h['rate'])} | – | – | "
+        lines.append(f"| raw HTTP, sequential (one requests.Session) | – | – | {_fmt(h['rate'])} | – | – | – | "
                      f"{h['requests']} / {h['requests']} | – | {_fmt(h.get('p50_ms'), 2)} | "
                      f"{_fmt(h.get('p99_ms'), 2)} |")
     for consumers, h in (raw.get("http_concurrent_by_consumers") or {}).items():
         lines.append(f"| raw HTTP, {h['processes']} process(es) × {h['threads']} in flight (= {consumers} "
-                     f"consumer(s)' concurrency) | – | – | {_fmt(h['rate'])} | – | – | {h['requests']} / "
+                     f"consumer(s)' concurrency) | – | – | {_fmt(h['rate'])} | – | – | – | {h['requests']} / "
                      f"{h['requests']} | – | {_fmt(h.get('p50_ms'), 2)} | {_fmt(h.get('p99_ms'), 2)} |")
     return [*lines, ""]
 
@@ -401,7 +403,9 @@ def _bus_settings(results: dict) -> list[str]:
             f"{b.get('AMQP_PARTITIONS')}). Each row is a fresh relay and consumers; with several consumers a "
             "trickle of events runs first until the partitions are shared fairly (the consumers hand one over "
             "every few seconds). Ceiling = min(raw pika, raw HTTP at the same number of calls in flight) on "
-            "RabbitMQ, raw HTTP at that concurrency on the embedded bus.", ""]
+            "RabbitMQ, raw HTTP at that concurrency on the embedded bus. `relay published /s` = the burst ÷ "
+            "(the relay's mark of its last batch, `published_at`, − commit): when it is close to `events/s`, the "
+            "relay, not the consumers, sets the pace (raw pika's row shows pika's publish rate there).", ""]
 
 
 def _queries(results: dict) -> list[str]:

@@ -136,5 +136,5 @@ def test_growth_that_stopped_short_of_one_million_is_not_measured_and_says_so():
 def test_the_report_renders_the_bus_sections_from_partial_results():
     text = report.markdown(_results(), [], "")
     assert "BUS_CONSUMER_CONCURRENCY=4" in text
-    assert "| rabbitmq_c2_p4 | 2 | 4 | 630.0 | 1.50 | 0.70 |" in text
+    assert "| rabbitmq_c2_p4 | 2 | 4 | 630.0 | 1.50 | 0.70 | – |" in text
     assert "## Fairness" in text and "not in the cap (10 left)" in text

@@ -275,6 +275,7 @@ def plots(results: dict, folder: Path) -> list[str]:
         ax2.bar([x + width / 2 for x in xs], [lat["p99_ms"] or 0 for _, lat in latency], width, label="p99")
         ax2.axhline(TARGETS["propagation_p50_ms"], color="C0", ls=":", lw=1, label="p50 target")
         ax2.axhline(TARGETS["propagation_p99_ms"], color="C1", ls=":", lw=1, label="p99 target")
+        ax2.axhline(TARGETS["fairness_p99_ms"], color="C3", ls="--", lw=1, label="fairness p99 target")
         ax2.set_yscale("log")
         ax2.set_xticks(list(xs), [n for n, _ in latency], rotation=30, ha="right", fontsize=8)
         ax2.set_ylabel("propagation latency (ms, log)")

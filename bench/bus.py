@@ -362,3 +362,42 @@ def balance(stack: Stack, users: list, *, partitions: int, cap_s: float = 30.0) 
             i += 1
         time.sleep(0.5)
     return {"balanced": False, "balance_s": round(time.time() - started, 1)}
+
+
+def queries_per_event_batch(users: list) -> dict[str, Any]:
+    """Statements the RabbitMQ consumer spends per event on a batch of allergy events, one per user
+    of `users` (in-process, bus processes stopped; a cross-check of the daemons' own count in
+    `run.Bench.statements_per_event`, which includes everything they send): each user's run delivered as a worker thread
+    does it (`Consumer.deliver_run`) and the whole batch settled as the consumer's loop does
+    (`RabbitTransport.settle`, its acks going nowhere); what a batch costs divided by its events."""
+    import threading
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agent_bridge import outbox as owner
+    from agent_bridge.models import OutboxEvent
+    from agent_bridge.timing import bus_timing
+    from agent_bridge.transports import Delivery
+    from agent_bridge.transports.rabbitmq import RabbitTransport, Tag
+    from consumers.runners import Consumer
+
+    class NoBroker:
+        def basic_ack(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    start_id = last_event_id()
+    for i, user in enumerate(users):
+        produce(user, i)
+    rows = list(OutboxEvent.objects.filter(id__gt=start_id).order_by("id"))
+    owner.outbox_mark_published(pks=[row.pk for row in rows], timing=bus_timing())  # as the relay does
+    runs = [[Delivery(envelope=row.envelope, attempt=1, tag=Tag(n + 1, 0))] for n, row in enumerate(rows)]
+    transport = RabbitTransport(stop=threading.Event(), timing=bus_timing())
+    transport.channel = transport.publisher = NoBroker()
+    consumer = Consumer(transport=transport, stop=transport.stop, concurrency=1)
+    with CaptureQueriesContext(connection) as batch:
+        settled = [result for run in runs for result in consumer.deliver_run(run)]
+        transport.settle(settled)
+    statements = len(batch.captured_queries)
+    return {"events": len(rows), "statements": statements, "per_event": round(statements / max(1, len(rows)), 2),
+            "outcomes": sorted({outcome.status.value for _, outcome in settled})}

@@ -423,6 +423,11 @@ def _queries(results: dict) -> list[str]:
                      f"{m.get('events')} events of distinct users committed together ({m.get('delivered')} "
                      f"delivered in {m.get('window_s')} s; idle statements in a window as long, after: {idle}). "
                      f"Sent: {kinds}.")
+    inproc = q.get("rabbitmq_in_process")
+    if inproc:
+        lines.append(f"- rabbitmq, in-process cross-check (`bench.bus.queries_per_event_batch`: the consumer's "
+                     f"run delivery and batch settle on one thread, bus processes stopped): {inproc.get('per_event')} "
+                     f"per event over {inproc.get('events')} events ({inproc.get('statements')} statements).")
     if not lines:
         return []
     return ["Database statements the bus processes sent while delivering one batch (`bench/statements.py`: the "

@@ -373,6 +373,17 @@ class Bench:
         p = self.profile
         self.results["bus_settings"] = self.bus_settings
         self.results["queries_per_event"] = {"batch": p.statements_batch}
+        if self.amqp_url:
+            from bench import bus
+
+            # In-process cross-check (bus processes stopped): the consumer's own batch code, statements
+            # captured on this thread's connection only.
+            try:
+                batch_users = bus.users_create(20, label="batch")
+                bus.agent_users_create(self.stack, batch_users)
+                self.results["queries_per_event"]["rabbitmq_in_process"] = bus.queries_per_event_batch(batch_users)
+            except Exception as exc:  # internal APIs: a change there must not cost the whole run
+                self.results["notes"].append(f"In-process statement count failed: {type(exc).__name__}: {exc}")
         for name, amqp in (("embedded", False), ("rabbitmq", True)):
             if amqp and not self.amqp_url:
                 continue

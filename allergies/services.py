@@ -13,8 +13,11 @@ from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from allergies.selectors import AllergyState
 from allergies.validation import allergy_profile_clean
 from identity.models import AuthToken, User
+from project import rawsql
 
 MAX_SYNC_ERROR_LENGTH = 1000
+# What a replacement writes (the rest of the row belongs to the sync records below).
+REPLACED_FIELDS = ("confirmed", "intolerances", "severity", "revision", "updated_at", "sync_failed_at")
 
 
 def allergy_profile_replace(
@@ -33,20 +36,24 @@ def allergy_profile_replace(
     `session` is the token the change came from (None outside the API).
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
-    with transaction.atomic():
+    # Every PUT and DELETE runs this: its statements are written by hand (project.rawsql, no ORM compilation)
+    # and pipelined (PostgreSQL): BEGIN and the locked read are one round trip, the update, the history row
+    # and the outbox row (the receiver's) one more, then COMMIT. The same statements in the same transaction.
+    with transaction.atomic(), rawsql.pipeline():
         profile = selectors.allergy_profile_get_for_update(user=user)
-        if profile is None:  # the first write: create it, race-safe
-            profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
+        if profile is None:  # the first write: create the row (race-safe, raises nothing), then lock it
+            AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
+            profile = selectors.allergy_profile_get_for_update(user=user)
         before = {"confirmed": profile.confirmed, "intolerances": profile.intolerances, "severity": profile.severity}
         profile.confirmed = clean.confirmed
         profile.intolerances = clean.intolerances
         profile.severity = clean.severity
-        profile.revision += 1
+        profile.revision += 1  # under the row's lock: concurrent writers get distinct revisions
         # The new revision has not been tried yet: it is pending, not failing. The last error
         # stays visible until the Agent holds the profile.
         profile.sync_failed_at = None
-        profile.save()
-        AllergyRevision.objects.create(
+        rawsql.update(profile, REPLACED_FIELDS)  # sets updated_at (auto_now)
+        rawsql.insert(AllergyRevision(
             user=user,
             revision=profile.revision,
             created_at=profile.updated_at,
@@ -56,7 +63,7 @@ def allergy_profile_replace(
             ),
             session_id=session.pk if session is not None else None,
             session_device=session.device_label if session is not None else "",
-        )
+        ))
         signals.allergy_profile_replaced.send(
             sender=AllergyProfile,
             uid=user.uid,

@@ -165,5 +165,6 @@ def pipeline(*, using: str = "default") -> Iterator[None]:
     if not connection.in_atomic_block:
         raise RuntimeError("rawsql.pipeline() is for the inside of transaction.atomic()")
     connection.ensure_connection()
-    with connection.connection.pipeline():
+    # Errors reported at the end of the block are Django's (IntegrityError, ...), as a cursor's would be.
+    with connection.wrap_database_errors, connection.connection.pipeline():
         yield

@@ -158,3 +158,24 @@ def test_a_lease_is_renewed_while_its_holder_works(settings) -> None:
         thread.start()
         thread.join()
     assert outcome == ["busy"]
+
+
+@pytest.mark.django_db(transaction=True)  # so that "outside a transaction" can be tried
+def test_write_is_add_without_reading_back() -> None:
+    from django.db import transaction
+
+    uid = uuid.uuid4()
+    with pytest.raises(owner.OutboxOutsideTransaction):
+        owner.outbox_event_write(uid=uid, payload=events.AllergiesReplaced(revision=4))
+    with transaction.atomic():
+        owner.outbox_event_write(uid=uid, payload=events.AllergiesReplaced(revision=4))
+        added = owner.outbox_event_add(uid=uid, payload=events.AllergiesReplaced(revision=4))
+    written = OutboxEvent.objects.get(uid=uid, pk__lt=added.pk)
+
+    def same(event: OutboxEvent) -> tuple:
+        return (event.type, event.schema, event.data, event.status, event.attempts, event.claimed_by,
+                event.traceparent)
+
+    assert same(written) == same(added) == ("allergies.replaced", 2, {"revision": 4}, PENDING, 0, "", None)
+    assert written.event_id != added.event_id
+    assert abs(written.available_at - written.occurred_at) < timedelta(seconds=1)

@@ -67,6 +67,24 @@ def issued_token(verified_user) -> "IssuedToken":
 
 
 @pytest.fixture
+def unusable_tokens(verified_user) -> dict[str, str]:
+    """Raw tokens that must authenticate nothing: one of `verified_user`'s revoked, one expired,
+    and one never issued."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity import services
+
+    revoked = services.auth_token_issue(user=verified_user)
+    services.auth_token_revoke(token=revoked.token)
+    expired = services.auth_token_issue(user=verified_user)
+    expired.token.expires_at = timezone.now() - timedelta(seconds=1)
+    expired.token.save()
+    return {"revoked": revoked.raw, "expired": expired.raw, "unknown": "not-a-token"}
+
+
+@pytest.fixture
 def auth_client(issued_token) -> APIClient:
     """An APIClient that sends `verified_user`'s real token on every request."""
     client = APIClient()

@@ -56,9 +56,13 @@ class OutboxEvent(models.Model):
 
     @property
     def envelope(self) -> Envelope:
-        return make_envelope(
+        envelope = make_envelope(
             event_id=self.event_id, event_type=self.type, occurred_at=self.occurred_at, uid=self.uid, data=self.data
         )
+        # The version `data` was written in: a row written before its payload's schema changed
+        # still says its own, not the code's current one.
+        envelope["schema"] = self.schema
+        return envelope
 
 
 class UserSyncLease(models.Model):

@@ -2,11 +2,12 @@
 
 State of an outbox row (as Saleor keeps delivery-state changes in one place):
 
-    pending ──claim (embedded)──▶ pending + claimed ──settle──▶ delivered
+    pending ──claim (embedded; heads of N users)──▶ pending + claimed ──settle (many per UPDATE)──▶ delivered
        │                              │ retry later: attempts+1, due later, claim released
        │ relay: published             └ dead-letter ──▶ dead (+ DeadLetter row)
        ▼
     published ──settle──▶ delivered | retry later (due = settle deadline) | dead
+       └ held by a consumer: settle deadline extended (renewed while held)
     dead ──replay──▶ pending (embedded) | published (RabbitMQ)
     delivered / dead ──prune (retention)──▶ gone;  a user's rows ──erase──▶ redacted or gone
 
@@ -16,7 +17,8 @@ their table in the consumers app (their admin lives there) but are written only 
 """
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,7 +74,6 @@ def outbox_event_add(
     )
 
 
-
 def outbox_event_write(*, uid: uuid.UUID | None, payload: Payload) -> None:
     """outbox_event_add for the hottest producer (every allergy change from the API): the same row, in the
     caller's transaction, by one hand-written INSERT that reads nothing back (no ORM compilation; inside
@@ -83,6 +84,7 @@ def outbox_event_write(*, uid: uuid.UUID | None, payload: Payload) -> None:
     rawsql.insert(OutboxEvent(
         type=payload.TYPE, schema=payload.SCHEMA, uid=uid, data=payload.as_data(), traceparent=current_traceparent(),
     ))
+
 
 def _after(seconds: float) -> datetime:
     return timezone.now() + timedelta(seconds=seconds)
@@ -100,40 +102,72 @@ def _priority():
     return Case(When(type__in=events.HIGH_PRIORITY_TYPES, then=Value(0)), default=Value(1))
 
 
-def outbox_claim_next(*, worker_id: str, timing: BusTiming) -> OutboxEvent | None:
-    """Claim the most urgent due pending event for one ownership window, or None when none is due."""
-    now = timezone.now()
-    candidates = list(
-        OutboxEvent.objects.filter(_due(now))
-        .order_by(_priority(), "available_at", "id")
-        .values_list("id", flat=True)[:5]
-    )
-    for pk in candidates:
-        claimed = OutboxEvent.objects.filter(_due(now), pk=pk).update(
-            claimed_by=worker_id, claimed_until=_after(timing.ownership_seconds)
-        )
-        if claimed:
-            return OutboxEvent.objects.get(pk=pk)
-    return None
+@dataclass(frozen=True)
+class Claim:
+    """A claimed event and the coalesced rows that the same handler call delivers."""
+
+    event: OutboxEvent
+    covered: list[int]
 
 
-def outbox_claim_coalesced(*, event: OutboxEvent, worker_id: str, timing: BusTiming, limit: int) -> list[int]:
-    """Claim, with `event`, the other due, never-tried events of its user and type that one
-    handler call delivers too (events.COALESCING_TYPES); returns their pks.
+def outbox_claim_users(
+    *, worker_id: str, timing: BusTiming, users: int, exclude_uids: Collection[str] = (), coalesce_limit: int = 500
+) -> list[Claim]:
+    """Claim, for one ownership window, the most urgent due event of each of up to `users`
+    distinct users (allergy events first, then the oldest due), skipping `exclude_uids` (users
+    whose work is in flight in this consumer), each with the other due, never-tried events of
+    its user and type that one handler call delivers too (events.COALESCING_TYPES).
 
-    They are committed (visible now), so the state the handler reads after this covers them.
+    Three statements claim the heads of every user at once (candidates, one UPDATE, read back)
+    and three more their coalesced rows; the coalesced rows are committed (visible now), so the
+    state each handler reads after this covers them.
     """
-    if event.type not in events.COALESCING_TYPES or event.uid is None:
+    if users <= 0:
         return []
     now = timezone.now()
-    siblings = OutboxEvent.objects.filter(_due(now), uid=event.uid, type=event.type, attempts=0).exclude(pk=event.pk)
-    pks = list(siblings.order_by("id").values_list("pk", flat=True)[:limit])
-    if not pks:
+    until = _after(timing.ownership_seconds)
+    due = OutboxEvent.objects.filter(_due(now))
+    if exclude_uids:
+        due = due.exclude(uid__in=[uuid.UUID(str(uid)) for uid in exclude_uids])
+    # A few candidates per user wanted: a flooding user's rows must not hide everyone else's.
+    candidates = due.order_by(_priority(), "available_at", "id").values_list("id", "uid")[: users * 4 + 4]
+    heads: dict[object, int] = {}
+    for pk, uid in candidates:
+        key = uid if uid is not None else ("event", pk)
+        if key not in heads:
+            heads[key] = pk
+            if len(heads) == users:
+                break
+    if not heads:
         return []
-    OutboxEvent.objects.filter(_due(now), pk__in=pks).update(
-        claimed_by=worker_id, claimed_until=_after(timing.ownership_seconds)
-    )
-    return list(OutboxEvent.objects.filter(pk__in=pks, claimed_by=worker_id).values_list("pk", flat=True))
+    pks = list(heads.values())
+    OutboxEvent.objects.filter(_due(now), pk__in=pks).update(claimed_by=worker_id, claimed_until=until)
+    mine = OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id, claimed_until=until)
+    claimed = list(mine.order_by(_priority(), "available_at", "id"))
+    covered = _claim_coalesced(claimed, worker_id=worker_id, until=until, now=now, limit=coalesce_limit)
+    return [Claim(event, covered.get(event.pk, [])) for event in claimed]
+
+
+def _claim_coalesced(heads: list[OutboxEvent], *, worker_id: str, until: datetime, now: datetime,
+                     limit: int) -> dict[int, list[int]]:
+    """Head pk → the due, never-tried rows of its user and type now claimed with it."""
+    pairs = {(event.uid, event.type): event.pk for event in heads
+             if event.type in events.COALESCING_TYPES and event.uid is not None}
+    if not pairs:
+        return {}
+    same = Q()
+    for uid, event_type in pairs:
+        same |= Q(uid=uid, type=event_type)
+    siblings = OutboxEvent.objects.filter(_due(now), same, attempts=0).exclude(pk__in=[e.pk for e in heads])
+    pks = list(siblings.order_by("id").values_list("pk", flat=True)[: limit * len(pairs)])
+    if not pks:
+        return {}
+    OutboxEvent.objects.filter(_due(now), pk__in=pks).update(claimed_by=worker_id, claimed_until=until)
+    covered: dict[int, list[int]] = {}
+    taken = OutboxEvent.objects.filter(pk__in=pks, claimed_by=worker_id, claimed_until=until)
+    for pk, uid, event_type in taken.order_by("id").values_list("pk", "uid", "type"):
+        covered.setdefault(pairs[(uid, event_type)], []).append(pk)
+    return covered
 
 
 def outbox_claim_release(*, pks: list[int], worker_id: str) -> None:
@@ -178,6 +212,16 @@ def outbox_mark_published(*, pks: list[int], timing: BusTiming) -> None:
     )
 
 
+def outbox_settle_deadline_extend(*, event_ids: Collection[uuid.UUID | str], timing: BusTiming) -> None:
+    """A consumer still holds these messages (taken off the broker, queued behind their user's
+    earlier events or in a handler): move their settle deadline on so the relay does not
+    publish them again meanwhile (renewed while they are held, like an embedded claim)."""
+    if event_ids:
+        OutboxEvent.objects.filter(event_id__in=list(event_ids), status=PUBLISHED).update(
+            available_at=_after(timing.settle_deadline_seconds())
+        )
+
+
 def outbox_overdue_published(*, limit: int) -> list[OutboxEvent]:
     overdue = OutboxEvent.objects.filter(status=PUBLISHED, available_at__lte=timezone.now())
     return list(overdue.order_by("available_at")[:limit])
@@ -199,11 +243,15 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
 
 
 def outbox_schedule_retry(
-    *, event_id: uuid.UUID | str, attempt: int, error: str, delay: float, timing: BusTiming
+    *, event_id: uuid.UUID | str | None = None, event_ids: Collection[uuid.UUID | str] = (), attempt: int, error: str,
+    delay: float, timing: BusTiming,
 ) -> None:
-    """Attempt `attempt` failed for now. Embedded: the row is due again after `delay` and its claim
-    is released. RabbitMQ: the broker holds it for `delay`; the row's settle deadline moves on."""
-    OutboxEvent.objects.filter(event_id=event_id, status__in=(PENDING, PUBLISHED)).update(
+    """Attempt `attempt` failed for now (of `event_id`, or of every event of `event_ids`: the
+    messages one coalesced handler call stood for). Embedded: the row is due again after `delay`
+    and its claim is released. RabbitMQ: the broker holds it for `delay`; the row's settle
+    deadline moves on."""
+    ids = [event_id] if event_id is not None else list(event_ids)
+    OutboxEvent.objects.filter(event_id__in=ids, status__in=(PENDING, PUBLISHED)).update(
         attempts=attempt,
         last_error=error,
         claimed_by="",

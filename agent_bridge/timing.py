@@ -15,7 +15,11 @@ guarding handlers that could run ~40 s). Now:
   lease has lapsed and a live one is busy with a long attempt.
 - `republish_after_seconds` (AMQP): an event handed to RabbitMQ and not settled within this is
   published again. `BUS_REPUBLISH_AFTER_SECONDS` is raised, if need be, to one attempt plus one
-  ownership window, so a slow delivery is never duplicated by the relay.
+  ownership window, so a slow delivery is never duplicated by the relay. With several handlers
+  in flight (BUS_CONSUMER_CONCURRENCY) a message can also wait in a consumer's hands behind its
+  user's earlier events, for longer than one attempt: the consumer renews the settle deadline of
+  every message it holds every `renew_seconds`, as it renews a claim, so the window still only
+  has to outlast one late renewal, not the wait.
 
 Windows are derived, so no configuration makes one shorter than what it guards;
 `check()` refuses the settings that make no sense at all (the daemons call it at start).

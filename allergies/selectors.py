@@ -133,11 +133,16 @@ def allergy_profile_get(*, user) -> AllergyState:
 
 
 def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
-    """The user's allergy state for the consumer; None when the user does not exist."""
-    user = User.objects.filter(uid=uid).only("pk").first()
+    """The user's allergy state for the consumer; None when the user does not exist.
+
+    One statement (the consumer's hot path): the user joined with the profile it may not have."""
+    user = User.objects.filter(uid=uid).select_related("allergy_profile").only("pk", "allergy_profile").first()
     if user is None:
         return None
-    return AllergyState.of(AllergyProfile.objects.filter(user=user).first())
+    try:
+        return AllergyState.of(user.allergy_profile)
+    except AllergyProfile.DoesNotExist:
+        return AllergyState.of(None)
 
 
 PROFILE_COLUMNS = Columns(AllergyProfile, "p")

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from allergies import selectors, signals
@@ -149,11 +150,18 @@ def allergy_sync_record_success(*, uid: uuid.UUID | str, revision: int) -> None:
     `synced_revision` only moves forward; the error is cleared once the Agent holds the
     current revision.
     """
-    # Plain UPDATEs: they leave updated_at alone (it dates the user's change, not the sync).
-    with transaction.atomic():
-        profiles = AllergyProfile.objects.filter(user__uid=uid)
-        profiles.filter(synced_revision__lt=revision).update(synced_revision=revision)
-        profiles.filter(synced_revision__gte=F("revision")).update(sync_last_error="", sync_failed_at=None)
+    # One plain UPDATE (the consumer's hot path; it leaves updated_at alone, which dates the
+    # user's change, not the sync). Its SET expressions all see the row as it was, so "synced
+    # now" is: it already was, or `revision` reaches the current one.
+    synced_now = Q(synced_revision__gte=F("revision")) | Q(revision__lte=revision)
+    AllergyProfile.objects.filter(user__uid=uid).update(
+        synced_revision=Greatest(F("synced_revision"), Value(revision)),
+        sync_last_error=Case(When(synced_now, then=Value("")), default=F("sync_last_error"),
+                             output_field=AllergyProfile._meta.get_field("sync_last_error")),
+        sync_failed_at=Case(
+            When(synced_now, then=Value(None, output_field=DateTimeField())), default=F("sync_failed_at")
+        ),
+    )
 
 
 def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:

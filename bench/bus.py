@@ -240,4 +240,45 @@ def queries_per_event(stack: Stack, user: Any) -> dict[str, Any]:
         owner.outbox_settle_delivered(event_ids=[delivery.envelope["id"]])
     out["rabbitmq_handler"] = {"handle_and_settle": len(rabbit.captured_queries), "outcome": outcome.status.value,
                                "statements": [q["sql"][:90] for q in rabbit.captured_queries]}
+    batch_users = users_create(20, label="batch")
+    agent_users_create(stack, batch_users)
+    out["rabbitmq_batch"] = queries_per_event_batch(batch_users)  # what a consumer's batch costs per event
     return out
+
+
+def queries_per_event_batch(users: list) -> dict[str, Any]:
+    """Statements the RabbitMQ consumer spends per event on a batch of allergy events, one per user
+    of `users` (in-process, bus processes stopped): each user's run delivered as a worker thread
+    does it (`Consumer.deliver_run`) and the whole batch settled as the consumer's loop does
+    (`RabbitTransport.settle`, its acks going nowhere); what a batch costs divided by its events."""
+    import threading
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agent_bridge import outbox as owner
+    from agent_bridge.models import OutboxEvent
+    from agent_bridge.timing import bus_timing
+    from agent_bridge.transports import Delivery
+    from agent_bridge.transports.rabbitmq import RabbitTransport, Tag
+    from consumers.runners import Consumer
+
+    class NoBroker:
+        def basic_ack(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    start_id = last_event_id()
+    for i, user in enumerate(users):
+        produce(user, i)
+    rows = list(OutboxEvent.objects.filter(id__gt=start_id).order_by("id"))
+    owner.outbox_mark_published(pks=[row.pk for row in rows], timing=bus_timing())  # as the relay does
+    runs = [[Delivery(envelope=row.envelope, attempt=1, tag=Tag(n + 1, 0))] for n, row in enumerate(rows)]
+    transport = RabbitTransport(stop=threading.Event(), timing=bus_timing())
+    transport.channel = transport.publisher = NoBroker()
+    consumer = Consumer(transport=transport, stop=transport.stop, concurrency=1)
+    with CaptureQueriesContext(connection) as batch:
+        settled = [result for run in runs for result in consumer.deliver_run(run)]
+        transport.settle(settled)
+    statements = len(batch.captured_queries)
+    return {"events": len(rows), "statements": statements, "per_event": round(statements / max(1, len(rows)), 2),
+            "outcomes": sorted({outcome.status.value for _, outcome in settled})}

@@ -11,7 +11,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
-logger = logging.getLogger("bench.seed_agent")
+logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
 INITIAL_BACKOFF_SECONDS = 1.0

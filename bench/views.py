@@ -17,7 +17,7 @@ from allergies.validation import AllergyProfileInvalid, allergy_profile_clean
 from bench.models import PeerAllergyProfile, SyncAllergyProfile
 from bench.seed_agent import update_agent_allergies_rollback_unsafe
 
-logger = logging.getLogger("bench.views")
+logger = logging.getLogger(__name__)
 
 # A response of the size and shape of GET /api/allergies/.
 CANNED = {

@@ -37,7 +37,7 @@ from identity import selectors as identity_selectors
 from identity import services as identity_services
 from identity.preferences import agent_patches
 
-logger = logging.getLogger("consumers.handlers")
+logger = logging.getLogger(__name__)
 
 DELIVERED = Status.DELIVERED
 SKIPPED = Status.SKIPPED  # nothing left to do, e.g. the user is gone

@@ -26,7 +26,7 @@ from agent_bridge.timing import bus_timing
 from consumers.handlers import FAILURE_RECORDERS, HANDLERS
 from project import metrics
 
-logger = logging.getLogger("consumers.delivery")
+logger = logging.getLogger(__name__)
 
 
 def _user_lease(envelope: Envelope) -> AbstractContextManager:

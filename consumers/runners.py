@@ -4,7 +4,8 @@ Each runs until its stop flag is set (SIGTERM/SIGINT), finishes the event in han
 survives the loss of the broker or the database by reconnecting with backoff.
 
 `Consumer` is the one consumer loop: it drives any transport of agent_bridge.transports
-(embedded or RabbitMQ) through the same four verbs (next, ack, retry later, dead-letter).
+(embedded or RabbitMQ) through the same verbs (take runs, wait, run a handler, settle), with up
+to BUS_CONSUMER_CONCURRENCY handlers in flight for different users.
 """
 import contextlib
 import logging
@@ -13,25 +14,31 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
+from agent_bridge import events
 from agent_bridge import outbox as owner
 from agent_bridge.agent_client import AgentClient
-from agent_bridge.delivery import Outcome, Status
+from agent_bridge.delivery import Outcome
 from agent_bridge.leases import WORKER_ID
 from agent_bridge.timing import BusTiming, bus_timing
-from agent_bridge.transports import Delivery, Transport
+from agent_bridge.transports import Delivery, Run, Settled, Transport
 from agent_bridge.transports import rabbitmq as amqp
 from agent_bridge.transports.embedded import EmbeddedTransport
 from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing
 from project import metrics, tracing
 
-logger = logging.getLogger("consumers")
+logger = logging.getLogger(__name__)
 
 RECONNECT_BACKOFF_MAX_SECONDS = 10.0
+# How often the consumer loop lets Django recycle its database connection (CONN_MAX_AGE).
+CONNECTION_CHECK_SECONDS = 1.0
 
 
 def stop_flag_on_signals() -> threading.Event:
@@ -95,8 +102,35 @@ class Pruner:
         return deleted
 
 
+def coalesce(run: Run) -> Run:
+    """One user's deliveries → one delivery per handler call: consecutive deliveries of a
+    state-carrying type (events.COALESCING_TYPES) at the same attempt become the first of them,
+    covering the rest (its handler sends the state read when it runs, which includes every change
+    the later ones report: they were committed before they were published)."""
+    calls: Run = []
+    for delivery in run:
+        head = calls[-1] if calls else None
+        if (
+            head is not None
+            and delivery.envelope["type"] == head.envelope["type"]
+            and delivery.envelope["type"] in events.COALESCING_TYPES
+            and delivery.attempt == head.attempt
+        ):
+            calls[-1] = replace(head, covered=(*head.covered, delivery))
+        else:
+            calls.append(delivery)
+    return calls
+
+
 class Consumer:
-    """Delivers events from a transport to the handlers, one at a time, until stopped."""
+    """Delivers events from a transport to the handlers until stopped: up to `concurrency` users'
+    runs at once on worker threads, a user's own events one at a time and in order.
+
+    This thread takes runs from the transport (never for a user it is already busy with), waits
+    while the workers call the Agent (the transport keeps its connection alive meanwhile) and
+    settles finished runs in batches, so delivered events cost one UPDATE per batch and the
+    broker connection is only ever touched here.
+    """
 
     def __init__(
         self,
@@ -105,37 +139,111 @@ class Consumer:
         stop: threading.Event,
         agent: AgentClient | None = None,
         pruner: Pruner | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.transport = transport
         self.stop = stop
-        self.agent = agent or AgentClient.from_settings()
+        self._shared_agent = agent  # tests pass one; otherwise one client per worker thread
+        self._agents = threading.local()  # per thread: its Agent client, when it last checked its DB connection
         self.pruner = pruner
         self.timing = bus_timing().check()
+        self.concurrency = max(1, concurrency if concurrency is not None else settings.BUS_CONSUMER_CONCURRENCY)
+        self._running: dict[Future, str] = {}  # a run in flight → its user
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def agent(self) -> AgentClient:
+        if self._shared_agent is not None:
+            return self._shared_agent
+        client = getattr(self._agents, "client", None)
+        if client is None:
+            client = self._agents.client = AgentClient.from_settings()
+        return client
 
     def run(self) -> None:
-        logger.info("consumer started (%s) worker=%s", self.transport.name, WORKER_ID)
+        logger.info("consumer started (%s) worker=%s concurrency=%s", self.transport.name, WORKER_ID,
+                    self.concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="handler")
         try:
             run_resiliently("consumer", self._session, self.stop)
         finally:
-            shutdown = getattr(self.transport, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
+            self._pool.shutdown(wait=True)
         logger.info("consumer stopped")
 
     def _session(self) -> None:
         self.transport.open()
         try:
             while not self.stop.is_set():
-                close_old_connections()
-                delivery = self.transport.next()
-                if delivery is not None:
-                    self.handle(delivery)
+                self._check_connection()
+                free = self.concurrency - len(self._running)
+                for run in self.transport.take(users=free, busy=set(self._running.values())) if free else []:
+                    self._running[self._pool.submit(self.deliver_run, run)] = run[0].user
+                if self._running:
+                    # With a free worker, come back soon for new work (the embedded bus polls).
+                    timeout = settings.BUS_POLL_INTERVAL_SECONDS if len(self._running) < self.concurrency else 1.0
+                    self.transport.wait(list(self._running), timeout=timeout)
+                    self._settle_finished()
                 if not self.stop.is_set():
                     self.transport.housekeeping()
                     if self.pruner is not None:
                         self.pruner.maybe()
         finally:
-            self.transport.close()
+            try:
+                self._drain()
+            finally:
+                self.transport.close()
+
+    def _drain(self) -> None:
+        """Finish and settle the runs in flight (SIGTERM, a lost connection): their outcomes are
+        recorded even when the broker is gone, and the partitions are let go only after."""
+        while self._running:
+            with contextlib.suppress(*amqp.CONNECTION_ERRORS):
+                self.transport.wait(list(self._running), timeout=1.0)
+            if not any(future.done() for future in self._running):
+                futures_wait(list(self._running), return_when=FIRST_COMPLETED)
+            try:
+                self._settle_finished()
+            except Exception as exc:  # what was not acked comes again; the session's own error wins
+                logger.warning("consumer: settling in-flight work failed (%s)", type(exc).__name__)
+
+    def _settle_finished(self) -> None:
+        finished = [future for future in self._running if future.done()]
+        settled: list[Settled] = []
+        errors: list[BaseException] = []
+        for future in finished:
+            del self._running[future]
+            try:
+                settled.extend(future.result())
+            except Exception as exc:  # left unsettled: delivered again (at least once)
+                errors.append(exc)
+        if settled:
+            self.transport.settle(settled)
+        if errors:
+            raise errors[0]
+
+    def deliver_run(self, run: Run) -> list[Settled]:
+        """On a worker thread: one user's deliveries in order, coalesced; stops early on SIGTERM
+        (what is not delivered stays unsettled and comes again)."""
+        self._check_connection()
+        settled: list[Settled] = []
+        try:
+            for delivery in coalesce(run):
+                if settled and self.stop.is_set():
+                    break
+                settled.append((delivery, self.transport.run(delivery, self._process, delivery)))
+        except DatabaseError:
+            connections.close_all()  # this thread's: the next run opens fresh ones
+            raise
+        return settled
+
+    def _check_connection(self) -> None:
+        """Let Django replace this thread's database connection if it is broken or past
+        CONN_MAX_AGE; at most every CONNECTION_CHECK_SECONDS, not per run (with CONN_HEALTH_CHECKS
+        each check is a round trip)."""
+        last = getattr(self._agents, "connection_checked", 0.0)
+        if time.monotonic() - last > CONNECTION_CHECK_SECONDS:
+            close_old_connections()
+            self._agents.connection_checked = time.monotonic()
 
     def _process(self, delivery: Delivery) -> Outcome:
         # On the thread that runs the handler: the trace context must be entered there.
@@ -147,20 +255,15 @@ class Consumer:
             )
 
     def handle(self, delivery: Delivery) -> Outcome:
+        """Deliver and settle one delivery here, on this thread (tests, diagnostics)."""
         outcome = self.transport.run(delivery, self._process, delivery)
-        if outcome.done:
-            self.transport.ack(delivery)
-        elif outcome.status is Status.RETRY:
-            self.transport.retry_later(delivery, outcome)
-        else:
-            self.transport.dead_letter(delivery, outcome)
+        self.transport.settle([(delivery, outcome)])
         return outcome
 
 
 class ConsumerGroup:
-    """Several consumer loops in one process, each on its own connection: several Agent calls in
-    flight at once, for different users (a user's events stay with one loop: its partition on
-    RabbitMQ, its lease on the embedded bus)."""
+    """Several consumer loops in one process, each on its own connection (RabbitMQ connections
+    share the partitions fairly); the process's BUS_CONSUMER_CONCURRENCY is split between them."""
 
     def __init__(self, consumers: list[Consumer]) -> None:
         self.consumers = consumers
@@ -178,16 +281,19 @@ class ConsumerGroup:
 
 def consumer_from_settings(*, stop: threading.Event) -> Consumer | ConsumerGroup:
     """RabbitMQ when AMQP_URL is set (the relay prunes), else the embedded bus (the consumer prunes);
-    BUS_CONSUMER_CONNECTIONS loops."""
+    BUS_CONSUMER_CONNECTIONS loops sharing BUS_CONSUMER_CONCURRENCY handlers in flight."""
     timing = bus_timing().check()
+    count = max(1, settings.BUS_CONSUMER_CONNECTIONS)
+    concurrency = max(1, -(-settings.BUS_CONSUMER_CONCURRENCY // count))
 
     def one(index: int) -> Consumer:
         if settings.AMQP_URL:
-            return Consumer(transport=amqp.RabbitTransport(stop=stop, timing=timing), stop=stop)
+            return Consumer(transport=amqp.RabbitTransport(stop=stop, timing=timing), stop=stop,
+                            concurrency=concurrency)
         pruner = Pruner() if index == 0 else None
-        return Consumer(transport=EmbeddedTransport(stop=stop, timing=timing), stop=stop, pruner=pruner)
+        return Consumer(transport=EmbeddedTransport(stop=stop, timing=timing), stop=stop, pruner=pruner,
+                        concurrency=concurrency)
 
-    count = max(1, settings.BUS_CONSUMER_CONNECTIONS)
     return one(0) if count == 1 else ConsumerGroup([one(index) for index in range(count)])
 
 
@@ -234,7 +340,6 @@ class Relay:
             for event in batch:
                 amqp.envelope_publish_rollback_unsafe(channel, self.topology, event.envelope,
                                                       traceparent=event.traceparent or None)
-                metrics.event_published(event_type=event.type)
                 published.append(event.pk)
                 metrics.event_published(event_type=event.type)
                 logger.info("relay published event_id=%s event_type=%s uid=%s", event.event_id, event.type, event.uid)

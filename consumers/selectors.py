@@ -8,6 +8,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from agent_bridge.models import OutboxEvent
+from allergies import selectors as allergy_selectors
 from consumers.models import DeadLetter
 
 UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
@@ -70,9 +71,5 @@ def outbox_prunable(*, older_than: timedelta) -> QuerySet[OutboxEvent]:
 
 def allergy_synced_revision_get(*, uid: uuid.UUID | str) -> int | None:
     """The newest allergy revision the Agent holds for the user, or None if unknown."""
-    try:
-        from allergies import selectors as allergy_selectors
-    except ImportError:  # the allergies app is optional for the bus itself
-        return None
     state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
     return None if state is None else state.synced_revision

@@ -19,7 +19,7 @@ from agent_bridge.timing import bus_timing
 from consumers import selectors
 from consumers.models import DeadLetter
 
-logger = logging.getLogger("consumers.replay")
+logger = logging.getLogger(__name__)
 
 
 # --- replay --------------------------------------------------------------------------------

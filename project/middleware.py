@@ -26,7 +26,7 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 from project import metrics, tracing
 from project.logging import redact_path, request_id_var
 
-logger = logging.getLogger("project.request")
+logger = logging.getLogger(__name__)
 
 HEADER = "X-Request-ID"
 # Letters, digits and . _ : - only, at most 128 characters: nothing that could forge a log

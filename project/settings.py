@@ -284,13 +284,20 @@ AGENT_RECONCILE_PERIOD_SECONDS = env.int("AGENT_RECONCILE_PERIOD_SECONDS", defau
 
 AMQP_URL = env.str("AMQP_URL", default="")
 AMQP_QUEUE_TYPE = env.str("AMQP_QUEUE_TYPE", default="classic")  # classic | quorum
-AMQP_PREFETCH = env.int("AMQP_PREFETCH", default=10)
 # Partition queues <prefix>.work.<n>: a user's events all go to one (a hash of the uid), and each
 # has one active consumer at a time. More partitions than consumers lets consumers share them.
 AMQP_PARTITIONS = env.int("AMQP_PARTITIONS", default=4)
-# Consumer loops per `manage.py consume` process, each with its own connection: Agent calls in
-# flight at once for different users. RabbitMQ connections share the partitions fairly.
-BUS_CONSUMER_CONNECTIONS = env.int("BUS_CONSUMER_CONNECTIONS", default=2)
+# Agent calls in flight at once inside one `manage.py consume` process, for different users (a
+# user's own events stay serial and in order); split between its connections.
+BUS_CONSUMER_CONCURRENCY = env.int("BUS_CONSUMER_CONCURRENCY", default=8)
+# Consumer loops per `manage.py consume` process, each with its own connection; RabbitMQ
+# connections share the partitions fairly.
+BUS_CONSUMER_CONNECTIONS = env.int("BUS_CONSUMER_CONNECTIONS", default=1)
+# Unacknowledged messages per partition queue a consumer holds: enough for every handler of the
+# connection to be busy from one partition, and to coalesce a user's run of events.
+AMQP_PREFETCH = env.int(
+    "AMQP_PREFETCH", default=max(10, 4 * -(-BUS_CONSUMER_CONCURRENCY // max(1, BUS_CONSUMER_CONNECTIONS)))
+)
 # Seconds between AMQP heartbeats; daemons keep them going while a handler waits on the Agent.
 AMQP_HEARTBEAT_SECONDS = env.int("AMQP_HEARTBEAT_SECONDS", default=30)
 # Quorum work queues: deliveries before RabbitMQ dead-letters a message (RabbitMQ 4 default: 20).
@@ -351,7 +358,7 @@ LOGGING = {
     "loggers": {
         # Django's default handlers print its records a second time, in another format.
         "django": {"handlers": [], "propagate": True},
-        # runserver's own access lines would repeat project.request's (and in another format).
+        # runserver's own access lines would repeat project.middleware's (and in another format).
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "pika": {"level": "WARNING"},

@@ -358,21 +358,13 @@ class DevAgentServer:
         with self._switch:
             server, thread = self._main, self._main_thread
             self._main = self._main_thread = None
-            if server is not None:
-                server.shutdown()
-                server.server_close()
-            if thread is not None:
-                thread.join(timeout=5)
+            _close(server, thread)
 
     def stop(self) -> None:
         self.down()
         control, thread = self._control, self._control_thread
         self._control = self._control_thread = None
-        if control is not None:
-            control.shutdown()
-            control.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        _close(control, thread)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -391,3 +383,12 @@ def _serve(server: _Server, name: str) -> threading.Thread:
     )
     thread.start()
     return thread
+
+
+def _close(server: _Server | None, thread: threading.Thread | None) -> None:
+    """Stop serving, close the listening socket, and wait for the serving thread."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    if thread is not None:
+        thread.join(timeout=5)

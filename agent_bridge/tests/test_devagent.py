@@ -34,7 +34,6 @@ from agent_bridge.agent_client import (
     AgentUserNotFound,
 )
 from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentServer
-from identity.preferences import preferences_deep_merge as deep_merge
 from tests.devagent_control import DevAgentControl
 
 TOKEN = "devagent-test-token-0123456789abcdef"
@@ -165,13 +164,6 @@ def test_preferences_patch_leaves_allergies_alone(http, control):
     http("PATCH", f"/users/{uid}", json={"preferences": {"allergies": ["ignored"]}})
     assert control.user(uid)["allergies"] == allergies
     assert control.user(uid)["allergy_flags"] == ["peanuts"]
-
-
-def test_deep_merge_does_not_mutate_its_inputs():
-    base = {"a": {"b": [1]}}
-    update = {"a": {"b": [2]}}
-    assert deep_merge(base, update) == {"a": {"b": [1, 2]}}
-    assert base == {"a": {"b": [1]}} and update == {"a": {"b": [2]}}
 
 
 def test_allergies_are_fully_replaced(http, control):

@@ -44,12 +44,12 @@ def test_claim_takes_a_due_row_once_for_one_ownership_window(settings) -> None:
     event = row()
     row(available_at=soon(60))  # waiting for a delayed retry
 
-    claimed = owner.outbox_claim_next(worker_id="a", timing=timing)
-    assert claimed.pk == event.pk and claimed.claimed_by == "a"
-    assert soon(8) < claimed.claimed_until < soon(10)
-    assert owner.outbox_claim_next(worker_id="b", timing=timing) is None
+    [claimed] = owner.outbox_claim_users(worker_id="a", timing=timing, users=5)
+    assert claimed.event.pk == event.pk and claimed.event.claimed_by == "a"
+    assert soon(8) < claimed.event.claimed_until < soon(10)
+    assert owner.outbox_claim_users(worker_id="b", timing=timing, users=5) == []
     OutboxEvent.objects.filter(pk=event.pk).update(claimed_until=soon(-1))  # "a" died
-    assert owner.outbox_claim_next(worker_id="b", timing=timing).pk == event.pk
+    assert [c.event.pk for c in owner.outbox_claim_users(worker_id="b", timing=timing, users=5)] == [event.pk]
 
 
 def test_a_claim_is_renewed_only_by_its_holder() -> None:
@@ -158,6 +158,55 @@ def test_a_lease_is_renewed_while_its_holder_works(settings) -> None:
         thread.start()
         thread.join()
     assert outcome == ["busy"]
+
+
+def test_one_claim_takes_the_most_urgent_event_of_each_of_several_users() -> None:
+    timing = bus_timing()
+    flooding, other, busy, later = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    prefs = [OutboxEvent.objects.create(type=events.PREFERENCES_UPDATED, uid=flooding, data={"revision": n})
+             for n in range(3)]
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=busy)  # its user's work is in flight here
+    allergy = OutboxEvent.objects.create(type=events.ALLERGIES_REPLACED, uid=other, data={"revision": 1})
+    registered = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=later)
+
+    claims = owner.outbox_claim_users(worker_id="a", timing=timing, users=2, exclude_uids=[str(busy)])
+
+    # Allergy events first, then the oldest; one head per user, its coalesced rows with it.
+    assert [c.event.pk for c in claims] == [allergy.pk, prefs[0].pk]
+    assert claims[1].covered == [prefs[1].pk, prefs[2].pk]
+    assert set(OutboxEvent.objects.filter(claimed_by="a").values_list("pk", flat=True)) == {
+        allergy.pk, *(p.pk for p in prefs)}
+    # The next claim skips what is claimed: the remaining users.
+    rest = owner.outbox_claim_users(worker_id="b", timing=timing, users=5)
+    assert {c.event.uid for c in rest} == {busy, later} and registered.pk in {c.event.pk for c in rest}
+
+
+def test_a_retry_of_a_coalesced_call_is_one_statement_for_all_its_events(settings) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    events_ = [row(status=PUBLISHED) for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        owner.outbox_schedule_retry(event_ids=[e.event_id for e in events_], attempt=1, error="503", delay=5,
+                                    timing=bus_timing())
+    assert len(queries.captured_queries) == 1
+    assert set(OutboxEvent.objects.values_list("attempts", "last_error")) == {(1, "503")}
+
+
+def test_held_messages_have_their_settle_deadline_moved_on(settings) -> None:
+    settings.BUS_REPUBLISH_AFTER_SECONDS = 900
+    held, settled = row(status=PUBLISHED, available_at=soon(1)), row(status=DELIVERED, available_at=soon(1))
+    owner.outbox_settle_deadline_extend(event_ids=[held.event_id, settled.event_id], timing=bus_timing())
+    held.refresh_from_db()
+    settled.refresh_from_db()
+    assert held.available_at > soon(899) and settled.available_at < soon(2)
+
+
+def test_seconds_until_the_next_delayed_retry() -> None:
+    assert owner.outbox_seconds_until_next_due() is None
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=30))
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=10))
+    assert 5 < owner.outbox_seconds_until_next_due() <= 10
 
 
 @pytest.mark.django_db(transaction=True)  # so that "outside a transaction" can be tried

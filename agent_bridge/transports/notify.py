@@ -19,7 +19,7 @@ from django.db import connections
 
 from agent_bridge.models import OUTBOX_NOTIFY_CHANNEL
 
-logger = logging.getLogger("agent_bridge.notify")
+logger = logging.getLogger(__name__)
 
 CHANNEL = OUTBOX_NOTIFY_CHANNEL
 

@@ -34,27 +34,28 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pika
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, connections
+from django.db import DatabaseError, close_old_connections, connection
 
 from agent_bridge import events
 from agent_bridge import outbox as owner
-from agent_bridge.delivery import Cause, Outcome
+from agent_bridge.delivery import Cause, Status
 from agent_bridge.events import Envelope
-from agent_bridge.leases import WORKER_ID, Membership, PartitionOwnership
+from agent_bridge.leases import RENEWER, WORKER_ID, Membership, PartitionOwnership
 from agent_bridge.timing import BusTiming
-from agent_bridge.transports import Delivery
+from agent_bridge.transports import Delivery, Run, Settled
 from agent_bridge.transports.topology import Topology, topology_delete  # noqa: F401 - part of this module's API
 
-logger = logging.getLogger("consumers")
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DEAD_QUEUE_CHECK_SECONDS = 5.0
 
@@ -268,15 +269,52 @@ def _check_database() -> None:
         cursor.execute("SELECT 1")
 
 
+@dataclass(frozen=True)
+class Tag:
+    """A message's handle: its delivery tag on the consuming channel and its partition."""
+
+    delivery_tag: int
+    partition: int
+
+
+def _covered_too(delivery: Delivery) -> list[Delivery]:
+    return [delivery, *delivery.covered]
+
+
+def runs_of(inbox: list[Delivery], *, users: int, busy: Collection[str], skip_partition: int | None = None
+            ) -> tuple[list[Run], list[Delivery]]:
+    """Split the messages in hand into runs of up to `users` users not in `busy` (each user's
+    messages in arrival order, which is the partition's order) and the rest, kept in order.
+
+    Runs of users with an allergy event come first; a user's own messages are never reordered.
+    Messages of `skip_partition` (being handed over) are all kept.
+    """
+    candidates: dict[str, bool] = {}  # user → has an allergy event in hand (in order of arrival)
+    for delivery in inbox:
+        if delivery.tag.partition != skip_partition and delivery.user not in busy:
+            urgent = delivery.envelope["type"] in events.HIGH_PRIORITY_TYPES
+            candidates[delivery.user] = candidates.get(delivery.user, False) or urgent
+    chosen = sorted(candidates, key=lambda user: not candidates[user])[:max(0, users)]
+    runs: dict[str, Run] = {user: [] for user in chosen}
+    kept: list[Delivery] = []
+    for delivery in inbox:
+        run = runs.get(delivery.user) if delivery.tag.partition != skip_partition else None
+        (run if run is not None else kept).append(delivery)
+    ordered = list(runs.values())
+    return ordered, kept
+
+
 class RabbitTransport:
     """The partition queues with manual acks: a message is acked only once its outcome is recorded.
 
     It consumes every partition queue; the broker delivers only from those where this consumer
-    is the single active one. Before the first message of a partition it takes the partition's
-    lease (`PartitionOwnership`), held until the connection's work is over, so handlers need no
-    per-user lease here. Handlers run on a worker thread while this one (the only thread touching
-    pika) keeps the connection's heartbeats going, so a slow Agent never gets the connection
-    closed under us.
+    is the single active one (AMQP_PREFETCH messages each). Before the first message of a
+    partition it takes the partition's lease (`PartitionOwnership`), held until the connection's
+    work is over, so handlers need no per-user lease here. Messages wait in `_inbox` until their
+    user has no handler in flight; handlers run on the consumer's worker threads while this
+    thread (the only one touching pika) keeps the connection's heartbeats going and acks.
+    While a message is held its settle deadline is renewed, so the relay never publishes again
+    an event that is only queued behind its user's earlier ones.
     """
 
     name = "rabbitmq"
@@ -285,18 +323,22 @@ class RabbitTransport:
         self.stop = stop
         self.timing = timing
         self.topology = topology_from_settings()
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
         self.connection: pika.BlockingConnection | None = None
         self.ownership: PartitionOwnership | None = None
-        self._inbox: deque = deque()
+        self._inbox: list[Delivery] = []
+        self._in_hand: dict[int, Delivery] = {}  # delivery tag → taken, not yet settled
+        self._unacked: set[int] = set()  # delivery tags received and not yet acked, nacked or rejected
+        self._held_lock = threading.Lock()
+        self._renewal: contextlib.ExitStack | None = None
         self._partition_of_tag: dict[str, int] = {}
-        self._in_flight = None
+        self._draining: int | None = None  # a partition being handed to a standby
+        self._watched: set[Future] = set()
         self._dead_checked = 0.0
 
     def open(self) -> None:
         # Without a database no message can be settled: taking them off the broker would only
         # add to their redelivery count (and a quorum queue dead-letters at the limit).
-        self.worker.submit(self._in_worker, _check_database).result()
+        _check_database()
         self.connection = connect(name=f"kairos-consumer {WORKER_ID}")
         self.channel = self.connection.channel()
         topology_declare(self.channel, self.topology)
@@ -306,12 +348,22 @@ class RabbitTransport:
         self.dead_channel = self.connection.channel()
         self.ownership = PartitionOwnership()
         self.membership = Membership(prefix=self.topology.prefix, owner=self.ownership.owner)
-        self.worker.submit(self._in_worker, self.membership.join).result()
-        self._inbox.clear()
+        self.membership.join()
+        with self._held_lock:
+            self._inbox, self._in_hand, self._unacked = [], {}, set()
+        self._draining = None
+        self._renewal = contextlib.ExitStack()
+        self._renewal.enter_context(RENEWER.hold(self._renew_held))
         self._tag_of_partition: dict[int, str] = {}
         for partition in range(self.topology.partitions):
             self._subscribe(partition)
         self.housekeeping(force=True)
+
+    def _renew_held(self) -> None:
+        """On the renewer's thread: the messages this consumer holds are not lost, only waiting."""
+        with self._held_lock:
+            ids = [d.envelope["id"] for d in self._inbox] + [d.envelope["id"] for d in self._in_hand.values()]
+        owner.outbox_settle_deadline_extend(event_ids=ids, timing=self.timing)
 
     def _subscribe(self, partition: int) -> None:
         tag = self.channel.basic_consume(self.topology.work_queue(partition), self._on_message)
@@ -322,125 +374,154 @@ class RabbitTransport:
         """Give up one partition when this connection owns more than its fair share.
 
         The broker never moves a single-active-consumer queue by itself, so the first consumer to
-        subscribe would keep every partition. Cancelling one hands the queue to the next waiting
-        consumer at once; subscribing again puts this one at the back as a standby.
+        subscribe would keep every partition. The partition's messages in hand are no longer
+        handed out; once its handlers in flight are settled (`_hand_over`), cancelling hands the
+        queue to the next waiting consumer, and subscribing again puts this one at the back as a
+        standby.
         """
-        owned = [n for n in range(self.topology.partitions) if self.ownership.holds(self.topology.work_queue(n))]
-        fair = -(-self.topology.partitions // self._call_in_worker(self.membership.members))
-        if len(owned) <= fair:
+        if self._draining is not None:
             return
-        partition = owned[-1]
+        owned = [n for n in range(self.topology.partitions) if self.ownership.holds(self.topology.work_queue(n))]
+        fair = -(-self.topology.partitions // self.membership.members())
+        if len(owned) > fair:
+            self._draining = owned[-1]
+            logger.info("consumer gives partition %s to a standby (fair share %s)", owned[-1], fair)
+
+    def _hand_over(self) -> None:
+        partition = self._draining
+        if partition is None or any(d.tag.partition == partition for d in self._in_hand.values()):
+            return  # the next owner must never overtake a handler of ours with a newer state
         tag = self._tag_of_partition.pop(partition)
         self.channel.basic_cancel(tag)  # pika nacks what it had not dispatched yet
-        kept = deque()
-        for method, properties, body in self._inbox:
-            if method.consumer_tag == tag:
-                self.channel.basic_nack(method.delivery_tag, requeue=True)
-            else:
-                kept.append((method, properties, body))
-        self._inbox = kept
-        self._call_in_worker(self.ownership.release, self.topology.work_queue(partition))
-        logger.info("consumer gave partition %s to a standby (fair share %s)", partition, fair)
+        with self._held_lock:
+            mine = [d for d in self._inbox if d.tag.partition == partition]
+            self._inbox = [d for d in self._inbox if d.tag.partition != partition]
+        for delivery in mine:
+            self.channel.basic_nack(delivery.tag.delivery_tag, requeue=True)
+            self._unacked.discard(delivery.tag.delivery_tag)
+        self.ownership.release(self.topology.work_queue(partition))
+        self._draining = None
+        logger.info("consumer gave partition %s to a standby", partition)
         self._subscribe(partition)
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
-        self._inbox.append((method, properties, body))
-
-    def close(self) -> None:
-        # The handler in hand finishes before the partitions are let go: the next owner must
-        # never overtake it with a newer state of the same user.
-        if self._in_flight is not None:
-            with contextlib.suppress(Exception):
-                self._in_flight.result()
-        if self.ownership is not None:
-            with contextlib.suppress(DatabaseError):
-                self.worker.submit(self._in_worker, self.ownership.release_all).result()
-                self.worker.submit(self._in_worker, self.membership.leave).result()
-        connection_close_quietly(self.connection)
-        self.connection = None
-
-    def shutdown(self) -> None:
-        self.worker.shutdown(wait=True)
-
-    def next(self) -> Delivery | None:
-        if not self._inbox:
-            self.connection.process_data_events(time_limit=0.5)
-            if not self._inbox:
-                return None
-        method, properties, body = self._inbox.popleft()
         envelope = envelope_from(body)
         if envelope is None:
             logger.error("rejecting malformed message %s to the dead-letter queue", properties.message_id)
             self.channel.basic_reject(method.delivery_tag, requeue=False)
-            return None
-        self._own(self._partition_of_tag.get(method.consumer_tag, 0))
-        return Delivery(
+            return
+        self._unacked.add(method.delivery_tag)
+        delivery = Delivery(
             envelope=envelope,
             attempt=attempt_of(properties),
-            tag=method.delivery_tag,
+            tag=Tag(method.delivery_tag, self._partition_of_tag.get(method.consumer_tag, 0)),
             traceparent=traceparent_of(properties),
         )
+        with self._held_lock:
+            self._inbox.append(delivery)
+
+    def close(self) -> None:
+        # The consumer settled its handlers in flight before: only now may the partitions go,
+        # so the next owner never overtakes them with a newer state of the same user.
+        if self._renewal is not None:
+            self._renewal.close()
+            self._renewal = None
+        if self.ownership is not None:
+            with contextlib.suppress(DatabaseError):
+                self.ownership.release_all()
+                self.membership.leave()
+        connection_close_quietly(self.connection)
+        self.connection = None
+
+    def take(self, *, users: int, busy: Collection[str]) -> list[Run]:
+        if not self._inbox:
+            self.connection.process_data_events(time_limit=0 if busy else 0.5)
+        self._hand_over()
+        if users <= 0 or not self._inbox:
+            return []
+        with self._held_lock:
+            runs, self._inbox = runs_of(self._inbox, users=users, busy=busy, skip_partition=self._draining)
+            for run in runs:
+                for delivery in run:
+                    self._in_hand[delivery.tag.delivery_tag] = delivery
+        for partition in sorted({d.tag.partition for run in runs for d in run}):
+            self._own(partition)
+        return runs
+
+    def wait(self, futures: Collection[Future], *, timeout: float) -> None:
+        for future in futures:
+            if future not in self._watched:
+                self._watched.add(future)
+                # Wake this thread's event loop the moment a handler finishes, instead of polling.
+                future.add_done_callback(lambda _future: _wake(self.connection))
+        deadline = time.monotonic() + timeout
+        waiting = len(self._inbox)
+        while not any(f.done() for f in futures) and len(self._inbox) == waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.connection.process_data_events(time_limit=min(left, 1.0))
+        self._watched = {f for f in self._watched if not f.done()}
 
     def _own(self, partition: int) -> None:
         """Take the partition's lease; wait (serving heartbeats) while its last owner finishes."""
         name = self.topology.work_queue(partition)
         while not self.ownership.holds(name):
-            if self._call_in_worker(self.ownership.try_take, name):
+            if self.ownership.try_take(name):
                 return
             if self.stop.is_set():
                 raise ConnectionError("stopping while waiting for a partition")  # redelivered later
             self.connection.process_data_events(time_limit=0.2)
 
-    @staticmethod
-    def _in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        except DatabaseError:
-            connections.close_all()
-            raise
-
-    def _call_in_worker(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        future = self.worker.submit(self._in_worker, work, *args, **kwargs)
-        self._in_flight = future
-        # Wake this thread's event loop the moment the handler finishes, instead of polling.
-        future.add_done_callback(lambda _future: _wake(self.connection))
-        while not future.done():
-            self.connection.process_data_events(time_limit=1.0)
-        self._in_flight = None
-        return future.result()
-
     def run(self, delivery: Delivery | None, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self._call_in_worker(work, *args, **kwargs)
+        # The partition lease and the held messages' deadlines are renewed by RENEWER meanwhile.
+        return work(*args, **kwargs)
 
     def ownership_for(self, envelope: Envelope):
-        # The partition lease, taken in next(), already makes this consumer the user's only one.
+        # The partition lease, taken in take(), already makes this consumer the user's only one.
         return contextlib.nullcontext()
 
-    def ack(self, delivery: Delivery) -> None:
-        owner.outbox_settle_delivered(event_ids=[delivery.envelope["id"]])
-        self.channel.basic_ack(delivery.tag)
+    def settle(self, settled: list[Settled]) -> None:
+        """Outcomes recorded first (the delivered ones of every run in one statement), then the
+        retries parked in their delay queue, then the acks (one with `multiple` when no earlier
+        message is still unacknowledged)."""
+        delivered = [m.envelope["id"] for d, outcome in settled if outcome.done for m in _covered_too(d)]
+        if delivered:
+            owner.outbox_settle_delivered(event_ids=delivered)
+        for delivery, outcome in settled:
+            if outcome.done:
+                continue
+            messages = _covered_too(delivery)
+            if outcome.status is Status.RETRY:
+                owner.outbox_schedule_retry(
+                    event_ids=[m.envelope["id"] for m in messages], attempt=delivery.attempt, error=outcome.error,
+                    delay=outcome.retry_after, timing=self.timing,
+                )
+                for message in messages:
+                    envelope_publish_retry_rollback_unsafe(
+                        self.publisher, self.topology, message.envelope, attempt=message.attempt + 1,
+                        delay_seconds=outcome.retry_after, traceparent=message.traceparent,
+                    )
+            else:
+                for message in messages:
+                    owner.dead_letter_record(
+                        envelope=message.envelope, attempts=message.attempt, reason=outcome.error, cause=outcome.cause
+                    )
+        self._ack([m.tag.delivery_tag for d, _ in settled for m in _covered_too(d)])
 
-    def retry_later(self, delivery: Delivery, outcome: Outcome) -> None:
-        owner.outbox_schedule_retry(
-            event_id=delivery.envelope["id"], attempt=delivery.attempt, error=outcome.error,
-            delay=outcome.retry_after, timing=self.timing,
-        )
-        envelope_publish_retry_rollback_unsafe(
-            self.publisher,
-            self.topology,
-            delivery.envelope,
-            attempt=delivery.attempt + 1,
-            delay_seconds=outcome.retry_after,
-            traceparent=delivery.traceparent,
-        )
-        self.channel.basic_ack(delivery.tag)
-
-    def dead_letter(self, delivery: Delivery, outcome: Outcome) -> None:
-        owner.dead_letter_record(
-            envelope=delivery.envelope, attempts=delivery.attempt, reason=outcome.error, cause=outcome.cause
-        )
-        self.channel.basic_ack(delivery.tag)
+    def _ack(self, tags: list[int]) -> None:
+        if not tags:
+            return
+        with self._held_lock:
+            for tag in tags:
+                self._in_hand.pop(tag, None)
+        self._unacked.difference_update(tags)
+        top = max(tags)
+        if all(tag > top for tag in self._unacked):
+            self.channel.basic_ack(top, multiple=True)
+        else:
+            for tag in tags:
+                self.channel.basic_ack(tag)
 
     def housekeeping(self, *, force: bool = False) -> None:
         """Messages the broker dead-lettered (rejected, over the delivery limit) become dead letters;
@@ -468,9 +549,7 @@ class RabbitTransport:
                     "message_id": (properties.message_id or "")[:200],
                     "body": body.decode("utf-8", "replace")[:10000],
                 }
-            self.run(
-                None,
-                owner.dead_letter_record,
+            owner.dead_letter_record(
                 envelope=envelope,
                 attempts=attempt_of(properties),
                 reason=f"dead-lettered by the broker: {death_reason(properties)}",

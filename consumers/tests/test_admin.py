@@ -2,26 +2,15 @@
 import pytest
 from django.urls import reverse
 
-from agent_bridge import events
-from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
-from agent_bridge.outbox import dead_letter_record
 from consumers.models import DeadLetter
+from consumers.tests.conftest import dead_event
 
 pytestmark = pytest.mark.django_db
 
 
-def dead_row() -> OutboxEvent:
-    row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
-    dead_letter_record(
-        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1,
-        reason="AgentAuthError 401 INVALID_SERVICE_TOKEN",
-    )
-    return row
-
-
 def test_the_dead_letter_list_and_the_outbox_list_render(admin_client) -> None:
-    row = dead_row()
+    row = dead_event()
     dead_list = admin_client.get(reverse("admin:consumers_deadletter_changelist"))
     assert dead_list.status_code == 200 and str(row.event_id) in dead_list.content.decode()
     assert admin_client.get(reverse("admin:agent_bridge_outboxevent_changelist")).status_code == 200
@@ -29,7 +18,7 @@ def test_the_dead_letter_list_and_the_outbox_list_render(admin_client) -> None:
 
 def test_the_replay_action_replays_only_the_selected(admin_client, settings) -> None:
     settings.AMQP_URL = ""
-    chosen, other = dead_row(), dead_row()
+    chosen, other = dead_event(), dead_event()
     chosen_pk = DeadLetter.objects.get(event_id=chosen.event_id).pk
 
     response = admin_client.post(

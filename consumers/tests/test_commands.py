@@ -10,11 +10,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from agent_bridge import events
-from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
-from agent_bridge.outbox import dead_letter_record
 from consumers.management.commands.replay_dead_letters import parse_duration
 from consumers.models import DeadLetter
+from consumers.tests.conftest import dead_event
 
 pytestmark = pytest.mark.django_db
 
@@ -23,14 +22,6 @@ def run(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
-
-
-def dead_event(event_type=events.USER_REGISTERED, uid=None, failed_ago=timedelta(0)) -> OutboxEvent:
-    row = OutboxEvent.objects.create(type=event_type, uid=uid or uuid.uuid4())
-    dead_letter_record(
-        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=2, reason="AgentAuthError 401")
-    DeadLetter.objects.filter(event_id=row.event_id).update(last_failed_at=timezone.now() - failed_ago)
-    return row
 
 
 @pytest.mark.parametrize(

@@ -4,25 +4,18 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from agent_bridge import events
-from agent_bridge import outbox as bus_owner
-from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent
 from consumers.models import DeadLetter
+from consumers.tests.conftest import dead_event
 
 pytestmark = pytest.mark.django_db
 URL = "/admin/operations/"
 REASON = "AgentAuthError 401 INVALID_SERVICE_TOKEN"
 
 
-def _dead(reason: str = f"{REASON}: refused") -> OutboxEvent:
-    row = OutboxEvent.objects.create(type=events.USER_REGISTERED)
-    bus_owner.dead_letter_record(cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1, reason=reason)
-    return row
-
-
 def test_the_page_shows_backlog_and_dead_letters_by_type(admin_client) -> None:
     OutboxEvent.objects.create(type=events.ALLERGIES_REPLACED)
-    _dead()
+    dead_event(reason=f"{REASON}: refused")
 
     response = admin_client.get(URL)
 
@@ -35,7 +28,8 @@ def test_the_page_shows_backlog_and_dead_letters_by_type(admin_client) -> None:
 
 def test_replaying_a_group_requeues_its_dead_letters(admin_client, settings) -> None:
     settings.AMQP_URL = ""
-    chosen, other = _dead(), _dead("AgentUnavailable 503 AGENT_UNAVAILABLE: down")
+    chosen = dead_event(reason=f"{REASON}: refused")
+    other = dead_event(reason="AgentUnavailable 503 AGENT_UNAVAILABLE: down")
 
     response = admin_client.post(URL, {"type": events.USER_REGISTERED, "reason": REASON}, follow=True)
 
@@ -54,7 +48,7 @@ def test_staff_need_the_dead_letter_permissions(client) -> None:
     assert client.get(URL).status_code == 403
 
     staff.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
-    _dead()
+    dead_event(reason=f"{REASON}: refused")
     page = client.get(URL)
     assert page.status_code == 200 and "Replay 1" not in page.content.decode()
     assert client.post(URL, {"type": events.USER_REGISTERED, "reason": REASON}).status_code == 403

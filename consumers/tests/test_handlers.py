@@ -1,7 +1,6 @@
 """Handlers against a real Agent double over HTTP (agent_bridge.devagent), one event type at a time."""
 
 import random
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,7 +10,6 @@ from django.utils import timezone
 from agent_bridge import events
 from agent_bridge import services as bridge_services
 from agent_bridge.delivery import Cause, Status
-from agent_bridge.events import make_envelope
 from agent_bridge.leases import user_lease
 from agent_bridge.models import InteractionMirror, OutboxEvent, UserSyncLease
 from allergies import selectors as allergy_selectors
@@ -19,6 +17,7 @@ from allergies import services as allergy_services
 from allergies.tests.test_selectors import sync_of
 from consumers import processing
 from consumers.handlers import HANDLERS
+from consumers.tests.conftest import envelope
 from identity import services as identity_services
 from identity.models import UserPreferences
 
@@ -27,12 +26,6 @@ PEANUTS = {
     "intolerances": ["lactose"],
     "severity": {"peanuts": "anaphylactic", "lactose": "intolerance"},
 }
-
-
-def envelope(event_type: str, uid, data: dict | None = None):
-    return make_envelope(
-        event_id=uuid.uuid4(), event_type=event_type, occurred_at=timezone.now(), uid=uid, data=data or {}
-    )
 
 
 def handle(env, agent) -> str:

@@ -6,17 +6,11 @@ import pytest
 from django.utils import timezone
 
 from agent_bridge import events
-from agent_bridge import outbox as bus_owner
-from agent_bridge.delivery import Cause
 from agent_bridge.models import OutboxEvent, UserSyncLease
 from consumers import operations
+from consumers.tests.conftest import dead_event
 
 pytestmark = pytest.mark.django_db
-
-
-def _dead(event_type: str, reason: str) -> None:
-    row = OutboxEvent.objects.create(type=event_type)
-    bus_owner.dead_letter_record(cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=1, reason=reason)
 
 
 def test_bus_figures_by_type() -> None:
@@ -38,9 +32,10 @@ def test_bus_figures_by_type() -> None:
 
 def test_dead_letters_group_by_type_and_reason_class() -> None:
     for uid in ("a1", "b2"):
-        _dead(events.USER_REGISTERED, f"AgentAuthError 401 INVALID_SERVICE_TOKEN: bad token on POST /users/{uid}")
-    _dead(events.USER_REGISTERED, "AgentUnavailable 503 AGENT_UNAVAILABLE: down")
-    _dead(events.ALLERGIES_REPLACED, "no handler for event type 'x'")
+        reason = f"AgentAuthError 401 INVALID_SERVICE_TOKEN: bad token on POST /users/{uid}"
+        dead_event(events.USER_REGISTERED, reason=reason)
+    dead_event(events.USER_REGISTERED, reason="AgentUnavailable 503 AGENT_UNAVAILABLE: down")
+    dead_event(events.ALLERGIES_REPLACED, reason="no handler for event type 'x'")
 
     groups = {(g.type, g.reason): g.count for g in operations.bus_figures_get().dead_letters}
 

@@ -5,21 +5,14 @@ import uuid
 
 import pytest
 from django.db import OperationalError
-from django.utils import timezone
 
 from agent_bridge import events
 from agent_bridge.delivery import Status
-from agent_bridge.events import make_envelope
 from consumers import processing
 from consumers.handlers import HANDLERS
+from consumers.tests.conftest import envelope
 
 pytestmark = pytest.mark.django_db
-
-
-def envelope(event_type: str, uid, data: dict | None = None):
-    return make_envelope(
-        event_id=uuid.uuid4(), event_type=event_type, occurred_at=timezone.now(), uid=uid, data=data or {}
-    )
 
 
 def agent_calls(devagent) -> list[dict]:
@@ -118,12 +111,12 @@ def test_database_errors_propagate_to_the_transport(agent, monkeypatch) -> None:
 
 
 def delivery_records(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "consumers.delivery"]
+    return [r for r in caplog.records if r.name == processing.logger.name]
 
 
 def test_one_structured_log_line_per_attempt(devagent, agent, verified_user, caplog) -> None:
     env = envelope(events.USER_REGISTERED, verified_user.uid)
-    with caplog.at_level(logging.INFO, logger="consumers.delivery"):
+    with caplog.at_level(logging.INFO, logger=processing.logger.name):
         processing.process_envelope(env, attempt=2, agent=agent)
 
     [record] = delivery_records(caplog)
@@ -140,7 +133,7 @@ def test_allergy_dead_letters_are_logged_critical_with_the_revision(devagent, ag
     from allergies.models import AllergyProfile
 
     AllergyProfile.objects.create(user=verified_user, revision=4, confirmed=["peanuts"], severity={"peanuts": "severe"})
-    with caplog.at_level(logging.INFO, logger="consumers.delivery"):
+    with caplog.at_level(logging.INFO, logger=processing.logger.name):
         outcome = processing.process_envelope(env, attempt=1, agent=agent)
 
     assert outcome.status == Status.DEAD

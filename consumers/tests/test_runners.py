@@ -13,6 +13,7 @@ from agent_bridge.transports import Delivery
 from agent_bridge.transports.embedded import EmbeddedTransport
 from consumers.models import DeadLetter
 from consumers.runners import Consumer, run_resiliently
+from consumers.tests.conftest import claim, registered
 
 pytestmark = pytest.mark.django_db
 
@@ -21,14 +22,6 @@ pytestmark = pytest.mark.django_db
 def consumer(agent) -> Consumer:
     transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
     return Consumer(transport=transport, stop=transport.stop, agent=agent)
-
-
-def registered(user) -> OutboxEvent:
-    return OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=user.uid)
-
-
-def claim() -> Delivery | None:
-    return EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="test-worker").claim()
 
 
 def test_a_delivered_event_is_marked_delivered(consumer, devagent, verified_user) -> None:
@@ -96,14 +89,6 @@ def test_retries_used_up_become_a_dead_letter(consumer, devagent, verified_user,
     assert DeadLetter.objects.get(event_id=row.event_id).attempts == 3
 
 
-def test_an_expired_claim_is_taken_again(verified_user) -> None:
-    row = registered(verified_user)
-    assert claim().tag.pk == row.pk
-    assert claim() is None  # claimed
-    OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-    assert claim().tag.pk == row.pk  # the first consumer died mid-event
-
-
 def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> None:
     stop = threading.Event()
     calls = []
@@ -116,27 +101,6 @@ def test_run_resiliently_survives_unexpected_errors_and_stops_on_the_flag() -> N
 
     run_resiliently("test", session, stop)
     assert len(calls) == 2
-
-
-@pytest.mark.parametrize(
-    ("body", "ok"),
-    [
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", "uid": null}', True),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", '
-         b'"uid": "b90c75f8-d06a-4e15-94f8-41faba334a58"}', True),
-        (b"not json", False),
-        (b"\xff\xfe", False),
-        (b"[1, 2]", False),
-        (b'{"id": "garbage-1", "type": "user.registered"}', False),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "user.registered", "uid": "nope"}', False),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": ""}', False),
-        (b'{"id": "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22", "type": "' + b"x" * 65 + b'"}', False),
-    ],
-)
-def test_only_settleable_envelopes_are_processed(body: bytes, ok: bool) -> None:
-    from agent_bridge.transports.rabbitmq import envelope_from
-
-    assert (envelope_from(body) is not None) is ok
 
 
 def test_allergies_go_first_and_a_flood_of_one_user_is_one_agent_call(consumer, devagent, verified_user) -> None:
@@ -165,3 +129,144 @@ def test_allergies_go_first_and_a_flood_of_one_user_is_one_agent_call(consumer, 
     ).exists()
     sent = [r for r in devagent.state.request_log() if r["path"].startswith("/users/")]
     assert len(sent) <= 2  # one merge (plus a create if the Agent did not know the user yet)
+
+
+# --- concurrency, runs and coalescing -------------------------------------------------------
+
+def delivery_of(uid: str | None, event_type: str = events.PREFERENCES_UPDATED, *, tag: int, attempt: int = 1):
+    from agent_bridge.transports.rabbitmq import Tag
+
+    envelope = {"id": f"00000000-0000-4000-8000-{tag:012d}", "type": event_type, "schema": 2, "uid": uid,
+                "occurred_at": "2026-01-01T00:00:00+00:00", "data": {}}
+    return Delivery(envelope=envelope, attempt=attempt, tag=Tag(tag, 0))
+
+
+def test_coalescing_merges_a_users_consecutive_state_carrying_events_of_one_attempt() -> None:
+    from consumers.runners import coalesce
+
+    uid = "b90c75f8-d06a-4e15-94f8-41faba334a58"
+    run = [delivery_of(uid, tag=1), delivery_of(uid, tag=2), delivery_of(uid, tag=3, attempt=2),
+           delivery_of(uid, events.EMAIL_REQUESTED, tag=4), delivery_of(uid, events.EMAIL_REQUESTED, tag=5),
+           delivery_of(uid, tag=6), delivery_of(uid, tag=7)]
+
+    calls = coalesce(run)
+
+    assert [(c.tag.delivery_tag, [m.tag.delivery_tag for m in c.covered]) for c in calls] == [
+        (1, [2]), (3, []), (4, []), (5, []), (6, [7])]  # a retry and each mail are calls of their own
+
+
+class FakeTransport:
+    """Hands out the given deliveries as RabbitMQ would (runs of users not busy) and records when
+    each handler runs; stops the consumer once everything is settled."""
+
+    name = "fake"
+
+    def __init__(self, deliveries, *, stop: threading.Event, handler_seconds: float = 0.05) -> None:
+        self.inbox = list(deliveries)
+        self.expected = len(deliveries)
+        self.stop = stop
+        self.handler_seconds = handler_seconds
+        self.lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.most_in_flight = 0
+        self.most_per_user = 0
+        self.handled: list = []
+        self.settled: list = []
+        self.closed_after: int | None = None
+
+    def open(self) -> None: ...
+
+    def close(self) -> None:
+        self.closed_after = len(self.settled)
+
+    def take(self, *, users, busy):
+        from agent_bridge.transports.rabbitmq import runs_of
+
+        runs, self.inbox = runs_of(self.inbox, users=users, busy=busy)
+        return runs
+
+    def wait(self, futures, *, timeout) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+
+    def run(self, delivery, work, *args):
+        import time
+
+        from agent_bridge.delivery import Outcome
+
+        user = delivery.user
+        with self.lock:
+            self.running[user] = self.running.get(user, 0) + 1
+            self.most_per_user = max(self.most_per_user, self.running[user])
+            self.most_in_flight = max(self.most_in_flight, sum(self.running.values()))
+            self.handled.append(delivery)
+        time.sleep(self.handler_seconds)
+        with self.lock:
+            self.running[user] -= 1
+            if not self.running[user]:
+                del self.running[user]
+        return Outcome(Status.DELIVERED)
+
+    def ownership_for(self, envelope):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def settle(self, settled) -> None:
+        self.settled.extend(settled)
+        if sum(1 + len(d.covered) for d, _ in self.settled) >= self.expected:
+            self.stop.set()
+
+    def housekeeping(self) -> None: ...
+
+
+def run_consumer(transport: FakeTransport, *, concurrency: int) -> None:
+    consumer = Consumer(transport=transport, stop=transport.stop, agent=object(), concurrency=concurrency)
+    thread = threading.Thread(target=consumer.run)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_several_users_are_delivered_at_once_each_users_events_one_at_a_time_in_order() -> None:
+    users = [f"b90c75f8-d06a-4e15-94f8-41faba3345{n:02d}" for n in range(6)]
+    # Each user: preferences, an email, preferences again (no two consecutive of one type: no coalescing).
+    kinds = [events.PREFERENCES_UPDATED, events.EMAIL_REQUESTED, events.PREFERENCES_UPDATED]
+    deliveries = [delivery_of(uid, kind, tag=10 * n + k) for k, kind in enumerate(kinds) for n, uid in
+                  enumerate(users)]
+    transport = FakeTransport(deliveries, stop=threading.Event())
+
+    run_consumer(transport, concurrency=4)
+
+    assert transport.most_in_flight == 4  # other users do not wait for one user's Agent call
+    assert transport.most_per_user == 1  # but a user's own events are never handled concurrently
+    for uid in users:
+        mine = [d.tag.delivery_tag for d in transport.handled if d.envelope["uid"] == uid]
+        assert mine == sorted(mine)  # ...nor reordered
+    assert sorted(d.tag.delivery_tag for d, _ in transport.settled) == sorted(d.tag.delivery_tag for d in deliveries)
+
+
+def test_allergy_users_go_first_and_a_flood_is_one_handler_call() -> None:
+    flooding, other = "b90c75f8-d06a-4e15-94f8-41faba334a58", "6f6cc0b2-f0d8-48f2-8253-b3defd07ec22"
+    flood = [delivery_of(flooding, tag=n) for n in range(1, 40)]
+    transport = FakeTransport([*flood, delivery_of(other, events.ALLERGIES_REPLACED, tag=40)], stop=threading.Event())
+
+    run_consumer(transport, concurrency=1)
+
+    assert [d.envelope["type"] for d in transport.handled] == [events.ALLERGIES_REPLACED, events.PREFERENCES_UPDATED]
+    assert len(transport.handled[1].covered) == 38  # every flooded message settled by that one call
+
+
+def test_stopping_finishes_and_settles_the_handlers_in_flight_before_closing() -> None:
+    users = [f"b90c75f8-d06a-4e15-94f8-41faba3345{n:02d}" for n in range(3)]
+    transport = FakeTransport([delivery_of(uid, tag=n) for n, uid in enumerate(users)], stop=threading.Event(),
+                              handler_seconds=0.3)
+    transport.expected = 10**6  # never stops by itself
+    timer = threading.Timer(0.1, transport.stop.set)  # SIGTERM while the three calls are in flight
+    timer.start()
+
+    run_consumer(transport, concurrency=3)
+
+    assert len(transport.settled) == 3 and transport.closed_after == 3
+

@@ -12,19 +12,9 @@ from agent_bridge.models import OutboxEvent
 from agent_bridge.outbox import dead_letter_record
 from consumers import services
 from consumers.models import DeadLetter
+from consumers.tests.conftest import dead_event
 
 pytestmark = pytest.mark.django_db
-
-
-def dead_event(event_type: str = events.USER_REGISTERED, uid=None, *, data=None, failed_ago=timedelta(0)):
-    """An outbox row that died, with its DeadLetter, as the consumer leaves them."""
-    row = OutboxEvent.objects.create(type=event_type, uid=uid or uuid.uuid4(), data=data or {})
-    dead = dead_letter_record(
-        cause=Cause.AGENT_PERMANENT, envelope=row.envelope, attempts=3, reason="AgentAuthError 401")
-    if failed_ago:
-        DeadLetter.objects.filter(pk=dead.pk).update(last_failed_at=timezone.now() - failed_ago)
-    row.refresh_from_db()
-    return row
 
 
 def test_recording_a_dead_letter_is_idempotent_and_keeps_the_first_failure_time() -> None:

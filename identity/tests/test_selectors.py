@@ -1,9 +1,9 @@
-"""identity.selectors: the token lookup every authenticated request runs (one raw statement)."""
-from datetime import timedelta
+"""identity.selectors: the token lookup every authenticated request runs (one raw statement),
+and the preferences read by the consumer."""
+import uuid
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from identity import selectors, services
 
@@ -21,15 +21,9 @@ def test_usable_token_comes_with_its_user_in_one_statement(verified_user, issued
     assert user.check_password("a-long-passphrase-42")
 
 
-def test_revoked_expired_unknown_and_inactive_are_none(verified_user) -> None:
-    revoked = services.auth_token_issue(user=verified_user)
-    services.auth_token_revoke(token=revoked.token)
-    expired = services.auth_token_issue(user=verified_user)
-    expired.token.expires_at = timezone.now() - timedelta(seconds=1)
-    expired.token.save()
-    assert selectors.auth_token_get_usable(raw=revoked.raw) is None
-    assert selectors.auth_token_get_usable(raw=expired.raw) is None
-    assert selectors.auth_token_get_usable(raw="not-a-token") is None
+def test_revoked_expired_unknown_and_inactive_are_none(verified_user, unusable_tokens) -> None:
+    for raw in unusable_tokens.values():
+        assert selectors.auth_token_get_usable(raw=raw) is None, raw
     live = services.auth_token_issue(user=verified_user)
     assert selectors.auth_token_get_usable(raw=live.raw) is not None
     verified_user.is_active = False
@@ -43,3 +37,12 @@ def test_a_column_the_model_does_not_know_is_tolerated(verified_user) -> None:
         cursor.execute("ALTER TABLE identity_authtoken ADD COLUMN bench_extra varchar(20) DEFAULT 'x' NOT NULL")
     issued = services.auth_token_issue(user=verified_user)
     assert selectors.auth_token_get_usable(raw=issued.raw).pk == issued.token.pk
+
+
+def test_selector_for_the_consumer(verified_user) -> None:
+    assert selectors.user_preferences_get_by_uid(uid=verified_user.uid) == selectors.PreferencesState({}, 0, [])
+    services.user_preferences_update(user=verified_user, preferences={"dietary": ["vegan"]})
+    services.user_preferences_update(user=verified_user, preferences={"dietary": None})
+    state = selectors.user_preferences_get_by_uid(uid=verified_user.uid)
+    assert state == selectors.PreferencesState({}, 2, ["dietary"])
+    assert selectors.user_preferences_get_by_uid(uid=uuid.uuid4()) is None

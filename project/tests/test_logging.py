@@ -30,7 +30,7 @@ def test_the_console_handler_stamps_request_ids_and_uses_the_configured_format()
 def _log_from_a_process(log_format: str) -> str:
     """What a management command (consume, relay, ...) writes for one bus line."""
     code = (
-        "import logging; logging.getLogger('consumers.delivery').info("
+        "from consumers.processing import logger; logger.info("
         "'delivery event_id=e-1', extra={'event_id': 'e-1', 'outcome': 'delivered'})"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "DJANGO_DEBUG": "1", "LOG_FORMAT": log_format}
@@ -44,14 +44,14 @@ def _log_from_a_process(log_format: str) -> str:
 def test_log_format_json_makes_every_process_write_one_json_object_per_line() -> None:
     lines = [json.loads(line) for line in _log_from_a_process("json").splitlines() if line.strip()]
 
-    line = next(line for line in lines if line["logger"] == "consumers.delivery")
+    line = next(line for line in lines if line["logger"] == "consumers.processing")
     assert line["event_id"] == "e-1" and line["outcome"] == "delivered" and line["level"] == "INFO"
     assert {"ts", "message"} <= set(line)
 
 
 def test_text_format_is_one_line_per_record() -> None:
-    line = next(line for line in _log_from_a_process("text").splitlines() if "consumers.delivery" in line)
-    assert line.split()[2:5] == ["INFO", "consumers.delivery", "delivery"]
+    line = next(line for line in _log_from_a_process("text").splitlines() if "consumers.processing" in line)
+    assert line.split()[2:5] == ["INFO", "consumers.processing", "delivery"]
 
 
 @pytest.mark.django_db

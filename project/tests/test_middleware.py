@@ -38,7 +38,7 @@ def test_the_request_line_and_other_records_of_the_request_carry_its_id(api_clie
     api_client.get("/api/no-such-endpoint/", HTTP_X_REQUEST_ID="req-404")
 
     lines = _lines(json_log)
-    request_line = next(line for line in lines if line["logger"] == "project.request" and line["status"] == 200)
+    request_line = next(line for line in lines if line["logger"] == "project.middleware" and line["status"] == 200)
     assert request_line["request_id"] == "req-123"
     assert request_line["method"] == "GET" and request_line["status"] == 200
     # Django's own "Not Found" warning, logged deep inside the request, gets the id too.
@@ -50,7 +50,7 @@ def test_no_request_id_leaks_onto_records_outside_a_request(api_client, json_log
     import logging
 
     api_client.get("/api/health/")
-    logging.getLogger("consumers").info("outside any request")
+    logging.getLogger(__name__).info("outside any request")
 
     outside = next(line for line in _lines(json_log) if line["message"] == "outside any request")
     assert "request_id" not in outside

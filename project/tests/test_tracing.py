@@ -49,14 +49,14 @@ def test_spans_nest_and_leave_no_context_behind() -> None:
 @pytest.mark.django_db
 def test_the_request_continues_the_callers_trace_into_the_outbox_and_the_logs(api_client, outbox, caplog) -> None:
     body = {"username": "ada", "email": "ada@example.com", "password": "a-long-passphrase-42"}
-    with caplog.at_level(logging.INFO, logger="project.request"):
+    with caplog.at_level(logging.INFO, logger="project.middleware"):
         response = api_client.post("/api/signup/", body, format="json", HTTP_TRACEPARENT=VALID)
 
     assert response.status_code == 201
     stored = TraceContext.parse(outbox("user.registered")[0].traceparent)
     assert stored.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert stored.span_id != "00f067aa0ba902b7"  # the API's own span, a child of the caller's
-    line = next(record for record in caplog.records if record.name == "project.request")
+    line = next(record for record in caplog.records if record.name == "project.middleware")
     assert line.trace_id == stored.trace_id
 
 
@@ -73,7 +73,7 @@ def test_a_request_without_traceparent_starts_a_trace(api_client, outbox) -> Non
 def test_text_log_lines_carry_the_trace_id() -> None:
     from project.logging import RequestIdFilter, TextFormatter
 
-    record = logging.LogRecord("consumers.delivery", logging.INFO, __file__, 1, "delivery event_id=1", (), None)
+    record = logging.LogRecord("consumers.processing", logging.INFO, __file__, 1, "delivery event_id=1", (), None)
     with tracing.span("deliver", kind=tracing.SpanKind.CONSUMER, parent=TraceContext.parse(VALID)):
         RequestIdFilter().filter(record)
     assert TextFormatter().format(record).endswith(" trace_id=4bf92f3577b34da6a3ce929d0e0e4736")

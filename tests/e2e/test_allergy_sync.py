@@ -5,6 +5,7 @@ import time
 import pytest
 import requests
 
+from tests.e2e.bus_helpers import wait_settled
 from tests.e2e.harness import SERVICE_TOKEN, wait_for
 from tests.e2e.helpers import create_verified_user, put_allergies
 
@@ -134,8 +135,7 @@ def test_account_deletion_removes_the_user_at_the_agent(stack) -> None:
     assert response.status_code == 204, response.text
 
     wait_for(lambda: agent_user(stack, user.uid) is None, what="the Agent to forget the user")
-    stack.wait_drained()
-    time.sleep(1)  # a late event for the deleted user would re-create it here
+    wait_settled(stack)  # nothing left that could re-create the user: no event, no read-back
     assert agent_user(stack, user.uid) is None
 
 

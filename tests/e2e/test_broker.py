@@ -11,7 +11,7 @@ import pika
 import pytest
 
 from agent_bridge.transports import rabbitmq as amqp
-from tests.e2e.bus_helpers import agent_calls, bus, services_script, uid_of, wait_drained
+from tests.e2e.bus_helpers import agent_calls, bus, sentinel, services_script, uid_of, wait_drained
 from tests.e2e.harness import wait_for
 from tests.e2e.helpers import signup
 
@@ -107,7 +107,7 @@ def test_heartbeats_survive_a_handler_slower_than_two_heartbeats(stack_factory) 
     uid = uid_of(stack, "slow@example.com")
     wait_for(lambda: stack.agent.user(uid), timeout=40, what="the slow call to deliver")
     wait_drained(stack)
-    time.sleep(1.5)
+    sentinel(stack, "slow@example.com")  # a redelivery of her event would come before this one
 
     assert len(agent_calls(stack, uid=uid, method="POST")) == 1  # never redelivered
     consumer_log = (stack.workdir / "consumer0.log").read_text()
@@ -127,7 +127,7 @@ def test_restarting_rabbitmq_mid_stream_loses_nothing(stack_factory) -> None:
     def stream() -> None:
         for email in emails:
             signup(stack, email)
-            time.sleep(0.15)
+            time.sleep(0.15)  # a pace, not a wait: the stream must still be flowing when the broker restarts
         done.set()
 
     writer = threading.Thread(target=stream)

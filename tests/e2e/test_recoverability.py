@@ -2,7 +2,6 @@
 whichever bus the run has: the embedded outbox bus, or RabbitMQ when AMQP_URL is set."""
 import os
 import signal
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from tests.e2e.bus_helpers import (
     current_fault,
     dead_letters,
     replay,
+    sentinel,
     uid_of,
     wait_dead_letters,
     wait_drained,
@@ -37,6 +37,21 @@ def sync(stack, user) -> dict:
     return response.json()["sync"]
 
 
+def allergy_patches(stack, user) -> list[dict]:
+    return [r for r in agent_calls(stack, uid=user.uid, method="PATCH") if r["path"].endswith("/allergies")]
+
+
+def prefer(stack, user, vibes: list[str]) -> None:
+    """PATCH /api/preferences/ with these `vibes`: a later event about the user."""
+    response = stack.api("PATCH", "/api/preferences/", token=user.token, json={"preferences": {"vibes": vibes}})
+    assert response.status_code == 200, response.text
+
+
+def agent_vibes(stack, user) -> list | None:
+    held = stack.agent.user(user.uid)
+    return held["preferences"].get("vibes") if held else None
+
+
 def agent_allergies(stack, user) -> dict | None:
     held = stack.agent.user(user.uid)
     return held["allergies"] if held else None
@@ -58,7 +73,7 @@ def test_sigterm_during_a_slow_agent_call_finishes_the_event_and_exits_0(stack_f
     # A fresh consumer finds nothing to redo for that event (it was acked / marked delivered).
     stack.start_consumer(1)
     wait_drained(stack)
-    time.sleep(1)
+    sentinel(stack, "slow@example.com")  # the fresh consumer got past the user's earlier event
     assert len(agent_calls(stack, uid=uid, method="POST")) == 1
     assert "stopping after the event in hand" in (stack.workdir / "consumer0.log").read_text()
     if stack.amqp_url:
@@ -103,9 +118,17 @@ def test_401_dead_letters_at_once_and_replay_delivers_exactly_what_is_selected(s
     put_allergies(stack, bob, PROFILES[1])
     wait_dead_letters(stack, 2)
 
-    time.sleep(2.5)  # longer than the first delayed retries: a retry would show up here
-    assert len(agent_calls(stack, uid=ada.uid, method="PATCH")) == 1
-    assert len(agent_calls(stack, uid=bob.uid, method="PATCH")) == 1
+    # A later event of ada's (her preferences) that waits for the first delayed retry: once it is
+    # delivered, a retry of her or bob's allergy event, scheduled earlier on the same delays, would
+    # have come back before it.
+    stack.agent.fault(status=503, paths=f"{ada.uid}$")
+    prefer(stack, ada, ["quiet"])
+    wait_for(lambda: bus(stack)["retrying"] >= 1, timeout=20, what="ada's preferences to wait for a retry")
+    stack.agent.clear_faults()
+    wait_for(lambda: agent_vibes(stack, ada) == ["quiet"], timeout=20, what="ada's preferences after a retry")
+    wait_drained(stack)
+    assert len(allergy_patches(stack, ada)) == 1
+    assert len(allergy_patches(stack, bob)) == 1
     assert sync(stack, ada)["state"] == "failing"
 
     dry = replay(stack, "--dry-run")
@@ -113,9 +136,11 @@ def test_401_dead_letters_at_once_and_replay_delivers_exactly_what_is_selected(s
     assert dead_letters(stack) == 2 and bus(stack)["backlog"] == 0
 
     stack.agent.clear_faults()  # the token is fixed
-    calls_before = len(agent_calls(stack))
-    time.sleep(1)
-    assert len(agent_calls(stack)) == calls_before  # dead letters stay dead until replayed
+    patches_before = [len(allergy_patches(stack, user)) for user in (ada, bob)]
+    prefer(stack, ada, ["quiet", "lively"])  # a later event, delivered: the bus is moving
+    wait_for(lambda: agent_vibes(stack, ada) == ["quiet", "lively"], timeout=20, what="ada's later event")
+    # dead letters stay dead until replayed
+    assert [len(allergy_patches(stack, user)) for user in (ada, bob)] == patches_before
 
     only_ada = replay(stack, "--uid", ada.uid)
     assert "replayed 1," in only_ada.stdout
@@ -141,12 +166,13 @@ def test_a_replayed_allergy_event_older_than_the_agents_revision_is_skipped(stac
     stack.agent.clear_faults()
     put_allergies(stack, ada, PROFILES[1])  # revision 2 reaches the Agent
     wait_for(lambda: sync(stack, ada)["synced_revision"] == 2, timeout=20, what="revision 2 synced")
-    patches = len(agent_calls(stack, uid=ada.uid, method="PATCH"))
+    patches = len(allergy_patches(stack, ada))
 
     result = replay(stack)
 
     assert "skipped 1 as stale" in result.stdout and "revision 1" in result.stdout
     assert dead_letters(stack) == 0
-    time.sleep(1)
-    assert len(agent_calls(stack, uid=ada.uid, method="PATCH")) == patches  # nothing re-sent
+    prefer(stack, ada, ["quiet"])  # a later event of ada's, delivered: a re-sent revision 1 comes first
+    wait_for(lambda: agent_vibes(stack, ada) == ["quiet"], timeout=20, what="ada's later event")
+    assert len(allergy_patches(stack, ada)) == patches  # nothing re-sent
     assert agent_allergies(stack, ada) == PROFILES[1]

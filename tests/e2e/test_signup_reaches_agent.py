@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from tests.e2e.bus_helpers import bus, sentinel
 from tests.e2e.harness import SERVICE_TOKEN, wait_for
 from tests.e2e.helpers import signup
 
@@ -18,7 +19,7 @@ def test_signup_creates_the_user_at_the_agent_once(stack) -> None:
 
     users = wait_for(lambda: stack.agent.state()["users"], what="the Agent to hold the user")
     stack.wait_drained()
-    time.sleep(0.5)  # a duplicate delivery would show up here
+    sentinel(stack, "ada@example.com")  # a duplicate delivery of her event would come before this one
 
     assert len(users) == 1
     creates = agent_creates(stack)
@@ -35,7 +36,7 @@ def test_signup_answers_while_the_agent_refuses_connections_and_syncs_later(stac
     signup(stack, "grace@example.com")
     assert time.monotonic() - started < 5  # the view never waits on the Agent
 
-    time.sleep(1.5)
+    wait_for(lambda: bus(stack)["retrying"] >= 1, timeout=30, what="the consumer to try while the Agent is down")
     assert stack.agent.state()["users"] == {}
     stack.agent.up()
     wait_for(lambda: stack.agent.state()["users"], timeout=60, what="the user to reach the Agent after it came back")

@@ -28,7 +28,7 @@ def _delivery_lines(stack, trace_id: str) -> list[str]:
     log = (stack.workdir / "consumer0.log").read_text(errors="replace")
     return [
         line for line in log.splitlines()
-        if "consumers.delivery" in line and "event_type=user.registered" in line and f"trace_id={trace_id}" in line
+        if "consumers.processing" in line and "event_type=user.registered" in line and f"trace_id={trace_id}" in line
     ]
 
 
@@ -52,7 +52,7 @@ def test_a_request_without_traceparent_starts_the_trace_that_reaches_the_agent(s
 
     received = wait_for(lambda: [c for c in _agent_traceparents(stack) if c], timeout=60, what="the Agent call")
     api_log = (stack.workdir / "api.log").read_text(errors="replace")
-    line = next(line for line in api_log.splitlines() if "project.request" in line and request_id in line)
+    line = next(line for line in api_log.splitlines() if "project.middleware" in line and request_id in line)
     trace_id = re.search(r"trace_id=([0-9a-f]{32})", line)[1]
     assert received[0].trace_id == trace_id
     wait_for(lambda: _delivery_lines(stack, trace_id), timeout=30, what="the delivery log line")

@@ -1,33 +1,14 @@
-"""Production settings, read by fresh processes with production environment variables (the test
-settings swap in a fast hasher and debug, so they prove nothing about production)."""
+"""Production settings, read by fresh processes with production environment variables
+(tests/security/production.py)."""
 import json
-import os
-import secrets
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.security.production import CHECK_DEPLOY, runs_at_once
+
 pytestmark = pytest.mark.security
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def production_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_", "AGENT_", "CORS_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="project.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
-        DJANGO_ALLOWED_HOSTS="api.kairos.example",
-        AGENT_SERVICE_TOKEN=secrets.token_urlsafe(48),
-    )
-    env.update(overrides)
-    return env
-
-
-CHECK_DEPLOY = ["manage.py", "check", "--deploy", "--fail-level", "WARNING"]
 SETTINGS_PROBE = (
     "import json, django; django.setup(); from django.conf import settings; "
     "from django.contrib.auth.hashers import make_password; "
@@ -36,8 +17,6 @@ SETTINGS_PROBE = (
     "values = {n: getattr(settings, n, None) for n in names}; "
     "values['hashed'] = make_password('a-long-passphrase-42'); print(json.dumps(values))"
 )
-# Each run is a fresh interpreter importing Django (seconds on a busy CI box): start them all
-# at once and let each test wait for its own.
 # `check --deploy` on clean production settings, and its failure on weak secrets, are
 # identity/tests/test_checks.py's; this module adds what is not identity's: CORS and hashing.
 RUNS = {
@@ -48,22 +27,7 @@ RUNS = {
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, subprocess.CompletedProcess]:
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, *args],
-            cwd=REPO,
-            env=production_env(**overrides),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, (args, overrides) in RUNS.items()
-    }
-    results = {}
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=180)
-        results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    return results
+    return runs_at_once(RUNS, timeout=180)
 
 
 @pytest.fixture(scope="module")

@@ -6,20 +6,19 @@ so a stack started from a copied .env ran with secrets anyone can read in the re
 every manage.py command outside debug refuses them (and obviously weak values); `check --deploy`
 also warns about weak service passwords. 19: HSTS `preload` was on by default, a commitment
 that takes months to undo; it is now DJANGO_SECURE_HSTS_PRELOAD, off unless set.
-Each case runs in a fresh process with production settings (tests/security/test_deploy.py).
+Each case runs in a fresh process with production settings (tests/security/production.py).
 """
 import json
 import re
 import secrets
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.security.test_deploy import CHECK_DEPLOY, REPO, production_env
+from tests.security.production import CHECK_DEPLOY, REPO, runs_at_once
 
 pytestmark = pytest.mark.security
 
@@ -66,16 +65,7 @@ RUNS = {
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, subprocess.CompletedProcess]:
-    processes = {
-        name: subprocess.Popen([sys.executable, *args], cwd=REPO, env=production_env(**overrides),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, (args, overrides) in RUNS.items()
-    }
-    results = {}
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=240)
-        results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    return results
+    return runs_at_once(RUNS, timeout=240)
 
 
 def output(result: subprocess.CompletedProcess) -> str:

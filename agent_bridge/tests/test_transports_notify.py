@@ -7,7 +7,6 @@ import pytest
 
 from agent_bridge import events
 from agent_bridge.models import OutboxEvent
-from agent_bridge.outbox import outbox_seconds_until_next_due
 from agent_bridge.transports.notify import OutboxWaiter
 
 
@@ -57,15 +56,3 @@ def test_without_postgresql_the_waiter_polls(settings) -> None:
     started = time.monotonic()
     waiter.wait()
     assert not waiter.enabled and time.monotonic() - started < 1
-
-
-@pytest.mark.django_db
-def test_seconds_until_the_next_delayed_retry() -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    assert outbox_seconds_until_next_due() is None
-    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=30))
-    OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=10))
-    assert 5 < outbox_seconds_until_next_due() <= 10

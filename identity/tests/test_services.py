@@ -1,19 +1,17 @@
-"""Security notification mails, sent through the outbox, and the notification settings API."""
+"""identity.services: what each service writes, raises and mails, whoever calls it (the API
+drives some of these; the endpoints' answers are in test_views.py and test_account_views.py)."""
 import json
+import uuid
+from unittest import mock
 
 import pytest
 from rest_framework.test import APIClient
 
-from identity import services
-from identity.models import MailNotice, User
+from identity import selectors, services
+from identity.models import AuthToken, MailNotice, User, UserPreferences
 from identity.tests.test_devices import FIREFOX_UBUNTU, SAFARI_IPHONE
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _clear(clear_cache):
-    pass
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clear_cache")]
 
 
 def login(email: str, password: str, *, user_agent: str = FIREFOX_UBUNTU, address: str = "203.0.113.7"):
@@ -23,6 +21,7 @@ def login(email: str, password: str, *, user_agent: str = FIREFOX_UBUNTU, addres
     return response
 
 
+# --- Security notices (MailNotice), raised by the services and mailed by identity.emails ------
 def test_every_notice_event_holds_only_its_kind(verified_user, password, outbox) -> None:
     login(verified_user.email, password)
     login(verified_user.email, password, user_agent=SAFARI_IPHONE)
@@ -37,7 +36,6 @@ def test_every_notice_event_holds_only_its_kind(verified_user, password, outbox)
     assert "ada@example.com" not in json.dumps([e.envelope for e in events])
 
 
-# --- Password -------------------------------------------------------------------------------
 def test_password_change_mails_the_owner(auth_client, verified_user, password, deliver_mail) -> None:
     User.objects.filter(pk=verified_user.pk).update(username="Zorblax visit evil.example")
     body = {"current_password": password, "new_password": "another-long-passphrase-9"}
@@ -64,7 +62,6 @@ def test_password_reset_mails_a_notice_after_the_reset(api_client, verified_user
     assert "password was reset" in message.subject
 
 
-# --- Account deleted ------------------------------------------------------------------------
 def test_deletion_mails_the_address_then_keeps_nothing(auth_client, verified_user, password, deliver_mail) -> None:
     uid = verified_user.uid
     assert auth_client.delete("/api/account/", {"password": password}, format="json").status_code == 204
@@ -87,7 +84,6 @@ def test_deletion_drops_the_users_unsent_notices(verified_user, password) -> Non
     assert list(MailNotice.objects.values_list("kind", flat=True)) == ["account_deleted"]
 
 
-# --- New device -----------------------------------------------------------------------------
 def test_the_first_login_of_an_account_mails_nothing(verified_user, password, deliver_mail) -> None:
     login(verified_user.email, password, user_agent=SAFARI_IPHONE)
     assert deliver_mail() == []
@@ -117,7 +113,6 @@ def test_a_device_forgotten_after_the_memory_is_new_again(verified_user, passwor
 
     from django.utils import timezone
 
-    from identity.models import AuthToken
 
     login(verified_user.email, password)
     AuthToken.objects.update(created_at=timezone.now() - timedelta(days=settings.NEW_DEVICE_MEMORY_DAYS + 1))
@@ -147,14 +142,58 @@ def test_turning_it_off_before_the_mail_went_out_stops_it(verified_user, passwor
     assert not MailNotice.objects.exists()
 
 
-BAD_SETTINGS = [{}, {"new_device_login": "yes"}, {"new_device_login": 1}, {"new_device_login": None}]
+# --- user_delete ------------------------------------------------------------------------------
+def test_deletion_and_its_event_are_atomic(verified_user, password, outbox) -> None:
+    """If the event cannot be written, the account is not deleted either."""
+    uid = verified_user.uid
+    failing = mock.patch("agent_bridge.receivers.outbox_event_add", side_effect=RuntimeError("outbox down"))
+    with failing, pytest.raises(RuntimeError):
+        services.user_delete(user=verified_user, password=password)
+    assert User.objects.filter(uid=uid).exists()
+    assert outbox("user.deleted") == []
 
 
-@pytest.mark.parametrize("body", BAD_SETTINGS)
-def test_bad_settings_are_400_and_change_nothing(auth_client, verified_user, body) -> None:
-    response = auth_client.patch("/api/notifications/", body, format="json")
-    assert response.status_code == 400
-    assert response.json()["code"] == "validation_error"
-    assert response.json()["errors"]["new_device_login"][0]["code"] in ("invalid", "required", "null")
-    verified_user.refresh_from_db()
-    assert verified_user.notify_new_device is True
+def test_deletion_writes_its_events_inside_the_transaction(verified_user, password) -> None:
+    """user.deleted (the Agent's erasure) and the deletion notice mail, both in the transaction."""
+    from django.db import connection
+
+    seen = []
+
+    def record(**kwargs):
+        payload = kwargs["payload"]
+        seen.append((payload.TYPE, getattr(payload, "kind", None), connection.in_atomic_block))
+
+    with mock.patch("agent_bridge.receivers.outbox_event_add", side_effect=record):
+        services.user_delete(user=verified_user, password=password)
+    assert seen == [("user.deleted", None, True), ("email.requested", "account_deleted", True)]
+
+
+# --- Preferences: the rules hold for every caller; the Agent's sync record --------------------
+def test_the_service_enforces_the_rules_for_every_caller(verified_user) -> None:
+    """The admin or a shell cannot store a shape the API would refuse."""
+    with pytest.raises(services.PreferencesRefused) as refused:
+        services.user_preferences_replace(user=verified_user, preferences={"vibes": "quiet"})
+    assert [p.code for p in refused.value.errors["preferences.vibes"]] == ["not_a_list"]
+    with pytest.raises(services.PreferencesRefused):
+        services.user_preferences_update(user=verified_user, preferences={"secret": 1})
+    assert selectors.user_preferences_get(user=verified_user) == {}
+
+
+def test_sync_record_never_moves_backwards(verified_user) -> None:
+    for _ in range(3):
+        services.user_preferences_update(user=verified_user, preferences={"vibes": [str(uuid.uuid4())]})
+    services.user_preferences_sync_record(uid=verified_user.uid, revision=3)
+    services.user_preferences_sync_record(uid=verified_user.uid, revision=2)
+    assert UserPreferences.objects.get(user=verified_user).synced_revision == 3
+    services.user_preferences_sync_record(uid=uuid.uuid4(), revision=9)  # a gone user: nothing to do
+
+
+def test_sync_record_of_the_current_revision_ends_the_resets(verified_user) -> None:
+    services.user_preferences_update(user=verified_user, preferences={"dietary": ["vegan"]})
+    services.user_preferences_update(user=verified_user, preferences={"dietary": None})
+    services.user_preferences_update(user=verified_user, preferences={"vibes": ["quiet"]})
+
+    services.user_preferences_sync_record(uid=verified_user.uid, revision=2)  # an older revision: keep them
+    assert UserPreferences.objects.get(user=verified_user).reset_keys == ["dietary"]
+    services.user_preferences_sync_record(uid=verified_user.uid, revision=3)
+    assert UserPreferences.objects.get(user=verified_user).reset_keys == []

@@ -1,7 +1,7 @@
 """Partitioning (no broker needed): a user's events always share one partition queue."""
 import uuid
 
-from agent_bridge.transports.rabbitmq import Topology
+from agent_bridge.transports.topology import Topology
 
 
 def test_a_users_events_share_one_partition_and_users_spread_over_all() -> None:

@@ -1,4 +1,5 @@
-"""POST /api/email/change/ and /api/email/change/confirm/ over the HTTP API, attacks included."""
+"""identity.account_views over the HTTP API: email change, sessions, notification settings
+(the export: test_export.py)."""
 import json
 import re
 from datetime import timedelta
@@ -9,9 +10,11 @@ from django.core import signing
 from rest_framework.test import APIClient
 
 from identity import tokens
-from identity.models import EmailChangeRequest, MailNotice, User
+from identity.models import AuthToken, EmailChangeRequest, MailNotice, User
+from identity.tests.test_devices import FIREFOX_UBUNTU, SAFARI_IPHONE
 
 pytestmark = pytest.mark.django_db
+
 
 NEW = "new-address@example.com"
 LINK = re.compile(r"https://app\.example\.com/email-change\?token=(\S+)")
@@ -41,6 +44,7 @@ def link_token(message) -> str:
     return found[1]
 
 
+# --- POST /api/email/change/ and /api/email/change/confirm/, attacks included -----------------
 def test_change_is_held_until_the_new_address_confirms(auth_client, verified_user, password, deliver_mail) -> None:
     User.objects.filter(pk=verified_user.pk).update(username="Zorblax visit evil.example")
     response = change(auth_client, NEW, password)
@@ -119,7 +123,6 @@ def test_bad_bodies_are_400_with_the_error_shape(auth_client, body) -> None:
     assert {"detail", "code", "errors"} <= response.json().keys()
 
 
-# --- An address that belongs to another account ---------------------------------------------
 def test_an_existing_address_gets_the_same_answer_and_no_takeover(
     auth_client, verified_user, other_user, password, deliver_mail
 ) -> None:
@@ -180,7 +183,6 @@ def test_an_address_taken_after_the_request_is_not_switched(
     assert verified_user.email == "ada@example.com"
 
 
-# --- The token ---------------------------------------------------------------------------------
 def test_the_token_is_single_use(auth_client, password, deliver_mail) -> None:
     change(auth_client, NEW, password)
     token = link_token(deliver_mail()[0])
@@ -247,7 +249,6 @@ def test_a_deleted_account_link_is_refused(auth_client, verified_user, password,
     assert not User.objects.filter(email=NEW).exists()
 
 
-# --- Throttling ------------------------------------------------------------------------------
 def test_requests_are_throttled_per_user(auth_client, password, settings) -> None:
     """It re-confirms the password: the user's `reconfirm` count, as password change and deletion."""
     settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "reconfirm": "2/10min"}
@@ -299,3 +300,131 @@ def test_a_race_for_the_same_address_switches_neither_twice(auth_client, verifie
     verified_user.refresh_from_db()
     assert verified_user.email == "ada@example.com"
     assert User.objects.filter(email=NEW).count() == 1
+
+
+# --- GET /api/sessions/, DELETE /api/sessions/{id}/ -------------------------------------------
+def login(email: str, password: str, *, user_agent: str, address: str) -> tuple[APIClient, str]:
+    """Log in over the API from a given device and address; a client that sends the token."""
+    client = APIClient(HTTP_USER_AGENT=user_agent, REMOTE_ADDR=address)
+    response = client.post("/api/login/", {"email": email, "password": password}, format="json")
+    assert response.status_code == 200, response.content
+    token = response.json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client, token
+
+
+@pytest.fixture
+def two_sessions(verified_user, password):
+    laptop = login(verified_user.email, password, user_agent=FIREFOX_UBUNTU, address="203.0.113.77")
+    phone = login(verified_user.email, password, user_agent=SAFARI_IPHONE, address="2001:db8:1:2::5")
+    return laptop, phone
+
+
+def test_sessions_list_labels_networks_and_the_current_one(two_sessions) -> None:
+    (laptop, laptop_token), (_phone, phone_token) = two_sessions
+
+    response = laptop.get("/api/sessions/")
+
+    assert response.status_code == 200
+    sessions = response.json()["sessions"]
+    assert [(s["device"], s["network"], s["current"]) for s in sessions] == [
+        ("Mobile Safari on iOS", "2001:db8:1::/48", False),
+        ("Firefox on Ubuntu", "203.0.113.0/24", True),
+    ]
+    assert set(sessions[0]) == {"id", "device", "network", "created_at", "last_used_at", "expires_at", "current"}
+    body = response.content.decode()
+    for secret_or_address in (laptop_token, phone_token, "203.0.113.77", "2001:db8:1:2::5"):
+        assert secret_or_address not in body
+    for token in AuthToken.objects.all():
+        assert token.key_hash not in body
+
+
+def test_ending_another_session_logs_it_out(two_sessions) -> None:
+    (laptop, _), (phone, _) = two_sessions
+    phone_id = next(s["id"] for s in laptop.get("/api/sessions/").json()["sessions"] if not s["current"])
+
+    assert laptop.delete(f"/api/sessions/{phone_id}/").status_code == 204
+
+    assert phone.get("/api/me/").status_code == 401
+    assert laptop.get("/api/me/").status_code == 200
+    assert [s["current"] for s in laptop.get("/api/sessions/").json()["sessions"]] == [True]
+
+
+def test_ending_the_current_session_is_a_logout(two_sessions) -> None:
+    (laptop, _), _phone = two_sessions
+    current = next(s["id"] for s in laptop.get("/api/sessions/").json()["sessions"] if s["current"])
+    assert laptop.delete(f"/api/sessions/{current}/").status_code == 204
+    assert laptop.get("/api/sessions/").status_code == 401
+
+
+def test_another_users_session_is_404_and_reveals_nothing(two_sessions, password) -> None:
+    (laptop, _), _phone = two_sessions
+    User.objects.create_user("grace@example.com", password, username="grace", is_verified=True)
+    grace, _ = login("grace@example.com", password, user_agent=FIREFOX_UBUNTU, address="198.51.100.1")
+    graces_id = AuthToken.objects.get(user__email="grace@example.com").pk
+    unknown_id = AuthToken.objects.order_by("-pk").first().pk + 1000
+
+    theirs = laptop.delete(f"/api/sessions/{graces_id}/")
+    nobody = laptop.delete(f"/api/sessions/{unknown_id}/")
+
+    assert theirs.status_code == nobody.status_code == 404
+    assert theirs.json() == nobody.json() == {"detail": "No such session.", "code": "session_not_found"}
+    assert grace.get("/api/me/").status_code == 200  # untouched
+    assert AuthToken.objects.get(pk=graces_id).revoked_at is None
+
+
+def test_an_ended_session_is_404(two_sessions) -> None:
+    (laptop, _), _phone = two_sessions
+    phone_id = next(s["id"] for s in laptop.get("/api/sessions/").json()["sessions"] if not s["current"])
+    laptop.delete(f"/api/sessions/{phone_id}/")
+    assert laptop.delete(f"/api/sessions/{phone_id}/").status_code == 404
+
+
+def test_logout_all_still_ends_every_session(two_sessions) -> None:
+    (laptop, _), (phone, _) = two_sessions
+    assert laptop.post("/api/logout/all/").status_code == 200
+    assert phone.get("/api/me/").status_code == 401
+    assert laptop.get("/api/me/").status_code == 401
+
+
+def test_last_use_is_written_at_most_once_per_interval(two_sessions) -> None:
+    (laptop, _), _phone = two_sessions
+    laptop.get("/api/me/")  # first use: recorded
+    first = AuthToken.objects.filter(network="203.0.113.0/24").get().last_used_at
+    assert first is not None
+    laptop.get("/api/me/")
+    assert AuthToken.objects.filter(network="203.0.113.0/24").get().last_used_at == first
+
+
+@pytest.mark.parametrize("session_id", ["0", "99999999999999999999999999"])
+def test_ids_out_of_any_range_are_404(auth_client, session_id) -> None:
+    response = auth_client.delete(f"/api/sessions/{session_id}/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "session_not_found"
+
+
+def test_a_forwarded_address_is_ignored_without_a_trusted_proxy(verified_user, password) -> None:
+    client = APIClient(REMOTE_ADDR="203.0.113.77", HTTP_X_FORWARDED_FOR="198.51.100.1")
+    client.post("/api/login/", {"email": verified_user.email, "password": password}, format="json")
+    assert AuthToken.objects.get().network == "203.0.113.0/24"
+
+
+def test_behind_a_trusted_proxy_the_address_it_saw_is_used(verified_user, password, settings) -> None:
+    settings.TRUSTED_PROXY_COUNT = 1
+    client = APIClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.1")
+    client.post("/api/login/", {"email": verified_user.email, "password": password}, format="json")
+    assert AuthToken.objects.get().network == "198.51.100.0/24"
+
+
+# --- GET and PATCH /api/notifications/ (the mails themselves: test_services.py) ---------------
+BAD_SETTINGS = [{}, {"new_device_login": "yes"}, {"new_device_login": 1}, {"new_device_login": None}]
+
+
+@pytest.mark.parametrize("body", BAD_SETTINGS)
+def test_bad_settings_are_400_and_change_nothing(auth_client, verified_user, body) -> None:
+    response = auth_client.patch("/api/notifications/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"]["new_device_login"][0]["code"] in ("invalid", "required", "null")
+    verified_user.refresh_from_db()
+    assert verified_user.notify_new_device is True

@@ -332,7 +332,9 @@ def _statements(results: dict) -> list[str]:
              "CaptureQueriesContext, BEGIN/COMMIT included; the token's last-use write, at most once per 5 minutes "
              "per token, excluded). Round trips add Django's per-request health check (`CONN_HEALTH_CHECKS`, a "
              "`SELECT 1` before the first ORM query of a request; the service's first statement, "
-             "`project.rawsql.fetchone`, is the check itself):", "",
+             "`project.rawsql.fetchone`, is the check itself) and count the waits for the server, so statements sent "
+             "together in a pipeline (`project.rawsql.pipeline`, PostgreSQL) count once per read and once at its end "
+             "(bench/queries.py):", "",
              "| request | statements | + health check | round trips | which |", "| --- | ---: | ---: | ---: | --- |"]
     for name, row in statements.items():
         which = ", ".join(f"`{q.split(' ', 1)[0]}`" for q in row["statements"])

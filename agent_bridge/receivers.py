@@ -9,7 +9,7 @@ from typing import Any
 from django.dispatch import receiver
 
 from agent_bridge import events, verification
-from agent_bridge.outbox import bus_user_erase, outbox_event_add
+from agent_bridge.outbox import bus_user_erase, outbox_event_add, outbox_event_write
 from allergies import signals as allergy_signals
 from identity import signals as identity_signals
 
@@ -39,4 +39,5 @@ def on_preferences_updated(sender: Any, *, uid: uuid.UUID, revision: int, **kwar
 
 @receiver(allergy_signals.allergy_profile_replaced)
 def on_allergy_profile_replaced(sender: Any, *, uid: uuid.UUID, revision: int, **kwargs: Any) -> None:
-    outbox_event_add(uid=uid, payload=events.AllergiesReplaced(revision=revision))
+    # Every PUT/DELETE /api/allergies/ raises one: the owner's INSERT that waits for nothing.
+    outbox_event_write(uid=uid, payload=events.AllergiesReplaced(revision=revision))

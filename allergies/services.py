@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -12,10 +12,13 @@ from allergies import selectors, signals
 from allergies.history import allergy_changes
 from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from allergies.selectors import AllergyState
-from allergies.validation import allergy_profile_clean
+from allergies.validation import CleanProfile, allergy_profile_clean
 from identity.models import AuthToken, User
+from project import rawsql
 
 MAX_SYNC_ERROR_LENGTH = 1000
+# What a replacement writes (the rest of the row belongs to the sync records below).
+REPLACED_FIELDS = ("confirmed", "intolerances", "severity", "revision", "updated_at", "sync_failed_at")
 
 
 def allergy_profile_replace(
@@ -34,20 +37,16 @@ def allergy_profile_replace(
     `session` is the token the change came from (None outside the API).
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
-    with transaction.atomic():
-        profile = selectors.allergy_profile_get_for_update(user=user)
-        if profile is None:  # the first write: create it, race-safe
-            profile, _ = AllergyProfile.objects.select_for_update().get_or_create(user=user)
-        before = {"confirmed": profile.confirmed, "intolerances": profile.intolerances, "severity": profile.severity}
-        profile.confirmed = clean.confirmed
-        profile.intolerances = clean.intolerances
-        profile.severity = clean.severity
-        profile.revision += 1
-        # The new revision has not been tried yet: it is pending, not failing. The last error
-        # stays visible until the Agent holds the profile.
-        profile.sync_failed_at = None
-        profile.save()
-        AllergyRevision.objects.create(
+    # Every PUT and DELETE runs this: its statements are written by hand (project.rawsql, no ORM compilation)
+    # and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row and the
+    # outbox row (the receiver's) one more, then COMMIT. The same writes in the same transaction.
+    with transaction.atomic(), rawsql.pipeline():
+        replaced = _profile_update_locked(user=user, clean=clean)
+        if replaced is None:  # the first write: create the row (race-safe, raises nothing), then update it
+            AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
+            replaced = _profile_update_locked(user=user, clean=clean)
+        before, profile = replaced
+        rawsql.insert(AllergyRevision(
             user=user,
             revision=profile.revision,
             created_at=profile.updated_at,
@@ -57,7 +56,7 @@ def allergy_profile_replace(
             ),
             session_id=session.pk if session is not None else None,
             session_device=session.device_label if session is not None else "",
-        )
+        ))
         signals.allergy_profile_replaced.send(
             sender=AllergyProfile,
             uid=user.uid,
@@ -69,6 +68,69 @@ def allergy_profile_replace(
         )
     return AllergyState.of(profile)
 
+
+_LOCKED = rawsql.Columns(AllergyProfile, "locked")
+_update_locked_sql: dict[str, str] = {}
+
+
+def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, AllergyProfile] | None:
+    """The user's profile locked and replaced by `clean` at the next revision: (its lists and severity before,
+    the profile now); None when the user has no profile row yet. The revision is incremented under the row's
+    lock, so concurrent writers get distinct revisions. Inside transaction.atomic only.
+
+    PostgreSQL: one statement (the row locked in a CTE, `UPDATE ... RETURNING` both versions). Elsewhere the
+    locked read, then the UPDATE (SQLite's IMMEDIATE transactions serialise writers anyway)."""
+    using = "default"
+    connection = connections[using]
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        profile = selectors.allergy_profile_get_for_update(user=user)
+        if profile is None:
+            return None
+        before = _lists(profile)
+        profile.confirmed, profile.intolerances, profile.severity = clean.confirmed, clean.intolerances, clean.severity
+        profile.revision += 1
+        # The new revision has not been tried yet: it is pending, not failing. The last error stays visible
+        # until the Agent holds the profile.
+        profile.sync_failed_at = None
+        profile.updated_at = now
+        rawsql.update(profile, REPLACED_FIELDS)
+        return before, profile
+    p = selectors.PROFILE_COLUMNS
+    sql = _update_locked_sql.get(using)
+    if sql is None:
+        quote = connection.ops.quote_name
+        table = p.table(using)
+        # FOR UPDATE in the CTE: `locked` is the row as the lock found it (the latest committed version), so the
+        # revision and the history's "before" never come from a stale snapshot (a plain UPDATE ... FROM would).
+        # sync_failed_at: the new revision has not been tried yet, it is pending, not failing (the last error
+        # stays visible until the Agent holds the profile).
+        sql = _update_locked_sql[using] = (
+            f"WITH locked AS (SELECT {p.select(using)} FROM {table} p WHERE {p.column('user_id', using)} = %s "  # noqa: S608
+            f"FOR UPDATE) "
+            f"UPDATE {table} p SET {quote('confirmed')} = %s, {quote('intolerances')} = %s, {quote('severity')} = %s, "
+            f"{quote('revision')} = {_LOCKED.column('revision', using)} + 1, {quote('updated_at')} = %s, "
+            f"{quote('sync_failed_at')} = NULL "
+            f"FROM locked WHERE {p.column('user_id', using)} = {_LOCKED.column('user_id', using)} "
+            f"RETURNING {_LOCKED.select(using)}, {p.select(using)}"
+        )
+    fields = AllergyProfile._meta
+    params = [
+        user.pk,
+        *(fields.get_field(name).get_db_prep_save(value, connection)
+          for name, value in (("confirmed", clean.confirmed), ("intolerances", clean.intolerances),
+                              ("severity", clean.severity), ("updated_at", now))),
+    ]
+    row = rawsql.fetchone(sql, params, using=using)
+    if row is None:
+        return None
+    profile = p.instance(row, len(_LOCKED), using)
+    profile.user = user
+    return _lists(_LOCKED.instance(row, 0, using)), profile
+
+
+def _lists(profile: AllergyProfile) -> dict:
+    return {"confirmed": profile.confirmed, "intolerances": profile.intolerances, "severity": profile.severity}
 
 def allergy_profile_clear(*, user: User, session: AuthToken | None = None) -> AllergyState:
     """Empty the profile (a new revision, synced to the Agent like any replacement)."""

@@ -1,6 +1,9 @@
 """Profile a bus process under a burst of events: `python -m bench.profile [--transport embedded|rabbitmq]`,
 or an API worker under wrk: `python -m bench.profile --process api --endpoint allergies_get` (one gunicorn worker,
-py-spy on it, only the samples inside a request counted).
+py-spy on it, only the samples inside a request counted), or what each API request costs in CPU:
+`python -m bench.profile --process api-cpu [--baseline REF]` (gunicorn's workers and the run's PostgreSQL
+backends, CPU ms per request from /proc, interleaved rounds: on a shared machine CPU time per request moves far
+less with the others' load than requests per second do).
 
 Starts the same stack as `python -m bench`, runs one consumer (and the relay, for RabbitMQ)
 under `py-spy record --idle` (wall-clock samples, so waits on the database, the broker and
@@ -76,17 +79,98 @@ def profile_api(stack: Stack, spy_bin: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _backends(database: str) -> list[int]:
+    """The PostgreSQL server processes serving `database` (their title names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("postgres: ") and f" {database} " in title:
+                found.append(int(entry.name))
+    return found
+
+
+def profile_api_cpu(stack: Stack, args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from bench import bus, load
+    from bench.run import Bench
+
+    stack.start_api()
+    masters = {"": stack.pids("api")[0]}
+    bench = Bench.__new__(Bench)
+    bench.stack = stack
+    bench.workdir = stack.workdir
+    users = bus.users_create(32, label="cpu")
+    tokens, peer_tokens = bench.tokens_for(users)[0], Bench.peer_tokens_for(users)
+    endpoints = [(name, stack.api_url, API_ENDPOINTS[name]) for name in
+                 ("allergies_get", "peer_get", "ceiling_get", "allergies_put", "peer_put", "ceiling_put")]
+    if args.baseline:
+        url = bench.baseline_start(args.baseline)
+        masters["baseline_"] = stack.pids("api_baseline")[0]
+        endpoints += [("baseline_allergies_get", url, ("GET", "/api/allergies/")),
+                      ("baseline_allergies_put", url, ("PUT", "/api/allergies/"))]
+    database = urlsplit(stack.database_url).path.lstrip("/")
+    spec = load.LoadSpec(duration_s=args.seconds, warmup_s=1)
+    totals: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name, *_ in endpoints}  # requests, app s, db s
+    for index in range(args.rounds):
+        for name, url, (method, path) in endpoints:
+            master = masters["baseline_" if name.startswith("baseline_") else ""]
+            credentials = [] if name.startswith("ceiling") else peer_tokens if name.startswith("peer") else tokens
+            load.run_wrk(url, path, method=method, tokens=credentials, spec=spec, body=method == "PUT", warm=index == 0)
+            workers = _children(master)
+            app0, db0 = _cpu_seconds(workers), {pid: _cpu_seconds([pid]) for pid in _backends(database)}
+            result = load.run_wrk(url, path, method=method, tokens=credentials, spec=spec, body=method == "PUT",
+                                  warm=False)
+            app = _cpu_seconds(workers) - app0
+            # A backend that ended meanwhile is lost (rare: connections persist); a new one counts from 0.
+            db = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in _backends(database))
+            requests = result["ok_rps"] * args.seconds
+            totals[name] = [totals[name][0] + requests, totals[name][1] + app, totals[name][2] + db]
+    print(f"CPU per request over {args.rounds} interleaved rounds of {args.seconds} s (wrk 2 threads, 16 connections)")
+    print(f"{'endpoint':28} {'req/s':>8} {'app ms':>8} {'db ms':>8} {'total ms':>9}")
+    for name, (requests, app, db) in totals.items():
+        per = 1000 / max(requests, 1)
+        print(f"{name:28} {requests / (args.rounds * args.seconds):8.1f} {app * per:8.3f} {db * per:8.3f} "
+              f"{(app + db) * per:9.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--transport", choices=["embedded", "rabbitmq"], default="embedded")
     parser.add_argument("--events", type=int, default=300)
-    parser.add_argument("--process", choices=["consumer", "relay", "api"], default="consumer")
+    parser.add_argument("--process", choices=["consumer", "relay", "api", "api-cpu"], default="consumer")
     parser.add_argument("--endpoint", choices=sorted(API_ENDPOINTS), default="allergies_get",
                         help="with --process api: what wrk requests")
     parser.add_argument("--seconds", type=float, default=10, help="with --process api: how long wrk runs")
     parser.add_argument("--idle", action="store_true", help="with --process api: count waits (database) too")
     parser.add_argument("--out", default=tempfile.gettempdir(), help="folder for the raw py-spy output")
     parser.add_argument("--top", type=int, default=40, help="frames to print")
+    parser.add_argument("--rounds", type=int, default=3, help="with --process api-cpu: interleaved rounds")
+    parser.add_argument("--baseline", metavar="REF", help="with --process api-cpu: also REF's /api/allergies/")
     args = parser.parse_args(argv)
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy_bin).exists():
@@ -97,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
     workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-profile-"))
     stack = Stack(workdir, database_url=os.environ.get("DATABASE_URL", "postgres://kairos@127.0.0.1:5433/kairos"),
-                  amqp_url=amqp_url, api_workers=1)
+                  amqp_url=amqp_url, api_workers=5 if args.process == "api-cpu" else 1)
     try:
         stack.start_agent()
         stack.manage("migrate", "--noinput")
@@ -109,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.process == "api":
             return profile_api(stack, spy_bin, args)
+        if args.process == "api-cpu":
+            return profile_api_cpu(stack, args)
         users = bus.users_create(args.events, label="prof")
         bus.agent_users_create(stack, users)
         stack.start_bus(amqp=bool(amqp_url), consumers=1)

@@ -2,8 +2,12 @@
 BEGIN/COMMIT): the service's GET/PUT /api/allergies/ and the idiomatic peer's, each in its steady state (the
 request repeated once first, so the token's rare last-use write is not counted). Round trips add Django's
 health check (CONN_HEALTH_CHECKS, a `SELECT 1` before a request's first ORM query, which the capture does not
-see), counted by calling the request as a new request would start: health check not yet done."""
+see), counted by calling the request as a new request would start: health check not yet done. Round trips are
+counted where psycopg waits for the server (see `_round_trips`), so statements sent together in a pipeline
+(project.rawsql.pipeline) count once."""
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from bench.load import PUT_BODIES
@@ -15,6 +19,39 @@ REQUESTS = {
     "peer_get": ("GET", "/api/bench/peer/allergies/", False),
     "peer_put": ("PUT", "/api/bench/peer/allergies/", True),
 }
+
+
+@contextlib.contextmanager
+def _round_trips() -> Iterator[list[int]]:
+    """Counts the times psycopg 3 waits for the server: each statement, BEGIN or COMMIT sent on its own (its
+    `execute` generator, what Connection.wait runs), and in a pipeline each result read (a cursor's fetch: it
+    waits for everything sent before it) plus one at its end (the Sync). Counted by construction rather than by
+    timing: in a pipeline, whether a result is already there when read depends on the machine. psycopg's
+    internals, for this diagnostic only; nothing is counted on SQLite."""
+    from unittest import mock
+
+    counter = [0]
+    try:
+        import psycopg
+        import psycopg._cursor_base as cursor_base
+        import psycopg.generators as generators
+    except ImportError:
+        yield counter
+        return
+
+    def counted(function: Any, *, only_in_pipeline: bool = False) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not only_in_pipeline or args[0]._conn._pipeline is not None:
+                counter[0] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    with mock.patch.object(cursor_base, "execute", counted(cursor_base.execute)), \
+            mock.patch.object(generators, "execute", counted(generators.execute)), \
+            mock.patch.object(psycopg.Cursor, "_fetch_pipeline",
+                              counted(psycopg.Cursor._fetch_pipeline, only_in_pipeline=True)), \
+            mock.patch.object(psycopg.Pipeline, "__exit__", counted(psycopg.Pipeline.__exit__)):
+        yield counter
 
 
 def api_statements(stack: Stack, token: str, peer_token: str) -> dict[str, Any]:
@@ -36,11 +73,12 @@ def api_statements(stack: Stack, token: str, peer_token: str) -> dict[str, Any]:
         call = getattr(client, method.lower())
         call(path, **kwargs)
         connection.health_check_done = False  # as at the start of a request (the test client does not reset it)
-        with CaptureQueriesContext(connection) as captured, \
+        with CaptureQueriesContext(connection) as captured, _round_trips() as round_trips, \
                 mock.patch.object(connection, "is_usable", wraps=connection.is_usable) as health_check:
             response = call(path, **kwargs)
         out[name] = {"status": response.status_code, "count": len(captured.captured_queries),
                      "health_checks": health_check.call_count,
-                     "round_trips": len(captured.captured_queries) + health_check.call_count,
+                     "round_trips": round_trips[0] if connection.vendor == "postgresql"
+                     else len(captured.captured_queries) + health_check.call_count,
                      "statements": [q["sql"][:120] for q in captured.captured_queries]}
     return out

@@ -1,14 +1,19 @@
 """Raw ceilings, no application code: RabbitMQ publish-with-confirms + consume, and plain HTTP.
 
 Run as `python -m bench.raw pika|http ...`; prints one JSON object. The pika ceiling runs the
-publisher and the consumer in two processes, like the relay and the consumer daemon.
+publisher and the consumer in two processes, like the relay and the consumer daemon. The HTTP
+ceiling runs `--processes` client processes of `--threads` threads each (one requests.Session and
+one user per thread, like one consumer process with that many Agent calls in flight per process):
+`--processes 1 --threads 1` is the sequential ceiling.
 """
 import argparse
 import json
 import multiprocessing
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import requests
@@ -67,22 +72,76 @@ def pika_ceiling(url: str, n: int, prefetch: int) -> dict:
     }
 
 
-def http_ceiling(agent_url: str, token: str, n: int) -> dict:
-    """Sequential PATCH /users/{uid}/allergies with one requests.Session, as one consumer would."""
+PAYLOAD = {"confirmed": ["peanuts"], "intolerances": [], "severity": {"peanuts": "anaphylactic"}}
+
+
+def _http_session(agent_url: str, token: str) -> tuple[requests.Session, str, dict]:
     session = requests.Session()
     uid = str(uuid.uuid4())
     headers = {"X-Service-Token": token, "Accept": "application/json"}
     session.post(f"{agent_url}/users/{uid}", json={}, headers=headers, timeout=10).raise_for_status()
-    payload = {"confirmed": ["peanuts"], "intolerances": [], "severity": {"peanuts": "anaphylactic"}}
-    latencies = []
+    return session, uid, headers
+
+
+def _http_client(agent_url: str, token: str, n: int, threads: int, ready, start, result) -> None:
+    """One client process: `threads` threads share `n` PATCHes, each thread its own session and user."""
+    sessions = [_http_session(agent_url, token) for _ in range(threads)]
+    left = [n]
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+
+    def work(session: requests.Session, uid: str, headers: dict) -> None:
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            t0 = time.perf_counter()
+            response = session.patch(f"{agent_url}/users/{uid}/allergies", json=PAYLOAD, headers=headers, timeout=10)
+            elapsed = time.perf_counter() - t0
+            with lock:
+                latencies.append(elapsed)
+                errors[0] += not response.ok
+
+    ready.put(True)
+    start.wait(60)
     started = time.time()
-    for _ in range(n):
-        t0 = time.perf_counter()
-        session.patch(f"{agent_url}/users/{uid}/allergies", json=payload, headers=headers, timeout=10)
-        latencies.append(time.perf_counter() - t0)
-    elapsed = time.time() - started
-    latencies.sort()
-    return {"requests": n, "rate": round(n / elapsed, 1), "p50_ms": round(latencies[n // 2] * 1000, 2)}
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(work, *s) for s in sessions]:
+            future.result()
+    result.put({"requests": len(latencies), "errors": errors[0], "started": started, "finished": time.time(),
+                "latencies": latencies})
+
+
+def http_ceiling(agent_url: str, token: str, n: int, *, processes: int = 1, threads: int = 1) -> dict:
+    """`n` PATCH /users/{uid}/allergies in total, `processes` × `threads` of them in flight at once."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, start, result = ctx.Queue(), ctx.Event(), ctx.Queue()
+    share = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    clients = [ctx.Process(target=_http_client, args=(agent_url, token, k, threads, ready, start, result))
+               for k in share]
+    for client in clients:
+        client.start()
+    for _ in clients:
+        ready.get(timeout=60)  # every client's sessions are set up before the clock starts
+    start.set()
+    outcomes = [result.get(timeout=300) for _ in clients]
+    for client in clients:
+        client.join(10)
+    elapsed = max(o["finished"] for o in outcomes) - min(o["started"] for o in outcomes)
+    latencies = sorted(x for o in outcomes for x in o["latencies"])
+    done = len(latencies)
+    return {
+        "requests": done,
+        "errors": sum(o["errors"] for o in outcomes),
+        "concurrency": processes * threads,
+        "processes": processes,
+        "threads": threads,
+        "rate": round(done / elapsed, 1) if elapsed > 0 else None,
+        "p50_ms": round(latencies[done // 2] * 1000, 2) if done else None,
+        "p99_ms": round(latencies[min(done - 1, int(done * 0.99))] * 1000, 2) if done else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--url", required=True)
     h.add_argument("--token", required=True)
     h.add_argument("--n", type=int, default=1000)
+    h.add_argument("--processes", type=int, default=1, help="client processes (like consumer processes)")
+    h.add_argument("--threads", type=int, default=1, help="requests in flight per client process")
     args = parser.parse_args(argv)
     if args.what == "pika":
         out = pika_ceiling(args.url, args.n, args.prefetch)
     else:
-        out = http_ceiling(args.url, args.token, args.n)
+        out = http_ceiling(args.url, args.token, args.n, processes=args.processes, threads=args.threads)
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

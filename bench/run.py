@@ -7,9 +7,13 @@ Phases (each states its load parameters in the JSON and the report):
      `--api-only` runs this phase alone and keeps the other phases' results of the previous JSON.
   2. The Agent's health seen from the API: this service's PUT vs the seed-000 synchronous PUT with the
      double healthy, slow (200 ms) and down, with the RabbitMQ relay + one consumer running.
-  3. Raw ceilings: pika publish-with-confirms + consume; sequential HTTP to the double.
-  4. Bus: burst throughput and paced propagation latency, embedded and RabbitMQ (1 and 2 consumers).
-  5. Growth: the bus again with 1k, 10k and 100k users' worth of delivered outbox rows present.
+  3. Raw ceilings: pika publish-with-confirms + consume; HTTP to the double sequentially and at the
+     consumers' concurrency (BUS_CONSUMER_CONCURRENCY × consumers, `raw.http_concurrent`).
+  4. Bus: burst throughput for 1, 2 and 4 consumers on 1, 2 and 4 partitions (RabbitMQ) and 1, 2, 4
+     consumers (embedded); paced propagation latency; statements per event amortised over a batch;
+     fairness (one user's 2,000 queued events vs other users' allergy changes).
+  5. Growth: the bus again with 1k, 10k, 100k and 1M users' worth of delivered outbox rows present
+     (spread over the retention window, pruned as the production schedule prunes).
 """
 import argparse
 import json
@@ -65,15 +69,23 @@ class Profile:
         self.sync = load.LoadSpec(threads=2, connections=16, duration_s=3 if quick else 5,
                                   warmup_s=1 if quick else 2)
         self.rounds_conditions = 1 if quick else 2
-        self.burst_events = 150 if quick else 400
-        self.burst_cap_s = 10 if quick else 15
+        self.burst_events = 150 if quick else 800
+        self.burst_cap_s = 15 if quick else 40
+        self.matrix = [(1, 1), (1, 4), (2, 2), (4, 4)] if quick else [
+            (c, p) for p in (1, 2, 4) for c in (1, 2, 4)]  # (consumers, AMQP_PARTITIONS)
+        self.embedded_consumers = [1, 2] if quick else [1, 2, 4]
+        self.statements_batch = 50
+        self.fairness_flood = 300 if quick else 2000
+        self.fairness_events = 24 if quick else 60
+        self.fairness_cap_s = 60 if quick else 120
         self.paced_rate = 8.0
         self.paced_events = 24 if quick else 64
-        self.growth_burst_events = 100 if quick else 150
-        self.growth_burst_cap_s = 8
-        self.growth_paced_events = 16 if quick else 24
-        self.budget_s = 570
-        self.growth_users = [1000, 10000] if quick else [1000, 10000, 100000]
+        self.growth_burst_events = 100 if quick else 400
+        self.growth_burst_cap_s = 15 if quick else 30
+        self.growth_paced_events = 16 if quick else 48
+        # Growth adds no size once the run is this old (a whole run is meant to stay under ~25 min).
+        self.budget_s = 600 if quick else 1320
+        self.growth_users = [1000, 10000] if quick else [1000, 10000, 100000, 1000000]
         self.rows_per_user = 3
         self.raw_pika_messages = 1000 if quick else 3000
         self.raw_http_requests = 300 if quick else 1000
@@ -107,6 +119,7 @@ class Bench:
         import django
 
         django.setup()
+        self.bus_settings = self.bus_settings_resolve()
         stack.start_api()
         return stack
 
@@ -158,8 +171,32 @@ class Bench:
         return self.stack.start_api_variant("api_baseline", {}, code=code)
 
     # --- the bus processes ----------------------------------------------------------
-    def bus_start(self, *, amqp: bool, consumers: int, command: str = "consume") -> None:
-        self.stack.start_bus(amqp=amqp, consumers=consumers, command=command)
+    def bus_start(self, *, amqp: bool, consumers: int, command: str = "consume", partitions: int | None = None,
+                  counted: Path | None = None) -> None:
+        """The bus processes with the run's BUS_CONSUMER_CONCURRENCY (passed whether or not the code
+        reads it: bus_settings records which) and `partitions` AMQP_PARTITIONS (default: the settings')."""
+        extra = {"BUS_CONSUMER_CONCURRENCY": str(self.bus_settings["BUS_CONSUMER_CONCURRENCY"]),
+                 "AMQP_PARTITIONS": str(partitions or self.bus_settings["AMQP_PARTITIONS"])}
+        self.stack.start_bus(amqp=amqp, consumers=consumers, command=command, extra_env=extra, counted=counted)
+
+    def bus_settings_resolve(self) -> dict[str, Any]:
+        """The consumer's concurrency for this run and where it comes from: --consumer-concurrency,
+        else the code's BUS_CONSUMER_CONCURRENCY default (once the code has the setting), else the
+        consumer loops the code runs per process (BUS_CONSUMER_CONNECTIONS: its Agent calls in flight)."""
+        from django.conf import settings
+
+        defines = hasattr(settings, "BUS_CONSUMER_CONCURRENCY")
+        if self.args.consumer_concurrency:
+            concurrency, source = self.args.consumer_concurrency, "--consumer-concurrency"
+        elif defines:
+            concurrency, source = settings.BUS_CONSUMER_CONCURRENCY, "BUS_CONSUMER_CONCURRENCY (settings)"
+        else:
+            concurrency = getattr(settings, "BUS_CONSUMER_CONNECTIONS", 1)
+            source = "BUS_CONSUMER_CONNECTIONS (the code has no BUS_CONSUMER_CONCURRENCY yet)"
+        return {"BUS_CONSUMER_CONCURRENCY": max(1, int(concurrency)), "source": source,
+                "code_defines_BUS_CONSUMER_CONCURRENCY": defines,
+                "BUS_CONSUMER_CONNECTIONS": getattr(settings, "BUS_CONSUMER_CONNECTIONS", None),
+                "AMQP_PARTITIONS": settings.AMQP_PARTITIONS, "AMQP_PREFETCH": settings.AMQP_PREFETCH}
 
     def bus_stop(self) -> None:
         self.stack.stop_bus()
@@ -269,14 +306,26 @@ class Bench:
 
     def phase_raw(self) -> None:
         stack = self.stack
+        p = self.profile
         raw: dict[str, Any] = {}
         if self.amqp_url:
             log("raw: pika")
-            raw["pika"] = self._raw(["pika", "--url", self.amqp_url, "--n", str(self.profile.raw_pika_messages),
-                                     "--prefetch", os.environ.get("AMQP_PREFETCH", "10")])
-        log("raw: http")
-        raw["http"] = self._raw(["http", "--url", stack.agent_url, "--token", stack.env["AGENT_SERVICE_TOKEN"],
-                                 "--n", str(self.profile.raw_http_requests)])
+            raw["pika"] = self._raw(["pika", "--url", self.amqp_url, "--n", str(p.raw_pika_messages),
+                                     "--prefetch", str(self.bus_settings["AMQP_PREFETCH"])])
+        http = ["http", "--url", stack.agent_url, "--token", stack.env["AGENT_SERVICE_TOKEN"],
+                "--n", str(p.raw_http_requests)]
+        log("raw: http, sequential")
+        raw["http"] = self._raw(http)
+        # At the consumers' own concurrency: one client process per consumer process, as many
+        # requests in flight in each as the consumer has Agent calls in flight.
+        threads = self.bus_settings["BUS_CONSUMER_CONCURRENCY"]
+        by_consumers = {}
+        for consumers in sorted({c for c, _ in p.matrix} | set(p.embedded_consumers)):
+            log(f"raw: http, {consumers} × {threads} in flight")
+            by_consumers[str(consumers)] = self._raw([*http, "--n", str(p.raw_http_requests * 2),
+                                                      "--processes", str(consumers), "--threads", str(threads)])
+        raw["http_concurrent"] = by_consumers["1"]
+        raw["http_concurrent_by_consumers"] = by_consumers
         self.results["raw"] = raw
 
     def _raw(self, argv: list[str]) -> dict[str, Any]:
@@ -284,60 +333,174 @@ class Bench:
                                    text=True, timeout=300, check=True)
         return json.loads(completed.stdout.strip().splitlines()[-1])
 
-    def bus_configs(self) -> list[tuple[str, bool, int, str]]:
-        configs = [("embedded_1", False, 1, "consume")]
-        if self.amqp_url:
-            configs += [("rabbitmq_1", True, 1, "consume"), ("rabbitmq_2", True, 2, "consume")]
-        return configs
-
-    def measure_bus(self, pool: list, *, amqp: bool, consumers: int, burst_n: int, paced_n: int,
-                    command: str = "consume", cap_s: float | None = None) -> dict[str, Any]:
+    def measure_bus(self, pool: list, *, amqp: bool, consumers: int, burst_n: int, paced_n: int = 0,
+                    partitions: int | None = None, command: str = "consume",
+                    cap_s: float | None = None) -> dict[str, Any]:
+        """Burst throughput (and with `paced_n`, paced latency first, on an empty queue) on a fresh bus."""
         from bench import bus
 
         p = self.profile
         cap_s = cap_s or p.burst_cap_s
-        self.bus_start(amqp=amqp, consumers=consumers, command=command)
+        partitions = partitions or self.bus_settings["AMQP_PARTITIONS"]
+        self.bus_start(amqp=amqp, consumers=consumers, command=command, partitions=partitions)
+        out: dict[str, Any] = {"consumers": consumers, "transport": "rabbitmq" if amqp else "embedded",
+                               "partitions": partitions if amqp else None, "command": command,
+                               "concurrency": self.bus_settings["BUS_CONSUMER_CONCURRENCY"]}
         try:
             bus.warm_up(self.stack, pool[:20])
-            # Latency first, on an empty queue; the burst may leave a backlog, purged by bus_stop().
-            latency = bus.paced(self.stack, pool[:paced_n], rate=p.paced_rate, cap_s=cap_s)
-            burst = bus.burst(self.stack, pool[:burst_n], cap_s=cap_s)
+            if amqp and consumers > 1:
+                out["ownership"] = bus.balance(self.stack, pool[:40], partitions=partitions)
+            if paced_n:
+                out["latency"] = bus.paced(self.stack, pool[:paced_n], rate=p.paced_rate, cap_s=cap_s)
+            # The burst may leave a backlog, purged by bus_stop().
+            out["burst"] = bus.burst(self.stack, pool[:burst_n], cap_s=cap_s)
         finally:
             self.bus_stop()
-        return {"consumers": consumers, "transport": "rabbitmq" if amqp else "embedded", "command": command,
-                "burst": burst, "latency": latency}
+        return out
 
-    def phase_bus(self, pool: list) -> None:
+    def bus_configs(self) -> list[tuple[str, bool, int, int | None]]:
+        """(name, amqp, consumers, partitions) of the bus phase."""
+        configs = [(f"embedded_{c}", False, c, None) for c in self.profile.embedded_consumers]
+        if self.amqp_url:
+            configs += [(f"rabbitmq_c{c}_p{p}", True, c, p) for c, p in self.profile.matrix]
+        return configs
+
+    def latency_configs(self) -> set[str]:
+        default = self.bus_settings["AMQP_PARTITIONS"]
+        return {"embedded_1", f"rabbitmq_c1_p{default}", f"rabbitmq_c2_p{default}"}
+
+    def phase_bus(self, pool: list, flood_user: Any) -> None:
         p = self.profile
-        from bench import bus
+        self.results["bus_settings"] = self.bus_settings
+        self.results["queries_per_event"] = {"batch": p.statements_batch}
+        if self.amqp_url:
+            from bench import bus
 
-        self.results["queries_per_event"] = bus.queries_per_event(self.stack, pool[-1])
+            # In-process cross-check (bus processes stopped): the consumer's own batch code, statements
+            # captured on this thread's connection only.
+            try:
+                batch_users = bus.users_create(20, label="batch")
+                bus.agent_users_create(self.stack, batch_users)
+                self.results["queries_per_event"]["rabbitmq_in_process"] = bus.queries_per_event_batch(batch_users)
+            except Exception as exc:  # internal APIs: a change there must not cost the whole run
+                self.results["notes"].append(f"In-process statement count failed: {type(exc).__name__}: {exc}")
+        for name, amqp in (("embedded", False), ("rabbitmq", True)):
+            if amqp and not self.amqp_url:
+                continue
+            log(f"bus: statements per event, {name}")
+            self.results["queries_per_event"][name] = self.statements_per_event(pool, amqp=amqp)
         out = {}
-        configs = self.bus_configs()
-        for name, amqp, consumers, command in configs:
+        for name, amqp, consumers, partitions in self.bus_configs():
             log(f"bus: {name}")
             out[name] = self.measure_bus(pool, amqp=amqp, consumers=consumers, burst_n=p.burst_events,
-                                         paced_n=p.paced_events, command=command)
+                                         paced_n=p.paced_events if name in self.latency_configs() else 0,
+                                         partitions=partitions)
         self.results["bus"] = out
+        fairness = {}
+        for name, amqp in (("embedded", False), ("rabbitmq", True)):
+            if amqp and not self.amqp_url:
+                continue
+            log(f"bus: fairness, {name}")
+            fairness[name] = self.fairness(pool, flood_user, amqp=amqp)
+        self.results["fairness"] = fairness
+
+    def statements_per_event(self, pool: list, *, amqp: bool) -> dict[str, Any]:
+        """Statements the bus processes send (any thread, BEGIN/COMMIT included) while delivering one
+        batch of events of distinct users committed together, divided by the batch: batched claims
+        and settles are credited, per-event work is not hidden. The same window's length of idle
+        time is counted after, so that polling is visible."""
+        from collections import Counter
+
+        from bench import bus
+        from bench import statements as counting
+
+        n = self.profile.statements_batch
+        folder = self.workdir / f"statements-{'rabbitmq' if amqp else 'embedded'}"
+        folder.mkdir()
+        self.bus_start(amqp=amqp, consumers=1, counted=folder)
+        names = ["consumer0", *(["relay"] if amqp else [])]
+        files = {name: folder / f"{name}.json" for name in names}
+
+        def counts() -> dict[str, int]:
+            time.sleep(0.15)  # the processes write their count every 50 ms
+            return {name: counting.read_count(path) or 0 for name, path in files.items()}
+
+        try:
+            bus.warm_up(self.stack, pool[:20])
+            time.sleep(1.0)
+            before, t0 = counts(), time.time()
+            settled = bus.burst(self.stack, pool[20:20 + n], cap_s=60)
+            time.sleep(0.3)  # the settle of the last event is counted once its row is settled
+            after, t1 = counts(), time.time()
+            time.sleep(t1 - t0)
+            idle = counts()
+        finally:
+            self.bus_stop()
+        per_process = {name: round((after[name] - before[name]) / n, 2) for name in names}
+        sent = [sql for name in names for sql in counting.read_sent(files[name], since=t0, until=t1)]
+        kinds = Counter(" ".join(sql.split()[:3])[:60] for sql in sent)
+        return {
+            "events": n, "delivered": settled["delivered"], "window_s": round(t1 - t0, 2),
+            "per_event": round(sum(after[k] - before[k] for k in names) / n, 2),
+            "per_event_by_process": per_process,
+            "idle_statements_same_window": {name: idle[name] - after[name] for name in names},
+            "statements": dict(kinds.most_common(20)),
+        }
+
+    def fairness(self, pool: list, flood_user: Any, *, amqp: bool) -> dict[str, Any]:
+        """One user's flood of preference updates queued (bus stopped), then the bus started and other
+        users' allergy changes made at a moderate pace: their propagation, and the flood's drain."""
+        import threading
+
+        from bench import bus
+
+        p = self.profile
+        flooded = bus.flood(flood_user, p.fairness_flood)
+        self.bus_start(amqp=amqp, consumers=1)
+        started = time.time()
+        drain: dict[str, Any] = {}
+        watcher = threading.Thread(target=lambda: drain.update(bus.drain_watch(
+            flooded["first_id"], flood_user.uid, flooded["events_queued"], started, p.fairness_cap_s)))
+        watcher.start()
+        try:
+            latency = bus.paced(self.stack, pool[:p.fairness_events], rate=p.paced_rate, cap_s=p.burst_cap_s)
+            watcher.join()
+            calls = bus.agent_calls_for(self.stack, flood_user.uid, flooded["started_at"])
+        finally:
+            watcher.join()
+            self.bus_stop()
+        return {"flood": {k: v for k, v in flooded.items() if k not in ("first_id", "started_at")}, "latency": latency,
+                "flood_drain": drain, "flood_agent_calls": calls,
+                "transport": "rabbitmq" if amqp else "embedded", "consumers": 1,
+                "partitions": self.bus_settings["AMQP_PARTITIONS"] if amqp else None}
 
     def phase_growth(self, pool: list) -> None:
         from bench import bus
 
         p = self.profile
-        out: dict[str, Any] = {"rows_per_user": p.rows_per_user, "points": []}
+        default = self.bus_settings["AMQP_PARTITIONS"]
+        configs = [("embedded_1", False)] + ([("rabbitmq_1", True)] if self.amqp_url else [])
+        out: dict[str, Any] = {"rows_per_user": p.rows_per_user, "span_s": bus.history_span_seconds(),
+                               "partitions": default, "points": []}
         present = 0
         for users in p.growth_users:
             if time.time() - self.started > p.budget_s:
-                self.results["notes"].append(f"Growth stopped before {users} users: the run's time budget was spent.")
+                self.results["notes"].append(f"Growth stopped before {users:,} users: the run's time budget "
+                                             f"({p.budget_s} s) was spent.")
                 break
             rows = users * p.rows_per_user
             log(f"growth: adding {rows - present} delivered outbox rows")
             insert_s = bus.history_add(rows - present)
+            vacuum_s = bus.history_vacuum()
             present = rows
-            point: dict[str, Any] = {"users": users, "history_rows": rows, "insert_s": round(insert_s, 1)}
-            for name, amqp, consumers, _command in self.bus_configs()[:2]:
+            log(f"growth: {users} users, scheduled prune")
+            prune = bus.history_prune()
+            point: dict[str, Any] = {"users": users, "history_rows": rows, "insert_s": round(insert_s, 1),
+                                     "vacuum_s": vacuum_s, "prune": prune}
+            present = rows - prune["deleted"]  # history rows left (rows_after also counts the bench's own events)
+            for name, amqp in configs:
                 log(f"growth: {users} users, {name}")
-                point[name] = self.measure_bus(pool, amqp=amqp, consumers=consumers, burst_n=p.growth_burst_events,
+                point[name] = self.measure_bus(pool, amqp=amqp, consumers=1, burst_n=p.growth_burst_events,
                                                paced_n=p.growth_paced_events, cap_s=p.growth_burst_cap_s)
             out["points"].append(point)
         self.results["growth"] = out
@@ -368,9 +531,11 @@ class Bench:
             phases = self.args.phases
             api_users = bus.users_create(self.profile.api.connections * 2, label="api")
             pool = []
+            flood_user = None
             if set(phases) & {"conditions", "bus", "growth"}:
                 pool = bus.users_create(max(self.profile.burst_events, self.profile.paced_events), label="bus")
-                bus.agent_users_create(stack, api_users + pool)
+                flood_user = bus.users_create(1, label="flood")[0]
+                bus.agent_users_create(stack, api_users + pool + [flood_user])
             tokens, how = self.tokens_for(api_users)
             self.results["meta"]["tokens_from"] = how
             if "api" in phases:
@@ -380,7 +545,7 @@ class Bench:
             if "raw" in phases:
                 self.phase_raw()
             if "bus" in phases:
-                self.phase_bus(pool)
+                self.phase_bus(pool, flood_user)
             if "growth" in phases:
                 self.phase_growth(pool)
         finally:
@@ -395,7 +560,8 @@ class Bench:
 
 PHASES = ("api", "conditions", "raw", "bus", "growth")
 # Result sections written by each phase.
-SECTIONS = {"api": ["api"], "conditions": ["conditions"], "raw": ["raw"], "bus": ["bus", "queries_per_event"],
+SECTIONS = {"api": ["api"], "conditions": ["conditions"], "raw": ["raw"],
+            "bus": ["bus", "queries_per_event", "fairness", "bus_settings"],
             "growth": ["growth"]}
 
 
@@ -435,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the API phase (default 2)")
     parser.add_argument("--baseline", metavar="REF", help="also measure REF's /api/allergies/ (git archive of REF, "
                         "its own gunicorn, same database and tokens), e.g. the commit before a change")
+    parser.add_argument("--consumer-concurrency", type=int, metavar="N",
+                        help="BUS_CONSUMER_CONCURRENCY for the bus processes and the raw HTTP ceiling (default: "
+                        "the code's setting; before the code has one, its BUS_CONSUMER_CONNECTIONS loops)")
     parser.add_argument("--keep", action="store_true", help="leave the processes' logs and the database in place")
     parser.add_argument("--git-label", help="what the code is, when running from an export outside git "
                         "(e.g. `git archive HEAD` unpacked: a clean tree)")

@@ -23,6 +23,7 @@ from tests.e2e.harness import free_port, throwaway_database, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE_TOKEN = "bench-service-token-" + "0123456789abcdef" * 2
+MAX_PARTITIONS = 4  # the most AMQP_PARTITIONS a bench measurement uses
 
 
 class Stack:
@@ -121,16 +122,27 @@ class Stack:
                  what=f"{name} to answer")
         return url
 
-    def bus_env(self, *, amqp: bool) -> dict[str, str]:
-        return {**self.env, "AMQP_URL": self.amqp_url if amqp else ""}
+    def bus_env(self, *, amqp: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**self.env, "AMQP_URL": self.amqp_url if amqp else "", **(extra or {})}
 
-    def start_bus(self, *, amqp: bool, consumers: int, command: str = "consume") -> None:
-        """Start the relay (AMQP) and `consumers` consumer processes, and wait until they consume."""
-        env = self.bus_env(amqp=amqp)
+    def start_bus(self, *, amqp: bool, consumers: int, command: str = "consume",
+                  extra_env: dict[str, str] | None = None, counted: Path | None = None) -> None:
+        """Start the relay (AMQP) and `consumers` consumer processes, and wait until they consume.
+
+        `extra_env` (e.g. AMQP_PARTITIONS, BUS_CONSUMER_CONCURRENCY) goes to all of them; with
+        `counted`, each runs under bench.statements and writes its statement count to
+        `counted`/<process>.json."""
+        env = self.bus_env(amqp=amqp, extra=extra_env)
+
+        def argv(name: str, *args: str) -> list[str]:
+            if counted is None:
+                return [sys.executable, "manage.py", *args]
+            return [sys.executable, "-m", "bench.statements", str(counted / f"{name}.json"), *args]
+
         if amqp:
-            self._spawn("relay", [sys.executable, "manage.py", "relay"], env=env)
+            self._spawn("relay", argv("relay", "relay"), env=env)
         for index in range(consumers):
-            self._spawn(f"consumer{index}", [sys.executable, "manage.py", command], env=env)
+            self._spawn(f"consumer{index}", argv(f"consumer{index}", command), env=env)
         for index in range(consumers):
             wait_for(lambda i=index: "consumer started" in self.log_text(f"consumer{i}"), timeout=60,
                      what=f"consumer{index} to start")
@@ -180,7 +192,8 @@ class Stack:
 
         from agent_bridge.transports.rabbitmq import Topology
 
-        topology = Topology(prefix=self.prefix, partitions=settings.AMQP_PARTITIONS)
+        # The bench varies AMQP_PARTITIONS per measurement (up to MAX_PARTITIONS): purge them all.
+        topology = Topology(prefix=self.prefix, partitions=max(settings.AMQP_PARTITIONS, MAX_PARTITIONS))
         names = [*topology.work_queues, topology.dead_queue]
         names += [topology.retry_queue(d) for d in settings.BUS_RETRY_DELAYS_SECONDS]
         return names

@@ -14,7 +14,8 @@ query, as costly as the statement itself here): the statement is the check, and 
 connection turns out dead (database restarted) it is closed and the statement retried once on a
 new connection. Same guarantee, no error from a stale connection, one round trip fewer.
 """
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connections
@@ -95,3 +96,75 @@ def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tupl
     with connection.cursor() as cursor:  # a new connection (and Django's checks on it)
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+# --- writes ------------------------------------------------------------------------------------
+# The same statements the ORM's Model.save() / QuerySet.create() send for a plain row, without compiling them on
+# every call: the statement is built once per model (and field list) and database, the values go through each
+# field's pre_save and get_db_prep_save as the ORM's do (auto_now, JSON, UUIDs, datetimes per database). They
+# return nothing, so inside `pipeline` they never wait for the database on their own.
+
+_insert_sql: dict[tuple[type[Model], str], tuple[str, list]] = {}
+_update_sql: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list]] = {}
+
+
+def insert(instance: Model, *, using: str = "default") -> None:
+    """INSERT `instance` as a new row, without reading anything back: an auto primary key is left unset."""
+    model = type(instance)
+    found = _insert_sql.get((model, using))
+    if found is None:
+        quote = connections[using].ops.quote_name
+        fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.auto_created)]
+        sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        found = _insert_sql[(model, using)] = (sql, fields)
+    sql, fields = found
+    connection = connections[using]
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    instance._state.adding = False
+    instance._state.db = using
+
+
+def update(instance: Model, fields: Sequence[str], *, using: str = "default") -> None:
+    """UPDATE the row of `instance` (by primary key) with its current values of `fields` (attnames), without
+    reading anything back (not even whether the row exists: hold its lock, or know it is there)."""
+    model = type(instance)
+    key = (model, tuple(fields), using)
+    found = _update_sql.get(key)
+    if found is None:
+        quote = connections[using].ops.quote_name
+        by_attname = {f.attname: f for f in model._meta.concrete_fields}
+        chosen = [by_attname[name] for name in fields]
+        sets = ", ".join(f"{quote(f.column)} = %s" for f in chosen)
+        sql = f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {quote(model._meta.pk.column)} = %s"  # noqa: S608
+        found = _update_sql[key] = (sql, chosen)
+    sql, chosen = found
+    connection = connections[using]
+    params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in chosen]
+    params.append(model._meta.pk.get_db_prep_value(instance.pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@contextmanager
+def pipeline(*, using: str = "default") -> Iterator[None]:
+    """Inside transaction.atomic: send the block's statements without waiting for each answer (PostgreSQL's
+    pipeline mode, psycopg 3). A statement whose result is read waits for everything sent before it; the rest
+    go to the server as they are executed and are waited for once, at the end of the block, where an error of
+    any of them is raised (and the transaction then rolls back as usual). Elsewhere it does nothing.
+
+    A block of N statements costs 1 round trip plus one per read, instead of N (plus psycopg's BEGIN, which
+    goes with the first statement). Inside a transaction only: psycopg would otherwise wait for the server
+    each time the transaction starts or ends, which is what the block saves."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("rawsql.pipeline() is for the inside of transaction.atomic()")
+    connection.ensure_connection()
+    # Errors reported at the end of the block are Django's (IntegrityError, ...), as a cursor's would be.
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield

@@ -207,3 +207,24 @@ def test_seconds_until_the_next_delayed_retry() -> None:
     OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=30))
     OutboxEvent.objects.create(type=events.USER_REGISTERED, available_at=timezone.now() + timedelta(seconds=10))
     assert 5 < owner.outbox_seconds_until_next_due() <= 10
+
+
+@pytest.mark.django_db(transaction=True)  # so that "outside a transaction" can be tried
+def test_write_is_add_without_reading_back() -> None:
+    from django.db import transaction
+
+    uid = uuid.uuid4()
+    with pytest.raises(owner.OutboxOutsideTransaction):
+        owner.outbox_event_write(uid=uid, payload=events.AllergiesReplaced(revision=4))
+    with transaction.atomic():
+        owner.outbox_event_write(uid=uid, payload=events.AllergiesReplaced(revision=4))
+        added = owner.outbox_event_add(uid=uid, payload=events.AllergiesReplaced(revision=4))
+    written = OutboxEvent.objects.get(uid=uid, pk__lt=added.pk)
+
+    def same(event: OutboxEvent) -> tuple:
+        return (event.type, event.schema, event.data, event.status, event.attempts, event.claimed_by,
+                event.traceparent)
+
+    assert same(written) == same(added) == ("allergies.replaced", 2, {"revision": 4}, PENDING, 0, "", None)
+    assert written.event_id != added.event_id
+    assert abs(written.available_at - written.occurred_at) < timedelta(seconds=1)

@@ -158,3 +158,10 @@ def test_concurrent_replacements_get_distinct_revisions_in_outbox_order() -> Non
     assert errors == []
     assert state(user).revision == 8
     assert [e.data["revision"] for e in allergy_events()] == list(range(1, 9))
+    # Each revision's history starts from the one before it: the state read under the lock, never a stale one.
+    from allergies.models import AllergyRevision
+
+    history = [r.changes for r in AllergyRevision.objects.filter(user=user).order_by("revision")]
+    assert [len(changes["added"]) for changes in history] == [1] * 8
+    assert history[0]["removed"] == []
+    assert [changes["removed"] for changes in history[1:]] == [previous["added"] for previous in history[:-1]]

@@ -193,3 +193,52 @@ def test_rendered_answer_equals_the_output_serializers(verified_user) -> None:
         assert _render(state) == AllergyProfileOutputSerializer(state).data
         assert _render(state, "done") == AllergyProfileMessageOutputSerializer(
             {**AllergyProfileOutputSerializer(state).data, "message": "done"}).data
+
+
+def _orm_compilations():
+    """Counts the ORM's query compilations (SELECT, INSERT, UPDATE) made while it is active."""
+    from unittest import mock
+
+    from django.db.models.sql import compiler
+
+    return [mock.patch.object(klass, "execute_sql", autospec=True, side_effect=klass.execute_sql)
+            for klass in (compiler.SQLCompiler, compiler.SQLInsertCompiler, compiler.SQLUpdateCompiler)]
+
+
+def test_put_compiles_no_orm_query_and_sends_its_writes_in_one_pipeline(auth_client, verified_user) -> None:
+    """PUT's statements are written by hand: the token, the locked read and the update, the history row and the
+    outbox row; on PostgreSQL everything after BEGIN waits for the server twice (the locked update's answer, the
+    end of the pipeline) instead of once per statement."""
+    from contextlib import ExitStack
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from allergies.models import AllergyRevision
+
+    auth_client.put(URL, BODY, format="json")  # the token's first use is recorded (a write at most every few minutes)
+    sent: list[tuple[str, bool]] = []
+
+    def record(execute, sql, params, many, context):
+        pgconn = getattr(context["connection"].connection, "pgconn", None)  # psycopg 3 (PostgreSQL) only
+        verb = sql.split(" ", 1)[0]
+        if verb not in ("SAVEPOINT", "RELEASE"):  # the test's own transaction makes BEGIN/COMMIT savepoints
+            sent.append((verb, pgconn is not None and pgconn.pipeline_status != 0))
+        return execute(sql, params, many, context)
+
+    with ExitStack() as stack:
+        compiled = [stack.enter_context(patch) for patch in _orm_compilations()]
+        captured = stack.enter_context(CaptureQueriesContext(connection))
+        stack.enter_context(connection.execute_wrapper(record))
+        response = auth_client.put(URL, {"confirmed": ["milk"], "severity": {"milk": "severe"}}, format="json")
+    assert response.status_code == 200 and response.json()["revision"] == 2
+    assert sum(patch.call_count for patch in compiled) == 0
+    if connection.vendor == "postgresql":  # the locked read and the update are one statement (a CTE)
+        assert sent == [("SELECT", False), ("WITH", True), ("INSERT", True), ("INSERT", True)]
+        assert len(captured.captured_queries) == 6  # with BEGIN and COMMIT
+    else:
+        assert sent == [("SELECT", False), ("SELECT", False), ("UPDATE", False), ("INSERT", False), ("INSERT", False)]
+        assert len(captured.captured_queries) == 7
+    revision = AllergyRevision.objects.get(user=verified_user, revision=2)
+    assert revision.changes["added"] == [{"allergen": "milk", "list": "confirmed", "severity": "severe"}]
+    assert OutboxEvent.objects.filter(uid=verified_user.uid, data={"revision": 2}).count() == 1

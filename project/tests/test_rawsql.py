@@ -97,3 +97,83 @@ def test_postgres_backend_killed_between_requests_is_survived(monkeypatch, verif
     token = selectors.auth_token_get_usable(raw=issued_token.raw)
     assert token is not None and token.user == verified_user
     assert connection.connection.info.backend_pid != pid
+
+
+@pytest.mark.django_db
+def test_insert_and_update_write_what_the_orm_writes(verified_user) -> None:
+    import uuid
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from agent_bridge.models import OutboxEvent
+    from allergies.models import AllergyRevision
+
+    at = timezone.now()
+    values = {"type": "allergies.replaced", "schema": 2, "uid": uuid.uuid4(), "data": {"revision": 3},
+              "occurred_at": at, "available_at": at, "traceparent": None}
+    written = OutboxEvent(**values)
+    with transaction.atomic():
+        rawsql.insert(written)
+    assert written.pk is None and written._state.adding is False  # nothing read back
+    by_orm = OutboxEvent.objects.create(**{**values, "uid": uuid.uuid4()})
+    loaded = OutboxEvent.objects.get(event_id=written.event_id)
+    assert {**_fields(loaded), "id": None} == {**_fields(written), "id": None}
+    assert {**_fields(loaded), "id": None, "uid": None, "event_id": None} == \
+        {**_fields(by_orm), "id": None, "uid": None, "event_id": None}
+
+    revision = AllergyRevision(user=verified_user, revision=1, created_at=at, session_id=None,
+                               changes={"added": [{"allergen": "milk", "list": "confirmed", "severity": "severe"}]})
+    rawsql.insert(revision)
+    assert _fields(AllergyRevision.objects.get(user=verified_user)) == {**_fields(revision), "id": mock.ANY}
+
+    profile = AllergyProfile.objects.create(user=verified_user, synced_revision=0, sync_last_error="kept")
+    before = profile.updated_at
+    profile.confirmed, profile.severity, profile.revision = ["milk"], {"milk": "severe"}, 1
+    profile.sync_last_error = "not written"  # not among the fields given
+    rawsql.update(profile, ["confirmed", "severity", "revision", "updated_at"])
+    stored = AllergyProfile.objects.get(pk=verified_user.pk)
+    assert (stored.confirmed, stored.severity, stored.revision) == (["milk"], {"milk": "severe"}, 1)
+    assert stored.sync_last_error == "kept"
+    assert stored.updated_at == profile.updated_at > before  # auto_now, as save() sets it
+
+
+def test_pipeline_only_runs_the_block_off_postgresql() -> None:
+    if connection.vendor == "postgresql":
+        pytest.skip("SQLite only")
+    with rawsql.pipeline():  # not even a transaction needed
+        ran = True
+    assert ran
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_pipeline_reads_see_what_was_sent_before_and_an_error_rolls_the_transaction_back() -> None:
+    from django.db import IntegrityError, transaction
+
+    from agent_bridge.models import OutboxEvent
+
+    def event(**fields) -> OutboxEvent:
+        return OutboxEvent(type="user.registered", **fields)
+
+    first = event()
+    with transaction.atomic(), rawsql.pipeline():
+        rawsql.insert(first)
+        assert connection.connection.pgconn.pipeline_status != 0
+        # A read waits for what was sent before it, in the same transaction.
+        assert rawsql.fetchone("SELECT count(*) FROM agent_bridge_outboxevent", []) == (1,)
+    assert OutboxEvent.objects.count() == 1
+
+    with pytest.raises(IntegrityError), transaction.atomic(), rawsql.pipeline():
+        rawsql.insert(event())
+        rawsql.insert(event(event_id=first.event_id))  # unique: fails (seen at the latest at the end of the block)
+    assert OutboxEvent.objects.count() == 1  # the whole transaction rolled back
+    assert connection.connection.pgconn.pipeline_status == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_pipeline_outside_a_transaction_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(connection, "in_atomic_block", False)  # as in autocommit mode
+    with pytest.raises(RuntimeError), rawsql.pipeline():
+        pass

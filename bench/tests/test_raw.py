@@ -1,0 +1,22 @@
+"""bench.raw: the HTTP ceiling really has processes × threads requests in flight (a real double on loopback)."""
+from agent_bridge.devagent.server import DevAgentServer
+from bench import raw
+
+TOKEN = "bench-raw-test-token-" + "0123456789abcdef" * 2
+
+
+def test_the_concurrent_http_ceiling_spreads_its_requests_over_processes_times_threads_users():
+    with DevAgentServer(token=TOKEN) as agent:
+        out = raw.http_ceiling(agent.base_url, TOKEN, 40, processes=2, threads=3)
+        patches = [e for e in agent.state.request_log() if e["method"] == "PATCH"]
+    assert out["concurrency"] == 6 and out["requests"] == 40 and out["errors"] == 0
+    assert len(patches) == 40
+    assert len({e["path"] for e in patches}) == 6  # one user (and session) per thread in each process
+    assert out["rate"] > 0
+
+
+def test_the_sequential_ceiling_is_one_in_flight():
+    with DevAgentServer(token=TOKEN) as agent:
+        out = raw.http_ceiling(agent.base_url, TOKEN, 10)
+        patches = [e for e in agent.state.request_log() if e["method"] == "PATCH"]
+    assert out["concurrency"] == 1 and len({e["path"] for e in patches}) == 1

@@ -102,6 +102,34 @@ def test_a_published_event_reaches_its_partition_with_its_attempt_trace_and_prio
         connection.close()
 
 
+@pytest.mark.rabbitmq
+def test_batch_confirms_are_matched_to_their_messages_by_delivery_tag(settings) -> None:
+    # The broker decides how it groups its acks; here the frames are fed by hand to show each
+    # grouping is read right: a `multiple` ack answers every earlier open tag, a nack only its
+    # own, and a returned (unroutable) message stays returned when its ack follows.
+    connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    try:
+        publisher = amqp.BatchPublisher(connection, connection.channel())
+        publisher._open = {tag: None for tag in range(1, 7)}
+        publisher._tag_of_message = {"returned": 2}
+
+        def frame(method) -> pika.frame.Method:
+            return pika.frame.Method(1, method)
+
+        publisher._on_return(None, None, pika.BasicProperties(message_id="returned"), b"")
+        publisher._on_confirm(frame(pika.spec.Basic.Nack(delivery_tag=4, multiple=False)))
+        publisher._on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=5, multiple=True)))
+        assert publisher._open == {
+            1: amqp.Confirm.ACKED, 2: amqp.Confirm.RETURNED, 3: amqp.Confirm.ACKED,
+            4: amqp.Confirm.NACKED, 5: amqp.Confirm.ACKED, 6: None,
+        }
+        publisher._on_confirm(frame(pika.spec.Basic.Nack(delivery_tag=6, multiple=True)))
+        assert publisher._open[6] is amqp.Confirm.NACKED
+        assert publisher._open[1] is amqp.Confirm.ACKED  # answered once, never overwritten
+    finally:
+        connection.close()
+
+
 # --- runs and batches (no broker) ----------------------------------------------------------
 
 def message(uid: str | None, event_type: str = events.PREFERENCES_UPDATED, *, tag: int, partition: int = 0,

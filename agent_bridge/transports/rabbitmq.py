@@ -311,7 +311,8 @@ class BatchPublisher:
         tags = [t for t in self._open if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
         for tag in tags:
             # A returned message stays RETURNED unless the broker also nacked it.
-            if tag in self._open and (self._open[tag] is None or answer is Confirm.NACKED):
+            current = self._open.get(tag, Confirm.ACKED)  # a tag not open is not this batch's
+            if current is None or (current is Confirm.RETURNED and answer is Confirm.NACKED):
                 self._open[tag] = answer
         self._wake_if_done()
 

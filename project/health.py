@@ -97,12 +97,10 @@ class _CachedCheck:
 
 
 def _amqp_connect() -> None:
-    import pika
+    # Imported here: only RabbitMQ mode checks a broker, and pika belongs to the transport.
+    from agent_bridge.transports.rabbitmq import broker_ping
 
-    params = pika.URLParameters(settings.AMQP_URL)
-    params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 2, 2
-    params.client_properties = {"connection_name": "kairos-readiness"}
-    pika.BlockingConnection(params).close()
+    broker_ping(timeout_seconds=2)
 
 
 def _redis_ping() -> None:

@@ -96,6 +96,15 @@ def connect(*, name: str) -> pika.BlockingConnection:
     return pika.BlockingConnection(params)
 
 
+def broker_ping(*, timeout_seconds: float = 2.0) -> None:
+    """Open and close a connection (the readiness probe); raises what `connect` raises."""
+    params = pika.URLParameters(settings.AMQP_URL)
+    params.connection_attempts = 1
+    params.socket_timeout = params.blocked_connection_timeout = timeout_seconds
+    params.client_properties = {"connection_name": "kairos-readiness"}
+    pika.BlockingConnection(params).close()
+
+
 def connection_close_quietly(connection: pika.BlockingConnection | None) -> None:
     """Close a connection that may already be broken (after a broker restart)."""
     if connection is None:

@@ -565,8 +565,10 @@ class RabbitTransport:
             self._renewal.close()
             self._renewal = None
         if self.ownership is not None:
+            close_old_connections()  # after a database error: free the partitions on a fresh connection
             with contextlib.suppress(DatabaseError):
                 self.ownership.release_all()
+            with contextlib.suppress(DatabaseError):
                 self.membership.leave()
         connection_close_quietly(self.connection)
         self.connection = None

@@ -30,7 +30,9 @@ def test_losing_the_database_connections_mid_stream_loses_nothing(stack_factory)
     emails = [f"user{i}@example.com" for i in range(40)]
     for email in emails:
         signup(stack, email)
-    stack.agent.fault(latency_ms=150)  # keeps the consumer busy while its connections are cut
+    # Keeps the consumer busy while its connections are cut (BUS_CONSUMER_CONCURRENCY calls in flight:
+    # 40 users take several seconds, longer than the cuts below).
+    stack.agent.fault(latency_ms=1200)
     stack.start_consumer()
     wait_for(lambda: stack.agent.state()["users"], timeout=30, what="the consumer to start delivering")
 

@@ -5,7 +5,10 @@ One owner for `AgentCopy` and `AgentDriftCount` (agent_bridge.models); the consu
 
 - **Comparison** (:func:`compare`): allergies exactly (the three lists and `allergy_flags`),
   preferences *as merged* (the Agent deep-merges what we send into what it learned, so its copy
-  is right when merging ours into it changes nothing), existence both ways.
+  is right when merging ours into it changes nothing), except the user's *reset keys* (values the
+  user removed, which a merge cannot show coming back): those must be exactly ours. Existence
+  both ways. The reset keys are kept while a read-back runs (:func:`preferences_sync_record`),
+  so that an older write landing late cannot re-add unseen what the user removed.
 - **Read-back after an uncertain outcome.** When an Agent write was sent but no answer came
   (:class:`AgentOutcomeUnknown`), the Agent may apply it later, even after a newer write. The
   handler wrapper :func:`read_back_on_unknown_outcome` starts a *read-back chain*: delayed
@@ -45,6 +48,7 @@ from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
 from allergies.contract import allergy_flags_for
 from identity import selectors as identity_selectors
+from identity import services as identity_services
 from identity.models import User
 from identity.preferences import agent_patches, preferences_deep_merge
 
@@ -76,6 +80,10 @@ class Expected:
     exists: bool
     allergies: dict[str, Any] | None = None  # {"confirmed", "intolerances", "severity"}
     preferences: dict[str, Any] | None = None
+    #: Preference keys the Agent must hold exactly as in `preferences`: the user removed values
+    #: from them, and merging ours into a copy that got them back would change nothing.
+    exact_preference_keys: tuple[str, ...] = ()
+    preferences_revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class CheckResult:
     uid: uuid.UUID
     drifts: tuple[DriftKind, ...] = ()
     in_flight: bool = False  # not compared: a change was still on its way
+    preferences_revision: int = 0  # the revision of ours that was compared
 
     @property
     def equal(self) -> bool:
@@ -128,9 +137,11 @@ def compare(expected: Expected, held: dict[str, Any] | None) -> tuple[DriftKind,
     if theirs != ours or held.get("allergy_flags") != flags:
         drifts.append(DriftKind.ALLERGIES)
     preferences = held.get("preferences")
+    ours_preferences = expected.preferences or {}
     if (
         not isinstance(preferences, dict)
-        or preferences_deep_merge(preferences, expected.preferences or {}) != preferences
+        or preferences_deep_merge(preferences, ours_preferences) != preferences
+        or any(preferences.get(key) != ours_preferences.get(key) for key in expected.exact_preference_keys)
     ):
         drifts.append(DriftKind.PREFERENCES)
     return tuple(drifts)
@@ -154,6 +165,22 @@ def expected_get(*, uid: uuid.UUID) -> Expected:
         },
         # What the Agent's copy must contain after our merges (reset keys emptied).
         preferences=agent_patches(preferences.data, preferences.reset_keys)[-1],
+        exact_preference_keys=tuple(sorted(preferences.reset_keys)),
+        preferences_revision=preferences.revision,
+    )
+
+
+def read_back_running(*, uid: uuid.UUID) -> bool:
+    """Whether a read-back chain of the user is under way (an older write may still land)."""
+    return AgentCopy.objects.filter(uid=uid, read_back_chain__isnull=False).exists()
+
+
+def preferences_sync_record(*, uid: uuid.UUID, revision: int) -> None:
+    """The consumer delivered preferences up to `revision`. While a read-back runs the reset keys
+    stay (its last step clears them): an older write of unknown outcome may still land and
+    re-add a removed value, which only an exact comparison of those keys can see."""
+    identity_services.user_preferences_sync_record(
+        uid=uid, revision=revision, keep_reset_keys=read_back_running(uid=uid)
     )
 
 
@@ -183,7 +210,7 @@ def check(*, uid: uuid.UUID | str, agent: AgentClient) -> CheckResult:
     held = agent_user_read(uid=uid, agent=agent)
     if copy_in_flight(uid=uid) or expected_get(uid=uid) != expected:
         return CheckResult(uid, in_flight=True)
-    return CheckResult(uid, drifts=compare(expected, held))
+    return CheckResult(uid, drifts=compare(expected, held), preferences_revision=expected.preferences_revision)
 
 
 # --- recording and repairing ------------------------------------------------------------
@@ -284,6 +311,8 @@ def handle_read_back_due(envelope: Envelope, agent: AgentClient) -> str:
             AgentCopy.objects.filter(uid=uid, read_back_chain=chain).update(
                 read_back_chain=None, read_back_since=None
             )
+            # Nothing older can land any more: the reset keys kept for this check are done.
+            identity_services.user_preferences_reset_keys_clear(uid=uid, revision=result.preferences_revision)
             allergy_services.allergy_sync_record_verified(uid=uid, at=timezone.now(), resolved=True)
             logger.info("read-back resolved uid=%s chain=%s steps=%s", uid, chain, step + 1)
         else:

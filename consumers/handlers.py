@@ -34,7 +34,6 @@ from agent_bridge.leases import user_lease_forget
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
 from identity import selectors as identity_selectors
-from identity import services as identity_services
 from identity.preferences import agent_patches
 
 logger = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ def _agent_user_create_with_snapshot(uid: uuid.UUID, agent: AgentClient) -> bool
     created = bool(answer.get("created"))
     if created:
         allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
-        identity_services.user_preferences_sync_record(uid=uid, revision=preferences.revision)
+        verification.preferences_sync_record(uid=uid, revision=preferences.revision)
     return created
 
 
@@ -143,7 +142,7 @@ def handle_preferences_updated(envelope: Envelope, agent: AgentClient) -> Status
         agent.update_preferences(uid=str(uid), preferences=patches[0])
     for patch in patches[1:]:
         agent.update_preferences(uid=str(uid), preferences=patch)
-    identity_services.user_preferences_sync_record(uid=uid, revision=current.revision)
+    verification.preferences_sync_record(uid=uid, revision=current.revision)
     return DELIVERED
 
 
@@ -223,7 +222,7 @@ def handle_agent_resync_requested(envelope: Envelope, agent: AgentClient) -> Sta
         for patch in agent_patches(preferences.data, preferences.reset_keys):
             agent.update_preferences(uid=str(uid), preferences=patch)
     allergy_services.allergy_sync_record_success(uid=uid, revision=allergies.revision)
-    identity_services.user_preferences_sync_record(uid=uid, revision=preferences.revision)
+    verification.preferences_sync_record(uid=uid, revision=preferences.revision)
     return DELIVERED
 
 

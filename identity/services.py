@@ -397,15 +397,23 @@ def user_preferences_replace(*, user: User, preferences: dict[str, Any]) -> User
     )
 
 
-def user_preferences_sync_record(*, uid: uuid.UUID, revision: int) -> None:
+def user_preferences_sync_record(*, uid: uuid.UUID, revision: int, keep_reset_keys: bool = False) -> None:
     """The consumer delivered preferences up to `revision` to the Agent. Never moves backwards;
     the reset keys are done once the Agent holds the current revision (a newer one keeps them:
-    its delivery resets them again, which is harmless)."""
+    its delivery resets them again, which is harmless), unless `keep_reset_keys`: while an
+    older write may still land at the Agent, they say what it must not bring back."""
     # Conditional UPDATEs: concurrent consumers can only raise it.
     with transaction.atomic():
         prefs = UserPreferences.objects.filter(user__uid=uid)
         prefs.filter(synced_revision__lt=revision).update(synced_revision=revision)
-        prefs.filter(revision=revision).exclude(reset_keys=[]).update(reset_keys=[])
+        if not keep_reset_keys:
+            user_preferences_reset_keys_clear(uid=uid, revision=revision)
+
+
+def user_preferences_reset_keys_clear(*, uid: uuid.UUID, revision: int) -> None:
+    """The Agent holds `revision` and nothing older can land there any more: forget the reset
+    keys, unless the preferences changed since."""
+    UserPreferences.objects.filter(user__uid=uid, revision=revision).exclude(reset_keys=[]).update(reset_keys=[])
 
 
 # --- Email change ---------------------------------------------------------------------------

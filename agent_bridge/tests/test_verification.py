@@ -1,6 +1,7 @@
 """Verification of the Agent's copy: the comparison (pure), the read-back schedule, and the
 read-back chain against a real Agent double over HTTP."""
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from agent_bridge.verification import CheckResult, DriftKind, Expected, compare
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
 from consumers.handlers import HANDLERS
+from identity import selectors as identity_selectors
 from identity import services as identity_services
 
 UID = uuid.UUID("0b7c1a8e-3e7e-4a43-a2cb-5b8f2f6c9d10")
@@ -70,6 +72,17 @@ def test_preferences_are_compared_as_merged() -> None:
     # A value of ours missing or different at the Agent is.
     for preferences in ({"vibes": ["cozy"]}, {"vibes": ["loud"], "price_comfort": "mid"}, {}, None):
         assert compare(EXPECTED, held(preferences=preferences)) == (DriftKind.PREFERENCES,)
+
+
+def test_a_removed_value_back_at_the_agent_is_drift_in_a_reset_key() -> None:
+    # The user removed "thai": a merge of ours into a copy that got it back changes nothing, so
+    # only an exact comparison of the reset key sees it (found by the chaos suite, seed 721222).
+    ours = Expected(uid=UID, exists=True, allergies=OURS, preferences={"cuisine_affinity": {"italian": 0.5}})
+    back = held(preferences={"cuisine_affinity": {"italian": 0.5, "thai": 0.9}})
+    assert compare(ours, back) == ()
+    exact = Expected(**{**ours.__dict__, "exact_preference_keys": ("cuisine_affinity",)})
+    assert compare(exact, back) == (DriftKind.PREFERENCES,)
+    assert compare(exact, held(preferences={"cuisine_affinity": {"italian": 0.5}, "learned": 1})) == ()
 
 
 def test_existence_both_ways() -> None:
@@ -289,3 +302,64 @@ def test_a_copy_that_keeps_differing_is_repaired_a_bounded_number_of_times(
     assert AgentDriftCount.objects.get(kind=DriftKind.ALLERGIES).count == verification.MAX_REPAIRS + 1
     assert AgentCopy.objects.get(uid=uid).read_back_chain is None, "no endless chain"
     assert "still differs" in caplog.text
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+@pytest.mark.django_db
+def test_an_older_preference_write_landing_late_cannot_re_add_a_removed_value_unseen(
+    verified_user, agent, devagent, short_schedule, settings
+) -> None:
+    """Found by the chaos suite (seed 721222): a write of unknown outcome carrying "thai" landed
+    after the write that removed it; the delivery had already forgotten the reset keys, so every
+    step of the read-back compared as merged, saw nothing, and the Agent kept "thai" for good."""
+    uid = synced_user(verified_user, agent)
+    uid_s = str(uid)
+
+    def pending(event_type: str) -> OutboxEvent:
+        return OutboxEvent.objects.filter(type=event_type, uid=uid, status=OutboxEvent.Status.PENDING).latest("id")
+
+    def deliver(row: OutboxEvent, client) -> None:
+        OutboxEvent.objects.filter(pk=row.pk).update(status=OutboxEvent.Status.DELIVERED)
+        HANDLERS[row.type](row.envelope, client)
+
+    identity_services.user_preferences_update(user=verified_user, preferences={"cuisine_affinity": {"thai": 0.9}})
+    with_thai = pending(events.PREFERENCES_UPDATED)
+    devagent.state.set_misbehaviour({"late_apply": {"hold_ms": 800, "count": 1, "paths": "^/users/"}})
+    fast = AgentClient(base_url=devagent.base_url, service_token=settings.AGENT_SERVICE_TOKEN, timeout=0.2)
+    with fast, pytest.raises(AgentOutcomeUnknown):
+        deliver(with_thai, fast)  # held by the Agent: it lands later
+    assert AgentCopy.objects.get(uid=uid).read_back_chain is not None
+
+    identity_services.user_preferences_update(user=verified_user, preferences={"cuisine_affinity": {"italian": 0.5}})
+    deliver(pending(events.PREFERENCES_UPDATED), agent)  # the newer write: "thai" reset, then ours
+    assert identity_selectors.user_preferences_get_by_uid(uid=uid).reset_keys == ["cuisine_affinity"], (
+        "kept while the read-back runs"
+    )
+    _wait_for(lambda: "thai" in devagent.state.snapshot()["users"][uid_s]["preferences"]["cuisine_affinity"])
+
+    run_step(steps(uid)[0], agent)
+    assert AgentDriftCount.objects.get(kind=DriftKind.PREFERENCES).count == 1
+    deliver(pending(events.AGENT_RESYNC_REQUESTED), agent)
+    assert devagent.state.snapshot()["users"][uid_s]["preferences"]["cuisine_affinity"] == {"italian": 0.5}
+
+    for _ in verification.read_back_delays():  # the repair's chain runs to its end and resolves
+        run_step(steps(uid)[-1], agent)
+    assert AgentCopy.objects.get(uid=uid).read_back_chain is None
+    assert sync(verified_user)["state"] == "synced"
+    assert identity_selectors.user_preferences_get_by_uid(uid=uid).reset_keys == [], "done with the read-back"
+
+
+@pytest.mark.django_db
+def test_without_a_read_back_a_delivery_forgets_the_reset_keys(verified_user, agent, devagent) -> None:
+    uid = synced_user(verified_user, agent)
+    identity_services.user_preferences_update(user=verified_user, preferences={"vibes": None})
+    row = OutboxEvent.objects.filter(type=events.PREFERENCES_UPDATED, uid=uid).latest("id")
+    assert identity_selectors.user_preferences_get_by_uid(uid=uid).reset_keys == ["vibes"]
+    HANDLERS[row.type](row.envelope, agent)
+    assert identity_selectors.user_preferences_get_by_uid(uid=uid).reset_keys == []

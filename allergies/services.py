@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -38,9 +38,9 @@ def allergy_profile_replace(
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
     # Every PUT and DELETE runs this: its statements are written by hand (project.rawsql, no ORM compilation)
-    # and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row and the
-    # outbox row (the receiver's) one more, then COMMIT. The same writes in the same transaction.
-    with transaction.atomic(), rawsql.pipeline():
+    # and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row, the outbox
+    # row (the receiver's) and COMMIT one more. The same writes in the same transaction.
+    with rawsql.atomic_pipeline():
         replaced = _profile_update_locked(user=user, clean=clean)
         if replaced is None:  # the first write: create the row (race-safe, raises nothing), then update it
             AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)

@@ -16,6 +16,7 @@ from allergies.serializers import (
     AllergyProfileInputSerializer,
     AllergyProfileMessageOutputSerializer,
     AllergyProfileOutputSerializer,
+    allergy_profile_input_validate,
 )
 from allergies.validation import SEVERITY_LEVELS
 from allergies.vocabulary import ALLERGENS, EU, US
@@ -103,9 +104,8 @@ class AllergyProfileView(APIView):
         ],
     )
     def put(self, request: Request) -> Response:
-        serializer = AllergyProfileInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        state = services.allergy_profile_replace(user=request.user, session=request.auth, **serializer.validated_data)
+        body = allergy_profile_input_validate(request.data)  # AllergyProfileInputSerializer's validation
+        state = services.allergy_profile_replace(user=request.user, session=request.auth, **body)
         return Response(_render(state, UPDATED_MESSAGE))
 
     @extend_schema(

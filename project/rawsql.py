@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Model
 
 Converter = Callable[[Any, Any, Any], Any]
@@ -77,6 +77,28 @@ class Columns:
         return self.model.from_db(using, self.attnames, self.values(row, start, using))
 
 
+def _cursor(connection: Any) -> Any:
+    """A cursor for these statements. On PostgreSQL one that binds its parameters on the server (psycopg's
+    `Cursor`, where Django's default `ClientCursor` writes them into the SQL text), so that psycopg prepares a
+    statement the connection has run a few times (`prepare_threshold`, 5) and the server stops parsing and
+    planning it on each request; the rest of the project keeps Django's cursor. Wrapped as Django wraps its
+    own (execute wrappers, the debug log of queries, errors as Django's)."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerBindingCursor
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    with connection.wrap_database_errors:
+        raw = ServerBindingCursor(connection.connection)
+        # As Django's create_cursor: the cursor's timezone only if the connection's differs.
+        if connection.timezone != connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+            register_tzloader(connection.timezone, raw)
+        return connection._prepare_cursor(raw)
+
+
 def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tuple | None:
     """The first row of a read-only statement (see the module docstring for the health check it replaces)."""
     connection = connections[using]
@@ -86,14 +108,14 @@ def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tupl
     if checking:
         connection.health_check_done = True
     try:
-        with connection.cursor() as cursor:
+        with _cursor(connection) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
     except (OperationalError, InterfaceError):
         if not checking or connection.is_usable():
             raise  # a real error of the statement, not a dead connection
         connection.close()
-    with connection.cursor() as cursor:  # a new connection (and Django's checks on it)
+    with _cursor(connection) as cursor:  # a new connection (and Django's checks on it)
         cursor.execute(sql, params)
         return cursor.fetchone()
 
@@ -121,7 +143,7 @@ def insert(instance: Model, *, using: str = "default") -> None:
     sql, fields = found
     connection = connections[using]
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
     instance._state.adding = False
     instance._state.db = using
@@ -144,7 +166,7 @@ def update(instance: Model, fields: Sequence[str], *, using: str = "default") ->
     connection = connections[using]
     params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in chosen]
     params.append(model._meta.pk.get_db_prep_value(instance.pk, connection))
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
 
 
@@ -168,3 +190,28 @@ def pipeline(*, using: str = "default") -> Iterator[None]:
     # Errors reported at the end of the block are Django's (IntegrityError, ...), as a cursor's would be.
     with connection.wrap_database_errors, connection.connection.pipeline():
         yield
+
+
+@contextmanager
+def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
+    """transaction.atomic() around `pipeline`, whose COMMIT goes to the server with the block's last statements
+    (PostgreSQL): one wait at the end of the block for the pipelined writes and the COMMIT together, instead of
+    one for the writes and one more for Django's COMMIT. The block is the whole transaction, so nothing can run
+    between its last statement and the COMMIT.
+
+    Only when this is the outermost atomic block (nested in another, it is a savepoint and the outer block
+    commits) and the block ended without an error; Django's own commit then finds the transaction ended and
+    sends nothing. A failing COMMIT (or any pipelined statement) is raised at the end of the block as Django's
+    exception, and the transaction is rolled back as usual. Elsewhere it is transaction.atomic()."""
+    connection = connections[using]
+    with transaction.atomic(using=using):
+        if connection.vendor != "postgresql":
+            yield
+            return
+        # Outermost, and Django will commit it (not inside a transaction begun with autocommit off).
+        ends_transaction = not connection.savepoint_ids and connection.commit_on_exit
+        with pipeline(using=using):
+            yield
+            if ends_transaction and not connection.needs_rollback:
+                # Sent through psycopg, not a Django cursor: Django logs its own (now empty) commit once.
+                connection.connection.execute("COMMIT")

@@ -242,3 +242,21 @@ def test_put_compiles_no_orm_query_and_sends_its_writes_in_one_pipeline(auth_cli
     revision = AllergyRevision.objects.get(user=verified_user, revision=2)
     assert revision.changes["added"] == [{"allergen": "milk", "list": "confirmed", "severity": "severe"}]
     assert OutboxEvent.objects.filter(uid=verified_user.uid, data={"revision": 2}).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_put_waits_for_the_database_three_times(auth_client, verified_user) -> None:
+    """In its own transaction (as under gunicorn): the token; BEGIN with the locked update; the history and outbox
+    rows with the COMMIT (project.rawsql.atomic_pipeline). Counted as bench/queries.py counts them."""
+    from django.db import connection
+
+    from bench.queries import _round_trips
+
+    auth_client.put(URL, BODY, format="json")  # the token's first use is recorded (a write at most every few minutes)
+    with _round_trips() as waits:
+        response = auth_client.put(URL, {"confirmed": ["milk"], "severity": {"milk": "severe"}}, format="json")
+    assert response.status_code == 200 and response.json()["revision"] == 2
+    assert waits == [3]
+    assert not connection.in_atomic_block and connection.get_autocommit()
+    assert OutboxEvent.objects.filter(uid=verified_user.uid, data={"revision": 2}).count() == 1

@@ -48,20 +48,20 @@ def test_a_dead_connection_is_replaced_and_the_read_retried(monkeypatch) -> None
     connection.ensure_connection()
     monkeypatch.setattr(connection, "health_check_enabled", True)
     monkeypatch.setattr(connection, "health_check_done", False)
-    real_cursor, real_close = connection.cursor, connection.close
+    real_cursor, real_close = rawsql._cursor, connection.close
     state = {"dead": True, "cursors": 0}
 
-    def cursor():
+    def cursor(wrapper):
         state["cursors"] += 1
         if state["dead"]:
             raise OperationalError("server closed the connection unexpectedly")
-        return real_cursor()
+        return real_cursor(wrapper)
 
     def close():
         state["dead"] = False  # a new connection comes next
         real_close()
 
-    monkeypatch.setattr(connection, "cursor", cursor)
+    monkeypatch.setattr(rawsql, "_cursor", cursor)
     monkeypatch.setattr(connection, "close", close)
     monkeypatch.setattr(connection, "is_usable", lambda: not state["dead"])
     assert rawsql.fetchone("SELECT 1", []) == (1,)
@@ -74,12 +74,13 @@ def test_an_error_on_a_live_connection_is_not_retried(monkeypatch) -> None:
     monkeypatch.setattr(connection, "health_check_enabled", True)
     monkeypatch.setattr(connection, "health_check_done", False)
     closed = []
-    monkeypatch.setattr(connection, "cursor", mock.Mock(side_effect=OperationalError("canceling statement")))
+    cursor = mock.Mock(side_effect=OperationalError("canceling statement"))
+    monkeypatch.setattr(rawsql, "_cursor", cursor)
     monkeypatch.setattr(connection, "close", lambda: closed.append(True))
     monkeypatch.setattr(connection, "is_usable", lambda: True)
     with pytest.raises(OperationalError):
         rawsql.fetchone("SELECT 1", [])
-    assert connection.cursor.call_count == 1 and not closed
+    assert cursor.call_count == 1 and not closed
 
 
 @pytest.mark.postgres
@@ -177,3 +178,98 @@ def test_pipeline_outside_a_transaction_is_refused(monkeypatch) -> None:
     monkeypatch.setattr(connection, "in_atomic_block", False)  # as in autocommit mode
     with pytest.raises(RuntimeError), rawsql.pipeline():
         pass
+
+
+def _waits() -> tuple:
+    """Counts psycopg's waits for the server outside a pipeline's reads: a command sent on its own (BEGIN,
+    COMMIT: psycopg.generators.execute) and the end of a pipeline (its Sync)."""
+    import psycopg.generators as generators
+
+    counter = mock.Mock(side_effect=generators.execute)
+    return counter, mock.patch.object(generators, "execute", counter), \
+        mock.patch.object(psycopg.Pipeline, "__exit__", autospec=True, side_effect=psycopg.Pipeline.__exit__)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_atomic_pipeline_commits_with_the_last_statements_in_one_wait() -> None:
+    from agent_bridge.models import OutboxEvent
+
+    counter, patch_execute, patch_exit = _waits()
+    with patch_execute, patch_exit as ends:
+        with rawsql.atomic_pipeline():
+            rawsql.insert(OutboxEvent(type="user.registered"))
+            rawsql.insert(OutboxEvent(type="user.registered"))
+        # One wait: the end of the pipeline carries the two INSERTs and the COMMIT (BEGIN went with the first);
+        # Django's commit afterwards finds the transaction ended and sends nothing.
+        assert (ends.call_count, counter.call_count) == (1, 0)
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert connection.get_autocommit()
+    with psycopg.connect(_dsn()) as other:  # committed: seen from another connection
+        assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (2,)
+
+
+def _dsn() -> str:
+    import os
+
+    return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_atomic_pipeline_inside_another_transaction_leaves_the_commit_to_it() -> None:
+    from django.db import transaction
+
+    from agent_bridge.models import OutboxEvent
+
+    with transaction.atomic():
+        with rawsql.atomic_pipeline():  # a savepoint here: no COMMIT of its own
+            rawsql.insert(OutboxEvent(type="user.registered"))
+        assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        transaction.set_rollback(True)
+    assert OutboxEvent.objects.count() == 0  # the outer transaction's rollback took the row with it
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_atomic_pipeline_error_commits_nothing() -> None:
+    from django.db import IntegrityError
+
+    from agent_bridge.models import OutboxEvent
+
+    first = OutboxEvent(type="user.registered")
+    with rawsql.atomic_pipeline():
+        rawsql.insert(first)
+    with pytest.raises(IntegrityError), rawsql.atomic_pipeline():
+        rawsql.insert(OutboxEvent(type="user.registered"))
+        rawsql.insert(OutboxEvent(type="user.registered", event_id=first.event_id))  # unique: the block fails
+    assert OutboxEvent.objects.count() == 1
+    assert connection.connection.pgconn.pipeline_status == 0
+    with rawsql.atomic_pipeline():  # the connection is fine afterwards
+        rawsql.insert(OutboxEvent(type="user.registered"))
+    assert OutboxEvent.objects.count() == 2
+
+
+def test_atomic_pipeline_is_a_transaction_off_postgresql(db) -> None:
+    from agent_bridge.models import OutboxEvent
+
+    if connection.vendor == "postgresql":
+        pytest.skip("SQLite only")
+    with pytest.raises(ZeroDivisionError), rawsql.atomic_pipeline():
+        rawsql.insert(OutboxEvent(type="user.registered"))
+        1 / 0  # noqa: B018
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_run_often_is_prepared_on_the_server(verified_user, issued_token) -> None:
+    """The hot statements bind their parameters on the server, so psycopg prepares them after a few runs and
+    PostgreSQL stops parsing and planning them per request (Django's client-side cursor never does)."""
+    from identity import selectors
+
+    for _ in range(7):  # past psycopg's prepare_threshold (5)
+        assert selectors.auth_token_get_usable(raw=issued_token.raw).user == verified_user
+    prepared = rawsql.fetchone("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                               ["%key_hash%"])
+    assert prepared == (1,)

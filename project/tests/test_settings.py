@@ -50,3 +50,20 @@ def test_browser_code_can_read_the_request_id_and_retry_after(client, settings) 
     exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
     assert {"x-request-id", "retry-after"} <= exposed
     assert settings_of()["append_slash"] is False
+
+
+def _prepare_threshold(**env: str) -> object:
+    code = "import json; from project import settings as s; print(json.dumps(s.DATABASES['default']['OPTIONS']))"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+        env={**clean, "DJANGO_SECRET_KEY": "x" * 50, "DATABASE_URL": "postgres://k@127.0.0.1:1/k", **env},
+    )
+    return json.loads(out.stdout).get("prepare_threshold", "unset")
+
+
+def test_hot_statements_are_prepared_after_five_runs_unless_turned_off() -> None:
+    # Django's default (None) never prepares; a transaction-mode pooler may need "off".
+    assert _prepare_threshold() == 5
+    assert _prepare_threshold(DATABASE_PREPARE_THRESHOLD="2") == 2
+    assert _prepare_threshold(DATABASE_PREPARE_THRESHOLD="off") is None

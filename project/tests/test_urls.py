@@ -79,3 +79,25 @@ def test_the_admin_without_its_slash_is_redirected(client) -> None:
     response = client.get("/admin")
     assert response.status_code == 308
     assert response["Location"] == "/admin/"
+
+
+def test_the_allergy_routes_are_tried_first_and_overlap_no_other_route() -> None:
+    """Django tries the patterns in order: the most requested routes come first (no failed matches before
+    them), which is safe only because no later route would take their paths."""
+    from django.urls import Resolver404, URLResolver
+
+    from allergies import urls as allergy_urls
+    from project import urls
+
+    def resolves(pattern, path: str) -> bool:
+        try:
+            return pattern.resolve(path) is not None
+        except Resolver404:
+            return False
+
+    first = urls.urlpatterns[0]
+    assert isinstance(first, URLResolver) and first.urlconf_name is allergy_urls
+    for path in ("api/allergies/", "api/allergies/history/", "api/allergens/"):
+        assert resolves(first, path)
+        for later in urls.urlpatterns[1:-1]:  # the last is the JSON catch-all
+            assert not resolves(later, path), (path, later)

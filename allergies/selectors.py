@@ -46,6 +46,10 @@ _FAILURE_CODES: dict[str, str] = {
 }
 
 
+_STATE_FIELDS = ("confirmed", "intolerances", "severity", "revision", "updated_at", "synced_revision",
+                 "sync_last_error", "sync_failed_at", "sync_verified_at", "sync_verifying")
+
+
 @dataclass(frozen=True)
 class AllergyState:
     """An allergy profile as the API and the consumer see it (a user without one is at revision 0)."""
@@ -114,17 +118,22 @@ class AllergyState:
     def of(cls, profile: AllergyProfile | None) -> "AllergyState":
         if profile is None:
             return cls([], [], {}, 0, None, 0, "", None)
+        return cls.of_fields({name: getattr(profile, name) for name in _STATE_FIELDS})
+
+    @classmethod
+    def of_fields(cls, fields: dict) -> "AllergyState":
+        """From a profile's field values by attname (a row's converted columns: no model instance needed)."""
         return cls(
-            confirmed=list(profile.confirmed),
-            intolerances=list(profile.intolerances),
-            severity=dict(profile.severity),
-            revision=profile.revision,
-            updated_at=profile.updated_at,
-            synced_revision=profile.synced_revision,
-            sync_last_error=profile.sync_last_error,
-            sync_failed_at=profile.sync_failed_at,
-            sync_verified_at=profile.sync_verified_at,
-            sync_verifying=profile.sync_verifying,
+            confirmed=list(fields["confirmed"]),
+            intolerances=list(fields["intolerances"]),
+            severity=dict(fields["severity"]),
+            revision=fields["revision"],
+            updated_at=fields["updated_at"],
+            synced_revision=fields["synced_revision"],
+            sync_last_error=fields["sync_last_error"],
+            sync_failed_at=fields["sync_failed_at"],
+            sync_verified_at=fields["sync_verified_at"],
+            sync_verifying=fields["sync_verifying"],
         )
 
 
@@ -146,6 +155,7 @@ def allergy_profile_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
 
 
 PROFILE_COLUMNS = Columns(AllergyProfile, "p")
+_PROFILE_USER_ID = PROFILE_COLUMNS.attnames.index("user_id")
 _with_token_sql: dict[str, str] = {}
 
 
@@ -168,11 +178,11 @@ def allergy_profile_get_with_token(*, raw: str) -> tuple[AuthToken, AllergyState
         return None
     token = identity_selectors.auth_token_from_row(row, using=using)
     start = len(row) - len(p)
-    # The profile's primary key is its user: NULL there means the user has no profile yet.
-    profile = p.instance(row, start, using) if row[start + p.attnames.index("user_id")] is not None else None
-    if profile is not None:
-        profile.user = token.user
-    return token, AllergyState.of(profile)
+    # The profile's primary key is its user: NULL there means the user has no profile yet. Its columns go straight
+    # into the state (no model instance: nothing else reads it).
+    if row[start + _PROFILE_USER_ID] is None:
+        return token, AllergyState.of(None)
+    return token, AllergyState.of_fields(dict(zip(p.attnames, p.values(row, start, using), strict=True)))
 
 
 _for_update_sql: dict[str, str] = {}

@@ -77,24 +77,31 @@ class Columns:
         return self.model.from_db(using, self.attnames, self.values(row, start, using))
 
 
+_postgresql: tuple | None = None  # (ServerBindingCursor, TIMESTAMPTZ_OID, TEXT, register_tzloader), imported once
+
+
 def _cursor(connection: Any) -> Any:
     """A cursor for these statements. On PostgreSQL one that binds its parameters on the server (psycopg's
     `Cursor`, where Django's default `ClientCursor` writes them into the SQL text), so that psycopg prepares a
     statement the connection has run a few times (`prepare_threshold`, 5) and the server stops parsing and
     planning it on each request; the rest of the project keeps Django's cursor. Wrapped as Django wraps its
     own (execute wrappers, the debug log of queries, errors as Django's)."""
+    global _postgresql
     if connection.vendor != "postgresql":
         return connection.cursor()
+    if _postgresql is None:
+        from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerBindingCursor
+        from django.db.backends.postgresql.psycopg_any import register_tzloader
+        from psycopg.pq import Format
+
+        _postgresql = (ServerBindingCursor, TIMESTAMPTZ_OID, Format.TEXT, register_tzloader)
+    cursor_class, timestamptz, text, register_tzloader = _postgresql
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerBindingCursor
-    from django.db.backends.postgresql.psycopg_any import register_tzloader
-    from psycopg.pq import Format
-
     with connection.wrap_database_errors:
-        raw = ServerBindingCursor(connection.connection)
+        raw = cursor_class(connection.connection)
         # As Django's create_cursor: the cursor's timezone only if the connection's differs.
-        if connection.timezone != connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+        if connection.timezone != connection.connection.adapters.get_loader(timestamptz, text).timezone:
             register_tzloader(connection.timezone, raw)
         return connection._prepare_cursor(raw)
 

@@ -195,32 +195,15 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
         fault_log = FaultLog()
         lanes = [
             FaultLane(
-                name="faults-processes",
-                kinds=PROCESS_KINDS,
+                name=f"faults-{name}",
+                kinds=kinds,
                 seed=master.randrange(2**32),
                 injector=injector,
                 log=fault_log,
                 stop=fault_stop,
                 gap=(0.3, 1.5),
-            ),
-            FaultLane(
-                name="faults-broker",
-                kinds=BROKER_KINDS,
-                seed=master.randrange(2**32),
-                injector=injector,
-                log=fault_log,
-                stop=fault_stop,
-                gap=(0.3, 1.5),
-            ),
-            FaultLane(
-                name="faults-agent",
-                kinds=AGENT_KINDS,
-                seed=master.randrange(2**32),
-                injector=injector,
-                log=fault_log,
-                stop=fault_stop,
-                gap=(0.3, 1.5),
-            ),
+            )
+            for name, kinds in (("processes", PROCESS_KINDS), ("broker", BROKER_KINDS), ("agent", AGENT_KINDS))
         ]
         for worker in clients:
             worker.start()

@@ -214,6 +214,22 @@ def test_one_claim_takes_the_most_urgent_event_of_each_of_several_users() -> Non
     assert {c.event.uid for c in rest} == {busy, later} and registered.pk in {c.event.pk for c in rest}
 
 
+def test_a_claim_with_coalesced_rows_and_excluded_users_compiles_no_orm_query() -> None:
+    from consumers.tests.test_selectors import orm_compilations
+
+    uid, busy = uuid.uuid4(), uuid.uuid4()
+    prefs = [OutboxEvent.objects.create(type=events.PREFERENCES_UPDATED, uid=uid, data={"revision": n})
+             for n in range(2)]
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=busy)
+
+    with orm_compilations():
+        [claim] = owner.outbox_claim_users(worker_id="a", timing=bus_timing(), users=3, exclude_uids=[str(busy)])
+
+    assert (claim.event.pk, claim.event.uid, claim.event.data, claim.covered) == (
+        prefs[0].pk, uid, {"revision": 0}, [prefs[1].pk])
+    assert claim.event.claimed_by == "a" and claim.event.claimed_until > timezone.now()
+
+
 def test_a_retry_of_a_coalesced_call_is_one_statement_for_all_its_events(settings) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

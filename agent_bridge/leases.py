@@ -86,8 +86,9 @@ def _expiry() -> timezone.datetime:
     return timezone.now() + timedelta(seconds=bus_timing().ownership_seconds)
 
 
-# The embedded bus takes and frees a user's lease around every delivery: both UPDATEs are written
-# by hand (the statements the ORM's filter(...).update(...) sent, without compiling them each time).
+# The embedded bus takes and frees a user's lease around every delivery, each in one statement
+# written by hand (no ORM compilation): the take is an upsert, so a user's first delivery (no lease
+# row yet) costs the same one statement as the later ones.
 _lease_sql: dict[str, tuple[str, str]] = {}
 
 
@@ -98,10 +99,12 @@ def _lease_statements(using: str = "default") -> tuple[str, str]:
         meta = UserSyncLease._meta
         table, uid, owner, expires = (quote(meta.db_table), *(quote(meta.get_field(name).column)
                                                                 for name in ("uid", "owner", "expires_at")))
-        # Only quoted names from the model's metadata are interpolated; values are parameters.
+        # Taken when free, lapsed or already ours; a row updated (or inserted) counts 1, a busy one 0
+        # (PostgreSQL and SQLite alike). Only quoted names from the model's metadata are interpolated.
         found = _lease_sql[using] = (
-            f"UPDATE {table} SET {owner} = %s, {expires} = %s "  # noqa: S608
-            f"WHERE {uid} = %s AND ({owner} = '' OR {expires} < %s OR {owner} = %s)",
+            f"INSERT INTO {table} ({uid}, {owner}, {expires}) VALUES (%s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT ({uid}) DO UPDATE SET {owner} = excluded.{owner}, {expires} = excluded.{expires} "
+            f"WHERE {table}.{owner} = '' OR {table}.{expires} < %s OR {table}.{owner} = excluded.{owner}",
             f"UPDATE {table} SET {owner} = '', {expires} = NULL WHERE {uid} = %s AND {owner} = %s",  # noqa: S608
         )
     return found
@@ -116,14 +119,10 @@ def _uid_param(uid: uuid.UUID, using: str = "default") -> object:
 
 
 def _try_acquire(uid: uuid.UUID, owner: str) -> bool:
-    now = _datetime_param(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(_lease_statements()[0], [owner, _datetime_param(_expiry()), _uid_param(uid), now, owner])
-        taken = cursor.rowcount
-    if taken:
-        return True
-    _, created = UserSyncLease.objects.get_or_create(uid=uid, defaults={"owner": owner, "expires_at": _expiry()})
-    return created
+        cursor.execute(_lease_statements()[0], [_uid_param(uid), owner, _datetime_param(_expiry()),
+                                                _datetime_param(timezone.now())])
+        return cursor.rowcount == 1
 
 
 @contextmanager

@@ -71,12 +71,17 @@ class Renewer:
                 due = [hold for hold in self._holds.values() if hold[1] <= now]
                 for hold in due:
                     hold[1] = now + bus_timing().renew_seconds
+                idle = not self._holds
             for renew, _ in due:
                 try:
                     renew()
                 except DatabaseError as exc:  # the next renewal tries again on a fresh connection
                     logger.warning("ownership renewal failed (%s)", type(exc).__name__)
                     connection.close()
+            if idle and connection.connection is not None:
+                # Renewals are rare (only work longer than renew_seconds): nothing to renew, no
+                # database session kept open for it.
+                connection.close()
 
 
 RENEWER = Renewer()

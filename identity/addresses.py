@@ -57,10 +57,8 @@ def _domain_canonical(domain: str) -> str:
         ascii_domain = idna.encode(domain, uts46=True, transitional=False, std3_rules=True).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError) as exc:
         raise EmailNotCanonical("the domain is not a valid internationalised domain name") from exc
-    ascii_domain = ascii_domain.lower().removesuffix(".")
-    if not ascii_domain:
-        raise EmailNotCanonical("the domain is empty")
-    return ascii_domain
+    # Not empty: idna refuses an empty label, so at least one is left after the trailing dot.
+    return ascii_domain.lower().removesuffix(".")
 
 
 def email_canonical(raw: str) -> str:

@@ -6,9 +6,11 @@ Pure Python (no Django): the Agent double imports it too.
 The API's semantics, for people: PUT replaces the whole document; PATCH replaces each key it
 names, whole, and a key set to `null` is removed; keys not named are kept.
 
-The Agent's semantics (seed 000 §7): `PATCH /users/{uid}` deep-merges — objects merge
-recursively, lists are unioned, any other value replaces. So a value removed from a list, or a
-key removed from an object, cannot be sent as the new state alone: the union would keep it.
+The Agent's semantics: `PATCH /users/{uid}` deep-merges — objects merge recursively, any other
+value replaces. The contract says lists are replaced; this module assumes the stricter case that
+they are unioned (the Agent double does so), and what it sends is right either way. So a value
+removed from a list, or a key removed from an object, cannot be sent as the new state alone: the
+merge would keep it.
 What can be sent is `null`, which replaces anything. A change that the merge cannot express
 marks its keys for *reset*; the consumer then sends two merges (`agent_patches`): first the
 reset keys as `null`, then the full current document, with each removed key as its empty value

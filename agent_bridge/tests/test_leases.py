@@ -1,4 +1,6 @@
 """agent_bridge.leases: partition ownership."""
+import threading
+import time
 from unittest import mock
 
 import pytest
@@ -89,3 +91,36 @@ def test_taking_and_freeing_a_users_lease_is_one_statement_each_and_compiles_no_
             taken = len(queries.captured_queries)
         assert (taken, len(queries.captured_queries)) == (1, 2)  # the take, then the free
         assert UserSyncLease.objects.get(uid=uid).owner == ""
+
+
+def _sessions_of_renewer() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_renewer_keeps_no_database_session_while_nothing_is_held(settings) -> None:
+    """Found by the test database's teardown ("being accessed by other users"): the renewer thread
+    kept the connection of its last renewal open for the life of the process."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("counts sessions in pg_stat_activity")
+    settings.BUS_OWNERSHIP_SECONDS = 0.9  # renewed every 0.3 s
+    renewed = threading.Event()
+    before = _sessions_of_renewer()
+
+    def renew() -> None:
+        PartitionLease.objects.filter(name="none").update(owner="")  # a statement on the renewer's connection
+        renewed.set()
+
+    with RENEWER.hold(renew):
+        assert renewed.wait(5)
+    deadline = time.monotonic() + 5
+    while _sessions_of_renewer() > before:
+        assert time.monotonic() < deadline, "the renewer's session stayed open"
+        time.sleep(0.05)

@@ -5,6 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from agent_bridge import events
@@ -182,6 +183,8 @@ def test_a_lease_is_renewed_while_its_holder_works(settings) -> None:
                 outcome.append("acquired")
         except LeaseBusy:
             outcome.append("busy")
+        finally:
+            connection.close()  # this thread's own: left open, it blocks the test database's teardown
 
     with user_lease(uid):
         first_expiry = UserSyncLease.objects.get(uid=uid).expires_at

@@ -15,6 +15,12 @@ def test_an_address_needs_a_part_before_and_after_the_at_sign(raw) -> None:
         email_canonical(raw)
 
 
+@pytest.mark.parametrize("raw", ["ada@.", "ada@..", "ada@example..com", "ada@\u3002"])
+def test_a_domain_of_empty_labels_is_refused(raw) -> None:
+    with pytest.raises(EmailNotCanonical, match="not a valid internationalised domain name"):
+        email_canonical(raw)
+
+
 @pytest.mark.parametrize("address", ["ada+kairos@example.com", "a.da@example.com"])
 def test_provider_aliases_stay_their_own_address(address) -> None:
     """Dots and +tags are one mailbox only at some providers: folding them is not ours to do."""

@@ -239,7 +239,20 @@ class AgentClient:
         self._token = service_token
         self.timeout = (min(float(timeout), MAX_CONNECT_TIMEOUT), float(timeout))
         self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else self._session_for(self.base_url)
+
+    @staticmethod
+    def _session_for(base_url: str) -> requests.Session:
+        """A session that reads the environment's proxy and CA-bundle settings for the Agent's URL
+        once, here, rather than on every call as requests does (scanning os.environ and looking
+        for ~/.netrc cost about as much CPU as the rest of the client's Python per call). A
+        ~/.netrc login is never sent: the service token is the Agent's only credential."""
+        session = requests.Session()
+        found = session.merge_environment_settings(base_url, {}, None, None, None)
+        session.proxies.update(found["proxies"])
+        session.verify = found["verify"]
+        session.trust_env = False
+        return session
 
     @classmethod
     def from_settings(cls, *, session: requests.Session | None = None) -> AgentClient:

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Case, Q, Value, When
+from django.db import connection, connections, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from agent_bridge import events
@@ -93,10 +93,6 @@ def _after(seconds: float) -> datetime:
 # --- embedded bus: the table is the queue ---------------------------------------------------
 
 
-def _due(now: datetime) -> Q:
-    return Q(status=PENDING, available_at__lte=now) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-
-
 def _priority():
     # Allergy events first (events.HIGH_PRIORITY_TYPES), then the oldest due.
     return Case(When(type__in=events.HIGH_PRIORITY_TYPES, then=Value(0)), default=Value(1))
@@ -108,6 +104,69 @@ class Claim:
 
     event: OutboxEvent
     covered: list[int]
+
+
+class _ClaimSql:
+    """The embedded claim's statements, written by hand once per database: the consumer loop claims
+    before nearly every handler call, and compiling the ORM's six statements each time cost more CPU
+    than the database spent on them. Only quoted names from the model's metadata are interpolated;
+    values are parameters (IN lists get one placeholder per value)."""
+
+    def __init__(self, using: str) -> None:
+        db = connections[using]
+        quote = db.ops.quote_name
+        meta = OutboxEvent._meta
+        self.using = using
+        self.columns = rawsql.Columns(OutboxEvent, "o")
+        self.table = f"{quote(meta.db_table)} o"
+        bare = {f.attname: quote(f.column) for f in meta.concrete_fields}
+        self.col = c = {attname: f"o.{column}" for attname, column in bare.items()}
+
+        def due(c: dict[str, str]) -> str:
+            return (f"{c['status']} = %s AND {c['available_at']} <= %s "
+                    f"AND ({c['claimed_until']} IS NULL OR {c['claimed_until']} < %s)")
+
+        self.due = due(c)
+        urgent = ", ".join(["%s"] * len(events.HIGH_PRIORITY_TYPES))
+        self.priority = f"CASE WHEN {c['type']} IN ({urgent}) THEN 0 ELSE 1 END"
+        # The UPDATE names its table without an alias (SQLite's UPDATE takes none).
+        self.update = (f"UPDATE {quote(meta.db_table)} SET {bare['claimed_by']} = %s, "  # noqa: S608
+                       f"{bare['claimed_until']} = %s WHERE {due(bare)} AND {bare['id']} IN ")
+
+    def prep(self, attname: str, value: Any) -> Any:
+        return OutboxEvent._meta.get_field(attname).get_db_prep_value(value, connections[self.using])
+
+    def due_params(self, now: datetime) -> list:
+        when = self.prep("available_at", now)
+        return [PENDING.value, when, when]
+
+    def rows(self, sql: str, params: list) -> list[tuple]:
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def claim(self, pks: list[int], *, worker_id: str, until: datetime, now: datetime) -> None:
+        """Claim those of `pks` that are still due: pending, available, not claimed or claimed until before `now`."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(f"{self.update}({', '.join(['%s'] * len(pks))})",
+                           [worker_id, self.prep("claimed_until", until), *self.due_params(now), *pks])
+
+
+_claim_sql: dict[str, _ClaimSql] = {}
+
+
+def _claim_statements(using: str = "default") -> _ClaimSql:
+    found = _claim_sql.get(using)
+    if found is None:
+        found = _claim_sql[using] = _ClaimSql(using)
+    return found
+
+
+def _uuid_of(value: Any) -> uuid.UUID | None:
+    """A uid column's value as the model holds it (SQLite returns its text)."""
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    return uuid.UUID(str(value))
 
 
 def outbox_claim_users(
@@ -124,13 +183,21 @@ def outbox_claim_users(
     """
     if users <= 0:
         return []
+    q = _claim_statements()
+    c = q.col
     now = timezone.now()
     until = _after(timing.ownership_seconds)
-    due = OutboxEvent.objects.filter(_due(now))
-    if exclude_uids:
-        due = due.exclude(uid__in=[uuid.UUID(str(uid)) for uid in exclude_uids])
+    where, params = q.due, q.due_params(now)
+    excluded = [q.prep("uid", uuid.UUID(str(uid))) for uid in exclude_uids]
+    if excluded:
+        where += f" AND NOT ({c['uid']} IN ({', '.join(['%s'] * len(excluded))}) AND {c['uid']} IS NOT NULL)"
+        params += excluded
     # A few candidates per user wanted: a flooding user's rows must not hide everyone else's.
-    candidates = due.order_by(_priority(), "available_at", "id").values_list("id", "uid")[: users * 4 + 4]
+    candidates = q.rows(
+        f"SELECT {c['id']}, {c['uid']} FROM {q.table} WHERE {where} "  # noqa: S608
+        f"ORDER BY {q.priority}, {c['available_at']}, {c['id']} LIMIT %s",
+        [*params, *events.HIGH_PRIORITY_TYPES, users * 4 + 4],
+    )
     heads: dict[object, int] = {}
     for pk, uid in candidates:
         key = uid if uid is not None else ("event", pk)
@@ -141,9 +208,14 @@ def outbox_claim_users(
     if not heads:
         return []
     pks = list(heads.values())
-    OutboxEvent.objects.filter(_due(now), pk__in=pks).update(claimed_by=worker_id, claimed_until=until)
-    mine = OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id, claimed_until=until)
-    claimed = list(mine.order_by(_priority(), "available_at", "id"))
+    q.claim(pks, worker_id=worker_id, until=until, now=now)
+    mine = q.rows(
+        f"SELECT {q.columns.select(q.using)} FROM {q.table} WHERE {c['id']} IN ({', '.join(['%s'] * len(pks))}) "  # noqa: S608
+        f"AND {c['status']} = %s AND {c['claimed_by']} = %s AND {c['claimed_until']} = %s "
+        f"ORDER BY {q.priority}, {c['available_at']}, {c['id']}",
+        [*pks, PENDING.value, worker_id, q.prep("claimed_until", until), *events.HIGH_PRIORITY_TYPES],
+    )
+    claimed = [q.columns.instance(row, 0, q.using) for row in mine]
     covered = _claim_coalesced(claimed, worker_id=worker_id, until=until, now=now, limit=coalesce_limit)
     return [Claim(event, covered.get(event.pk, [])) for event in claimed]
 
@@ -155,18 +227,29 @@ def _claim_coalesced(heads: list[OutboxEvent], *, worker_id: str, until: datetim
              if event.type in events.COALESCING_TYPES and event.uid is not None}
     if not pairs:
         return {}
-    same = Q()
-    for uid, event_type in pairs:
-        same |= Q(uid=uid, type=event_type)
-    siblings = OutboxEvent.objects.filter(_due(now), same, attempts=0).exclude(pk__in=[e.pk for e in heads])
-    pks = list(siblings.order_by("id").values_list("pk", flat=True)[: limit * len(pairs)])
+    q = _claim_statements()
+    c = q.col
+    same = " OR ".join([f"({c['uid']} = %s AND {c['type']} = %s)"] * len(pairs))
+    same_params = [value for uid, event_type in pairs for value in (q.prep("uid", uid), event_type)]
+    head_pks = [event.pk for event in heads]
+    siblings = q.rows(
+        f"SELECT {c['id']} FROM {q.table} WHERE {q.due} AND ({same}) AND {c['attempts']} = 0 "  # noqa: S608
+        f"AND NOT ({c['id']} IN ({', '.join(['%s'] * len(head_pks))})) ORDER BY {c['id']} LIMIT %s",
+        [*q.due_params(now), *same_params, *head_pks, limit * len(pairs)],
+    )
+    pks = [pk for (pk,) in siblings]
     if not pks:
         return {}
-    OutboxEvent.objects.filter(_due(now), pk__in=pks).update(claimed_by=worker_id, claimed_until=until)
+    q.claim(pks, worker_id=worker_id, until=until, now=now)
     covered: dict[int, list[int]] = {}
-    taken = OutboxEvent.objects.filter(pk__in=pks, claimed_by=worker_id, claimed_until=until)
-    for pk, uid, event_type in taken.order_by("id").values_list("pk", "uid", "type"):
-        covered.setdefault(pairs[(uid, event_type)], []).append(pk)
+    taken = q.rows(
+        f"SELECT {c['id']}, {c['uid']}, {c['type']} FROM {q.table} "  # noqa: S608
+        f"WHERE {c['id']} IN ({', '.join(['%s'] * len(pks))}) AND {c['claimed_by']} = %s "
+        f"AND {c['claimed_until']} = %s ORDER BY {c['id']}",
+        [*pks, worker_id, q.prep("claimed_until", until)],
+    )
+    for pk, uid, event_type in taken:
+        covered.setdefault(pairs[(_uuid_of(uid), event_type)], []).append(pk)
     return covered
 
 
@@ -242,12 +325,43 @@ def outbox_mark_republished(*, pk: int, timing: BusTiming) -> None:
 # --- outcomes of a delivery attempt (both transports) ---------------------------------------
 
 
+_settle_sql: dict[str, tuple[str, str, str]] = {}
+
+
 def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: Iterable[int] = ()) -> None:
-    """Delivered (or skipped): by event id (what a message carries) and/or by row (claimed rows)."""
-    rows = Q(event_id__in=list(event_ids)) | Q(pk__in=list(pks))
-    OutboxEvent.objects.filter(rows).exclude(status=DELIVERED).update(
-        status=DELIVERED, delivered_at=timezone.now(), claimed_by="", claimed_until=None, last_error=""
-    )
+    """Delivered (or skipped): by event id (what a message carries) and/or by row (claimed rows).
+
+    One UPDATE, written by hand (the consumer loop sends it for every batch it settles; compiling
+    the ORM's cost more CPU than the database spends on it): the statement
+    `filter(Q(event_id__in=…) | Q(pk__in=…)).exclude(status=DELIVERED).update(…)` would send."""
+    using = "default"
+    db = connections[using]
+    fields = OutboxEvent._meta
+    ids = [fields.get_field("event_id").get_db_prep_value(event_id, db) for event_id in event_ids]
+    keys = [fields.pk.get_db_prep_value(pk, db) for pk in pks]
+    if not ids and not keys:
+        return
+    found = _settle_sql.get(using)
+    if found is None:
+        quote = db.ops.quote_name
+
+        def column(name: str) -> str:
+            return quote(fields.get_field(name).column)
+
+        # Only quoted names from the model's metadata are interpolated; values are parameters.
+        found = _settle_sql[using] = (
+            f"UPDATE {quote(fields.db_table)} SET {column('status')} = %s, {column('delivered_at')} = %s, "  # noqa: S608
+            f"{column('claimed_by')} = '', {column('claimed_until')} = NULL, {column('last_error')} = '' "
+            f"WHERE NOT ({column('status')} = %s) AND (",
+            f"{column('event_id')} IN ",
+            f"{quote(fields.pk.column)} IN ",
+        )
+    head, by_id, by_key = found
+    where = [f"{by_id}({', '.join(['%s'] * len(ids))})"] if ids else []
+    where += [f"{by_key}({', '.join(['%s'] * len(keys))})"] if keys else []
+    delivered_at = fields.get_field("delivered_at").get_db_prep_value(timezone.now(), db)
+    with db.cursor() as cursor:
+        cursor.execute(f"{head}{' OR '.join(where)})", [DELIVERED.value, delivered_at, DELIVERED.value, *ids, *keys])
 
 
 def outbox_schedule_retry(

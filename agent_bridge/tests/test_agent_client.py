@@ -486,3 +486,37 @@ def test_calls_are_timed_by_endpoint_template_and_status(client, mocked) -> None
 
     after = (count("PATCH /users/{uid}/allergies", "200"), count("GET /users/{uid}", "connection_error"))
     assert after == (before[0] + 1, before[1] + 1)
+
+
+# --- the environment, read once ---------------------------------------------------------------
+
+
+def test_the_proxy_and_ca_settings_of_the_environment_are_read_once_at_construction(monkeypatch):
+    """requests would scan the environment (proxies, CA bundle, ~/.netrc) on every call: the client
+    reads it for the Agent's URL when it is built, and keeps it."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/kairos-test.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = AgentClient(base_url=BASE, service_token=TOKEN, timeout=10)
+    reads = []
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies",
+                        lambda *args, **kwargs: reads.append(args) or {})
+
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, USER_URL, json={"uid": UID})
+        client.get_user(uid=UID)
+        client.get_user(uid=UID)
+
+    assert reads == []
+    assert client._session.proxies["http"] == "http://proxy.test:3128"
+    assert client._session.verify == "/etc/ssl/kairos-test.pem"
+
+
+def test_no_proxy_for_the_agent_is_kept(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "agent.test")
+
+    client = AgentClient(base_url=BASE, service_token=TOKEN, timeout=10)
+
+    assert "http" not in client._session.proxies

@@ -44,6 +44,55 @@ def test_release_all_frees_every_partition_for_the_next_owner() -> None:
     successor.release_all()
 
 
+# --- the user lease (embedded bus) ---------------------------------------------------------------
+
+
+def test_a_user_lease_excludes_others_until_freed_or_lapsed() -> None:
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agent_bridge.leases import LeaseBusy, user_lease
+    from agent_bridge.models import UserSyncLease
+
+    uid, other = uuid.uuid4(), uuid.uuid4()
+    with user_lease(uid, wait_seconds=0):
+        held = UserSyncLease.objects.get(uid=uid)
+        assert held.owner and held.expires_at > timezone.now()
+        with pytest.raises(LeaseBusy), user_lease(str(uid), wait_seconds=0):
+            pass
+        with user_lease(other, wait_seconds=0):  # another user's is independent
+            pass
+    freed = UserSyncLease.objects.get(uid=uid)
+    assert (freed.owner, freed.expires_at) == ("", None)
+    UserSyncLease.objects.filter(uid=uid).update(owner="crashed:1", expires_at=timezone.now() - timedelta(seconds=1))
+    with user_lease(uid, wait_seconds=0):  # a crashed holder's lapsed lease is taken over
+        assert UserSyncLease.objects.get(uid=uid).owner != "crashed:1"
+    UserSyncLease.objects.filter(uid=uid).update(owner="alive:1", expires_at=timezone.now() + timedelta(seconds=30))
+    with pytest.raises(LeaseBusy), user_lease(uid, wait_seconds=0):
+        pass
+    assert UserSyncLease.objects.get(uid=uid).owner == "alive:1"  # a busy attempt frees nothing
+
+
+def test_taking_and_freeing_a_users_lease_is_one_statement_each_and_compiles_no_orm_query() -> None:
+    import uuid
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agent_bridge.leases import user_lease
+    from agent_bridge.models import UserSyncLease
+    from consumers.tests.test_selectors import orm_compilations
+
+    uid = uuid.uuid4()
+    for _first_time_then_again in range(2):  # no row yet, then its row
+        with orm_compilations(), CaptureQueriesContext(connection) as queries, user_lease(uid, wait_seconds=0):
+            taken = len(queries.captured_queries)
+        assert (taken, len(queries.captured_queries)) == (1, 2)  # the take, then the free
+        assert UserSyncLease.objects.get(uid=uid).owner == ""
+
+
 def _sessions_of_renewer() -> int:
     from django.db import connection
 

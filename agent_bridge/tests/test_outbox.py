@@ -92,6 +92,39 @@ def test_publish_settle_and_republish() -> None:
     assert set(OutboxEvent.objects.values_list("status", flat=True)) == {DELIVERED}
 
 
+def test_settling_by_event_id_and_by_row_marks_delivered_once_and_clears_the_claim_and_error() -> None:
+    by_id = row(status=PUBLISHED, last_error="AGENT_TIMEOUT", attempts=1)
+    by_pk = row(claimed_by="a", claimed_until=soon(30), last_error="late")
+    earlier = soon(-60)
+    done = row(status=DELIVERED, delivered_at=earlier)
+    untouched = row(status=PUBLISHED, last_error="x")
+
+    owner.outbox_settle_delivered(event_ids=[str(by_id.event_id), done.event_id], pks=[by_pk.pk])
+    owner.outbox_settle_delivered()  # nothing to settle: no statement
+
+    for event in (by_id, by_pk):
+        event.refresh_from_db()
+        assert (event.status, event.claimed_by, event.claimed_until, event.last_error) == (DELIVERED, "", None, "")
+        assert soon(-5) < event.delivered_at <= timezone.now()
+    assert by_id.attempts == 1
+    done.refresh_from_db()
+    assert done.delivered_at == earlier  # delivered before: its time stays
+    untouched.refresh_from_db()
+    assert (untouched.status, untouched.last_error) == (PUBLISHED, "x")
+
+
+def test_settling_compiles_no_orm_query() -> None:
+    from consumers.tests.test_selectors import orm_compilations
+
+    events_ = [row(status=PUBLISHED) for _ in range(3)]
+
+    with orm_compilations():
+        owner.outbox_settle_delivered(event_ids=[e.event_id for e in events_[:2]])
+        owner.outbox_settle_delivered(pks=[events_[2].pk])
+
+    assert set(OutboxEvent.objects.values_list("status", flat=True)) == {DELIVERED}
+
+
 def test_a_dead_letter_is_recorded_once_per_event_and_takes_the_row_out() -> None:
     event = row(status=PUBLISHED)
     owner.dead_letter_record(envelope=event.envelope, attempts=1, reason="401", cause=Cause.AGENT_PERMANENT)
@@ -182,6 +215,22 @@ def test_one_claim_takes_the_most_urgent_event_of_each_of_several_users() -> Non
     # The next claim skips what is claimed: the remaining users.
     rest = owner.outbox_claim_users(worker_id="b", timing=timing, users=5)
     assert {c.event.uid for c in rest} == {busy, later} and registered.pk in {c.event.pk for c in rest}
+
+
+def test_a_claim_with_coalesced_rows_and_excluded_users_compiles_no_orm_query() -> None:
+    from consumers.tests.test_selectors import orm_compilations
+
+    uid, busy = uuid.uuid4(), uuid.uuid4()
+    prefs = [OutboxEvent.objects.create(type=events.PREFERENCES_UPDATED, uid=uid, data={"revision": n})
+             for n in range(2)]
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=busy)
+
+    with orm_compilations():
+        [claim] = owner.outbox_claim_users(worker_id="a", timing=bus_timing(), users=3, exclude_uids=[str(busy)])
+
+    assert (claim.event.pk, claim.event.uid, claim.event.data, claim.covered) == (
+        prefs[0].pk, uid, {"revision": 0}, [prefs[1].pk])
+    assert claim.event.claimed_by == "a" and claim.event.claimed_until > timezone.now()
 
 
 def test_a_retry_of_a_coalesced_call_is_one_statement_for_all_its_events(settings) -> None:

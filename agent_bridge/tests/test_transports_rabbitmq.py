@@ -4,6 +4,7 @@ publish puts on a real broker (RabbitMQ only). The consumer loop over RabbitMQ:
 tests/e2e/test_broker.py, tests/e2e/test_consumer_batching.py."""
 import json
 import threading
+import time
 import uuid
 
 import pika
@@ -103,6 +104,37 @@ def test_a_published_event_reaches_its_partition_with_its_attempt_trace_and_prio
 
 
 @pytest.mark.rabbitmq
+def test_retries_published_in_one_batch_come_back_from_their_delay_queue_as_the_next_attempt(settings) -> None:
+    settings.BUS_PREFIX = f"kairos-test-transport-{uuid.uuid4().hex[:8]}"
+    settings.AMQP_PARTITIONS = 1
+    topology = amqp.topology_from_settings()
+    connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    channel = connection.channel()
+    try:
+        amqp.topology_declare(channel, topology, retry_delays=[1])
+        publisher = amqp.BatchPublisher(connection, connection.channel())
+        retries = [envelope(events.PREFERENCES_UPDATED, uuid.uuid4()) for _ in range(3)]
+
+        answers = publisher.publish_rollback_unsafe(topology, [
+            amqp.Publication(e, attempt=2, traceparent=TRACEPARENT, exchange=topology.retry_queue(1)) for e in retries])
+
+        assert answers == [amqp.Confirm.ACKED] * 3 and publisher.waits == 1
+        assert channel.basic_get(topology.work_queue(0), auto_ack=True)[0] is None  # parked, not yet due
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            method, properties, body = channel.basic_get(topology.work_queue(0), auto_ack=True)
+            if method is None:
+                connection.sleep(0.1)
+                continue
+            got.append((envelope_from(body)["id"], amqp.attempt_of(properties), amqp.traceparent_of(properties)))
+        assert sorted(got) == sorted((e["id"], 2, TRACEPARENT) for e in retries)
+    finally:
+        amqp.topology_delete(channel, topology, retry_delays=[1])
+        connection.close()
+
+
+@pytest.mark.rabbitmq
 def test_batch_confirms_are_matched_to_their_messages_by_delivery_tag(settings) -> None:
     # The broker decides how it groups its acks; here the frames are fed by hand to show each
     # grouping is read right: a `multiple` ack answers every earlier open tag, a nack only its
@@ -184,9 +216,23 @@ class RecordingChannel:
         self.calls.append(("publish", exchange, properties.headers["x-kairos-attempt"]))
 
 
+class RecordingPublisher:
+    """A BatchPublisher's interface: records each batch (one wait for its confirms) and answers `answer`."""
+
+    def __init__(self, answer: amqp.Confirm = amqp.Confirm.ACKED) -> None:
+        self.calls: list[tuple] = []
+        self.waits = 0
+        self.answer = answer
+
+    def publish_rollback_unsafe(self, topology, publications) -> list:
+        self.waits += 1
+        self.calls += [("publish", p.exchange or topology.exchange, p.attempt) for p in publications]
+        return [self.answer] * len(publications)
+
+
 def transport_holding(deliveries: list[Delivery], *, unacked_too: tuple[int, ...] = ()) -> RabbitTransport:
     transport = RabbitTransport(stop=threading.Event(), timing=bus_timing())
-    transport.channel, transport.publisher = RecordingChannel(), RecordingChannel()
+    transport.channel, transport.publisher = RecordingChannel(), RecordingPublisher()
     transport._unacked = {d.tag.delivery_tag for d in deliveries} | set(unacked_too)
     transport._in_hand = {d.tag.delivery_tag: d for d in deliveries}
     return transport
@@ -239,12 +285,29 @@ def test_a_failed_coalesced_call_retries_or_dead_letters_every_message_it_stood_
     ])
 
     assert transport.publisher.calls == [("publish", transport.topology.retry_queue(5), 2)] * 2
+    assert transport.publisher.waits == 1  # the retries of one settle wait once for their confirms
     rows = {str(r.event_id): r for r in OutboxEvent.objects.all()}
     assert {(rows[d.envelope["id"]].status, rows[d.envelope["id"]].attempts) for d in retried} == {
         (OutboxEvent.Status.PUBLISHED, 1)}
     assert {str(e) for e in DeadLetter.objects.values_list("event_id", flat=True)} == {
         d.envelope["id"] for d in dead}
     assert transport.channel.calls == [("ack", 4, True)]
+
+
+@pytest.mark.django_db
+def test_a_retry_the_broker_refuses_leaves_the_whole_settle_unacked(settings) -> None:
+    settings.BUS_RETRY_DELAYS_SECONDS = [5]
+    delivered, retried = message(A, tag=1), message(B, tag=2)
+    published([delivered, retried])
+    transport = transport_holding([delivered, retried])
+    transport.publisher = RecordingPublisher(amqp.Confirm.NACKED)
+
+    with pytest.raises(amqp.RetryNotParked):
+        transport.settle([(delivered, Outcome(Status.DELIVERED)),
+                          (retried, Outcome(Status.RETRY, Cause.AGENT_TRANSIENT, "503", retry_after=5))])
+
+    assert transport.channel.calls == []  # both come again (the delivered one is recorded: a duplicate at most)
+    assert transport._unacked == {1, 2}
 
 
 @pytest.mark.django_db

@@ -222,6 +222,7 @@ class Publication:
     envelope: Envelope
     attempt: int = 1
     traceparent: str | None = None
+    exchange: str | None = None  # None: the work exchange; a retry goes to its delay queue's
 
 
 class BatchPublisher:
@@ -276,7 +277,7 @@ class BatchPublisher:
             self._tag_of_message[publication.envelope["id"]] = tag
             tags.append(tag)
             self.channel.basic_publish(
-                topology.exchange,
+                publication.exchange or topology.exchange,
                 topology.routing_key(publication.envelope),
                 json.dumps(publication.envelope).encode(),
                 properties=_properties(publication.envelope, attempt=publication.attempt,
@@ -330,6 +331,10 @@ class BatchPublisher:
         tag = self._tag_of_message.get(properties.message_id or "")
         if tag is not None and tag in self._open:
             self._open[tag] = Confirm.RETURNED
+
+
+class RetryNotParked(pika.exceptions.AMQPError):
+    """The broker did not confirm a retry into its delay queue: the settle stops before its acks."""
 
 
 def envelope_publish_retry_rollback_unsafe(
@@ -481,8 +486,8 @@ class RabbitTransport:
         self.channel = self.connection.channel()
         topology_declare(self.channel, self.topology)
         self.channel.basic_qos(prefetch_count=settings.AMQP_PREFETCH)
-        self.publisher = self.connection.channel()
-        self.publisher.confirm_delivery()
+        # Retries of one settle are parked together, with one wait for their confirms.
+        self.publisher = BatchPublisher(self.connection, self.connection.channel())
         self.dead_channel = self.connection.channel()
         self.ownership = PartitionOwnership()
         self.membership = Membership(prefix=self.topology.prefix, owner=self.ownership.owner)
@@ -628,6 +633,7 @@ class RabbitTransport:
         delivered = [m.envelope["id"] for d, outcome in settled if outcome.done for m in _covered_too(d)]
         if delivered:
             owner.outbox_settle_delivered(event_ids=delivered)
+        retries: list[Publication] = []
         for delivery, outcome in settled:
             if outcome.done:
                 continue
@@ -637,17 +643,27 @@ class RabbitTransport:
                     event_ids=[m.envelope["id"] for m in messages], attempt=delivery.attempt, error=outcome.error,
                     delay=outcome.retry_after, timing=self.timing,
                 )
-                for message in messages:
-                    envelope_publish_retry_rollback_unsafe(
-                        self.publisher, self.topology, message.envelope, attempt=message.attempt + 1,
-                        delay_seconds=outcome.retry_after, traceparent=message.traceparent,
-                    )
+                retries += [
+                    Publication(message.envelope, attempt=message.attempt + 1, traceparent=message.traceparent,
+                                exchange=self.topology.retry_queue(outcome.retry_after))
+                    for message in messages
+                ]
             else:
                 for message in messages:
                     owner.dead_letter_record(
                         envelope=message.envelope, attempts=message.attempt, reason=outcome.error, cause=outcome.cause
                     )
+        if retries:
+            self._park_retries_rollback_unsafe(retries)
         self._ack([m.tag.delivery_tag for d, _ in settled for m in _covered_too(d)])
+
+    def _park_retries_rollback_unsafe(self, retries: list[Publication]) -> None:
+        """Publish the retries into their delay queues with one wait for all their confirms; if the
+        broker refuses any, nothing of this settle is acked (every message comes again: at least once)."""
+        answers = self.publisher.publish_rollback_unsafe(self.topology, retries)
+        refused = [p.envelope["id"] for p, answer in zip(retries, answers, strict=True) if answer is not Confirm.ACKED]
+        if refused:
+            raise RetryNotParked(f"the broker refused {len(refused)} retries (first: event_id={refused[0]})")
 
     def _ack(self, tags: list[int]) -> None:
         if not tags:

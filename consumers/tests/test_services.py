@@ -226,3 +226,62 @@ def test_prune_days_override() -> None:
     delivered(0.5)
     assert services.outbox_prune(older_than_days=1) == 1
     assert OutboxEvent.objects.count() == 1
+
+
+# --- the allergies handler's sync record ---------------------------------------------------
+
+SYNC_CASES = [  # (revision, synced_revision, error) before; the revision recorded as synced
+    (3, 1, "AGENT_TIMEOUT late", 3),  # reaches the current revision: synced, the error cleared
+    (3, 1, "AGENT_TIMEOUT late", 2),  # an older one: moves forward, the error stays (still failing)
+    (3, 3, "AGENT_TIMEOUT late", 2),  # already synced: never moves back, a stale error is cleared
+    (2, 0, "", 5),  # beyond the current one (a read raced a write): recorded as it is
+]
+
+
+def _profile_set(user, revision: int, synced: int, error: str):
+    from allergies.models import AllergyProfile
+
+    AllergyProfile.objects.get_or_create(user=user)
+    AllergyProfile.objects.filter(user=user).update(
+        revision=revision, synced_revision=synced, sync_last_error=error,
+        sync_failed_at=timezone.now() if error else None)
+
+
+def _sync_fields(user) -> tuple:
+    from allergies.models import AllergyProfile
+
+    profile = AllergyProfile.objects.get(user=user)
+    return (profile.revision, profile.synced_revision, profile.sync_last_error, profile.sync_failed_at is None,
+            profile.updated_at)
+
+
+@pytest.mark.parametrize(("revision", "synced", "error", "recorded"), SYNC_CASES)
+def test_the_sync_record_changes_what_the_allergies_service_changes(
+    verified_user, revision, synced, error, recorded
+) -> None:
+    from allergies import services as allergy_services
+
+    _profile_set(verified_user, revision, synced, error)
+    allergy_services.allergy_sync_record_success(uid=verified_user.uid, revision=recorded)
+    expected = _sync_fields(verified_user)
+    _profile_set(verified_user, revision, synced, error)
+    before = _sync_fields(verified_user)
+
+    services.allergy_sync_record_success(uid=str(verified_user.uid), revision=recorded)
+
+    assert _sync_fields(verified_user)[:4] == expected[:4]
+    assert _sync_fields(verified_user)[4] == before[4]  # updated_at dates the user's change, not the sync
+
+
+def test_the_sync_record_compiles_no_orm_query_and_leaves_other_users_alone(verified_user, user) -> None:
+    from consumers.tests.test_selectors import orm_compilations
+
+    _profile_set(verified_user, 2, 0, "AGENT_TIMEOUT late")
+    _profile_set(user, 2, 0, "AGENT_TIMEOUT late")
+
+    with orm_compilations():
+        services.allergy_sync_record_success(uid=verified_user.uid, revision=2)
+        services.allergy_sync_record_success(uid=uuid.uuid4(), revision=9)  # an unknown user: nothing
+
+    assert _sync_fields(verified_user)[1:4] == (2, "", True)
+    assert _sync_fields(user)[1:4] == (0, "AGENT_TIMEOUT late", False)

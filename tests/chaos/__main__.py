@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=None, help="replay a run (default: a fresh random seed)")
     parser.add_argument("--duration", type=float, default=600, help="seconds of fault injection (default 600)")
-    parser.add_argument("--min-faults", type=int, default=50, help="inject at least this many faults")
+    parser.add_argument("--min-faults-per-kind", type=int, default=50, help="inject every kind at least this often")
+    parser.add_argument("--max-duration", type=float, default=3000, help="seconds of faults at most")
     parser.add_argument("--clients", type=int, default=2, help="client threads acting for users")
     parser.add_argument("--consumers", type=int, default=2, help="consumer processes")
     parser.add_argument("--users-per-client", type=int, default=60)
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=seed,
         workdir=workdir,
         duration=args.duration,
-        min_faults=args.min_faults,
+        min_faults_per_kind=args.min_faults_per_kind,
+        max_duration=args.max_duration,
         clients=args.clients,
         consumers=args.consumers,
         users_per_client=args.users_per_client,

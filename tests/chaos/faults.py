@@ -1,7 +1,8 @@
-"""Fault injection: two lanes of seeded faults that run while the clients act.
+"""Fault injection: three lanes of seeded faults that run while the clients act, and overlap.
 
 The process lane crashes processes (kill -9 of the API with its workers, the relay, a consumer)
-and stops or kills the broker, then brings each back; the Agent lane makes the Agent double slow,
+and brings each back; the broker lane stops or kills RabbitMQ and starts it again (so a process
+may crash and restart while the broker is down); the Agent lane makes the Agent double slow,
 fail with 5xx, refuse connections, answer 401 (a rotated service token), or apply writes after
 the backend gave up on them (late apply: possibly after a newer write) for a while. Every
 fault ends with the component healthy again, so the run can drain afterwards.
@@ -16,9 +17,10 @@ from typing import Any
 from tests.chaos.broker import OwnBroker
 from tests.chaos.stack import ChaosStack
 
-PROCESS_KINDS = ("api_kill", "relay_kill", "consumer_kill", "rabbitmq_restart", "rabbitmq_kill")
+PROCESS_KINDS = ("api_kill", "relay_kill", "consumer_kill")
+BROKER_KINDS = ("rabbitmq_restart", "rabbitmq_kill")
 AGENT_KINDS = ("agent_slow", "agent_5xx", "agent_down", "agent_401", "agent_late_apply")
-ALL_KINDS = PROCESS_KINDS + AGENT_KINDS
+ALL_KINDS = PROCESS_KINDS + BROKER_KINDS + AGENT_KINDS
 
 
 @dataclass
@@ -56,7 +58,6 @@ class Injector:
     def __init__(self, stack: ChaosStack, broker: OwnBroker) -> None:
         self.stack = stack
         self.broker = broker
-        self.process_lock = threading.Lock()  # process faults never overlap each other
 
     def inject(self, kind: str, rng: random.Random) -> str:
         return getattr(self, kind)(rng)
@@ -64,10 +65,9 @@ class Injector:
     # --- processes ---------------------------------------------------------------
     def _crash_and_restart(self, name: str, rng: random.Random, down_max: float) -> str:
         down = rng.uniform(0, down_max)
-        with self.process_lock:
-            self.stack.crash(name)
-            time.sleep(down)
-            self.stack.restart(name)
+        self.stack.crash(name)
+        time.sleep(down)
+        self.stack.restart(name)
         return f"{name} down {down:.1f}s"
 
     def api_kill(self, rng: random.Random) -> str:
@@ -81,18 +81,16 @@ class Injector:
 
     def rabbitmq_restart(self, rng: random.Random) -> str:
         down = rng.uniform(0, 2)
-        with self.process_lock:
-            self.broker.stop()
-            time.sleep(down)
-            self.broker.start()
+        self.broker.stop()
+        time.sleep(down)
+        self.broker.start()
         return f"stopped, down {down:.1f}s"
 
     def rabbitmq_kill(self, rng: random.Random) -> str:
         down = rng.uniform(0, 2)
-        with self.process_lock:
-            self.broker.kill()
-            time.sleep(down)
-            self.broker.start()
+        self.broker.kill()
+        time.sleep(down)
+        self.broker.start()
         return f"SIGKILL, down {down:.1f}s"
 
     # --- the Agent -----------------------------------------------------------------
@@ -105,7 +103,7 @@ class Injector:
         latency = rng.randint(500, 3000)  # the backend's Agent timeout is 2 s: some calls time out
         self.stack.agent.fault(latency_ms=latency)
         try:
-            hold = self._for_a_while(rng, 2, 5)
+            hold = self._for_a_while(rng, 1, 3)
         finally:
             self.stack.agent.clear_faults()
         return f"latency {latency} ms for {hold:.1f}s"
@@ -114,7 +112,7 @@ class Injector:
         status = rng.choice((500, 500, 502, 503, 429))
         self.stack.agent.fault(status=status)
         try:
-            hold = self._for_a_while(rng, 1, 4)
+            hold = self._for_a_while(rng, 0.5, 2.5)
         finally:
             self.stack.agent.clear_faults()
         return f"status {status} for {hold:.1f}s"
@@ -122,7 +120,7 @@ class Injector:
     def agent_down(self, rng: random.Random) -> str:
         self.stack.agent.down()
         try:
-            hold = self._for_a_while(rng, 1, 4)
+            hold = self._for_a_while(rng, 0.5, 2.5)
         finally:
             self.stack.agent.up()
         return f"connections refused for {hold:.1f}s"
@@ -144,7 +142,7 @@ class Injector:
         answer = rng.choice(("late", "none"))
         self.stack.agent.late_apply(hold_ms=hold_ms, paths=r"^/users/", count=count, answer=answer)
         try:
-            hold = self._for_a_while(rng, 2, 5)
+            hold = self._for_a_while(rng, 1, 3)
         finally:
             self.stack.agent.clear_misbehaviour()  # requests already held still land late
         return f"late apply of up to {count} writes after {hold_ms} ms (answer {answer}) for {hold:.1f}s"

@@ -14,7 +14,7 @@ import requests
 
 from tests.chaos.broker import OwnBroker
 from tests.chaos.client import ClientWorker, EmailBox
-from tests.chaos.faults import AGENT_KINDS, PROCESS_KINDS, FaultLane, FaultLog, Injector
+from tests.chaos.faults import AGENT_KINDS, ALL_KINDS, BROKER_KINDS, PROCESS_KINDS, FaultLane, FaultLog, Injector
 from tests.chaos.invariants import Findings, check, read_database
 from tests.chaos.model import Ledger
 from tests.chaos.stack import ChaosStack
@@ -34,8 +34,11 @@ ENDPOINTS = {
 class ChaosConfig:
     seed: int
     workdir: Path
-    duration: float = 200.0  # seconds of faults (at least; see min_faults)
-    min_faults: int = 50  # keep injecting past `duration` until this many (up to twice `duration`)
+    duration: float = 200.0  # seconds of faults (at least; see min_faults_per_kind)
+    #: Keep injecting past `duration` until every kind was injected this many times, for at most
+    #: `max_duration` seconds of faults.
+    min_faults_per_kind: int = 50
+    max_duration: float = 1500.0
     clients: int = 2
     consumers: int = 2
     users_per_client: int = 40
@@ -192,23 +195,15 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
         fault_log = FaultLog()
         lanes = [
             FaultLane(
-                name="faults-processes",
-                kinds=PROCESS_KINDS,
+                name=f"faults-{name}",
+                kinds=kinds,
                 seed=master.randrange(2**32),
                 injector=injector,
                 log=fault_log,
                 stop=fault_stop,
-                gap=(0.5, 2.5),
-            ),
-            FaultLane(
-                name="faults-agent",
-                kinds=AGENT_KINDS,
-                seed=master.randrange(2**32),
-                injector=injector,
-                log=fault_log,
-                stop=fault_stop,
-                gap=(1.0, 4.0),
-            ),
+                gap=(0.3, 1.5),
+            )
+            for name, kinds in (("processes", PROCESS_KINDS), ("broker", BROKER_KINDS), ("agent", AGENT_KINDS))
         ]
         for worker in clients:
             worker.start()
@@ -220,9 +215,10 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
             time.sleep(1)
             elapsed = time.monotonic() - faults_began
             failed = [t for t in (*lanes, *clients) if t.failure is not None]
-            if failed or elapsed >= 2 * config.duration:
+            if failed or elapsed >= max(config.duration, config.max_duration):
                 break
-            if elapsed >= config.duration and fault_log.total() >= config.min_faults:
+            counts = fault_log.counts()
+            if elapsed >= config.duration and all(counts[kind] >= config.min_faults_per_kind for kind in ALL_KINDS):
                 break
         fault_stop.set()
         for lane in lanes:

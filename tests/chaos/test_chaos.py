@@ -15,10 +15,11 @@ from tests.chaos.runner import ChaosConfig, run_chaos
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
-MIN_FAULTS = 50
+MIN_FAULTS_PER_KIND = 50
 
 
-@pytest.mark.timeout(900)
+# Faults last ~13 min (the broker lane's 100 stops and kills set the pace), the drain a few more.
+@pytest.mark.timeout(2700)
 def test_no_acknowledged_change_is_lost_or_stale_under_faults(tmp_path, chaos_summaries: list[str]) -> None:
     reason = rabbitmq_missing_reason()
     if reason:
@@ -28,16 +29,16 @@ def test_no_acknowledged_change_is_lost_or_stale_under_faults(tmp_path, chaos_su
         seed=seed,
         workdir=tmp_path / "chaos",
         duration=float(os.environ.get("CHAOS_DURATION", "200")),
-        min_faults=MIN_FAULTS,
-        drain_timeout=180,  # with the 2 x duration cap on faults, the run stays under the 900 s timeout
+        min_faults_per_kind=MIN_FAULTS_PER_KIND,
+        max_duration=1500,
+        drain_timeout=300,  # with the cap on faults, the run stays under the timeout
     )
 
     report = run_chaos(config)
 
     summary = report.summary()
     chaos_summaries.append(summary)
-    assert report.fault_total >= MIN_FAULTS, summary
-    assert all(report.faults.get(kind, 0) >= 1 for kind in ALL_KINDS), summary
+    assert all(report.faults.get(kind, 0) >= MIN_FAULTS_PER_KIND for kind in ALL_KINDS), summary
     assert report.findings["checked_users"] > 0, summary
     assert report.lost == 0, summary
     assert report.stale == 0, summary

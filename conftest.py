@@ -24,6 +24,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def orm_compilations_refused():
+    """A context manager factory: while open, any query the ORM compiles (SELECT, INSERT, UPDATE,
+    DELETE) fails the test. For the hot paths whose statements are written by hand."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    from django.db.models.sql import compiler
+
+    def refused() -> ExitStack:
+        stack = ExitStack()
+        for klass in (compiler.SQLCompiler, compiler.SQLInsertCompiler, compiler.SQLUpdateCompiler,
+                      compiler.SQLDeleteCompiler):
+            stack.enter_context(mock.patch.object(klass, "as_sql", side_effect=AssertionError("ORM compiled a query")))
+        return stack
+
+    return refused
+
+
+@pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
 

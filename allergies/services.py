@@ -4,8 +4,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Case, DateTimeField, F, Q, Value, When
-from django.db.models.functions import Greatest
+from django.db.models import F
 from django.utils import timezone
 
 from allergies import selectors, signals
@@ -144,24 +143,42 @@ def allergy_history_prune(*, now: datetime | None = None) -> int:
     return deleted
 
 
+_sync_success_sql: dict[str, str] = {}
+
+
 def allergy_sync_record_success(*, uid: uuid.UUID | str, revision: int) -> None:
     """The Agent now holds `revision` of the user's profile (called by the consumer).
 
-    `synced_revision` only moves forward; the error is cleared once the Agent holds the
-    current revision.
-    """
-    # One plain UPDATE (the consumer's hot path; it leaves updated_at alone, which dates the
-    # user's change, not the sync). Its SET expressions all see the row as it was, so "synced
-    # now" is: it already was, or `revision` reaches the current one.
-    synced_now = Q(synced_revision__gte=F("revision")) | Q(revision__lte=revision)
-    AllergyProfile.objects.filter(user__uid=uid).update(
-        synced_revision=Greatest(F("synced_revision"), Value(revision)),
-        sync_last_error=Case(When(synced_now, then=Value("")), default=F("sync_last_error"),
-                             output_field=AllergyProfile._meta.get_field("sync_last_error")),
-        sync_failed_at=Case(
-            When(synced_now, then=Value(None, output_field=DateTimeField())), default=F("sync_failed_at")
-        ),
-    )
+    `synced_revision` only moves forward; the error is cleared once the Agent holds the current
+    revision. One UPDATE written once per database (the consumer's hot path: compiling its CASE
+    and GREATEST expressions through the ORM cost more CPU than sending it). Its SET expressions
+    all see the row as it was, so "synced now" is: it already was, or `revision` reaches the
+    current one; updated_at is left alone (it dates the user's change, not the sync)."""
+    using = "default"
+    connection = connections[using]
+    sql = _sync_success_sql.get(using)
+    if sql is None:
+        quote = connection.ops.quote_name
+
+        def column(model: type, name: str) -> str:
+            return quote(model._meta.get_field(name).column)
+
+        synced, current = column(AllergyProfile, "synced_revision"), column(AllergyProfile, "revision")
+        error, failed_at = column(AllergyProfile, "sync_last_error"), column(AllergyProfile, "sync_failed_at")
+        # SQLite's two-argument MAX is PostgreSQL's GREATEST (as django.db.models.functions.Greatest).
+        greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+        synced_now = f"({synced} >= {current} OR {current} <= %s)"
+        # Only quoted names from the models' metadata are interpolated; values are parameters.
+        sql = _sync_success_sql[using] = (
+            f"UPDATE {quote(AllergyProfile._meta.db_table)} SET {synced} = {greatest}({synced}, %s), "  # noqa: S608
+            f"{error} = CASE WHEN {synced_now} THEN '' ELSE {error} END, "
+            f"{failed_at} = CASE WHEN {synced_now} THEN NULL ELSE {failed_at} END "
+            f"WHERE {column(AllergyProfile, 'user')} IN (SELECT {quote(User._meta.pk.column)} "
+            f"FROM {quote(User._meta.db_table)} WHERE {column(User, 'uid')} = %s)"
+        )
+    uid_param = User._meta.get_field("uid").get_db_prep_value(uid, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [revision, revision, revision, uid_param])
 
 
 def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:

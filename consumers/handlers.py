@@ -33,8 +33,6 @@ from agent_bridge.events import Envelope
 from agent_bridge.leases import user_lease_forget
 from allergies import selectors as allergy_selectors
 from allergies import services as allergy_services
-from consumers import selectors as consumer_selectors
-from consumers import services as consumer_services
 from identity import selectors as identity_selectors
 from identity.preferences import agent_patches
 
@@ -93,7 +91,7 @@ def handle_user_registered(envelope: Envelope, agent: AgentClient) -> Status:
 def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> Status:
     """Send the *current* allergy profile unless the Agent already holds its revision."""
     uid = _uid(envelope)
-    state = consumer_selectors.allergy_state_get_by_uid(uid=uid)  # the ORM's, without compiling it
+    state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
     if state is None:
         return SKIPPED  # the user is gone
     if state.synced_revision >= state.revision:
@@ -110,7 +108,7 @@ def handle_allergies_replaced(envelope: Envelope, agent: AgentClient) -> Status:
         agent.replace_allergies(
             uid=str(uid), confirmed=state.confirmed, intolerances=state.intolerances, severity=state.severity
         )
-    consumer_services.allergy_sync_record_success(uid=uid, revision=state.revision)
+    allergy_services.allergy_sync_record_success(uid=uid, revision=state.revision)
     return DELIVERED
 
 

@@ -4,17 +4,12 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.db import connections
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from agent_bridge.models import OutboxEvent
 from allergies import selectors as allergy_selectors
-from allergies.selectors import PROFILE_COLUMNS, AllergyState
 from consumers.models import DeadLetter
-from identity.models import User
-from identity.selectors import USER_COLUMNS
-from project import rawsql
 
 UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
 
@@ -78,32 +73,3 @@ def allergy_synced_revision_get(*, uid: uuid.UUID | str) -> int | None:
     """The newest allergy revision the Agent holds for the user, or None if unknown."""
     state = allergy_selectors.allergy_profile_get_by_uid(uid=uid)
     return None if state is None else state.synced_revision
-
-
-# --- the allergies handler's hot path ------------------------------------------------------
-
-_allergy_state_sql: dict[str, str] = {}
-
-
-def allergy_state_get_by_uid(*, uid: uuid.UUID | str) -> AllergyState | None:
-    """allergies.selectors.allergy_profile_get_by_uid for the consumer, without the ORM's query
-    compiler (the allergies handler runs it for every event; compiling cost more CPU than the rest of
-    the read): the same one statement, the user joined with the profile it may not have, written
-    once per database. None when the user does not exist."""
-    using = "default"
-    sql = _allergy_state_sql.get(using)
-    if sql is None:
-        p, u = PROFILE_COLUMNS, USER_COLUMNS
-        # Only quoted names from the models' metadata are interpolated; the uid is a parameter.
-        sql = _allergy_state_sql[using] = (
-            f"SELECT {p.select(using)} FROM {u.table(using)} u LEFT OUTER JOIN {p.table(using)} p "  # noqa: S608
-            f"ON {p.column('user_id', using)} = {u.column('id', using)} WHERE {u.column('uid', using)} = %s"
-        )
-    uid_param = User._meta.get_field("uid").get_db_prep_value(uid, connections[using])
-    row = rawsql.fetchone(sql, [uid_param], using=using)
-    if row is None:
-        return None
-    # The profile's primary key is its user: NULL there means the user has no profile yet.
-    if row[PROFILE_COLUMNS.attnames.index("user_id")] is None:
-        return AllergyState.of(None)
-    return AllergyState.of(PROFILE_COLUMNS.instance(row, 0, using))

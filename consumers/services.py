@@ -10,17 +10,14 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import connections
 
 from agent_bridge import events
 from agent_bridge import outbox as owner
 from agent_bridge.delivery import Cause
 from agent_bridge.events import Envelope
 from agent_bridge.timing import bus_timing
-from allergies.models import AllergyProfile
 from consumers import selectors
 from consumers.models import DeadLetter
-from identity.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -206,42 +203,3 @@ def dead_letter_replay(
 # --- retention -----------------------------------------------------------------------------
 
 outbox_prune = owner.outbox_prune
-
-
-# --- the allergies handler's hot path ------------------------------------------------------
-
-_allergy_synced_sql: dict[str, str] = {}
-
-
-def allergy_sync_record_success(*, uid: uuid.UUID | str, revision: int) -> None:
-    """allergies.services.allergy_sync_record_success for the consumer, without the ORM's query
-    compiler (the allergies handler runs it for every delivered event; compiling its CASE and
-    GREATEST expressions cost more CPU than sending it): the same one UPDATE, written once per
-    database. `synced_revision` only moves forward; the error is cleared once the Agent holds the
-    current revision. The SET expressions all see the row as it was, so "synced now" is: it
-    already was, or `revision` reaches the current one; updated_at is left alone."""
-    using = "default"
-    connection = connections[using]
-    sql = _allergy_synced_sql.get(using)
-    if sql is None:
-        quote = connection.ops.quote_name
-
-        def column(model: type, name: str) -> str:
-            return quote(model._meta.get_field(name).column)
-
-        synced, current = column(AllergyProfile, "synced_revision"), column(AllergyProfile, "revision")
-        error, failed_at = column(AllergyProfile, "sync_last_error"), column(AllergyProfile, "sync_failed_at")
-        # SQLite's two-argument MAX is PostgreSQL's GREATEST (as django.db.models.functions.Greatest).
-        greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
-        synced_now = f"({synced} >= {current} OR {current} <= %s)"
-        # Only quoted names from the models' metadata are interpolated; values are parameters.
-        sql = _allergy_synced_sql[using] = (
-            f"UPDATE {quote(AllergyProfile._meta.db_table)} SET {synced} = {greatest}({synced}, %s), "  # noqa: S608
-            f"{error} = CASE WHEN {synced_now} THEN '' ELSE {error} END, "
-            f"{failed_at} = CASE WHEN {synced_now} THEN NULL ELSE {failed_at} END "
-            f"WHERE {column(AllergyProfile, 'user')} IN (SELECT {quote(User._meta.pk.column)} "
-            f"FROM {quote(User._meta.db_table)} WHERE {column(User, 'uid')} = %s)"
-        )
-    uid_param = User._meta.get_field("uid").get_db_prep_value(uid, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [revision, revision, revision, uid_param])

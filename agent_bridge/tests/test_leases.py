@@ -75,7 +75,9 @@ def test_a_user_lease_excludes_others_until_freed_or_lapsed() -> None:
     assert UserSyncLease.objects.get(uid=uid).owner == "alive:1"  # a busy attempt frees nothing
 
 
-def test_taking_and_freeing_a_users_lease_is_one_statement_each_and_compiles_no_orm_query() -> None:
+def test_taking_and_freeing_a_users_lease_is_one_statement_each_and_compiles_no_orm_query(
+    orm_compilations_refused,
+) -> None:
     import uuid
 
     from django.db import connection
@@ -83,11 +85,10 @@ def test_taking_and_freeing_a_users_lease_is_one_statement_each_and_compiles_no_
 
     from agent_bridge.leases import user_lease
     from agent_bridge.models import UserSyncLease
-    from consumers.tests.test_selectors import orm_compilations
 
     uid = uuid.uuid4()
     for _first_time_then_again in range(2):  # no row yet, then its row
-        with orm_compilations(), CaptureQueriesContext(connection) as queries, user_lease(uid, wait_seconds=0):
+        with orm_compilations_refused(), CaptureQueriesContext(connection) as queries, user_lease(uid, wait_seconds=0):
             taken = len(queries.captured_queries)
         assert (taken, len(queries.captured_queries)) == (1, 2)  # the take, then the free
         assert UserSyncLease.objects.get(uid=uid).owner == ""

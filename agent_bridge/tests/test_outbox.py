@@ -113,12 +113,11 @@ def test_settling_by_event_id_and_by_row_marks_delivered_once_and_clears_the_cla
     assert (untouched.status, untouched.last_error) == (PUBLISHED, "x")
 
 
-def test_settling_compiles_no_orm_query() -> None:
-    from consumers.tests.test_selectors import orm_compilations
+def test_settling_compiles_no_orm_query(orm_compilations_refused) -> None:
 
     events_ = [row(status=PUBLISHED) for _ in range(3)]
 
-    with orm_compilations():
+    with orm_compilations_refused():
         owner.outbox_settle_delivered(event_ids=[e.event_id for e in events_[:2]])
         owner.outbox_settle_delivered(pks=[events_[2].pk])
 
@@ -217,15 +216,14 @@ def test_one_claim_takes_the_most_urgent_event_of_each_of_several_users() -> Non
     assert {c.event.uid for c in rest} == {busy, later} and registered.pk in {c.event.pk for c in rest}
 
 
-def test_a_claim_with_coalesced_rows_and_excluded_users_compiles_no_orm_query() -> None:
-    from consumers.tests.test_selectors import orm_compilations
+def test_a_claim_with_coalesced_rows_and_excluded_users_compiles_no_orm_query(orm_compilations_refused) -> None:
 
     uid, busy = uuid.uuid4(), uuid.uuid4()
     prefs = [OutboxEvent.objects.create(type=events.PREFERENCES_UPDATED, uid=uid, data={"revision": n})
              for n in range(2)]
     OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=busy)
 
-    with orm_compilations():
+    with orm_compilations_refused():
         [claim] = owner.outbox_claim_users(worker_id="a", timing=bus_timing(), users=3, exclude_uids=[str(busy)])
 
     assert (claim.event.pk, claim.event.uid, claim.event.data, claim.covered) == (

@@ -117,3 +117,37 @@ def test_locked_read_holds_the_row_lock_on_postgres(verified_user) -> None:
             with pytest.raises(psycopg.errors.LockNotAvailable):
                 other.execute("SELECT 1 FROM allergies_allergyprofile WHERE user_id = %s FOR UPDATE",
                               [verified_user.pk])
+
+
+CONSUMER_PEANUTS = {"confirmed": ["peanuts"], "intolerances": ["lactose"],
+                    "severity": {"peanuts": "anaphylactic", "lactose": "intolerance"}}
+
+
+@pytest.mark.django_db
+def test_the_consumers_read_by_uid(verified_user) -> None:
+    import uuid
+
+    from allergies.models import AllergyProfile
+
+    services.allergy_profile_replace(user=verified_user, **CONSUMER_PEANUTS)
+    AllergyProfile.objects.filter(user=verified_user).update(synced_revision=1, sync_last_error="AGENT_TIMEOUT x")
+    profile = AllergyProfile.objects.get(user=verified_user)
+
+    for uid in (verified_user.uid, str(verified_user.uid)):
+        assert selectors.allergy_profile_get_by_uid(uid=uid) == AllergyState.of(profile)
+    state = selectors.allergy_profile_get_by_uid(uid=verified_user.uid)
+    assert (state.confirmed, state.severity, state.revision, state.synced_revision, state.sync_last_error) == (
+        ["peanuts"], CONSUMER_PEANUTS["severity"], 1, 1, "AGENT_TIMEOUT x")
+    assert state.updated_at is not None and state.updated_at.tzinfo is not None
+
+    AllergyProfile.objects.filter(user=verified_user).delete()
+    assert selectors.allergy_profile_get_by_uid(uid=verified_user.uid) == AllergyState.of(None), "no profile yet"
+    assert selectors.allergy_profile_get_by_uid(uid=uuid.uuid4()) is None, "no such user"
+
+
+@pytest.mark.django_db
+def test_the_consumers_read_by_uid_compiles_no_orm_query(verified_user, orm_compilations_refused) -> None:
+    services.allergy_profile_replace(user=verified_user, **CONSUMER_PEANUTS)
+    with orm_compilations_refused():
+        state = selectors.allergy_profile_get_by_uid(uid=verified_user.uid)
+    assert state.confirmed == ["peanuts"]

@@ -165,3 +165,46 @@ def test_concurrent_replacements_get_distinct_revisions_in_outbox_order() -> Non
     assert [len(changes["added"]) for changes in history] == [1] * 8
     assert history[0]["removed"] == []
     assert [changes["removed"] for changes in history[1:]] == [previous["added"] for previous in history[:-1]]
+
+
+SYNC_CASES = [  # (revision, synced_revision, error) before; the revision recorded; (synced, error) after
+    (3, 1, "AGENT_TIMEOUT late", 3, (3, "")),  # reaches the current revision: synced, the error cleared
+    (3, 1, "AGENT_TIMEOUT late", 2, (2, "AGENT_TIMEOUT late")),  # an older one: forward, still failing
+    (3, 3, "AGENT_TIMEOUT late", 2, (3, "")),  # already synced: never moves back, a stale error is cleared
+    (2, 0, "", 5, (5, "")),  # beyond the current one (a read raced a write): recorded as it is
+]
+
+
+def _profile_set(user, revision: int, synced: int, error: str) -> None:
+    from django.utils import timezone
+
+    AllergyProfile.objects.get_or_create(user=user)
+    AllergyProfile.objects.filter(user=user).update(
+        revision=revision, synced_revision=synced, sync_last_error=error,
+        sync_failed_at=timezone.now() if error else None)
+
+
+@pytest.mark.parametrize(("revision", "synced", "error", "recorded", "after"), SYNC_CASES)
+def test_the_sync_record_in_every_case(verified_user, revision, synced, error, recorded, after) -> None:
+    _profile_set(verified_user, revision, synced, error)
+    services.allergy_sync_record_success(uid=str(verified_user.uid), revision=recorded)
+    profile = AllergyProfile.objects.get(user=verified_user)
+    assert (profile.synced_revision, profile.sync_last_error) == after
+    assert (profile.sync_failed_at is None) == (after[1] == "")
+
+
+def test_the_sync_record_compiles_no_orm_query_and_leaves_other_users_alone(
+    verified_user, user, orm_compilations_refused
+) -> None:
+    import uuid
+
+    _profile_set(verified_user, 2, 0, "AGENT_TIMEOUT late")
+    _profile_set(user, 2, 0, "AGENT_TIMEOUT late")
+
+    with orm_compilations_refused():
+        services.allergy_sync_record_success(uid=verified_user.uid, revision=2)
+        services.allergy_sync_record_success(uid=uuid.uuid4(), revision=9)  # an unknown user: nothing
+
+    mine, theirs = AllergyProfile.objects.get(user=verified_user), AllergyProfile.objects.get(user=user)
+    assert (mine.synced_revision, mine.sync_last_error, mine.sync_failed_at) == (2, "", None)
+    assert (theirs.synced_revision, theirs.sync_last_error) == (0, "AGENT_TIMEOUT late")

@@ -73,38 +73,10 @@ def test_the_death_reason_is_the_brokers_latest(headers, reason: str) -> None:
     assert amqp.death_reason(pika.BasicProperties(headers=headers)) == reason
 
 
-@pytest.mark.rabbitmq
-def test_a_published_event_reaches_its_partition_with_its_attempt_trace_and_priority(settings) -> None:
-    settings.BUS_PREFIX = f"kairos-test-transport-{uuid.uuid4().hex[:8]}"
-    settings.AMQP_PARTITIONS = 1
-    topology = amqp.topology_from_settings()
-    connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
-    channel = connection.channel()
-    try:
-        amqp.topology_declare(channel, topology)
-        channel.confirm_delivery()
-        allergies = envelope(events.ALLERGIES_REPLACED, uuid.uuid4())
-        registered = envelope(events.USER_REGISTERED, uuid.uuid4())
-        amqp.envelope_publish_rollback_unsafe(channel, topology, registered)
-        amqp.envelope_publish_rollback_unsafe(channel, topology, allergies, attempt=2, traceparent=TRACEPARENT)
-
-        got = []
-        while (message := channel.basic_get(topology.work_queue(0), auto_ack=True))[0] is not None:
-            _method, properties, body = message
-            got.append((envelope_from(body), amqp.attempt_of(properties), amqp.traceparent_of(properties),
-                        properties.priority, properties.message_id, properties.delivery_mode))
-        # The allergy event overtakes the one published before it.
-        assert got == [
-            (json.loads(json.dumps(allergies)), 2, TRACEPARENT, amqp.HIGH_PRIORITY, allergies["id"], 2),
-            (json.loads(json.dumps(registered)), 1, None, 0, registered["id"], 2),
-        ]
-    finally:
-        amqp.topology_delete(channel, topology, retry_delays=settings.BUS_RETRY_DELAYS_SECONDS)
-        connection.close()
-
-
-@pytest.mark.rabbitmq
-def test_retries_published_in_one_batch_come_back_from_their_delay_queue_as_the_next_attempt(settings) -> None:
+@pytest.fixture
+def one_partition(settings):
+    """A topology of its own with one partition (and a 1 s retry delay queue) on the real broker:
+    (connection, channel, topology); deleted afterwards."""
     settings.BUS_PREFIX = f"kairos-test-transport-{uuid.uuid4().hex[:8]}"
     settings.AMQP_PARTITIONS = 1
     topology = amqp.topology_from_settings()
@@ -112,26 +84,53 @@ def test_retries_published_in_one_batch_come_back_from_their_delay_queue_as_the_
     channel = connection.channel()
     try:
         amqp.topology_declare(channel, topology, retry_delays=[1])
-        publisher = amqp.BatchPublisher(connection, connection.channel())
-        retries = [envelope(events.PREFERENCES_UPDATED, uuid.uuid4()) for _ in range(3)]
-
-        answers = publisher.publish_rollback_unsafe(topology, [
-            amqp.Publication(e, attempt=2, traceparent=TRACEPARENT, exchange=topology.retry_queue(1)) for e in retries])
-
-        assert answers == [amqp.Confirm.ACKED] * 3 and publisher.waits == 1
-        assert channel.basic_get(topology.work_queue(0), auto_ack=True)[0] is None  # parked, not yet due
-        got = []
-        deadline = time.monotonic() + 10
-        while len(got) < 3 and time.monotonic() < deadline:
-            method, properties, body = channel.basic_get(topology.work_queue(0), auto_ack=True)
-            if method is None:
-                connection.sleep(0.1)
-                continue
-            got.append((envelope_from(body)["id"], amqp.attempt_of(properties), amqp.traceparent_of(properties)))
-        assert sorted(got) == sorted((e["id"], 2, TRACEPARENT) for e in retries)
+        yield connection, channel, topology
     finally:
         amqp.topology_delete(channel, topology, retry_delays=[1])
         connection.close()
+
+
+@pytest.mark.rabbitmq
+def test_a_published_event_reaches_its_partition_with_its_attempt_trace_and_priority(one_partition) -> None:
+    _connection, channel, topology = one_partition
+    channel.confirm_delivery()
+    allergies = envelope(events.ALLERGIES_REPLACED, uuid.uuid4())
+    registered = envelope(events.USER_REGISTERED, uuid.uuid4())
+    amqp.envelope_publish_rollback_unsafe(channel, topology, registered)
+    amqp.envelope_publish_rollback_unsafe(channel, topology, allergies, attempt=2, traceparent=TRACEPARENT)
+
+    got = []
+    while (message := channel.basic_get(topology.work_queue(0), auto_ack=True))[0] is not None:
+        _method, properties, body = message
+        got.append((envelope_from(body), amqp.attempt_of(properties), amqp.traceparent_of(properties),
+                    properties.priority, properties.message_id, properties.delivery_mode))
+    # The allergy event overtakes the one published before it.
+    assert got == [
+        (json.loads(json.dumps(allergies)), 2, TRACEPARENT, amqp.HIGH_PRIORITY, allergies["id"], 2),
+        (json.loads(json.dumps(registered)), 1, None, 0, registered["id"], 2),
+    ]
+
+
+@pytest.mark.rabbitmq
+def test_retries_published_in_one_batch_come_back_from_their_delay_queue_as_the_next_attempt(one_partition) -> None:
+    connection, channel, topology = one_partition
+    publisher = amqp.BatchPublisher(connection, connection.channel())
+    retries = [envelope(events.PREFERENCES_UPDATED, uuid.uuid4()) for _ in range(3)]
+
+    answers = publisher.publish_rollback_unsafe(topology, [
+        amqp.Publication(e, attempt=2, traceparent=TRACEPARENT, exchange=topology.retry_queue(1)) for e in retries])
+
+    assert answers == [amqp.Confirm.ACKED] * 3 and publisher.waits == 1
+    assert channel.basic_get(topology.work_queue(0), auto_ack=True)[0] is None  # parked, not yet due
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < 3 and time.monotonic() < deadline:
+        method, properties, body = channel.basic_get(topology.work_queue(0), auto_ack=True)
+        if method is None:
+            connection.sleep(0.1)
+            continue
+        got.append((envelope_from(body)["id"], amqp.attempt_of(properties), amqp.traceparent_of(properties)))
+    assert sorted(got) == sorted((e["id"], 2, TRACEPARENT) for e in retries)
 
 
 @pytest.mark.rabbitmq

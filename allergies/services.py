@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -12,6 +12,7 @@ from allergies.history import allergy_changes
 from allergies.models import AllergyProfile, AllergyRevision, allergy_flags_for
 from allergies.selectors import AllergyState
 from allergies.validation import CleanProfile, allergy_profile_clean
+from identity import selectors as identity_selectors
 from identity.models import AuthToken, User
 from project import rawsql
 
@@ -40,34 +41,85 @@ def allergy_profile_replace(
     # and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row, the outbox
     # row (the receiver's) and COMMIT one more. The same writes in the same transaction.
     with rawsql.atomic_pipeline():
+        return _replace_locked(user=user, clean=clean, session=session,
+                               replaced=_profile_update_locked(user=user, clean=clean))
+
+
+def allergy_profile_replace_authenticated(*, raw: str, clean: CleanProfile) -> tuple[AuthToken, AllergyState] | None:
+    """allergy_profile_replace for the usable token whose secret is `raw` (identity.selectors.auth_token_get_usable's
+    rules) and its user, the token read in the locked update's own statement: PUT /api/allergies/ in 2 round trips
+    (BEGIN with token + locked update; history + outbox + COMMIT) instead of 3. None, and nothing written, when
+    the token is not usable. The token is checked by the statement that writes, so a token revoked before it is
+    refused as by a separate read (no cache). Elsewhere than PostgreSQL: the token read, then the replacement."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        token = identity_selectors.auth_token_get_usable(raw=raw)
+        if token is None:
+            return None
+        with rawsql.atomic_pipeline():
+            return token, _replace_locked(user=token.user, clean=clean, session=token,
+                                          replaced=_profile_update_locked(user=token.user, clean=clean))
+    # The statement stands in for Django's per-request health check (as rawsql.fetchone does): a persistent
+    # connection found dead by it is replaced and the transaction tried once more. Only when the first
+    # statement failed: nothing was committed then (the server rolls back a transaction whose connection died).
+    checking = (connection.health_check_enabled and not connection.health_check_done
+                and connection.connection is not None and not connection.in_atomic_block)
+    if checking:
+        connection.health_check_done = True
+    first_done: list[bool] = []
+    try:
+        return _replace_authenticated(raw=raw, clean=clean, first_done=first_done)
+    except (OperationalError, InterfaceError):
+        if not checking or first_done or connection.is_usable():
+            raise
+        connection.close()
+    return _replace_authenticated(raw=raw, clean=clean, first_done=[])
+
+
+def _replace_authenticated(
+    *, raw: str, clean: CleanProfile, first_done: list[bool],
+) -> tuple[AuthToken, AllergyState] | None:
+    with rawsql.atomic_pipeline():
+        found = _profile_update_locked_with_token(raw=raw, clean=clean)
+        first_done.append(True)
+        if found is None:
+            return None  # nothing written: the (empty) transaction ends
+        token, replaced = found
+        return token, _replace_locked(user=token.user, clean=clean, session=token, replaced=replaced)
+
+
+def _replace_locked(
+    *, user: User, clean: CleanProfile, session: AuthToken | None, replaced: tuple[dict, AllergyProfile] | None,
+) -> AllergyState:
+    """The rest of a replacement, inside its transaction, after the locked update (`replaced`; None: no row yet)."""
+    if replaced is None:  # the first write: create the row (race-safe, raises nothing), then update it
+        AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
         replaced = _profile_update_locked(user=user, clean=clean)
-        if replaced is None:  # the first write: create the row (race-safe, raises nothing), then update it
-            AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
-            replaced = _profile_update_locked(user=user, clean=clean)
-        before, profile = replaced
-        rawsql.insert(AllergyRevision(
-            user=user,
-            revision=profile.revision,
-            created_at=profile.updated_at,
-            changes=allergy_changes(
-                before=before,
-                after={"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity},
-            ),
-            session_id=session.pk if session is not None else None,
-            session_device=session.device_label if session is not None else "",
-        ))
-        signals.allergy_profile_replaced.send(
-            sender=AllergyProfile,
-            uid=user.uid,
-            revision=profile.revision,
-            confirmed=list(profile.confirmed),
-            intolerances=list(profile.intolerances),
-            severity=dict(profile.severity),
-            allergy_flags=allergy_flags_for(profile.confirmed, profile.intolerances),
-        )
+    before, profile = replaced
+    rawsql.insert(AllergyRevision(
+        user=user,
+        revision=profile.revision,
+        created_at=profile.updated_at,
+        changes=allergy_changes(
+            before=before,
+            after={"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity},
+        ),
+        session_id=session.pk if session is not None else None,
+        session_device=session.device_label if session is not None else "",
+    ))
+    signals.allergy_profile_replaced.send(
+        sender=AllergyProfile,
+        uid=user.uid,
+        revision=profile.revision,
+        confirmed=list(profile.confirmed),
+        intolerances=list(profile.intolerances),
+        severity=dict(profile.severity),
+        allergy_flags=allergy_flags_for(profile.confirmed, profile.intolerances),
+    )
     return AllergyState.of(profile)
 
 
+_PROFILE = selectors.PROFILE_COLUMNS
 _LOCKED = rawsql.Columns(AllergyProfile, "locked")
 _update_locked_sql: dict[str, str] = {}
 
@@ -95,41 +147,91 @@ def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, Al
         profile.updated_at = now
         rawsql.update(profile, REPLACED_FIELDS)
         return before, profile
-    p = selectors.PROFILE_COLUMNS
     sql = _update_locked_sql.get(using)
     if sql is None:
-        quote = connection.ops.quote_name
-        table = p.table(using)
-        # FOR UPDATE in the CTE: `locked` is the row as the lock found it (the latest committed version), so the
-        # revision and the history's "before" never come from a stale snapshot (a plain UPDATE ... FROM would).
-        # sync_failed_at: the new revision has not been tried yet, it is pending, not failing (the last error
-        # stays visible until the Agent holds the profile).
+        locked, update = _update_locked_parts(using, user_is="= %s")
         sql = _update_locked_sql[using] = (
-            f"WITH locked AS (SELECT {p.select(using)} FROM {table} p WHERE {p.column('user_id', using)} = %s "  # noqa: S608
-            f"FOR UPDATE) "
-            f"UPDATE {table} p SET {quote('confirmed')} = %s, {quote('intolerances')} = %s, {quote('severity')} = %s, "
-            f"{quote('revision')} = {_LOCKED.column('revision', using)} + 1, {quote('updated_at')} = %s, "
-            f"{quote('sync_failed_at')} = NULL "
-            f"FROM locked WHERE {p.column('user_id', using)} = {_LOCKED.column('user_id', using)} "
-            f"RETURNING {_LOCKED.select(using)}, {p.select(using)}"
-        )
-    fields = AllergyProfile._meta
-    params = [
-        user.pk,
-        *(fields.get_field(name).get_db_prep_save(value, connection)
-          for name, value in (("confirmed", clean.confirmed), ("intolerances", clean.intolerances),
-                              ("severity", clean.severity), ("updated_at", now))),
-    ]
-    row = rawsql.fetchone(sql, params, using=using)
+            f"WITH {locked} {update} RETURNING {_LOCKED.select(using)}, {_PROFILE.select(using)}")
+    row = rawsql.fetchone(sql, [user.pk, *_update_params(clean, now, connection)], using=using)
     if row is None:
         return None
-    profile = p.instance(row, len(_LOCKED), using)
+    return _replaced_from(row, 0, user)
+
+
+
+
+def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
+    """The CTE `locked` (the profile row of the user `user_id {user_is}`, locked) and the UPDATE from it (its
+    parameters: _update_params), without RETURNING. Only quoted names from the model's metadata are interpolated."""
+    quote = connections[using].ops.quote_name
+    table = _PROFILE.table(using)
+    # FOR UPDATE in the CTE: `locked` is the row as the lock found it (the latest committed version), so the
+    # revision and the history's "before" never come from a stale snapshot (a plain UPDATE ... FROM would).
+    # sync_failed_at: the new revision has not been tried yet, it is pending, not failing (the last error
+    # stays visible until the Agent holds the profile).
+    locked = (f"locked AS (SELECT {_PROFILE.select(using)} FROM {table} p "  # noqa: S608
+              f"WHERE {_PROFILE.column('user_id', using)} {user_is} FOR UPDATE)")
+    update = (
+        f"UPDATE {table} p SET {quote('confirmed')} = %s, {quote('intolerances')} = %s, {quote('severity')} = %s, "  # noqa: S608
+        f"{quote('revision')} = {_LOCKED.column('revision', using)} + 1, {quote('updated_at')} = %s, "
+        f"{quote('sync_failed_at')} = NULL "
+        f"FROM locked WHERE {_PROFILE.column('user_id', using)} = {_LOCKED.column('user_id', using)}"
+    )
+    return locked, update
+
+
+def _update_params(clean: CleanProfile, now: datetime, connection) -> list:
+    fields = AllergyProfile._meta
+    return [fields.get_field(name).get_db_prep_save(value, connection)
+            for name, value in (("confirmed", clean.confirmed), ("intolerances", clean.intolerances),
+                                ("severity", clean.severity), ("updated_at", now))]
+
+
+def _replaced_from(row, start: int, user: User) -> tuple[dict, AllergyProfile]:
+    """(lists before, profile now) from a row holding _LOCKED's then the profile's columns from `start`."""
+    profile = _PROFILE.instance(row, start + len(_LOCKED))
     profile.user = user
-    return _lists(_LOCKED.instance(row, 0, using)), profile
+    return _lists(_LOCKED.instance(row, start)), profile
+
+
+_with_token_sql: dict[str, str] = {}
+
+
+def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple[AuthToken, tuple | None] | None:
+    """_profile_update_locked for the user of the usable token `raw`, in the token's statement (PostgreSQL):
+    (the token, its user attached; what _profile_update_locked returns), None when the token is not usable (the
+    UPDATE then matches nothing). One snapshot for the whole statement: the token is valid in the lock's
+    subquery exactly when it is in the final SELECT."""
+    using = "default"
+    connection = connections[using]
+    sql = _with_token_sql.get(using)
+    if sql is None:
+        locked, update = _update_locked_parts(
+            using, user_is=f"IN ({identity_selectors.auth_token_usable_sql(only='t.user_id', using=using)})")
+        # Named output columns: `locked` and `p` share their column names.
+        returning = ", ".join(
+            [f"{column} AS b{i}" for i, column in enumerate(_LOCKED.select(using).split(", "))]
+            + [f"{column} AS a{i}" for i, column in enumerate(_PROFILE.select(using).split(", "))])
+        sql = _with_token_sql[using] = f"WITH {locked}, upd AS ({update} RETURNING {returning}) " + (
+            identity_selectors.auth_token_usable_sql(columns="upd.*", joins="LEFT OUTER JOIN upd ON TRUE", using=using))
+    token_params = identity_selectors.auth_token_usable_params(raw=raw, using=using)
+    row = rawsql.fetchone(sql, [*token_params, *_update_params(clean, timezone.now(), connection), *token_params],
+                          using=using)
+    if row is None:
+        return None
+    token = identity_selectors.auth_token_from_row(row, using=using)
+    start = len(identity_selectors.TOKEN_COLUMNS) + len(identity_selectors.USER_COLUMNS)
+    if row[start + len(_LOCKED) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
+        return token, None
+    return token, _replaced_from(row, start, token.user)
+
+
+_PROFILE_USER_ID = _PROFILE.attnames.index("user_id")
 
 
 def _lists(profile: AllergyProfile) -> dict:
     return {"confirmed": profile.confirmed, "intolerances": profile.intolerances, "severity": profile.severity}
+
 
 def allergy_profile_clear(*, user: User, session: AuthToken | None = None) -> AllergyState:
     """Empty the profile (a new revision, synced to the Agent like any replacement)."""

@@ -207,8 +207,8 @@ def _orm_compilations():
 
 def test_put_compiles_no_orm_query_and_sends_its_writes_in_one_pipeline(auth_client, verified_user) -> None:
     """PUT's statements are written by hand: the token, the locked read and the update, the history row and the
-    outbox row; on PostgreSQL everything after BEGIN waits for the server twice (the locked update's answer, the
-    end of the pipeline) instead of once per statement."""
+    outbox row; on PostgreSQL the token is read by the locked update's statement, and everything waits for the
+    server twice (that statement's answer, the end of the pipeline) instead of once per statement."""
     from contextlib import ExitStack
 
     from django.db import connection
@@ -233,9 +233,9 @@ def test_put_compiles_no_orm_query_and_sends_its_writes_in_one_pipeline(auth_cli
         response = auth_client.put(URL, {"confirmed": ["milk"], "severity": {"milk": "severe"}}, format="json")
     assert response.status_code == 200 and response.json()["revision"] == 2
     assert sum(patch.call_count for patch in compiled) == 0
-    if connection.vendor == "postgresql":  # the locked read and the update are one statement (a CTE)
-        assert sent == [("SELECT", False), ("WITH", True), ("INSERT", True), ("INSERT", True)]
-        assert len(captured.captured_queries) == 6  # with BEGIN and COMMIT
+    if connection.vendor == "postgresql":  # the token, the locked read and the update are one statement (CTEs)
+        assert sent == [("WITH", True), ("INSERT", True), ("INSERT", True)]
+        assert len(captured.captured_queries) == 5  # with BEGIN and COMMIT
     else:
         assert sent == [("SELECT", False), ("SELECT", False), ("UPDATE", False), ("INSERT", False), ("INSERT", False)]
         assert len(captured.captured_queries) == 7
@@ -246,9 +246,9 @@ def test_put_compiles_no_orm_query_and_sends_its_writes_in_one_pipeline(auth_cli
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_put_waits_for_the_database_three_times(auth_client, verified_user) -> None:
-    """In its own transaction (as under gunicorn): the token; BEGIN with the locked update; the history and outbox
-    rows with the COMMIT (project.rawsql.atomic_pipeline). Counted as bench/queries.py counts them."""
+def test_put_waits_for_the_database_twice(auth_client, verified_user) -> None:
+    """In its own transaction (as under gunicorn): BEGIN with the token read in the locked update; the history and
+    outbox rows with the COMMIT (project.rawsql.atomic_pipeline). Counted as bench/queries.py counts them."""
     from django.db import connection
 
     from bench.queries import _round_trips
@@ -257,6 +257,6 @@ def test_put_waits_for_the_database_three_times(auth_client, verified_user) -> N
     with _round_trips() as waits:
         response = auth_client.put(URL, {"confirmed": ["milk"], "severity": {"milk": "severe"}}, format="json")
     assert response.status_code == 200 and response.json()["revision"] == 2
-    assert waits == [3]
+    assert waits == [2]
     assert not connection.in_atomic_block and connection.get_autocommit()
     assert OutboxEvent.objects.filter(uid=verified_user.uid, data={"revision": 2}).count() == 1

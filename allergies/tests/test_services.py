@@ -4,6 +4,7 @@ import pytest
 from agent_bridge import events
 from agent_bridge.models import OutboxEvent
 from allergies import selectors, services
+from allergies.history import allergy_changes
 from allergies.models import AllergyProfile
 from allergies.tests.test_selectors import sync_of
 from allergies.validation import AllergyProfileInvalid
@@ -208,3 +209,65 @@ def test_the_sync_record_compiles_no_orm_query_and_leaves_other_users_alone(
     mine, theirs = AllergyProfile.objects.get(user=verified_user), AllergyProfile.objects.get(user=user)
     assert (mine.synced_revision, mine.sync_last_error, mine.sync_failed_at) == (2, "", None)
     assert (theirs.synced_revision, theirs.sync_last_error) == (0, "AGENT_TIMEOUT late")
+
+
+# --- allergy_profile_replace_authenticated: the token read by the locked update's statement ------------------
+
+
+def _clean(**overrides):
+    from allergies.validation import allergy_profile_clean
+
+    return allergy_profile_clean(**{**PEANUTS, **overrides})
+
+
+def test_replace_authenticated_writes_as_replace_and_names_the_session(issued_token, verified_user) -> None:
+    """The first write (no profile row yet) and the next one: the same rows as allergy_profile_replace, the token
+    (its user attached) returned and recorded as the revision's session."""
+    from allergies.models import AllergyRevision
+
+    for revision in (1, 2):
+        token, written = services.allergy_profile_replace_authenticated(raw=issued_token.raw, clean=_clean())
+        assert token.pk == issued_token.token.pk and token.user.pk == verified_user.pk
+        assert written == state(verified_user) and written.revision == revision
+        assert written.confirmed == ["peanuts"] and written.severity == {"peanuts": "anaphylactic",
+                                                                         "lactose": "intolerance"}
+    assert [e.data["revision"] for e in allergy_events()] == [1, 2]
+    history = list(AllergyRevision.objects.filter(user=verified_user).order_by("revision"))
+    assert [(h.revision, h.session_id) for h in history] == [(1, issued_token.token.pk), (2, issued_token.token.pk)]
+    clean = _clean()
+    after = {"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity}
+    assert history[0].changes == allergy_changes(before={"confirmed": [], "intolerances": [], "severity": {}},
+                                                 after=after)
+    assert history[1].changes == allergy_changes(before=after, after=after)
+
+
+def test_replace_authenticated_refuses_an_unusable_token_and_writes_nothing(unusable_tokens, verified_user) -> None:
+    replace(verified_user)
+    before = state(verified_user)
+    milk = _clean(confirmed=["milk"], intolerances=[], severity={"milk": "severe"})
+    for raw in unusable_tokens.values():
+        assert services.allergy_profile_replace_authenticated(raw=raw, clean=milk) is None
+    assert state(verified_user) == before and len(allergy_events()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("dead", [False, True])
+def test_replace_authenticated_is_the_health_check(issued_token, verified_user, monkeypatch, dead) -> None:
+    """Its statement stands in for Django's health check (no SELECT 1 round trip before it); a persistent connection
+    that died between requests (database restarted) is replaced, and the write made once."""
+    from unittest import mock
+
+    from django.db import connections
+
+    connection = connections["default"]  # the wrapper itself (monkeypatch cannot patch through the proxy)
+    connection.ensure_connection()
+    # As at the start of a request with CONN_HEALTH_CHECKS on (PostgreSQL's setting).
+    monkeypatch.setattr(connection, "health_check_enabled", True)
+    monkeypatch.setattr(connection, "health_check_done", False)
+    if dead:
+        connection.connection.close()  # as the server's end going away
+    with mock.patch.object(connection, "is_usable", wraps=connection.is_usable) as is_usable:
+        _, written = services.allergy_profile_replace_authenticated(raw=issued_token.raw, clean=_clean())
+    assert written.revision == 1 and len(allergy_events()) == 1
+    assert is_usable.call_count == (1 if dead else 0)

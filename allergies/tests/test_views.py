@@ -260,3 +260,65 @@ def test_put_waits_for_the_database_twice(auth_client, verified_user) -> None:
     assert waits == [2]
     assert not connection.in_atomic_block and connection.get_autocommit()
     assert OutboxEvent.objects.filter(uid=verified_user.uid, data={"revision": 2}).count() == 1
+
+
+@pytest.mark.parametrize("change", ["revoke", "revoke_all", "expire", "deactivate"])
+def test_put_refuses_a_token_revoked_just_before_and_writes_nothing(api_client, verified_user, issued_token,
+                                                                     change) -> None:
+    """A valid body is written with the token's read (services.allergy_profile_replace_authenticated): a token
+    revoked, expired or whose user was deactivated just before is still refused by the very next PUT."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity import services as identity_services
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
+    assert api_client.put(URL, BODY, format="json").status_code == 200
+    if change == "revoke":
+        identity_services.auth_token_revoke(token=issued_token.token)
+    elif change == "revoke_all":
+        identity_services.user_logout_all(user=verified_user)
+    elif change == "expire":
+        issued_token.token.expires_at = timezone.now() - timedelta(seconds=1)
+        issued_token.token.save()
+    else:
+        verified_user.is_active = False
+        verified_user.save()
+    response = api_client.put(URL, {"confirmed": ["milk"], "severity": {"milk": "severe"}}, format="json")
+    assert response.status_code == 401 and response.json()["code"] == "invalid_token"
+    assert selectors.allergy_profile_get(user=verified_user).revision == 1
+    assert OutboxEvent.objects.filter(uid=verified_user.uid).count() == 1
+
+
+@pytest.mark.parametrize("raw", ["not json", "[]", '{"confirmed": "milk"}', '{"confirmed": ["milk"]}'])
+def test_put_answers_401_before_looking_at_a_bad_body(api_client, unusable_tokens, raw: str) -> None:
+    """Unparsable, ill-formed or invalid (no severity): with a token that is not usable, still 401, as when the
+    body was read only after authentication."""
+    for token in unusable_tokens.values():
+        api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        response = api_client.put(URL, raw, content_type="application/json")
+        assert response.status_code == 401 and response.json()["code"] == "invalid_token"
+
+
+def test_put_with_an_unparsable_body_answers_the_parsers_error(auth_client) -> None:
+    response = auth_client.put(URL, "not json", content_type="application/json")
+    assert response.status_code == 400 and response.json()["code"] == "parse_error"
+
+
+def test_a_throttle_on_put_still_refuses_before_the_write(auth_client, verified_user, monkeypatch) -> None:
+    """The write goes with the authentication only when nothing else (throttle, other permission) could refuse
+    the request after it: a throttle added to the view still refuses before anything is written."""
+    from rest_framework.throttling import BaseThrottle
+
+    from allergies.views import AllergyProfileView
+
+    class Refuse(BaseThrottle):
+        def allow_request(self, request, view) -> bool:
+            return False
+
+    monkeypatch.setattr(AllergyProfileView, "throttle_classes", [Refuse])
+    response = auth_client.put(URL, BODY, format="json")
+    assert response.status_code == 429 and {"detail", "code"} <= set(response.json())
+    assert selectors.allergy_profile_get(user=verified_user).revision == 0
+    assert not OutboxEvent.objects.filter(uid=verified_user.uid).exists()

@@ -196,8 +196,6 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["identity.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # DRF's negotiation, answering `Accept: */*` (or none) and `application/json` without parsing them.
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "project.negotiation.ContentNegotiation",
     # DRF's JSON parser plus the DATA_UPLOAD_MAX_MEMORY_SIZE limit (413).
     "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
     # Only for DRF's own throttles (ours use throttling.clients.client_address): never trust the

@@ -240,6 +240,9 @@ class AgentClient:
         self.timeout = (min(float(timeout), MAX_CONNECT_TIMEOUT), float(timeout))
         self._owns_session = session is None
         self._session = session if session is not None else self._session_for(self.base_url)
+        # The session's default headers with ours over them, merged once (requests merges them,
+        # and the session's cookies, hooks and settings, on every call: see _send).
+        self._headers = {**self._session.headers, "X-Service-Token": service_token, "Accept": "application/json"}
 
     @staticmethod
     def _session_for(base_url: str) -> requests.Session:
@@ -444,22 +447,30 @@ class AgentClient:
     def _send(
         self, method: str, path: str, *, json: dict[str, Any] | None, params: dict[str, Any] | None, traceparent: str
     ) -> requests.Response:
-        """The HTTP exchange itself; transport failures become typed AgentErrors."""
+        """The HTTP exchange itself; transport failures become typed AgentErrors.
+
+        The request is prepared here and handed to the session's adapter, not to
+        `Session.request`: that one merges the session's headers, cookies, hooks, proxies and
+        settings into every call and looks for a redirect to follow (~8 % of the consumer's
+        CPU per event), for none of which the Agent has a use (the headers are merged
+        once in __init__; the Agent sets no cookies and never redirects, and a redirect is never
+        followed: it could turn PATCH into GET). The request on the wire is the same; the
+        preparation (URL, header and body checks) is requests' own."""
         try:
-            return self._session.request(
-                method,
-                f"{self.base_url}{path}",
+            prepared = requests.PreparedRequest()
+            prepared.prepare(
+                method=method,
+                url=f"{self.base_url}{path}",
+                headers={**self._headers, tracing.HEADER: traceparent},
                 json=json,
                 params=params,
-                headers={
-                    "X-Service-Token": self._token,
-                    "Accept": "application/json",
-                    tracing.HEADER: traceparent,
-                },
-                timeout=self.timeout,
-                # A redirect could turn PATCH into GET; the Agent never redirects.
-                allow_redirects=False,
             )
+            session = self._session
+            response = session.get_adapter(prepared.url).send(
+                prepared, timeout=self.timeout, verify=session.verify, cert=session.cert, proxies=session.proxies
+            )
+            response.content  # noqa: B018 -- read the body here, where its transport errors are caught
+            return response
         except requests.Timeout as exc:  # ConnectTimeout included
             unknown = method in _WRITES and _request_was_sent(exc)
             raise (AgentResponseTimeout if unknown else AgentTimeout)(

@@ -76,6 +76,35 @@ def test_uses_the_given_session_without_changing_its_headers(mocked):
     assert dict(session.headers) == before
 
 
+def test_a_call_bypasses_session_request_and_sends_the_same_request(client, mocked, monkeypatch):
+    """The client prepares its request and hands it to the session's adapter: Session.request's
+    per-call merging (headers, cookies, hooks, environment, redirects) is not paid; what goes on
+    the wire is unchanged, the session's default headers included."""
+
+    def refused(*args, **kwargs):
+        raise AssertionError("Session.request/send was used")
+
+    monkeypatch.setattr(requests.Session, "request", refused)
+    monkeypatch.setattr(requests.Session, "send", refused)
+    mocked.patch(f"{USER_URL}/allergies", json={"uid": UID}, match=[TOKEN_HEADER])
+    client.replace_allergies(uid=UID, confirmed=["peanut"], intolerances=[], severity={"peanut": "severe"})
+    sent = mocked.calls[-1].request
+    assert sent.headers["Accept"] == "application/json"
+    assert sent.headers["User-Agent"] == requests.utils.default_user_agent()
+    assert sent.headers["Content-Type"] == "application/json"
+    assert "traceparent" in sent.headers
+    assert json.loads(sent.body) == {"confirmed": ["peanut"], "intolerances": [], "severity": {"peanut": "severe"}}
+
+
+def test_the_agents_cookies_are_never_sent_back(client, mocked):
+    # The service token is the Agent's only credential: a cookie it sets is not kept.
+    mocked.get(USER_URL, json={"uid": UID}, headers={"Set-Cookie": "sid=abc; Path=/"})
+    mocked.get(USER_URL, json={"uid": UID})
+    client.get_user(uid=UID)
+    client.get_user(uid=UID)
+    assert "Cookie" not in mocked.calls[-1].request.headers
+
+
 def test_from_settings_reads_the_agent_settings(request):
     if not request.config.pluginmanager.hasplugin("django"):
         pytest.skip("needs pytest-django")

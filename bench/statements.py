@@ -35,6 +35,12 @@ class CountingLog(collections.deque):
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
     if not isinstance(connection.queries_log, CountingLog):
         connection.queries_log = CountingLog(maxlen=connection.queries_limit)
+        # Django logs what psycopg says it sent, which is nothing for a statement run as a prepared one
+        # (project.rawsql's server-binding cursor): log the statement's own text then.
+        last_executed_query = connection.ops.last_executed_query
+        connection.ops.last_executed_query = lambda cursor, sql, params: (
+            last_executed_query(cursor, sql, params) or sql
+        )
     connection.force_debug_cursor = True
 
 

@@ -15,16 +15,32 @@ def test_every_logged_statement_is_counted_with_its_send_time(tmp_path):
     assert [sql for at, sql in list(statements._sent)[-3:] if at >= t0] == ["BEGIN", "SELECT 1", "COMMIT"]
 
 
-def test_a_connection_created_in_any_thread_logs_into_the_counter():
-    class Connection:
-        queries_limit = 9000
-        queries_log = None
-        force_debug_cursor = False
+class _Ops:
+    def last_executed_query(self, cursor, sql, params):
+        return None if sql.startswith("prepared") else f"{sql} {params}"
 
-    connection = Connection()
-    connection.queries_log = []
+
+class _Connection:
+    queries_limit = 9000
+    force_debug_cursor = False
+
+    def __init__(self) -> None:
+        self.queries_log = []
+        self.ops = _Ops()
+
+
+def test_a_connection_created_in_any_thread_logs_into_the_counter():
+    connection = _Connection()
     statements._on_connection_created(sender=None, connection=connection)
     assert isinstance(connection.queries_log, statements.CountingLog) and connection.force_debug_cursor
+
+
+def test_a_statement_run_as_a_prepared_one_is_logged_by_its_own_text():
+    # Django logs what psycopg says it sent, None for a prepared statement: the report showed `None`.
+    connection = _Connection()
+    statements._on_connection_created(sender=None, connection=connection)
+    assert connection.ops.last_executed_query(None, "prepared SELECT 1", []) == "prepared SELECT 1"
+    assert connection.ops.last_executed_query(None, "SELECT %s", [1]) == "SELECT %s [1]"
 
 
 def test_counts_and_statements_are_read_back_by_window(tmp_path):

@@ -156,26 +156,34 @@ def test_get_is_one_statement(auth_client, verified_user, django_assert_num_quer
     assert response.status_code == 200 and response.json()["revision"] == 1
 
 
-@pytest.mark.parametrize("change", ["revoke", "revoke_all", "expire", "deactivate"])
-def test_get_refuses_a_token_revoked_just_before(api_client, verified_user, issued_token, change) -> None:
+UNUSABLE = ["revoke", "revoke_all", "expire", "deactivate"]
+
+
+def make_unusable(change: str, user, issued_token) -> None:
+    """Make the token unusable the way `change` says: logout, logout-all, expiry, deactivation."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from identity import services as identity_services
 
-    api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
-    assert api_client.get(URL).status_code == 200
     if change == "revoke":
         identity_services.auth_token_revoke(token=issued_token.token)
     elif change == "revoke_all":
-        identity_services.user_logout_all(user=verified_user)
+        identity_services.user_logout_all(user=user)
     elif change == "expire":
         issued_token.token.expires_at = timezone.now() - timedelta(seconds=1)
         issued_token.token.save()
     else:
-        verified_user.is_active = False
-        verified_user.save()
+        user.is_active = False
+        user.save()
+
+
+@pytest.mark.parametrize("change", UNUSABLE)
+def test_get_refuses_a_token_revoked_just_before(api_client, verified_user, issued_token, change) -> None:
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
+    assert api_client.get(URL).status_code == 200
+    make_unusable(change, verified_user, issued_token)
     response = api_client.get(URL)
     assert response.status_code == 401 and response.json()["code"] == "invalid_token"
 
@@ -262,29 +270,14 @@ def test_put_waits_for_the_database_twice(auth_client, verified_user) -> None:
     assert OutboxEvent.objects.filter(uid=verified_user.uid, data={"revision": 2}).count() == 1
 
 
-@pytest.mark.parametrize("change", ["revoke", "revoke_all", "expire", "deactivate"])
+@pytest.mark.parametrize("change", UNUSABLE)
 def test_put_refuses_a_token_revoked_just_before_and_writes_nothing(api_client, verified_user, issued_token,
                                                                      change) -> None:
     """A valid body is written with the token's read (services.allergy_profile_replace_authenticated): a token
     revoked, expired or whose user was deactivated just before is still refused by the very next PUT."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from identity import services as identity_services
-
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
     assert api_client.put(URL, BODY, format="json").status_code == 200
-    if change == "revoke":
-        identity_services.auth_token_revoke(token=issued_token.token)
-    elif change == "revoke_all":
-        identity_services.user_logout_all(user=verified_user)
-    elif change == "expire":
-        issued_token.token.expires_at = timezone.now() - timedelta(seconds=1)
-        issued_token.token.save()
-    else:
-        verified_user.is_active = False
-        verified_user.save()
+    make_unusable(change, verified_user, issued_token)
     response = api_client.put(URL, {"confirmed": ["milk"], "severity": {"milk": "severe"}}, format="json")
     assert response.status_code == 401 and response.json()["code"] == "invalid_token"
     assert selectors.allergy_profile_get(user=verified_user).revision == 1

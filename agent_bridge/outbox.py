@@ -127,7 +127,7 @@ class _ClaimSql:
                     f"AND ({c['claimed_until']} IS NULL OR {c['claimed_until']} < %s)")
 
         self.due = due(c)
-        urgent = ", ".join(["%s"] * len(events.HIGH_PRIORITY_TYPES))
+        urgent = rawsql.placeholders(len(events.HIGH_PRIORITY_TYPES))
         self.priority = f"CASE WHEN {c['type']} IN ({urgent}) THEN 0 ELSE 1 END"
         # The UPDATE names its table without an alias (SQLite's UPDATE takes none).
         self.update = (f"UPDATE {quote(meta.db_table)} SET {bare['claimed_by']} = %s, "  # noqa: S608
@@ -148,7 +148,7 @@ class _ClaimSql:
     def claim(self, pks: list[int], *, worker_id: str, until: datetime, now: datetime) -> None:
         """Claim those of `pks` that are still due: pending, available, not claimed or claimed until before `now`."""
         with connections[self.using].cursor() as cursor:
-            cursor.execute(f"{self.update}({', '.join(['%s'] * len(pks))})",
+            cursor.execute(f"{self.update}({rawsql.placeholders(len(pks))})",
                            [worker_id, self.prep("claimed_until", until), *self.due_params(now), *pks])
 
 
@@ -190,7 +190,7 @@ def outbox_claim_users(
     where, params = q.due, q.due_params(now)
     excluded = [q.prep("uid", uuid.UUID(str(uid))) for uid in exclude_uids]
     if excluded:
-        where += f" AND NOT ({c['uid']} IN ({', '.join(['%s'] * len(excluded))}) AND {c['uid']} IS NOT NULL)"
+        where += f" AND NOT ({c['uid']} IN ({rawsql.placeholders(len(excluded))}) AND {c['uid']} IS NOT NULL)"
         params += excluded
     # A few candidates per user wanted: a flooding user's rows must not hide everyone else's.
     candidates = q.rows(
@@ -210,7 +210,7 @@ def outbox_claim_users(
     pks = list(heads.values())
     q.claim(pks, worker_id=worker_id, until=until, now=now)
     mine = q.rows(
-        f"SELECT {q.columns.select(q.using)} FROM {q.table} WHERE {c['id']} IN ({', '.join(['%s'] * len(pks))}) "  # noqa: S608
+        f"SELECT {q.columns.select(q.using)} FROM {q.table} WHERE {c['id']} IN ({rawsql.placeholders(len(pks))}) "  # noqa: S608
         f"AND {c['status']} = %s AND {c['claimed_by']} = %s AND {c['claimed_until']} = %s "
         f"ORDER BY {q.priority}, {c['available_at']}, {c['id']}",
         [*pks, PENDING.value, worker_id, q.prep("claimed_until", until), *events.HIGH_PRIORITY_TYPES],
@@ -234,7 +234,7 @@ def _claim_coalesced(heads: list[OutboxEvent], *, worker_id: str, until: datetim
     head_pks = [event.pk for event in heads]
     siblings = q.rows(
         f"SELECT {c['id']} FROM {q.table} WHERE {q.due} AND ({same}) AND {c['attempts']} = 0 "  # noqa: S608
-        f"AND NOT ({c['id']} IN ({', '.join(['%s'] * len(head_pks))})) ORDER BY {c['id']} LIMIT %s",
+        f"AND NOT ({c['id']} IN ({rawsql.placeholders(len(head_pks))})) ORDER BY {c['id']} LIMIT %s",
         [*q.due_params(now), *same_params, *head_pks, limit * len(pairs)],
     )
     pks = [pk for (pk,) in siblings]
@@ -244,7 +244,7 @@ def _claim_coalesced(heads: list[OutboxEvent], *, worker_id: str, until: datetim
     covered: dict[int, list[int]] = {}
     taken = q.rows(
         f"SELECT {c['id']}, {c['uid']}, {c['type']} FROM {q.table} "  # noqa: S608
-        f"WHERE {c['id']} IN ({', '.join(['%s'] * len(pks))}) AND {c['claimed_by']} = %s "
+        f"WHERE {c['id']} IN ({rawsql.placeholders(len(pks))}) AND {c['claimed_by']} = %s "
         f"AND {c['claimed_until']} = %s ORDER BY {c['id']}",
         [*pks, worker_id, q.prep("claimed_until", until)],
     )
@@ -357,8 +357,8 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
             f"{quote(fields.pk.column)} IN ",
         )
     head, by_id, by_key = found
-    where = [f"{by_id}({', '.join(['%s'] * len(ids))})"] if ids else []
-    where += [f"{by_key}({', '.join(['%s'] * len(keys))})"] if keys else []
+    where = [f"{by_id}({rawsql.placeholders(len(ids))})"] if ids else []
+    where += [f"{by_key}({rawsql.placeholders(len(keys))})"] if keys else []
     delivered_at = fields.get_field("delivered_at").get_db_prep_value(timezone.now(), db)
     with db.cursor() as cursor:
         cursor.execute(f"{head}{' OR '.join(where)})", [DELIVERED.value, delivered_at, DELIVERED.value, *ids, *keys])

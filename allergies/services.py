@@ -120,6 +120,7 @@ def _replace_locked(
 
 
 _PROFILE = selectors.PROFILE_COLUMNS
+_PROFILE_USER_ID = _PROFILE.attnames.index("user_id")
 _LOCKED = rawsql.Columns(AllergyProfile, "locked")
 _update_locked_sql: dict[str, str] = {}
 
@@ -156,8 +157,6 @@ def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, Al
     if row is None:
         return None
     return _replaced_from(row, 0, user)
-
-
 
 
 def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
@@ -224,9 +223,6 @@ def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple
     if row[start + len(_LOCKED) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
         return token, None
     return token, _replaced_from(row, start, token.user)
-
-
-_PROFILE_USER_ID = _PROFILE.attnames.index("user_id")
 
 
 def _lists(profile: AllergyProfile) -> dict:

@@ -72,9 +72,9 @@ class AllergyProfileView(APIView):
         error, and 401 before 400, stays as it was."""
         if request.method == "PUT":
             clean = self._put_body(request)
-            found = None if clean is None else services.allergy_profile_replace_authenticated(raw=raw, clean=clean)
             if clean is None:
                 return identity_selectors.auth_token_get_usable(raw=raw)
+            found = services.allergy_profile_replace_authenticated(raw=raw, clean=clean)
         elif request.method == "GET":
             found = selectors.allergy_profile_get_with_token(raw=raw)
         else:

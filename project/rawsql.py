@@ -77,6 +77,11 @@ class Columns:
         return self.model.from_db(using, self.attnames, self.values(row, start, using))
 
 
+def placeholders(count: int) -> str:
+    """`%s, %s, ...`: the parameter markers of an IN list or VALUES row of `count` values."""
+    return ", ".join(["%s"] * count)
+
+
 _postgresql: tuple | None = None  # (ServerBindingCursor, TIMESTAMPTZ_OID, TEXT, register_tzloader), imported once
 
 
@@ -145,7 +150,7 @@ def insert(instance: Model, *, using: str = "default") -> None:
         quote = connections[using].ops.quote_name
         fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.auto_created)]
         sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-               f"VALUES ({', '.join(['%s'] * len(fields))})")
+               f"VALUES ({placeholders(len(fields))})")
         found = _insert_sql[(model, using)] = (sql, fields)
     sql, fields = found
     connection = connections[using]

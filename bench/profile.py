@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench.stack import Stack
 
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40, help="frames to print")
     parser.add_argument("--rounds", type=int, default=3, help="with --process api-cpu: interleaved rounds")
     parser.add_argument("--baseline", metavar="REF", help="with --process api-cpu: also REF's /api/allergies/")
+    parser.add_argument("--no-spy", action="store_true",
+                        help="with a bus process: no py-spy, only the burst's rate and CPU per event")
     args = parser.parse_args(argv)
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy_bin).exists():
@@ -200,15 +203,31 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_bus(amqp=bool(amqp_url), consumers=1)
         pid = stack.pids("relay" if args.process == "relay" else "consumer")[0]
         raw = Path(args.out) / f"pyspy-{args.process}-{args.transport}.txt"
-        spy = subprocess.Popen([spy_bin, "record", "--idle", "--format", "raw", "--rate", "200", "-o", str(raw),
-                                "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = None
+        if not args.no_spy:
+            spy = subprocess.Popen([spy_bin, "record", "--idle", "--format", "raw", "--rate", "200", "-o", str(raw),
+                                    "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
+        # CPU per event of each bus-side process (moves far less with a shared machine's load than events/s).
+        watched = {name: stack.pids(name) for name in ("consumer", "relay", "devagent")}
+        cpu0 = {name: _cpu_seconds(pids) for name, pids in watched.items()}
+        database = urlsplit(stack.database_url).path.lstrip("/")
+        db0 = {pid: _cpu_seconds([pid]) for pid in _backends(database)}
         result = bus.burst(stack, users, cap_s=120)
-        spy.send_signal(2)
-        spy.wait(30)
+        cpu = {name: _cpu_seconds(pids) - cpu0[name] for name, pids in watched.items()}
+        if stack.database_kind == "postgresql":  # the burst's own inserts included
+            watched["postgres"] = [0]
+            cpu["postgres"] = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in _backends(database))
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         print(f"burst: {result}")
-        print(summarize(raw))
-        print(f"raw profile: {raw}")
+        per = 1000 / max(result["delivered"], 1)
+        print("CPU ms per event: " + ", ".join(f"{name} {seconds * per:.3f}" for name, seconds in cpu.items()
+                                               if watched[name]) + ("" if args.no_spy else " (under py-spy)"))
+        if spy is not None:
+            print(summarize(raw))
+            print(f"raw profile: {raw}")
     finally:
         stack.stop()
     return 0

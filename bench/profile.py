@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40, help="frames to print")
     parser.add_argument("--rounds", type=int, default=3, help="with --process api-cpu: interleaved rounds")
     parser.add_argument("--baseline", metavar="REF", help="with --process api-cpu: also REF's /api/allergies/")
+    parser.add_argument("--samples", choices=["idle", "active", "gil"], default="idle",
+                        help="with a bus process: every thread's wall-clock samples (waits included), only running "
+                             "threads', or only the thread holding the GIL (where the interpreter's CPU goes)")
     parser.add_argument("--no-spy", action="store_true",
                         help="with a bus process: no py-spy, only the burst's rate and CPU per event")
     args = parser.parse_args(argv)
@@ -205,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = Path(args.out) / f"pyspy-{args.process}-{args.transport}.txt"
         spy = None
         if not args.no_spy:
-            spy = subprocess.Popen([spy_bin, "record", "--idle", "--format", "raw", "--rate", "200", "-o", str(raw),
+            sampled = {"idle": ["--idle"], "active": [], "gil": ["--gil"]}[args.samples]
+            spy = subprocess.Popen([spy_bin, "record", *sampled, "--format", "raw", "--rate", "200", "-o", str(raw),
                                     "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         # CPU per event of each bus-side process (moves far less with a shared machine's load than events/s).

@@ -51,6 +51,7 @@ class _Server(ThreadingHTTPServer):
         self.agent = agent
         self.keep_alive_s = keep_alive_s
         self.closing = False
+        self.accepted = 0  # connections ever opened: tests see whether clients reuse theirs
         self._connections: set[_Connection] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, handler)
@@ -59,6 +60,7 @@ class _Server(ThreadingHTTPServer):
         connection = _Connection(sock)
         with self._connections_lock:
             self._connections.add(connection)
+            self.accepted += 1
             closing = self.closing
         if closing:  # accepted just before the port was closed: it goes with the others
             _shut(connection)
@@ -67,6 +69,11 @@ class _Server(ThreadingHTTPServer):
     def connection_finished(self, connection: _Connection) -> None:
         with self._connections_lock:
             self._connections.discard(connection)
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
 
     def close_connections(self) -> None:
         """Close every connection that is between requests now; one that is working on a request
@@ -445,6 +452,18 @@ class DevAgentServer:
     @property
     def main_up(self) -> bool:
         return self._main is not None
+
+    @property
+    def connections_accepted(self) -> int:
+        """Connections the main port has opened since it was last brought up."""
+        main = self._main
+        return main.accepted if main is not None else 0
+
+    @property
+    def connections_open(self) -> int:
+        """Connections open on the main port now (each holds a handler thread)."""
+        main = self._main
+        return main.open_connections if main is not None else 0
 
     def start(self) -> DevAgentServer:
         self._control = _Server((self.host, self.control_port), _ControlHandler, self, self.keep_alive_s)

@@ -562,11 +562,13 @@ def test_late_apply_lands_an_older_write_after_a_newer_one(server, control):
 
 def test_late_apply_without_answer_is_a_lost_connection(server, client, control):
     uid = new_uid()
+    before = server.connections_accepted
     client.create_user(uid=uid)
     control.late_apply(hold_ms=300, paths="/allergies$", answer="none")
     with pytest.raises(AgentConnectionLost) as info:
         client.replace_allergies(uid=uid, **ALLERGY_OLD)
     assert isinstance(info.value, AgentOutcomeUnknown)
+    assert server.connections_accepted - before == 1, "the write went over the kept-alive connection"
     _wait_applied(control, 1)
     assert control.user(uid)["allergies"] == ALLERGY_OLD
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.cpu import CpuMeter, postgres_backends, rabbitmq_pids
 from bench.stack import Stack
 
 
@@ -212,23 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             spy = subprocess.Popen([spy_bin, "record", *sampled, "--format", "raw", "--rate", "200", "-o", str(raw),
                                     "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        # CPU per event of each bus-side process (moves far less with a shared machine's load than events/s).
-        watched = {name: stack.pids(name) for name in ("consumer", "relay", "devagent")}
-        cpu0 = {name: _cpu_seconds(pids) for name, pids in watched.items()}
+        # CPU per event of each process over the drain (moves far less with a shared machine's load than events/s).
         database = urlsplit(stack.database_url).path.lstrip("/")
-        db0 = {pid: _cpu_seconds([pid]) for pid in _backends(database)}
-        result = bus.burst(stack, users, cap_s=120)
-        cpu = {name: _cpu_seconds(pids) - cpu0[name] for name, pids in watched.items()}
-        if stack.database_kind == "postgresql":  # the burst's own inserts included
-            watched["postgres"] = [0]
-            cpu["postgres"] = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in _backends(database))
+        meter = CpuMeter(lambda: {
+            "consumer": stack.pids("consumer"), "relay": stack.pids("relay"), "agent": stack.pids("devagent"),
+            "postgres": postgres_backends(database) if stack.database_kind == "postgresql" else [],
+            "rabbitmq": rabbitmq_pids() if amqp_url else [], "bench": [os.getpid()]})
+        result = bus.burst(stack, users, cap_s=120, meter=meter)
         if spy is not None:
             spy.send_signal(2)
             spy.wait(30)
         print(f"burst: {result}")
-        per = 1000 / max(result["delivered"], 1)
-        print("CPU ms per event: " + ", ".join(f"{name} {seconds * per:.3f}" for name, seconds in cpu.items()
-                                               if watched[name]) + ("" if args.no_spy else " (under py-spy)"))
+        print(f"CPU ms per event{'' if args.no_spy else ' (under py-spy)'}: "
+              + ", ".join(f"{name} {ms:.3f}" for name, ms in meter.per_unit_ms(result["delivered"]).items()))
         if spy is not None:
             print(summarize(raw))
             print(f"raw profile: {raw}")

@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from bench.cpu import CpuMeter, postgres_backends, rabbitmq_pids
 from bench.stack import Stack
 
 
@@ -171,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40, help="frames to print")
     parser.add_argument("--rounds", type=int, default=3, help="with --process api-cpu: interleaved rounds")
     parser.add_argument("--baseline", metavar="REF", help="with --process api-cpu: also REF's /api/allergies/")
+    parser.add_argument("--samples", choices=["idle", "active", "gil"], default="idle",
+                        help="with a bus process: every thread's wall-clock samples (waits included), only running "
+                             "threads', or only the thread holding the GIL (where the interpreter's CPU goes)")
+    parser.add_argument("--no-spy", action="store_true",
+                        help="with a bus process: no py-spy, only the burst's rate and CPU per event")
     args = parser.parse_args(argv)
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy_bin).exists():
@@ -200,15 +207,28 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_bus(amqp=bool(amqp_url), consumers=1)
         pid = stack.pids("relay" if args.process == "relay" else "consumer")[0]
         raw = Path(args.out) / f"pyspy-{args.process}-{args.transport}.txt"
-        spy = subprocess.Popen([spy_bin, "record", "--idle", "--format", "raw", "--rate", "200", "-o", str(raw),
-                                "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = None
+        if not args.no_spy:
+            sampled = {"idle": ["--idle"], "active": [], "gil": ["--gil"]}[args.samples]
+            spy = subprocess.Popen([spy_bin, "record", *sampled, "--format", "raw", "--rate", "200", "-o", str(raw),
+                                    "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        result = bus.burst(stack, users, cap_s=120)
-        spy.send_signal(2)
-        spy.wait(30)
+        # CPU per event of each process over the drain (moves far less with a shared machine's load than events/s).
+        database = urlsplit(stack.database_url).path.lstrip("/")
+        meter = CpuMeter(lambda: {
+            "consumer": stack.pids("consumer"), "relay": stack.pids("relay"), "agent": stack.pids("devagent"),
+            "postgres": postgres_backends(database) if stack.database_kind == "postgresql" else [],
+            "rabbitmq": rabbitmq_pids() if amqp_url else [], "bench": [os.getpid()]})
+        result = bus.burst(stack, users, cap_s=120, meter=meter)
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         print(f"burst: {result}")
-        print(summarize(raw))
-        print(f"raw profile: {raw}")
+        print(f"CPU ms per event{'' if args.no_spy else ' (under py-spy)'}: "
+              + ", ".join(f"{name} {ms:.3f}" for name, ms in meter.per_unit_ms(result["delivered"]).items()))
+        if spy is not None:
+            print(summarize(raw))
+            print(f"raw profile: {raw}")
     finally:
         stack.stop()
     return 0

@@ -2,8 +2,9 @@
 
 Run as `python -m bench.raw pika|http ...`; prints one JSON object. The pika ceiling runs the
 publisher and the consumer in two processes, like the relay and the consumer daemon. The HTTP
-ceiling runs `--processes` client processes of `--threads` threads each (one requests.Session and
-one user per thread, like one consumer process with that many Agent calls in flight per process):
+ceiling runs `--processes` client processes of `--threads` threads each (one requests.Session, so one
+kept-alive connection, and one user per thread, like one consumer process with that many Agent calls
+in flight per process):
 `--processes 1 --threads 1` is the sequential ceiling.
 """
 import argparse

@@ -12,13 +12,17 @@ Two rules, applied at two places:
   bidi overrides, variation selectors, tag characters...) from names that are matched against a
   vocabulary or a unique key, so that "pea\\u200bnuts" is "peanuts" and not a new allergen.
 """
+import re
 from typing import Any
 
 import regex
 
 # The `regex` package carries current Unicode property tables (the stdlib's `re` has none).
 _INVISIBLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]+")
-_SURROGATE = regex.compile(r"[\ud800-\udfff]")
+# A code point range needs no property table, so the stdlib's `re`: `regex` releases the GIL for
+# every search, and in a process with several busy threads (the consumer's Agent calls) getting it
+# back costs far more than the search.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def invisible_strip(text: str) -> str:
@@ -28,7 +32,7 @@ def invisible_strip(text: str) -> str:
 
 def string_problem(text: str) -> str | None:
     """Why `text` cannot be accepted as text, or None when it can."""
-    if _SURROGATE.search(text):
+    if not text.isascii() and _SURROGATE.search(text):  # an ASCII string holds no surrogate
         return "a string must be valid Unicode text (it holds a lone surrogate)"
     return None
 

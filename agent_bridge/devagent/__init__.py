@@ -21,9 +21,13 @@ Every /users request needs ``X-Service-Token``; errors are always
 ``{"detail": ..., "code": ...}`` (the code is also sent as ``X-Error-Code``,
 the header the real Agent uses for its 404s).
 
+Both ports speak HTTP/1.1 and keep connections alive, as the real Agent's server does (a
+client pays one TCP connection per thread, not per call); a connection idle for
+``--keep-alive`` seconds (5) is closed.
+
 A second, *control* server on its own port lets tests and demos inspect the
 state, read the request log, inject latency and error statuses, and take the
-main port down (connections refused) and up again. It is on a separate port so
+main port down (connections refused, open ones closed) and up again. It is on a separate port so
 it stays reachable while the main port is down.
 
 It imports no Django (only the backend's pure contract modules), so it starts in a few

@@ -9,7 +9,7 @@ import re
 import signal
 import threading
 
-from agent_bridge.devagent.server import DevAgentServer
+from agent_bridge.devagent.server import KEEP_ALIVE_TIMEOUT_S, DevAgentServer
 
 #: The line printed by the CLI once both ports listen; e2e tests parse it to
 #: learn the ports when they start the double with ``--port 0``.
@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AGENT_SERVICE_TOKEN", ""),
         help="expected X-Service-Token (default: $AGENT_SERVICE_TOKEN; empty accepts any value)",
     )
+    parser.add_argument(
+        "--keep-alive",
+        type=float,
+        default=KEEP_ALIVE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"close a kept-alive connection idle this long (default {KEEP_ALIVE_TIMEOUT_S:g})",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -51,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
-    server = DevAgentServer(args.host, args.port, args.control_port, args.token)
+    server = DevAgentServer(args.host, args.port, args.control_port, args.token, keep_alive_s=args.keep_alive)
     server.start()
     print(
         f"devagent listening on {server.base_url} (control {server.control_url})",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import socket
 import socketserver
 import threading
 import time
@@ -19,16 +21,70 @@ from agent_bridge.devagent.state import AgentState
 logger = logging.getLogger(__name__)
 
 
+#: Seconds a kept-alive connection may sit idle before the double closes it (uvicorn's default),
+#: so that a thread per client connection does not outlive the client's interest.
+KEEP_ALIVE_TIMEOUT_S = 5.0
+
+
+class _Connection:
+    """One client connection of a server: whether it is between requests (so may be closed at once)."""
+
+    __slots__ = ("busy", "lock", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()  # held while an answer is written, so closing never cuts one
+        self.busy = False
+
+
 class _Server(ThreadingHTTPServer):
-    """A threading HTTP server that binds without a reverse DNS lookup."""
+    """A threading HTTP server that binds without a reverse DNS lookup, and keeps connections
+    alive (HTTP/1.1) like the real Agent's server does, so a client pays one TCP connection per
+    thread, not per call. It knows its open connections, so that :meth:`close_connections`
+    can make a stopped port unreachable over connections opened before, too."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type, agent: DevAgentServer) -> None:
+    def __init__(self, address: tuple[str, int], handler: type, agent: DevAgentServer, keep_alive_s: float) -> None:
         self.agent = agent
+        self.keep_alive_s = keep_alive_s
+        self.closing = False
+        self.accepted = 0  # connections ever opened: tests see whether clients reuse theirs
+        self._connections: set[_Connection] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def connection_opened(self, sock: socket.socket) -> _Connection:
+        connection = _Connection(sock)
+        with self._connections_lock:
+            self._connections.add(connection)
+            self.accepted += 1
+            closing = self.closing
+        if closing:  # accepted just before the port was closed: it goes with the others
+            _shut(connection)
+        return connection
+
+    def connection_finished(self, connection: _Connection) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
+    def close_connections(self) -> None:
+        """Close every connection that is between requests now; one that is working on a request
+        answers it with ``Connection: close`` and then closes (the handler sees :attr:`closing`)."""
+        with self._connections_lock:
+            self.closing = True
+            connections = list(self._connections)
+        for connection in connections:
+            with connection.lock:
+                if not connection.busy:
+                    _shut(connection)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can take
@@ -39,17 +95,69 @@ class _Server(ThreadingHTTPServer):
         self.server_port = int(port)
 
 
+def _shut(connection: _Connection) -> None:
+    # shutdown, not close: the handler thread owns the socket; this sends the FIN at once (a
+    # client checks for it before reusing a pooled connection) and wakes a read blocked on it.
+    with contextlib.suppress(OSError):  # already gone
+        connection.sock.shutdown(socket.SHUT_RDWR)
+
+
 class _JsonHandler(BaseHTTPRequestHandler):
-    """Shared plumbing: read a JSON body, answer JSON, stay quiet on stderr."""
+    """Shared plumbing: read a JSON body, answer JSON, stay quiet on stderr.
+
+    HTTP/1.1 with keep-alive: every answer carries its Content-Length and is written in one
+    piece (the buffered wfile is flushed once per answer), and every request's body is read
+    whole before the answer, so the next request on the connection starts where it should."""
 
     server: _Server
     server_version = "devagent/1"
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1  # buffered: the status line, headers and body leave in one write
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        self.timeout = self.server.keep_alive_s  # the socket's timeout: an idle connection is closed
+        super().setup()
+        self._connection = self.server.connection_opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.connection_finished(self._connection)
+
+    def handle_one_request(self) -> None:
+        if self.server.closing:
+            self.close_connection = True
+            return
+        try:
+            super().handle_one_request()
+        except OSError as exc:  # the client reset or closed the connection: nothing left to answer
+            logger.debug("connection from %s ended: %s", self.address_string(), exc)
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        with self._connection.lock:  # from here to the end of the answer, close_connections waits
+            self._connection.busy = True
+        return super().parse_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
     def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        """The request's body, read whole. A body whose length is not given as a Content-Length
+        (chunked, or a malformed length) is not read: it is treated as empty and the connection
+        is closed after the answer, since the next request's start cannot be found."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            return b""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            return b""
         return self.rfile.read(length) if length > 0 else b""
 
     @staticmethod
@@ -63,18 +171,25 @@ class _JsonHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any, *, error_code: str | None = None) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            if payload is not None:
-                self.send_header("Content-Type", "application/json")
-            if error_code:
-                self.send_header("X-Error-Code", error_code)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client gave up (e.g. its timeout fired during injected latency).
-            logger.debug("client went away before %s %s was answered", self.command, self.path)
+        with self._connection.lock:
+            try:
+                self.send_response(status)
+                if payload is not None:
+                    self.send_header("Content-Type", "application/json")
+                if error_code:
+                    self.send_header("X-Error-Code", error_code)
+                self.send_header("Content-Length", str(len(data)))
+                if self.close_connection or self.server.closing:
+                    self.send_header("Connection", "close")  # also sets close_connection
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+            except OSError:
+                # The client gave up (e.g. its timeout fired during injected latency).
+                logger.debug("client went away before %s %s was answered", self.command, self.path)
+                self.close_connection = True
+            finally:
+                self._connection.busy = False
 
     @staticmethod
     def _error_payload(error: HttpError) -> dict[str, Any]:
@@ -313,10 +428,12 @@ class DevAgentServer:
         port: int = 0,
         control_port: int = 0,
         token: str = "",
+        keep_alive_s: float = KEEP_ALIVE_TIMEOUT_S,
     ) -> None:
         self.host = host
         self.port = port
         self.control_port = control_port
+        self.keep_alive_s = keep_alive_s
         self.state = AgentState(token)
         self._main: _Server | None = None
         self._main_thread: threading.Thread | None = None
@@ -336,8 +453,20 @@ class DevAgentServer:
     def main_up(self) -> bool:
         return self._main is not None
 
+    @property
+    def connections_accepted(self) -> int:
+        """Connections the main port has opened since it was last brought up."""
+        main = self._main
+        return main.accepted if main is not None else 0
+
+    @property
+    def connections_open(self) -> int:
+        """Connections open on the main port now (each holds a handler thread)."""
+        main = self._main
+        return main.open_connections if main is not None else 0
+
     def start(self) -> DevAgentServer:
-        self._control = _Server((self.host, self.control_port), _ControlHandler, self)
+        self._control = _Server((self.host, self.control_port), _ControlHandler, self, self.keep_alive_s)
         self.control_port = self._control.server_address[1]
         self._control_thread = _serve(self._control, "devagent-control")
         self.up()
@@ -348,12 +477,12 @@ class DevAgentServer:
         with self._switch:
             if self._main is not None:
                 return
-            self._main = _Server((self.host, self.port), _AgentHandler, self)
+            self._main = _Server((self.host, self.port), _AgentHandler, self, self.keep_alive_s)
             self.port = self._main.server_address[1]
             self._main_thread = _serve(self._main, "devagent-main")
 
     def down(self) -> None:
-        """Close the listening socket so that new connections are refused."""
+        """Close the listening socket so that new connections are refused, and the open ones."""
         # Held throughout, so a concurrent up() cannot bind before the close.
         with self._switch:
             server, thread = self._main, self._main_thread
@@ -386,9 +515,10 @@ def _serve(server: _Server, name: str) -> threading.Thread:
 
 
 def _close(server: _Server | None, thread: threading.Thread | None) -> None:
-    """Stop serving, close the listening socket, and wait for the serving thread."""
+    """Stop serving, close the listening socket and the open connections, and wait for the serving thread."""
     if server is not None:
         server.shutdown()
         server.server_close()
+        server.close_connections()
     if thread is not None:
         thread.join(timeout=5)

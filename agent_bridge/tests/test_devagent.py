@@ -8,6 +8,7 @@ section runs AgentClient against it, which proves client and double agree.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 
 import pytest
@@ -560,11 +562,13 @@ def test_late_apply_lands_an_older_write_after_a_newer_one(server, control):
 
 def test_late_apply_without_answer_is_a_lost_connection(server, client, control):
     uid = new_uid()
+    before = server.connections_accepted
     client.create_user(uid=uid)
     control.late_apply(hold_ms=300, paths="/allergies$", answer="none")
     with pytest.raises(AgentConnectionLost) as info:
         client.replace_allergies(uid=uid, **ALLERGY_OLD)
     assert isinstance(info.value, AgentOutcomeUnknown)
+    assert server.connections_accepted - before == 1, "the write went over the kept-alive connection"
     _wait_applied(control, 1)
     assert control.user(uid)["allergies"] == ALLERGY_OLD
 
@@ -621,3 +625,156 @@ def test_invalid_misbehaviour_is_rejected(control):
         response = requests.post(f"{control.control_url}/misbehave", json=body, timeout=5)
         assert response.status_code == 422 and response.json()["code"] == "INVALID_PAYLOAD"
     assert control.misbehaviour() == {"late_apply": None, "keep_erased": None}
+
+
+# --- connections: HTTP/1.1 keep-alive, like the real Agent's server ---------------
+
+
+def _exchange(conn: HTTPConnection, method: str, path: str, body: bytes | None = None,
+              token: str | None = TOKEN) -> tuple[HTTPResponse, bytes]:
+    headers = {} if token is None else {"X-Service-Token": token}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    return response, response.read()
+
+
+def _wait_until(condition, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_one_connection_serves_successes_errors_and_faults_each_with_its_length(server, control):
+    uid = new_uid()
+    allergies = json.dumps(ALLERGY_OLD).encode()
+    calls = [
+        ("POST", f"/users/{uid}", b"{}", TOKEN, 201),
+        ("PATCH", f"/users/{uid}/allergies", allergies, TOKEN, 200),
+        ("PATCH", f"/users/{uid}/allergies", allergies, None, 401),  # refused: its body is read all the same
+        ("PATCH", f"/users/{uid}/allergies", b"{not json", TOKEN, 422),
+        ("GET", f"/users/{new_uid()}", None, TOKEN, 404),
+        ("GET", "/nowhere", None, TOKEN, 404),
+        ("PUT", f"/users/{uid}", b"{}", TOKEN, 405),
+        ("GET", f"/users/{uid}", None, TOKEN, 503),  # injected below
+        ("DELETE", f"/users/{uid}/interactions", None, TOKEN, 204),
+        ("GET", f"/users/{uid}", None, TOKEN, 200),
+    ]
+    conn = HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        before = server.connections_accepted
+        first = None
+        for method, path, body, token, status in calls:
+            if status == 503:
+                control.fault(status=503, fail_count=1, latency_ms=20)
+            response, data = _exchange(conn, method, path, body, token)
+            assert (response.status, response.version) == (status, 11), (method, path, data)
+            assert response.headers["Content-Length"] == str(len(data)), (method, path)
+            assert response.headers.get("Connection") != "close", (method, path)
+            first = first or conn.sock
+            assert conn.sock is not None and conn.sock is first, f"{method} {path} {status} closed the connection"
+        assert server.connections_accepted - before == 1
+    finally:
+        conn.close()
+    assert control.user(uid)["allergies"] == ALLERGY_OLD
+
+
+def test_the_control_port_keeps_the_connection_alive_too(server, control):
+    conn = HTTPConnection(server.host, server.control_port, timeout=5)
+    try:
+        response, _ = _exchange(conn, "GET", "/health")
+        sock = conn.sock
+        response, data = _exchange(conn, "POST", "/fault", b'{"bogus": 1}')
+        assert response.status == 422 and response.headers["Content-Length"] == str(len(data))
+        response, _ = _exchange(conn, "GET", "/state")
+        assert response.status == 200 and sock is not None and conn.sock is sock
+    finally:
+        conn.close()
+
+
+def test_a_body_of_unknown_length_is_answered_and_its_connection_closed(server, control):
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"PATCH /users/%s/allergies HTTP/1.1\r\nHost: x\r\nX-Service-Token: %s\r\n"
+                     b"Content-Length: nine\r\n\r\n{}" % (new_uid().encode(), TOKEN.encode()))
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes after its answer
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 4"), answer
+    assert b"\r\nConnection: close" in head and f"Content-Length: {len(body)}".encode() in head, answer
+
+
+@pytest.fixture
+def short_keep_alive():
+    with DevAgentServer(token=TOKEN, keep_alive_s=0.3) as running:
+        yield running
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(short_keep_alive):
+    server = short_keep_alive
+    conn = HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        started = time.monotonic()
+        assert _exchange(conn, "GET", "/health")[0].status == 200
+        assert server.connections_open == 1
+        assert conn.sock.recv(1) == b"", "the server closes an idle connection"
+        assert 0.3 <= time.monotonic() - started < 5, "kept alive for the timeout, then closed"
+    finally:
+        conn.close()
+    _wait_until(lambda: server.connections_open == 0, "the connection's handler thread ends")
+
+
+def test_down_closes_idle_kept_alive_connections_at_once(server, control):
+    conn = HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        assert _exchange(conn, "GET", "/health")[0].status == 200
+        assert server.connections_open >= 1
+        control.down()
+        try:
+            conn.sock.settimeout(1)
+            assert conn.sock.recv(1) == b"", "a down Agent keeps no connection open"
+        finally:
+            control.up()
+    finally:
+        conn.close()
+
+
+def test_a_request_in_flight_when_the_agent_goes_down_is_answered_then_closed(server, http, control):
+    uid = make_user(http)
+    control.fault(latency_ms=600, fail_count=1)
+    conn = HTTPConnection(server.host, server.port, timeout=5)
+    answered: dict = {}
+
+    def call() -> None:
+        response, data = _exchange(conn, "GET", f"/users/{uid}")
+        answered.update(status=response.status, connection=response.headers.get("Connection"), data=data)
+
+    worker = threading.Thread(target=call)
+    try:
+        worker.start()
+        _wait_until(lambda: server.state.current_fault() is None, "the slow request took its fault: it is in flight")
+        control.down()
+        worker.join(5)
+        assert answered["status"] == 200 and answered["connection"] == "close", answered
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, server.port), timeout=2).close()
+    finally:
+        control.up()
+        conn.close()
+
+
+def test_the_client_reuses_its_connection_and_survives_the_server_closing_it(short_keep_alive):
+    server = short_keep_alive
+    uid = new_uid()
+    with AgentClient(base_url=server.base_url, service_token=TOKEN, timeout=2) as agent:
+        before = server.connections_accepted
+        agent.create_user(uid=uid)
+        agent.replace_allergies(uid=uid, **ALLERGY_OLD)
+        assert agent.get_user(uid=uid)["allergies"] == ALLERGY_OLD
+        assert server.connections_accepted - before == 1, "one connection for three calls"
+        _wait_until(lambda: server.connections_open == 0, "the server closes the idle connection")
+        agent.replace_allergies(uid=uid, **ALLERGY_NEW)  # a write: it must not be lost to the stale socket
+        assert agent.get_user(uid=uid)["allergies"] == ALLERGY_NEW
+        assert server.connections_accepted - before == 2

@@ -333,7 +333,9 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
 
     One UPDATE, written by hand (the consumer loop sends it for every batch it settles; compiling
     the ORM's cost more CPU than the database spends on it): the statement
-    `filter(Q(event_id__in=…) | Q(pk__in=…)).exclude(status=DELIVERED).update(…)` would send."""
+    `filter(Q(event_id__in=…) | Q(pk__in=…)).exclude(status=DELIVERED).update(…)` would send. On
+    PostgreSQL the ids go as two array parameters (`= ANY(%s)`), so the text is the same for every
+    batch size and the statement is prepared on the server like the other hot ones."""
     using = "default"
     db = connections[using]
     fields = OutboxEvent._meta
@@ -341,6 +343,7 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
     keys = [fields.pk.get_db_prep_value(pk, db) for pk in pks]
     if not ids and not keys:
         return
+    arrays = db.vendor == "postgresql"
     found = _settle_sql.get(using)
     if found is None:
         quote = db.ops.quote_name
@@ -348,18 +351,28 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
         def column(name: str) -> str:
             return quote(fields.get_field(name).column)
 
-        # Only quoted names from the model's metadata are interpolated; values are parameters.
+        def matches(field: Any) -> str:
+            return f"{quote(field.column)} = ANY(%s::{field.db_type(db)}[])" if arrays else f"{quote(field.column)} IN "
+
+        # Only quoted names and types from the model's metadata are interpolated; values are parameters.
         found = _settle_sql[using] = (
             f"UPDATE {quote(fields.db_table)} SET {column('status')} = %s, {column('delivered_at')} = %s, "  # noqa: S608
             f"{column('claimed_by')} = '', {column('claimed_until')} = NULL, {column('last_error')} = '' "
             f"WHERE NOT ({column('status')} = %s) AND (",
-            f"{column('event_id')} IN ",
-            f"{quote(fields.pk.column)} IN ",
+            matches(fields.get_field("event_id")),
+            matches(fields.pk),
         )
     head, by_id, by_key = found
+    delivered_at = fields.get_field("delivered_at").get_db_prep_value(timezone.now(), db)
+    if arrays:
+        # Array literals as text: the same parameter types for every batch (a list's own array type would follow
+        # its length and values, and psycopg prepares per text and types). UUIDs and ints need no quoting.
+        id_array, key_array = (f"{{{','.join(map(str, values))}}}" for values in (ids, keys))
+        rawsql.execute(f"{head}{by_id} OR {by_key})", [DELIVERED.value, delivered_at, DELIVERED.value,
+                                                       id_array, key_array])
+        return
     where = [f"{by_id}({rawsql.placeholders(len(ids))})"] if ids else []
     where += [f"{by_key}({rawsql.placeholders(len(keys))})"] if keys else []
-    delivered_at = fields.get_field("delivered_at").get_db_prep_value(timezone.now(), db)
     with db.cursor() as cursor:
         cursor.execute(f"{head}{' OR '.join(where)})", [DELIVERED.value, delivered_at, DELIVERED.value, *ids, *keys])
 

@@ -249,7 +249,8 @@ def allergy_sync_record_success(*, uid: uuid.UUID | str, revision: int) -> None:
 
     `synced_revision` only moves forward; the error is cleared once the Agent holds the current
     revision. One UPDATE written once per database (the consumer's hot path: compiling its CASE
-    and GREATEST expressions through the ORM cost more CPU than sending it). Its SET expressions
+    and GREATEST expressions through the ORM cost more CPU than sending it), prepared on the server
+    once the connection has run it a few times (`rawsql.execute`). Its SET expressions
     all see the row as it was, so "synced now" is: it already was, or `revision` reaches the
     current one; updated_at is left alone (it dates the user's change, not the sync)."""
     using = "default"
@@ -275,8 +276,7 @@ def allergy_sync_record_success(*, uid: uuid.UUID | str, revision: int) -> None:
             f"FROM {quote(User._meta.db_table)} WHERE {column(User, 'uid')} = %s)"
         )
     uid_param = User._meta.get_field("uid").get_db_prep_value(uid, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [revision, revision, revision, uid_param])
+    rawsql.execute(sql, [revision, revision, revision, uid_param], using=using)
 
 
 def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:

@@ -132,6 +132,14 @@ def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tupl
         return cursor.fetchone()
 
 
+def execute(sql: str, params: Sequence[Any], *, using: str = "default") -> None:
+    """A write on the statements' cursor (`_cursor`: prepared once the connection has run it a few times), after
+    Django's own health check. Not retried on a dead connection as `fetchone` is: a write may have reached the
+    database before the connection died."""
+    with _cursor(connections[using]) as cursor:
+        cursor.execute(sql, params)
+
+
 # --- writes ------------------------------------------------------------------------------------
 # The same statements the ORM's Model.save() / QuerySet.create() send for a plain row, without compiling them on
 # every call: the statement is built once per model (and field list) and database, the values go through each

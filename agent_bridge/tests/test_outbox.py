@@ -113,6 +113,26 @@ def test_settling_by_event_id_and_by_row_marks_delivered_once_and_clears_the_cla
     assert (untouched.status, untouched.last_error) == (PUBLISHED, "x")
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_settle_is_one_prepared_statement_whatever_the_batch() -> None:
+    """Batches of any size send the same text (ids as arrays), so psycopg prepares it once and PostgreSQL
+    stops planning it; the rows are settled as with IN lists."""
+    from project import rawsql
+
+    rows = [row(status=PUBLISHED) for _ in range(12)]
+    batches = [rows[0:1], rows[1:3], rows[3:4], rows[4:7], rows[7:8], rows[8:10], rows[10:12]]
+    for index, batch in enumerate(batches):
+        if index % 2:
+            owner.outbox_settle_delivered(pks=[e.pk for e in batch])
+        else:
+            owner.outbox_settle_delivered(event_ids=[str(e.event_id) for e in batch])
+    assert set(OutboxEvent.objects.values_list("status", flat=True)) == {DELIVERED}
+    prepared = rawsql.fetchone("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                               ["%= ANY(%"])
+    assert prepared == (1,)
+
+
 def test_settling_compiles_no_orm_query(orm_compilations_refused) -> None:
 
     events_ = [row(status=PUBLISHED) for _ in range(3)]

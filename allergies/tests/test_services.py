@@ -211,6 +211,21 @@ def test_the_sync_record_compiles_no_orm_query_and_leaves_other_users_alone(
     assert (theirs.synced_revision, theirs.sync_last_error) == (0, "AGENT_TIMEOUT late")
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_sync_record_is_prepared_on_the_server_after_a_few_runs(verified_user) -> None:
+    """The consumer runs it for every event: it binds on the server, so PostgreSQL stops planning it."""
+    from project import rawsql
+
+    _profile_set(verified_user, 9, 0, "")
+    for revision in range(1, 8):  # past psycopg's prepare_threshold (5)
+        services.allergy_sync_record_success(uid=verified_user.uid, revision=revision)
+    assert AllergyProfile.objects.get(user=verified_user).synced_revision == 7
+    prepared = rawsql.fetchone("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                               ["%GREATEST%"])
+    assert prepared == (1,)
+
+
 # --- allergy_profile_replace_authenticated: the token read by the locked update's statement ------------------
 
 

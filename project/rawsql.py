@@ -206,10 +206,11 @@ def pipeline(*, using: str = "default") -> Iterator[None]:
 
 @contextmanager
 def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
-    """transaction.atomic() around `pipeline`, whose COMMIT goes to the server with the block's last statements
-    (PostgreSQL): one wait at the end of the block for the pipelined writes and the COMMIT together, instead of
-    one for the writes and one more for Django's COMMIT. The block is the whole transaction, so nothing can run
-    between its last statement and the COMMIT.
+    """transaction.atomic() around `pipeline`, whose BEGIN goes to the server with the block's first statement and
+    whose COMMIT goes with its last ones (PostgreSQL): one wait at the first read of the block (or none) and one at
+    its end, for the pipelined writes and the COMMIT together, instead of one more for psycopg's BEGIN and one
+    more for Django's COMMIT. The block is the whole transaction, so nothing can run between its last statement
+    and the COMMIT.
 
     Only when this is the outermost atomic block (nested in another, it is a savepoint and the outer block
     commits) and the block ended without an error; Django's own commit then finds the transaction ended and
@@ -222,8 +223,28 @@ def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
             return
         # Outermost, and Django will commit it (not inside a transaction begun with autocommit off).
         ends_transaction = not connection.savepoint_ids and connection.commit_on_exit
+        connection.ensure_connection()
+        pg = connection.connection
+        # psycopg would begin the transaction itself before the first statement, and in a pipeline it waits for
+        # that BEGIN's answer (a Sync) before sending anything else: a round trip of its own. With psycopg left in
+        # autocommit it sends no BEGIN; ours is pipelined with the block's statements. Django still holds the
+        # transaction (in_atomic_block, on_commit); its commit or rollback afterwards goes by the server's
+        # transaction status (psycopg sends ROLLBACK whenever one is open) and it sets autocommit back on as
+        # always. Only for a plain BEGIN (no isolation level or access mode set on the connection).
+        own_begin = (ends_transaction and pg.pgconn.transaction_status == _postgresql_idle()
+                     and pg.isolation_level is None and pg.read_only is None and pg.deferrable is None)
+        if own_begin:
+            pg.autocommit = True
         with pipeline(using=using):
+            if own_begin:
+                pg.execute("BEGIN")
             yield
             if ends_transaction and not connection.needs_rollback:
                 # Sent through psycopg, not a Django cursor: Django logs its own (now empty) commit once.
-                connection.connection.execute("COMMIT")
+                pg.execute("COMMIT")
+
+
+def _postgresql_idle() -> Any:
+    from psycopg.pq import TransactionStatus
+
+    return TransactionStatus.IDLE

@@ -182,12 +182,20 @@ def test_pipeline_outside_a_transaction_is_refused(monkeypatch) -> None:
 
 def _waits() -> tuple:
     """Counts psycopg's waits for the server outside a pipeline's reads: a command sent on its own (BEGIN,
-    COMMIT: psycopg.generators.execute) and the end of a pipeline (its Sync)."""
+    COMMIT: psycopg.generators.execute), a Sync inside a pipeline (psycopg sends one after its own BEGIN) and
+    the end of a pipeline (its Sync)."""
+    import psycopg._pipeline_base as pipeline_base
     import psycopg.generators as generators
 
     counter = mock.Mock(side_effect=generators.execute)
+    syncs = mock.Mock(side_effect=pipeline_base.BasePipeline._sync_gen)
+
+    def sync(self):
+        return syncs(self)
+
     return counter, mock.patch.object(generators, "execute", counter), \
-        mock.patch.object(psycopg.Pipeline, "__exit__", autospec=True, side_effect=psycopg.Pipeline.__exit__)
+        mock.patch.object(psycopg.Pipeline, "__exit__", autospec=True, side_effect=psycopg.Pipeline.__exit__), \
+        syncs, mock.patch.object(pipeline_base.BasePipeline, "_sync_gen", sync)
 
 
 @pytest.mark.postgres
@@ -195,16 +203,17 @@ def _waits() -> tuple:
 def test_atomic_pipeline_commits_with_the_last_statements_in_one_wait() -> None:
     from agent_bridge.models import OutboxEvent
 
-    counter, patch_execute, patch_exit = _waits()
-    with patch_execute, patch_exit as ends:
+    counter, patch_execute, patch_exit, syncs, patch_sync = _waits()
+    with patch_execute, patch_exit as ends, patch_sync:
         with rawsql.atomic_pipeline():
             rawsql.insert(OutboxEvent(type="user.registered"))
             rawsql.insert(OutboxEvent(type="user.registered"))
-        # One wait: the end of the pipeline carries the two INSERTs and the COMMIT (BEGIN went with the first);
-        # Django's commit afterwards finds the transaction ended and sends nothing.
-        assert (ends.call_count, counter.call_count) == (1, 0)
+        # One wait: the end of the pipeline carries BEGIN, the two INSERTs and the COMMIT (psycopg's own BEGIN
+        # would be followed by a Sync and a wait of its own); Django's commit afterwards finds the transaction
+        # ended and sends nothing.
+        assert (ends.call_count, counter.call_count, syncs.call_count) == (1, 0, 0)
     assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert connection.get_autocommit()
+    assert connection.get_autocommit() and connection.connection.autocommit
     with psycopg.connect(_dsn()) as other:  # committed: seen from another connection
         assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (2,)
 
@@ -273,3 +282,32 @@ def test_a_statement_run_often_is_prepared_on_the_server(verified_user, issued_t
     prepared = rawsql.fetchone("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
                                ["%key_hash%"])
     assert prepared == (1,)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["exception", "set_rollback"])
+def test_atomic_pipeline_with_its_own_begin_rolls_back_what_it_sent(how: str) -> None:
+    """BEGIN is sent by the block, not psycopg (left in autocommit meanwhile): a block that fails after its
+    statements were sent, or is marked for rollback, still commits nothing, and the connection is left as Django
+    leaves it (autocommit on, no transaction open)."""
+    from django.db import transaction
+
+    from agent_bridge.models import OutboxEvent
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
+        rawsql.insert(OutboxEvent(type="user.registered"))
+    try:
+        with rawsql.atomic_pipeline():
+            rawsql.insert(OutboxEvent(type="user.registered"))
+            assert rawsql.fetchone("SELECT count(*) FROM agent_bridge_outboxevent", []) == (2,)  # sent, in the tx
+            if how == "exception":
+                raise ValueError("the block fails after writing")
+            transaction.set_rollback(True)
+    except ValueError:
+        pass
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert connection.get_autocommit() and connection.connection.autocommit
+    with psycopg.connect(_dsn()) as other:
+        assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (1,)
+    assert OutboxEvent.objects.count() == 1

@@ -96,17 +96,17 @@ def _replace_locked(
         AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
         replaced = _profile_update_locked(user=user, clean=clean)
     before, profile = replaced
-    rawsql.insert(AllergyRevision(
-        user=user,
-        revision=profile.revision,
-        created_at=profile.updated_at,
-        changes=allergy_changes(
+    rawsql.insert_values(AllergyRevision, {
+        "user_id": user.pk,
+        "revision": profile.revision,
+        "created_at": profile.updated_at,
+        "changes": allergy_changes(
             before=before,
             after={"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity},
         ),
-        session_id=session.pk if session is not None else None,
-        session_device=session.device_label if session is not None else "",
-    ))
+        "session_id": session.pk if session is not None else None,
+        "session_device": session.device_label if session is not None else "",
+    })
     signals.allergy_profile_replaced.send(
         sender=AllergyProfile,
         uid=user.uid,

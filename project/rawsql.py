@@ -161,6 +161,74 @@ def insert(instance: Model, *, using: str = "default") -> None:
     instance._state.db = using
 
 
+class _InsertPlan:
+    """insert_values' statement for one model, set of given fields and database: the SQL, the given fields in
+    the order of the statement's placeholders, and for every other field how its default is made (a constant,
+    prepared once, or a callable default called per row and then prepared)."""
+
+    def __init__(self, model: type[Model], given: tuple[str, ...], using: str) -> None:
+        connection = connections[using]
+        quote = connection.ops.quote_name
+        fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.auto_created)]
+        by_attname = {f.attname: f for f in fields}
+        unknown = set(given) - set(by_attname)
+        if unknown:
+            raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))} to insert")
+        for field in fields:
+            # A field whose pre_save computes its value (auto_now, files, ...) needs the instance: rawsql.insert.
+            if not _plain_pre_save(field):
+                raise ValueError(f"{model.__name__}.{field.name} is set by pre_save: use rawsql.insert")
+        self.sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+                    f"VALUES ({placeholders(len(fields))})")
+        # Per column: (index into the given values, or -1), the field, its constant prepared default or _CALL.
+        self.columns: list[tuple[int, Any, Any]] = []
+        for field in fields:
+            if field.attname in given:
+                self.columns.append((given.index(field.attname), field, None))
+            elif field.has_default() and callable(field.default):
+                self.columns.append((-1, field, _CALL))
+            else:
+                self.columns.append((-1, field, field.get_db_prep_save(field.get_default(), connection)))
+
+
+_CALL = object()
+_insert_values_plans: dict[tuple[type[Model], tuple[str, ...], str], _InsertPlan] = {}
+
+
+def _plain_pre_save(field: Any) -> bool:
+    from django.db.models import DateField, Field
+
+    pre_save = type(field).pre_save
+    if pre_save is Field.pre_save:
+        return True
+    # DateField's and DateTimeField's pre_save is Field's unless auto_now / auto_now_add.
+    return isinstance(field, DateField) and not field.auto_now and not field.auto_now_add
+
+
+def insert_values(model: type[Model], values: dict[str, Any], *, using: str = "default") -> None:
+    """What insert(model(**values)) sends, without building the instance: `values` by attname, every other field
+    at its default (callable defaults called per row), each prepared by its get_db_prep_save as Model.save()
+    prepares it. For the hottest inserts (a model instance and its pre_save calls cost more Python than the
+    statement); models with a field whose pre_save computes its value (auto_now...) are refused (ValueError)."""
+    given = tuple(values)
+    key = (model, given, using)
+    plan = _insert_values_plans.get(key)
+    if plan is None:
+        plan = _insert_values_plans[key] = _InsertPlan(model, given, using)
+    connection = connections[using]
+    given_values = list(values.values())
+    params = []
+    for index, field, default in plan.columns:
+        if index >= 0:
+            params.append(field.get_db_prep_save(given_values[index], connection))
+        elif default is _CALL:
+            params.append(field.get_db_prep_save(field.default(), connection))
+        else:
+            params.append(default)
+    with _cursor(connection) as cursor:
+        cursor.execute(plan.sql, params)
+
+
 def update(instance: Model, fields: Sequence[str], *, using: str = "default") -> None:
     """UPDATE the row of `instance` (by primary key) with its current values of `fields` (attnames), without
     reading anything back (not even whether the row exists: hold its lock, or know it is there)."""

@@ -311,3 +311,47 @@ def test_atomic_pipeline_with_its_own_begin_rolls_back_what_it_sent(how: str) ->
     with psycopg.connect(_dsn()) as other:
         assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (1,)
     assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_insert_values_writes_what_insert_writes(verified_user) -> None:
+    """The same row as rawsql.insert of the instance (and so as the ORM): given values prepared by their fields,
+    the others at their defaults (constants, and callable defaults called for each row)."""
+    import uuid
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from agent_bridge.models import OutboxEvent
+    from allergies.models import AllergyRevision
+
+    uid = uuid.uuid4()
+    values = {"type": "allergies.replaced", "schema": 2, "uid": uid, "data": {"revision": 3}, "traceparent": None}
+    started = timezone.now()
+    with transaction.atomic():
+        rawsql.insert(OutboxEvent(**values))
+        rawsql.insert_values(OutboxEvent, values)
+        rawsql.insert_values(OutboxEvent, values)
+    by_instance, *by_values = OutboxEvent.objects.filter(uid=uid).order_by("id")
+    ignored = {"id": None, "event_id": None, "occurred_at": None, "available_at": None}
+    for row in by_values:
+        assert {**_fields(row), **ignored} == {**_fields(by_instance), **ignored}
+        assert row.occurred_at >= started and row.available_at >= started  # timezone.now, per row
+    assert len({row.event_id for row in (by_instance, *by_values)}) == 3  # uuid4, per row
+
+    at = timezone.now()
+    changes = {"added": [{"allergen": "milk", "list": "confirmed", "severity": "severe"}]}
+    rawsql.insert_values(AllergyRevision, {"user_id": verified_user.pk, "revision": 1, "created_at": at,
+                                           "changes": changes})
+    expected = AllergyRevision(user=verified_user, revision=1, created_at=at, changes=changes)
+    assert _fields(AllergyRevision.objects.get(user=verified_user)) == {**_fields(expected), "id": mock.ANY}
+
+
+def test_insert_values_refuses_what_needs_an_instance() -> None:
+    """A field whose pre_save computes its value (AllergyProfile.updated_at: auto_now), or an unknown name."""
+    from agent_bridge.models import OutboxEvent
+
+    with pytest.raises(ValueError, match="pre_save"):
+        rawsql.insert_values(AllergyProfile, {"user_id": 1})
+    with pytest.raises(ValueError, match="no field"):
+        rawsql.insert_values(OutboxEvent, {"kind": "x"})

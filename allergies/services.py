@@ -122,6 +122,8 @@ def _replace_locked(
 _PROFILE = selectors.PROFILE_COLUMNS
 _PROFILE_USER_ID = _PROFILE.attnames.index("user_id")
 _LOCKED = rawsql.Columns(AllergyProfile, "locked")
+# What the history needs of the row as it was: its lists and severity only (values, no instance).
+_BEFORE = rawsql.Columns(AllergyProfile, "locked", only=("confirmed", "intolerances", "severity"))
 _update_locked_sql: dict[str, str] = {}
 
 
@@ -152,7 +154,7 @@ def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, Al
     if sql is None:
         locked, update = _update_locked_parts(using, user_is="= %s")
         sql = _update_locked_sql[using] = (
-            f"WITH {locked} {update} RETURNING {_LOCKED.select(using)}, {_PROFILE.select(using)}")
+            f"WITH {locked} {update} RETURNING {_BEFORE.select(using)}, {_PROFILE.select(using)}")
     row = rawsql.fetchone(sql, [user.pk, *_update_params(clean, now, connection)], using=using)
     if row is None:
         return None
@@ -179,18 +181,21 @@ def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
     return locked, update
 
 
+_UPDATED = [AllergyProfile._meta.get_field(name) for name in ("confirmed", "intolerances", "severity", "updated_at")]
+
+
 def _update_params(clean: CleanProfile, now: datetime, connection) -> list:
-    fields = AllergyProfile._meta
-    return [fields.get_field(name).get_db_prep_save(value, connection)
-            for name, value in (("confirmed", clean.confirmed), ("intolerances", clean.intolerances),
-                                ("severity", clean.severity), ("updated_at", now))]
+    confirmed, intolerances, severity, updated_at = _UPDATED
+    return [confirmed.get_db_prep_save(clean.confirmed, connection),
+            intolerances.get_db_prep_save(clean.intolerances, connection),
+            severity.get_db_prep_save(clean.severity, connection), updated_at.get_db_prep_save(now, connection)]
 
 
 def _replaced_from(row, start: int, user: User) -> tuple[dict, AllergyProfile]:
-    """(lists before, profile now) from a row holding _LOCKED's then the profile's columns from `start`."""
-    profile = _PROFILE.instance(row, start + len(_LOCKED))
+    """(lists before, profile now) from a row holding _BEFORE's then the profile's columns from `start`."""
+    profile = _PROFILE.instance(row, start + len(_BEFORE))
     profile.user = user
-    return _lists(_LOCKED.instance(row, start)), profile
+    return dict(zip(_BEFORE.attnames, _BEFORE.values(row, start), strict=True)), profile
 
 
 _with_token_sql: dict[str, str] = {}
@@ -209,7 +214,7 @@ def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple
             using, user_is=f"IN ({identity_selectors.auth_token_usable_sql(only='t.user_id', using=using)})")
         # Named output columns: `locked` and `p` share their column names.
         returning = ", ".join(
-            [f"{column} AS b{i}" for i, column in enumerate(_LOCKED.select(using).split(", "))]
+            [f"{column} AS b{i}" for i, column in enumerate(_BEFORE.select(using).split(", "))]
             + [f"{column} AS a{i}" for i, column in enumerate(_PROFILE.select(using).split(", "))])
         sql = _with_token_sql[using] = f"WITH {locked}, upd AS ({update} RETURNING {returning}) " + (
             identity_selectors.auth_token_usable_sql(columns="upd.*", joins="LEFT OUTER JOIN upd ON TRUE", using=using))
@@ -220,7 +225,7 @@ def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple
         return None
     token = identity_selectors.auth_token_from_row(row, using=using)
     start = len(identity_selectors.TOKEN_COLUMNS) + len(identity_selectors.USER_COLUMNS)
-    if row[start + len(_LOCKED) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
+    if row[start + len(_BEFORE) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
         return token, None
     return token, _replaced_from(row, start, token.user)
 

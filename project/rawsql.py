@@ -25,12 +25,13 @@ Converter = Callable[[Any, Any, Any], Any]
 
 
 class Columns:
-    """The concrete columns of `model` under the SQL alias `alias`, in `_meta.concrete_fields` order."""
+    """The concrete columns of `model` under the SQL alias `alias`, in `_meta.concrete_fields` order (only those
+    named by `only`, attnames, when given: their values, not instances)."""
 
-    def __init__(self, model: type[Model], alias: str) -> None:
+    def __init__(self, model: type[Model], alias: str, *, only: Sequence[str] = ()) -> None:
         self.model = model
         self.alias = alias
-        self.fields = list(model._meta.concrete_fields)
+        self.fields = [f for f in model._meta.concrete_fields if not only or f.attname in only]
         self.attnames = [f.attname for f in self.fields]
         self._converters: dict[str, list[tuple[int, list[Converter], Any]]] = {}
 

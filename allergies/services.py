@@ -1,9 +1,10 @@
 """Writes of the allergies app. The only place that sends allergies' domain signals."""
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -59,29 +60,19 @@ def allergy_profile_replace_authenticated(*, raw: str, clean: CleanProfile) -> t
         with rawsql.atomic_pipeline():
             return token, _replace_locked(user=token.user, clean=clean, session=token,
                                           replaced=_profile_update_locked(user=token.user, clean=clean))
-    # The statement stands in for Django's per-request health check (as rawsql.fetchone does): a persistent
-    # connection found dead by it is replaced and the transaction tried once more. Only when the first
+    # The statement stands in for Django's per-request health check (rawsql.first_statement_checked): a
+    # persistent connection found dead by it is replaced and the transaction tried once more. Only when the first
     # statement failed: nothing was committed then (the server rolls back a transaction whose connection died).
-    checking = (connection.health_check_enabled and not connection.health_check_done
-                and connection.connection is not None and not connection.in_atomic_block)
-    if checking:
-        connection.health_check_done = True
-    first_done: list[bool] = []
-    try:
-        return _replace_authenticated(raw=raw, clean=clean, first_done=first_done)
-    except (OperationalError, InterfaceError):
-        if not checking or first_done or connection.is_usable():
-            raise
-        connection.close()
-    return _replace_authenticated(raw=raw, clean=clean, first_done=[])
+    return rawsql.first_statement_checked(lambda answered: _replace_authenticated(raw=raw, clean=clean,
+                                                                                  answered=answered))
 
 
 def _replace_authenticated(
-    *, raw: str, clean: CleanProfile, first_done: list[bool],
+    *, raw: str, clean: CleanProfile, answered: Callable[[], None],
 ) -> tuple[AuthToken, AllergyState] | None:
     with rawsql.atomic_pipeline():
         found = _profile_update_locked_with_token(raw=raw, clean=clean)
-        first_done.append(True)
+        answered()
         if found is None:
             return None  # nothing written: the (empty) transaction ends
         token, replaced = found

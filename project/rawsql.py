@@ -16,12 +16,13 @@ new connection. Same guarantee, no error from a stale connection, one round trip
 """
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Model
 
 Converter = Callable[[Any, Any, Any], Any]
+T = TypeVar("T")
 
 
 class Columns:
@@ -112,25 +113,36 @@ def _cursor(connection: Any) -> Any:
         return connection._prepare_cursor(raw)
 
 
-def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tuple | None:
-    """The first row of a read-only statement (see the module docstring for the health check it replaces)."""
+def first_statement_checked(run: Callable[[Callable[[], None]], T], *, using: str = "default") -> T:
+    """`run(answered)`, whose first statement stands in for Django's per-request health check (see the module
+    docstring): if that statement fails on a persistent connection found dead, the connection is closed and
+    `run` called once more, on a new one. `run` calls `answered()` once its first statement has been answered:
+    a later failure is raised as it is (something may have been done by then). Only for the first statement of
+    a request outside a transaction; otherwise `run` is just called."""
     connection = connections[using]
     # Django would check the connection before this statement; the statement checks it instead.
     checking = (connection.health_check_enabled and not connection.health_check_done
                 and connection.connection is not None and not connection.in_atomic_block)
     if checking:
         connection.health_check_done = True
+    done: list[bool] = []
     try:
-        with _cursor(connection) as cursor:
+        return run(lambda: done.append(True))
+    except (OperationalError, InterfaceError):
+        if not checking or done or connection.is_usable():
+            raise  # a real error of the statement, or one after it, not a dead connection
+        connection.close()
+    return run(lambda: None)  # a new connection (and Django's checks on it)
+
+
+def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tuple | None:
+    """The first row of a read-only statement (see the module docstring for the health check it replaces)."""
+    def run(answered: Callable[[], None]) -> tuple | None:
+        with _cursor(connections[using]) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
-    except (OperationalError, InterfaceError):
-        if not checking or connection.is_usable():
-            raise  # a real error of the statement, not a dead connection
-        connection.close()
-    with _cursor(connection) as cursor:  # a new connection (and Django's checks on it)
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+
+    return first_statement_checked(run, using=using)
 
 
 # --- writes ------------------------------------------------------------------------------------

@@ -355,3 +355,31 @@ def test_insert_values_refuses_what_needs_an_instance() -> None:
         rawsql.insert_values(AllergyProfile, {"user_id": 1})
     with pytest.raises(ValueError, match="no field"):
         rawsql.insert_values(OutboxEvent, {"kind": "x"})
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("answered_first", [False, True])
+def test_first_statement_checked_retries_only_before_the_first_answer(monkeypatch, answered_first) -> None:
+    """A dead connection found by the first statement is replaced and the work run once more; once that statement
+    was answered, a failure is raised as it is (the work may have done something), on whatever connection."""
+    connection.ensure_connection()
+    monkeypatch.setattr(connection, "health_check_enabled", True)
+    monkeypatch.setattr(connection, "health_check_done", False)
+    monkeypatch.setattr(connection, "is_usable", lambda: False)  # as a connection whose server went away
+    calls: list[int] = []
+
+    def run(answered):
+        calls.append(1)
+        if len(calls) == 1:
+            if answered_first:
+                answered()
+            raise OperationalError("server closed the connection unexpectedly")
+        return "done"
+
+    if answered_first:
+        with pytest.raises(OperationalError):
+            rawsql.first_statement_checked(run)
+        assert len(calls) == 1
+    else:
+        assert rawsql.first_statement_checked(run) == "done"
+        assert len(calls) == 2

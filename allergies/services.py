@@ -38,9 +38,13 @@ def allergy_profile_replace(
     `session` is the token the change came from (None outside the API).
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
-    # Every PUT and DELETE runs this: its statements are written by hand (project.rawsql, no ORM compilation)
-    # and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row, the outbox
-    # row (the receiver's) and COMMIT one more. The same writes in the same transaction.
+    return _replace(user=user, clean=clean, session=session)
+
+
+def _replace(*, user: User, clean: CleanProfile, session: AuthToken | None) -> AllergyState:
+    # Every DELETE (and PUT off PostgreSQL) runs this: its statements are written by hand (project.rawsql, no ORM
+    # compilation) and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row,
+    # the outbox row (the receiver's) and COMMIT one more. The same writes in the same transaction.
     with rawsql.atomic_pipeline():
         return _replace_locked(user=user, clean=clean, session=session,
                                replaced=_profile_update_locked(user=user, clean=clean))
@@ -55,11 +59,7 @@ def allergy_profile_replace_authenticated(*, raw: str, clean: CleanProfile) -> t
     connection = connections["default"]
     if connection.vendor != "postgresql":
         token = identity_selectors.auth_token_get_usable(raw=raw)
-        if token is None:
-            return None
-        with rawsql.atomic_pipeline():
-            return token, _replace_locked(user=token.user, clean=clean, session=token,
-                                          replaced=_profile_update_locked(user=token.user, clean=clean))
+        return None if token is None else (token, _replace(user=token.user, clean=clean, session=token))
     # The statement stands in for Django's per-request health check (rawsql.first_statement_checked): a
     # persistent connection found dead by it is replaced and the transaction tried once more. Only when the first
     # statement failed: nothing was committed then (the server rolls back a transaction whose connection died).

@@ -5,8 +5,10 @@ so each one is a committed allergy change with its outbox row, exactly as PUT /a
 makes it. Delivery is observed where it ends: the Agent double's request log (`timestamp`,
 epoch seconds, taken when the double starts handling the request).
 """
+import contextlib
 import time
 import uuid
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -108,15 +110,20 @@ def warm_up(stack: Stack, users: list) -> None:
     _wait_settled(start_id, len(users), 30)
 
 
-def burst(stack: Stack, users: list, *, cap_s: float) -> dict[str, Any]:
-    """Commit len(users) events in one transaction, then time their delivery to the double."""
+def burst(stack: Stack, users: list, *, cap_s: float,
+          meter: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
+    """Commit len(users) events in one transaction, then time their delivery to the double;
+    `meter` (a bench.cpu.CpuMeter) spans the drain: from just before the COMMIT (the bus sees
+    nothing earlier) until the last event settled, not the producing."""
     start_id = last_event_id()
     t_start = time.time()
-    with transaction.atomic():
-        for i, user in enumerate(users):
-            produce(user, i)
-    t_commit = time.time()
-    complete = _wait_settled(start_id, len(users), cap_s)
+    with contextlib.ExitStack() as drain:
+        with transaction.atomic():
+            for i, user in enumerate(users):
+                produce(user, i)
+            drain.enter_context(meter or contextlib.nullcontext())
+        t_commit = time.time()
+        complete = _wait_settled(start_id, len(users), cap_s)
     first = _first_delivery(stack, t_start)
     stamps = sorted(first[str(u.uid)] for u in users if str(u.uid) in first)
     seconds = (stamps[-1] - t_commit) if stamps else None

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pika
 import requests
 
+from bench.cpu import machine_busy_seconds
+
 
 def _consume(url: str, queue: str, n: int, prefetch: int, ready, result) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -106,12 +108,12 @@ def _http_client(agent_url: str, token: str, n: int, threads: int, ready, start,
 
     ready.put(True)
     start.wait(60)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for future in [pool.submit(work, *s) for s in sessions]:
             future.result()
     result.put({"requests": len(latencies), "errors": errors[0], "started": started, "finished": time.time(),
-                "latencies": latencies})
+                "cpu_s": time.process_time() - cpu_started, "latencies": latencies})
 
 
 def http_ceiling(agent_url: str, token: str, n: int, *, processes: int = 1, threads: int = 1) -> dict:
@@ -125,8 +127,10 @@ def http_ceiling(agent_url: str, token: str, n: int, *, processes: int = 1, thre
         client.start()
     for _ in clients:
         ready.get(timeout=60)  # every client's sessions are set up before the clock starts
+    machine_started = machine_busy_seconds()
     start.set()
     outcomes = [result.get(timeout=300) for _ in clients]
+    machine_s = machine_busy_seconds() - machine_started
     for client in clients:
         client.join(10)
     elapsed = max(o["finished"] for o in outcomes) - min(o["started"] for o in outcomes)
@@ -141,6 +145,10 @@ def http_ceiling(agent_url: str, token: str, n: int, *, processes: int = 1, thre
         "rate": round(done / elapsed, 1) if elapsed > 0 else None,
         "p50_ms": round(latencies[done // 2] * 1000, 2) if done else None,
         "p99_ms": round(latencies[min(done - 1, int(done * 0.99))] * 1000, 2) if done else None,
+        # CPU ms per call: the client processes' own, and the machine's (the client, the double and
+        # whatever else ran), so the bus's per-event CPU has something to be set beside.
+        "cpu_ms_per_call": {"client": round(1000 * sum(o["cpu_s"] for o in outcomes) / done, 3),
+                            "machine": round(1000 * machine_s / done, 3)} if done else None,
     }
 
 

@@ -393,6 +393,30 @@ def _bus_table(results: dict) -> list[str]:
     return [*lines, ""]
 
 
+CPU_COLUMNS = ("consumers", "agent", "postgres", "rabbitmq", "relay", "bench", "other", "machine")
+
+
+def _cpu_table(results: dict) -> list[str]:
+    """CPU ms per event of each process during a burst, beside the raw HTTP client's per call."""
+    rows = [(name, m["cpu_ms_per_event"]) for name, m in (results.get("bus") or {}).items()
+            if m.get("cpu_ms_per_event")]
+    raw = (results.get("raw") or {}).get("http_concurrent_by_consumers") or {}
+    rows += [(f"raw HTTP, {h['processes']} × {h['threads']} in flight (per call)",
+              {"consumers": h["cpu_ms_per_call"]["client"], "agent": h["cpu_ms_per_call"].get("agent"),
+               "machine": h["cpu_ms_per_call"]["machine"]})
+             for h in raw.values() if h.get("cpu_ms_per_call")]
+    if not rows:
+        return []
+    lines = ["CPU milliseconds per event (per call for raw HTTP) of each process over the burst, from /proc "
+             "(`bench/cpu.py`): `consumers` is the consumer processes (for raw HTTP, its client processes), "
+             "`bench` the process that commits the burst and waits for it, `other` what the machine spent beyond "
+             "the named processes, `machine` all of it. The machine's cores ÷ `machine` bounds the rate.", "",
+             "| path | " + " | ".join(CPU_COLUMNS) + " |", "| --- |" + " ---: |" * len(CPU_COLUMNS)]
+    for name, cpu in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(cpu.get(c), 2) for c in CPU_COLUMNS) + " |")
+    return [*lines, ""]
+
+
 def _bus_settings(results: dict) -> list[str]:
     b = results.get("bus_settings")
     if not b:
@@ -543,7 +567,7 @@ def markdown(results: dict, images: list[str], analysis: str) -> str:
             "synchronous design gets a 12 s window there so that some requests complete at all). wrk only "
             "counts requests that completed inside the window.", "",
             *_conditions_table(results)]
-    out += ["## Bus", "", *_bus_settings(results), *_bus_table(results), *_queries(results)]
+    out += ["## Bus", "", *_bus_settings(results), *_bus_table(results), *_cpu_table(results), *_queries(results)]
     out += ["## Fairness", "",
             "One user's preference updates (`identity.services.user_preferences_update`, committed 200 per "
             "transaction) queued with the bus stopped; then the bus (1 consumer) started and other users' allergy "

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import requests
 
 from bench import load
+from bench.cpu import CpuMeter, postgres_backends, rabbitmq_pids
 from bench.stack import REPO, Stack, wait_for
 
 DEFAULT_DATABASE_URL = "postgres://kairos@127.0.0.1:5433/kairos"
@@ -322,8 +323,12 @@ class Bench:
         by_consumers = {}
         for consumers in sorted({c for c, _ in p.matrix} | set(p.embedded_consumers)):
             log(f"raw: http, {consumers} × {threads} in flight")
-            by_consumers[str(consumers)] = self._raw([*http, "--n", str(p.raw_http_requests * 2),
-                                                      "--processes", str(consumers), "--threads", str(threads)])
+            with CpuMeter(lambda: {"agent": stack.pids("devagent")}) as agent:
+                run = self._raw([*http, "--n", str(p.raw_http_requests * 2),
+                                 "--processes", str(consumers), "--threads", str(threads)])
+            if run.get("cpu_ms_per_call"):
+                run["cpu_ms_per_call"]["agent"] = agent.per_unit_ms(run["requests"])["agent"]
+            by_consumers[str(consumers)] = run
         raw["http_concurrent"] = by_consumers["1"]
         raw["http_concurrent_by_consumers"] = by_consumers
         self.results["raw"] = raw
@@ -353,10 +358,24 @@ class Bench:
             if paced_n:
                 out["latency"] = bus.paced(self.stack, pool[:paced_n], rate=p.paced_rate, cap_s=cap_s)
             # The burst may leave a backlog, purged by bus_stop().
-            out["burst"] = bus.burst(self.stack, pool[:burst_n], cap_s=cap_s)
+            meter = CpuMeter(lambda: self.cpu_groups(amqp=amqp))
+            out["burst"] = bus.burst(self.stack, pool[:burst_n], cap_s=cap_s, meter=meter)
+            out["cpu_ms_per_event"] = meter.per_unit_ms(out["burst"]["delivered"])
         finally:
             self.bus_stop()
         return out
+
+    def cpu_groups(self, *, amqp: bool) -> dict[str, list[int]]:
+        """The processes a bus measurement runs on, by role (bench.cpu.CpuMeter's groups); `bench`
+        is this process, which commits the burst and polls for its end."""
+        stack = self.stack
+        groups = {"consumers": stack.pids("consumer"), "agent": stack.pids("devagent"), "bench": [os.getpid()]}
+        if stack.database_kind == "postgresql":
+            groups["postgres"] = postgres_backends(urlsplit(stack.database_url).path.lstrip("/"))
+        if amqp:
+            groups["relay"] = stack.pids("relay")
+            groups["rabbitmq"] = rabbitmq_pids()
+        return groups
 
     def bus_configs(self) -> list[tuple[str, bool, int, int | None]]:
         """(name, amqp, consumers, partitions) of the bus phase."""

@@ -13,6 +13,8 @@ def test_the_concurrent_http_ceiling_spreads_its_requests_over_processes_times_t
     assert len(patches) == 40
     assert len({e["path"] for e in patches}) == 6  # one user (and session) per thread in each process
     assert out["rate"] > 0
+    assert out["cpu_ms_per_call"]["client"] > 0  # the client processes' CPU over the measured window
+    assert out["cpu_ms_per_call"]["machine"] > 0
 
 
 def test_the_sequential_ceiling_is_one_in_flight():

@@ -76,14 +76,15 @@ def outbox_event_add(
 
 def outbox_event_write(*, uid: uuid.UUID | None, payload: Payload) -> None:
     """outbox_event_add for the hottest producer (every allergy change from the API): the same row, in the
-    caller's transaction, by one hand-written INSERT that reads nothing back (no ORM compilation; inside
-    project.rawsql.pipeline it is sent with the transaction's other writes). Returns nothing: the row's
-    primary key is not fetched."""
+    caller's transaction, by one hand-written INSERT that reads nothing back (no ORM compilation, no model
+    instance; inside project.rawsql.pipeline it is sent with the transaction's other writes). Returns nothing:
+    the row's primary key is not fetched."""
     if not connection.in_atomic_block:
         raise OutboxOutsideTransaction(f"{payload.TYPE} must be written inside the domain change's transaction")
-    rawsql.insert(OutboxEvent(
-        type=payload.TYPE, schema=payload.SCHEMA, uid=uid, data=payload.as_data(), traceparent=current_traceparent(),
-    ))
+    rawsql.insert_values(OutboxEvent, {
+        "type": payload.TYPE, "schema": payload.SCHEMA, "uid": uid, "data": payload.as_data(),
+        "traceparent": current_traceparent(),
+    })
 
 
 def _after(seconds: float) -> datetime:

@@ -1,9 +1,10 @@
 """Writes of the allergies app. The only place that sends allergies' domain signals."""
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -37,9 +38,13 @@ def allergy_profile_replace(
     `session` is the token the change came from (None outside the API).
     """
     clean = allergy_profile_clean(confirmed=confirmed, intolerances=intolerances, severity=severity)
-    # Every PUT and DELETE runs this: its statements are written by hand (project.rawsql, no ORM compilation)
-    # and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row, the outbox
-    # row (the receiver's) and COMMIT one more. The same writes in the same transaction.
+    return _replace(user=user, clean=clean, session=session)
+
+
+def _replace(*, user: User, clean: CleanProfile, session: AuthToken | None) -> AllergyState:
+    # Every DELETE (and PUT off PostgreSQL) runs this: its statements are written by hand (project.rawsql, no ORM
+    # compilation) and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row,
+    # the outbox row (the receiver's) and COMMIT one more. The same writes in the same transaction.
     with rawsql.atomic_pipeline():
         return _replace_locked(user=user, clean=clean, session=session,
                                replaced=_profile_update_locked(user=user, clean=clean))
@@ -54,34 +59,20 @@ def allergy_profile_replace_authenticated(*, raw: str, clean: CleanProfile) -> t
     connection = connections["default"]
     if connection.vendor != "postgresql":
         token = identity_selectors.auth_token_get_usable(raw=raw)
-        if token is None:
-            return None
-        with rawsql.atomic_pipeline():
-            return token, _replace_locked(user=token.user, clean=clean, session=token,
-                                          replaced=_profile_update_locked(user=token.user, clean=clean))
-    # The statement stands in for Django's per-request health check (as rawsql.fetchone does): a persistent
-    # connection found dead by it is replaced and the transaction tried once more. Only when the first
+        return None if token is None else (token, _replace(user=token.user, clean=clean, session=token))
+    # The statement stands in for Django's per-request health check (rawsql.first_statement_checked): a
+    # persistent connection found dead by it is replaced and the transaction tried once more. Only when the first
     # statement failed: nothing was committed then (the server rolls back a transaction whose connection died).
-    checking = (connection.health_check_enabled and not connection.health_check_done
-                and connection.connection is not None and not connection.in_atomic_block)
-    if checking:
-        connection.health_check_done = True
-    first_done: list[bool] = []
-    try:
-        return _replace_authenticated(raw=raw, clean=clean, first_done=first_done)
-    except (OperationalError, InterfaceError):
-        if not checking or first_done or connection.is_usable():
-            raise
-        connection.close()
-    return _replace_authenticated(raw=raw, clean=clean, first_done=[])
+    return rawsql.first_statement_checked(lambda answered: _replace_authenticated(raw=raw, clean=clean,
+                                                                                  answered=answered))
 
 
 def _replace_authenticated(
-    *, raw: str, clean: CleanProfile, first_done: list[bool],
+    *, raw: str, clean: CleanProfile, answered: Callable[[], None],
 ) -> tuple[AuthToken, AllergyState] | None:
     with rawsql.atomic_pipeline():
         found = _profile_update_locked_with_token(raw=raw, clean=clean)
-        first_done.append(True)
+        answered()
         if found is None:
             return None  # nothing written: the (empty) transaction ends
         token, replaced = found
@@ -96,17 +87,17 @@ def _replace_locked(
         AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
         replaced = _profile_update_locked(user=user, clean=clean)
     before, profile = replaced
-    rawsql.insert(AllergyRevision(
-        user=user,
-        revision=profile.revision,
-        created_at=profile.updated_at,
-        changes=allergy_changes(
+    rawsql.insert_values(AllergyRevision, {
+        "user_id": user.pk,
+        "revision": profile.revision,
+        "created_at": profile.updated_at,
+        "changes": allergy_changes(
             before=before,
             after={"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity},
         ),
-        session_id=session.pk if session is not None else None,
-        session_device=session.device_label if session is not None else "",
-    ))
+        "session_id": session.pk if session is not None else None,
+        "session_device": session.device_label if session is not None else "",
+    })
     signals.allergy_profile_replaced.send(
         sender=AllergyProfile,
         uid=user.uid,
@@ -122,6 +113,8 @@ def _replace_locked(
 _PROFILE = selectors.PROFILE_COLUMNS
 _PROFILE_USER_ID = _PROFILE.attnames.index("user_id")
 _LOCKED = rawsql.Columns(AllergyProfile, "locked")
+# What the history needs of the row as it was: its lists and severity only (values, no instance).
+_BEFORE = rawsql.Columns(AllergyProfile, "locked", only=("confirmed", "intolerances", "severity"))
 _update_locked_sql: dict[str, str] = {}
 
 
@@ -152,7 +145,7 @@ def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, Al
     if sql is None:
         locked, update = _update_locked_parts(using, user_is="= %s")
         sql = _update_locked_sql[using] = (
-            f"WITH {locked} {update} RETURNING {_LOCKED.select(using)}, {_PROFILE.select(using)}")
+            f"WITH {locked} {update} RETURNING {_BEFORE.select(using)}, {_PROFILE.select(using)}")
     row = rawsql.fetchone(sql, [user.pk, *_update_params(clean, now, connection)], using=using)
     if row is None:
         return None
@@ -179,18 +172,21 @@ def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
     return locked, update
 
 
+_UPDATED = [AllergyProfile._meta.get_field(name) for name in ("confirmed", "intolerances", "severity", "updated_at")]
+
+
 def _update_params(clean: CleanProfile, now: datetime, connection) -> list:
-    fields = AllergyProfile._meta
-    return [fields.get_field(name).get_db_prep_save(value, connection)
-            for name, value in (("confirmed", clean.confirmed), ("intolerances", clean.intolerances),
-                                ("severity", clean.severity), ("updated_at", now))]
+    confirmed, intolerances, severity, updated_at = _UPDATED
+    return [confirmed.get_db_prep_save(clean.confirmed, connection),
+            intolerances.get_db_prep_save(clean.intolerances, connection),
+            severity.get_db_prep_save(clean.severity, connection), updated_at.get_db_prep_save(now, connection)]
 
 
 def _replaced_from(row, start: int, user: User) -> tuple[dict, AllergyProfile]:
-    """(lists before, profile now) from a row holding _LOCKED's then the profile's columns from `start`."""
-    profile = _PROFILE.instance(row, start + len(_LOCKED))
+    """(lists before, profile now) from a row holding _BEFORE's then the profile's columns from `start`."""
+    profile = _PROFILE.instance(row, start + len(_BEFORE))
     profile.user = user
-    return _lists(_LOCKED.instance(row, start)), profile
+    return dict(zip(_BEFORE.attnames, _BEFORE.values(row, start), strict=True)), profile
 
 
 _with_token_sql: dict[str, str] = {}
@@ -209,7 +205,7 @@ def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple
             using, user_is=f"IN ({identity_selectors.auth_token_usable_sql(only='t.user_id', using=using)})")
         # Named output columns: `locked` and `p` share their column names.
         returning = ", ".join(
-            [f"{column} AS b{i}" for i, column in enumerate(_LOCKED.select(using).split(", "))]
+            [f"{column} AS b{i}" for i, column in enumerate(_BEFORE.select(using).split(", "))]
             + [f"{column} AS a{i}" for i, column in enumerate(_PROFILE.select(using).split(", "))])
         sql = _with_token_sql[using] = f"WITH {locked}, upd AS ({update} RETURNING {returning}) " + (
             identity_selectors.auth_token_usable_sql(columns="upd.*", joins="LEFT OUTER JOIN upd ON TRUE", using=using))
@@ -220,7 +216,7 @@ def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple
         return None
     token = identity_selectors.auth_token_from_row(row, using=using)
     start = len(identity_selectors.TOKEN_COLUMNS) + len(identity_selectors.USER_COLUMNS)
-    if row[start + len(_LOCKED) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
+    if row[start + len(_BEFORE) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
         return token, None
     return token, _replaced_from(row, start, token.user)
 

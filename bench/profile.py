@@ -53,6 +53,9 @@ API_ENDPOINTS = {
 }
 
 
+CPU_ENDPOINTS = ("allergies_get", "peer_get", "ceiling_get", "allergies_put", "peer_put", "ceiling_put")
+
+
 def profile_api(stack: Stack, spy_bin: str, args: argparse.Namespace) -> int:
     from bench import bus, load
     from bench.run import Bench
@@ -127,13 +130,12 @@ def profile_api_cpu(stack: Stack, args: argparse.Namespace) -> int:
     bench.workdir = stack.workdir
     users = bus.users_create(32, label="cpu")
     tokens, peer_tokens = bench.tokens_for(users)[0], Bench.peer_tokens_for(users)
-    endpoints = [(name, stack.api_url, API_ENDPOINTS[name]) for name in
-                 ("allergies_get", "peer_get", "ceiling_get", "allergies_put", "peer_put", "ceiling_put")]
+    names = args.endpoints.split(",") if args.endpoints else list(CPU_ENDPOINTS)
+    endpoints = [(name, stack.api_url, API_ENDPOINTS[name]) for name in names]
     if args.baseline:
         url = bench.baseline_start(args.baseline)
         masters["baseline_"] = stack.pids("api_baseline")[0]
-        endpoints += [("baseline_allergies_get", url, ("GET", "/api/allergies/")),
-                      ("baseline_allergies_put", url, ("PUT", "/api/allergies/"))]
+        endpoints += [(f"baseline_{name}", url, API_ENDPOINTS[name]) for name in names if name.startswith("allergies")]
     database = urlsplit(stack.database_url).path.lstrip("/")
     spec = load.LoadSpec(duration_s=args.seconds, warmup_s=1)
     totals: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name, *_ in endpoints}  # requests, app s, db s
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                              "threads', or only the thread holding the GIL (where the interpreter's CPU goes)")
     parser.add_argument("--no-spy", action="store_true",
                         help="with a bus process: no py-spy, only the burst's rate and CPU per event")
+    parser.add_argument("--endpoints", metavar="A,B", help="with --process api-cpu: only these (default: "
+                        f"{','.join(CPU_ENDPOINTS)}; --baseline adds REF's allergies_* among them)")
     args = parser.parse_args(argv)
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy_bin).exists():

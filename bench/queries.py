@@ -25,15 +25,17 @@ REQUESTS = {
 def _round_trips() -> Iterator[list[int]]:
     """Counts the times psycopg 3 waits for the server: each statement, BEGIN or COMMIT sent on its own (its
     `execute` generator, what Connection.wait runs), and in a pipeline each result read (a cursor's fetch: it
-    waits for everything sent before it) plus one at its end (the Sync). Counted by construction rather than by
-    timing: in a pipeline, whether a result is already there when read depends on the machine. psycopg's
-    internals, for this diagnostic only; nothing is counted on SQLite."""
+    waits for everything sent before it), each Sync psycopg sends inside it (after its own BEGIN, a commit) and
+    one at its end (the Sync). Counted by construction rather than by timing: in a pipeline, whether a result is
+    already there when read depends on the machine. psycopg's internals, for this diagnostic only; nothing is
+    counted on SQLite."""
     from unittest import mock
 
     counter = [0]
     try:
         import psycopg
         import psycopg._cursor_base as cursor_base
+        import psycopg._pipeline_base as pipeline_base
         import psycopg.generators as generators
     except ImportError:
         yield counter
@@ -50,6 +52,7 @@ def _round_trips() -> Iterator[list[int]]:
             mock.patch.object(generators, "execute", counted(generators.execute)), \
             mock.patch.object(psycopg.Cursor, "_fetch_pipeline",
                               counted(psycopg.Cursor._fetch_pipeline, only_in_pipeline=True)), \
+            mock.patch.object(pipeline_base.BasePipeline, "_sync_gen", counted(pipeline_base.BasePipeline._sync_gen)), \
             mock.patch.object(psycopg.Pipeline, "__exit__", counted(psycopg.Pipeline.__exit__)):
         yield counter
 

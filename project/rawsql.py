@@ -16,21 +16,23 @@ new connection. Same guarantee, no error from a stale connection, one round trip
 """
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Model
 
 Converter = Callable[[Any, Any, Any], Any]
+T = TypeVar("T")
 
 
 class Columns:
-    """The concrete columns of `model` under the SQL alias `alias`, in `_meta.concrete_fields` order."""
+    """The concrete columns of `model` under the SQL alias `alias`, in `_meta.concrete_fields` order (only those
+    named by `only`, attnames, when given: their values, not instances)."""
 
-    def __init__(self, model: type[Model], alias: str) -> None:
+    def __init__(self, model: type[Model], alias: str, *, only: Sequence[str] = ()) -> None:
         self.model = model
         self.alias = alias
-        self.fields = list(model._meta.concrete_fields)
+        self.fields = [f for f in model._meta.concrete_fields if not only or f.attname in only]
         self.attnames = [f.attname for f in self.fields]
         self._converters: dict[str, list[tuple[int, list[Converter], Any]]] = {}
 
@@ -111,25 +113,36 @@ def _cursor(connection: Any) -> Any:
         return connection._prepare_cursor(raw)
 
 
-def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tuple | None:
-    """The first row of a read-only statement (see the module docstring for the health check it replaces)."""
+def first_statement_checked(run: Callable[[Callable[[], None]], T], *, using: str = "default") -> T:
+    """`run(answered)`, whose first statement stands in for Django's per-request health check (see the module
+    docstring): if that statement fails on a persistent connection found dead, the connection is closed and
+    `run` called once more, on a new one. `run` calls `answered()` once its first statement has been answered:
+    a later failure is raised as it is (something may have been done by then). Only for the first statement of
+    a request outside a transaction; otherwise `run` is just called."""
     connection = connections[using]
     # Django would check the connection before this statement; the statement checks it instead.
     checking = (connection.health_check_enabled and not connection.health_check_done
                 and connection.connection is not None and not connection.in_atomic_block)
     if checking:
         connection.health_check_done = True
+    done: list[bool] = []
     try:
-        with _cursor(connection) as cursor:
+        return run(lambda: done.append(True))
+    except (OperationalError, InterfaceError):
+        if not checking or done or connection.is_usable():
+            raise  # a real error of the statement, or one after it, not a dead connection
+        connection.close()
+    return run(lambda: None)  # a new connection (and Django's checks on it)
+
+
+def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tuple | None:
+    """The first row of a read-only statement (see the module docstring for the health check it replaces)."""
+    def run(answered: Callable[[], None]) -> tuple | None:
+        with _cursor(connections[using]) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
-    except (OperationalError, InterfaceError):
-        if not checking or connection.is_usable():
-            raise  # a real error of the statement, not a dead connection
-        connection.close()
-    with _cursor(connection) as cursor:  # a new connection (and Django's checks on it)
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+
+    return first_statement_checked(run, using=using)
 
 
 def execute(sql: str, params: Sequence[Any], *, using: str = "default") -> None:
@@ -167,6 +180,74 @@ def insert(instance: Model, *, using: str = "default") -> None:
         cursor.execute(sql, params)
     instance._state.adding = False
     instance._state.db = using
+
+
+class _InsertPlan:
+    """insert_values' statement for one model, set of given fields and database: the SQL, the given fields in
+    the order of the statement's placeholders, and for every other field how its default is made (a constant,
+    prepared once, or a callable default called per row and then prepared)."""
+
+    def __init__(self, model: type[Model], given: tuple[str, ...], using: str) -> None:
+        connection = connections[using]
+        quote = connection.ops.quote_name
+        fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.auto_created)]
+        by_attname = {f.attname: f for f in fields}
+        unknown = set(given) - set(by_attname)
+        if unknown:
+            raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))} to insert")
+        for field in fields:
+            # A field whose pre_save computes its value (auto_now, files, ...) needs the instance: rawsql.insert.
+            if not _plain_pre_save(field):
+                raise ValueError(f"{model.__name__}.{field.name} is set by pre_save: use rawsql.insert")
+        self.sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+                    f"VALUES ({placeholders(len(fields))})")
+        # Per column: (index into the given values, or -1), the field, its constant prepared default or _CALL.
+        self.columns: list[tuple[int, Any, Any]] = []
+        for field in fields:
+            if field.attname in given:
+                self.columns.append((given.index(field.attname), field, None))
+            elif field.has_default() and callable(field.default):
+                self.columns.append((-1, field, _CALL))
+            else:
+                self.columns.append((-1, field, field.get_db_prep_save(field.get_default(), connection)))
+
+
+_CALL = object()
+_insert_values_plans: dict[tuple[type[Model], tuple[str, ...], str], _InsertPlan] = {}
+
+
+def _plain_pre_save(field: Any) -> bool:
+    from django.db.models import DateField, Field
+
+    pre_save = type(field).pre_save
+    if pre_save is Field.pre_save:
+        return True
+    # DateField's and DateTimeField's pre_save is Field's unless auto_now / auto_now_add.
+    return isinstance(field, DateField) and not field.auto_now and not field.auto_now_add
+
+
+def insert_values(model: type[Model], values: dict[str, Any], *, using: str = "default") -> None:
+    """What insert(model(**values)) sends, without building the instance: `values` by attname, every other field
+    at its default (callable defaults called per row), each prepared by its get_db_prep_save as Model.save()
+    prepares it. For the hottest inserts (a model instance and its pre_save calls cost more Python than the
+    statement); models with a field whose pre_save computes its value (auto_now...) are refused (ValueError)."""
+    given = tuple(values)
+    key = (model, given, using)
+    plan = _insert_values_plans.get(key)
+    if plan is None:
+        plan = _insert_values_plans[key] = _InsertPlan(model, given, using)
+    connection = connections[using]
+    given_values = list(values.values())
+    params = []
+    for index, field, default in plan.columns:
+        if index >= 0:
+            params.append(field.get_db_prep_save(given_values[index], connection))
+        elif default is _CALL:
+            params.append(field.get_db_prep_save(field.default(), connection))
+        else:
+            params.append(default)
+    with _cursor(connection) as cursor:
+        cursor.execute(plan.sql, params)
 
 
 def update(instance: Model, fields: Sequence[str], *, using: str = "default") -> None:
@@ -214,10 +295,11 @@ def pipeline(*, using: str = "default") -> Iterator[None]:
 
 @contextmanager
 def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
-    """transaction.atomic() around `pipeline`, whose COMMIT goes to the server with the block's last statements
-    (PostgreSQL): one wait at the end of the block for the pipelined writes and the COMMIT together, instead of
-    one for the writes and one more for Django's COMMIT. The block is the whole transaction, so nothing can run
-    between its last statement and the COMMIT.
+    """transaction.atomic() around `pipeline`, whose BEGIN goes to the server with the block's first statement and
+    whose COMMIT goes with its last ones (PostgreSQL): one wait at the first read of the block (or none) and one at
+    its end, for the pipelined writes and the COMMIT together, instead of one more for psycopg's BEGIN and one
+    more for Django's COMMIT. The block is the whole transaction, so nothing can run between its last statement
+    and the COMMIT.
 
     Only when this is the outermost atomic block (nested in another, it is a savepoint and the outer block
     commits) and the block ended without an error; Django's own commit then finds the transaction ended and
@@ -230,8 +312,28 @@ def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
             return
         # Outermost, and Django will commit it (not inside a transaction begun with autocommit off).
         ends_transaction = not connection.savepoint_ids and connection.commit_on_exit
+        connection.ensure_connection()
+        pg = connection.connection
+        # psycopg would begin the transaction itself before the first statement, and in a pipeline it waits for
+        # that BEGIN's answer (a Sync) before sending anything else: a round trip of its own. With psycopg left in
+        # autocommit it sends no BEGIN; ours is pipelined with the block's statements. Django still holds the
+        # transaction (in_atomic_block, on_commit); its commit or rollback afterwards goes by the server's
+        # transaction status (psycopg sends ROLLBACK whenever one is open) and it sets autocommit back on as
+        # always. Only for a plain BEGIN (no isolation level or access mode set on the connection).
+        own_begin = (ends_transaction and pg.pgconn.transaction_status == _postgresql_idle()
+                     and pg.isolation_level is None and pg.read_only is None and pg.deferrable is None)
+        if own_begin:
+            pg.autocommit = True
         with pipeline(using=using):
+            if own_begin:
+                pg.execute("BEGIN")
             yield
             if ends_transaction and not connection.needs_rollback:
                 # Sent through psycopg, not a Django cursor: Django logs its own (now empty) commit once.
-                connection.connection.execute("COMMIT")
+                pg.execute("COMMIT")
+
+
+def _postgresql_idle() -> Any:
+    from psycopg.pq import TransactionStatus
+
+    return TransactionStatus.IDLE

@@ -182,12 +182,20 @@ def test_pipeline_outside_a_transaction_is_refused(monkeypatch) -> None:
 
 def _waits() -> tuple:
     """Counts psycopg's waits for the server outside a pipeline's reads: a command sent on its own (BEGIN,
-    COMMIT: psycopg.generators.execute) and the end of a pipeline (its Sync)."""
+    COMMIT: psycopg.generators.execute), a Sync inside a pipeline (psycopg sends one after its own BEGIN) and
+    the end of a pipeline (its Sync)."""
+    import psycopg._pipeline_base as pipeline_base
     import psycopg.generators as generators
 
     counter = mock.Mock(side_effect=generators.execute)
+    syncs = mock.Mock(side_effect=pipeline_base.BasePipeline._sync_gen)
+
+    def sync(self):
+        return syncs(self)
+
     return counter, mock.patch.object(generators, "execute", counter), \
-        mock.patch.object(psycopg.Pipeline, "__exit__", autospec=True, side_effect=psycopg.Pipeline.__exit__)
+        mock.patch.object(psycopg.Pipeline, "__exit__", autospec=True, side_effect=psycopg.Pipeline.__exit__), \
+        syncs, mock.patch.object(pipeline_base.BasePipeline, "_sync_gen", sync)
 
 
 @pytest.mark.postgres
@@ -195,16 +203,17 @@ def _waits() -> tuple:
 def test_atomic_pipeline_commits_with_the_last_statements_in_one_wait() -> None:
     from agent_bridge.models import OutboxEvent
 
-    counter, patch_execute, patch_exit = _waits()
-    with patch_execute, patch_exit as ends:
+    counter, patch_execute, patch_exit, syncs, patch_sync = _waits()
+    with patch_execute, patch_exit as ends, patch_sync:
         with rawsql.atomic_pipeline():
             rawsql.insert(OutboxEvent(type="user.registered"))
             rawsql.insert(OutboxEvent(type="user.registered"))
-        # One wait: the end of the pipeline carries the two INSERTs and the COMMIT (BEGIN went with the first);
-        # Django's commit afterwards finds the transaction ended and sends nothing.
-        assert (ends.call_count, counter.call_count) == (1, 0)
+        # One wait: the end of the pipeline carries BEGIN, the two INSERTs and the COMMIT (psycopg's own BEGIN
+        # would be followed by a Sync and a wait of its own); Django's commit afterwards finds the transaction
+        # ended and sends nothing.
+        assert (ends.call_count, counter.call_count, syncs.call_count) == (1, 0, 0)
     assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert connection.get_autocommit()
+    assert connection.get_autocommit() and connection.connection.autocommit
     with psycopg.connect(_dsn()) as other:  # committed: seen from another connection
         assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (2,)
 
@@ -273,3 +282,104 @@ def test_a_statement_run_often_is_prepared_on_the_server(verified_user, issued_t
     prepared = rawsql.fetchone("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
                                ["%key_hash%"])
     assert prepared == (1,)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["exception", "set_rollback"])
+def test_atomic_pipeline_with_its_own_begin_rolls_back_what_it_sent(how: str) -> None:
+    """BEGIN is sent by the block, not psycopg (left in autocommit meanwhile): a block that fails after its
+    statements were sent, or is marked for rollback, still commits nothing, and the connection is left as Django
+    leaves it (autocommit on, no transaction open)."""
+    from django.db import transaction
+
+    from agent_bridge.models import OutboxEvent
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
+        rawsql.insert(OutboxEvent(type="user.registered"))
+    try:
+        with rawsql.atomic_pipeline():
+            rawsql.insert(OutboxEvent(type="user.registered"))
+            assert rawsql.fetchone("SELECT count(*) FROM agent_bridge_outboxevent", []) == (2,)  # sent, in the tx
+            if how == "exception":
+                raise ValueError("the block fails after writing")
+            transaction.set_rollback(True)
+    except ValueError:
+        pass
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert connection.get_autocommit() and connection.connection.autocommit
+    with psycopg.connect(_dsn()) as other:
+        assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (1,)
+    assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_insert_values_writes_what_insert_writes(verified_user) -> None:
+    """The same row as rawsql.insert of the instance (and so as the ORM): given values prepared by their fields,
+    the others at their defaults (constants, and callable defaults called for each row)."""
+    import uuid
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from agent_bridge.models import OutboxEvent
+    from allergies.models import AllergyRevision
+
+    uid = uuid.uuid4()
+    values = {"type": "allergies.replaced", "schema": 2, "uid": uid, "data": {"revision": 3}, "traceparent": None}
+    started = timezone.now()
+    with transaction.atomic():
+        rawsql.insert(OutboxEvent(**values))
+        rawsql.insert_values(OutboxEvent, values)
+        rawsql.insert_values(OutboxEvent, values)
+    by_instance, *by_values = OutboxEvent.objects.filter(uid=uid).order_by("id")
+    ignored = {"id": None, "event_id": None, "occurred_at": None, "available_at": None}
+    for row in by_values:
+        assert {**_fields(row), **ignored} == {**_fields(by_instance), **ignored}
+        assert row.occurred_at >= started and row.available_at >= started  # timezone.now, per row
+    assert len({row.event_id for row in (by_instance, *by_values)}) == 3  # uuid4, per row
+
+    at = timezone.now()
+    changes = {"added": [{"allergen": "milk", "list": "confirmed", "severity": "severe"}]}
+    rawsql.insert_values(AllergyRevision, {"user_id": verified_user.pk, "revision": 1, "created_at": at,
+                                           "changes": changes})
+    expected = AllergyRevision(user=verified_user, revision=1, created_at=at, changes=changes)
+    assert _fields(AllergyRevision.objects.get(user=verified_user)) == {**_fields(expected), "id": mock.ANY}
+
+
+def test_insert_values_refuses_what_needs_an_instance() -> None:
+    """A field whose pre_save computes its value (AllergyProfile.updated_at: auto_now), or an unknown name."""
+    from agent_bridge.models import OutboxEvent
+
+    with pytest.raises(ValueError, match="pre_save"):
+        rawsql.insert_values(AllergyProfile, {"user_id": 1})
+    with pytest.raises(ValueError, match="no field"):
+        rawsql.insert_values(OutboxEvent, {"kind": "x"})
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("answered_first", [False, True])
+def test_first_statement_checked_retries_only_before_the_first_answer(monkeypatch, answered_first) -> None:
+    """A dead connection found by the first statement is replaced and the work run once more; once that statement
+    was answered, a failure is raised as it is (the work may have done something), on whatever connection."""
+    connection.ensure_connection()
+    monkeypatch.setattr(connection, "health_check_enabled", True)
+    monkeypatch.setattr(connection, "health_check_done", False)
+    monkeypatch.setattr(connection, "is_usable", lambda: False)  # as a connection whose server went away
+    calls: list[int] = []
+
+    def run(answered):
+        calls.append(1)
+        if len(calls) == 1:
+            if answered_first:
+                answered()
+            raise OperationalError("server closed the connection unexpectedly")
+        return "done"
+
+    if answered_first:
+        with pytest.raises(OperationalError):
+            rawsql.first_statement_checked(run)
+        assert len(calls) == 1
+    else:
+        assert rawsql.first_statement_checked(run) == "done"
+        assert len(calls) == 2

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.cpu import CpuMeter, postgres_backends, rabbitmq_pids
+from bench.cpu import CpuMeter, postgres_backends, process_seconds, rabbitmq_pids
 from bench.stack import Stack
 
 
@@ -86,14 +86,7 @@ def profile_api(stack: Stack, spy_bin: str, args: argparse.Namespace) -> int:
 
 def _cpu_seconds(pids: list[int]) -> float:
     """utime + stime of these processes (gone ones count 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(process_seconds(pid) or 0.0 for pid in pids)
 
 
 def _children(pid: int) -> list[int]:
@@ -101,20 +94,6 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-
-
-def _backends(database: str) -> list[int]:
-    """The PostgreSQL server processes serving `database` (their title names it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith("postgres: ") and f" {database} " in title:
-                found.append(int(entry.name))
-    return found
 
 
 def profile_api_cpu(stack: Stack, args: argparse.Namespace) -> int:
@@ -145,12 +124,12 @@ def profile_api_cpu(stack: Stack, args: argparse.Namespace) -> int:
             credentials = [] if name.startswith("ceiling") else peer_tokens if name.startswith("peer") else tokens
             load.run_wrk(url, path, method=method, tokens=credentials, spec=spec, body=method == "PUT", warm=index == 0)
             workers = _children(master)
-            app0, db0 = _cpu_seconds(workers), {pid: _cpu_seconds([pid]) for pid in _backends(database)}
+            app0, db0 = _cpu_seconds(workers), {pid: _cpu_seconds([pid]) for pid in postgres_backends(database)}
             result = load.run_wrk(url, path, method=method, tokens=credentials, spec=spec, body=method == "PUT",
                                   warm=False)
             app = _cpu_seconds(workers) - app0
             # A backend that ended meanwhile is lost (rare: connections persist); a new one counts from 0.
-            db = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in _backends(database))
+            db = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in postgres_backends(database))
             requests = result["ok_rps"] * args.seconds
             totals[name] = [totals[name][0] + requests, totals[name][1] + app, totals[name][2] + db]
     print(f"CPU per request over {args.rounds} interleaved rounds of {args.seconds} s (wrk 2 threads, 16 connections)")

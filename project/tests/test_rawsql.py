@@ -313,6 +313,35 @@ def test_atomic_pipeline_with_its_own_begin_rolls_back_what_it_sent(how: str) ->
     assert OutboxEvent.objects.count() == 1
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_atomic_pipeline_with_its_own_begin_runs_on_commit_hooks_after_the_commit_only() -> None:
+    """Django still owns the transaction: a hook registered in the block runs once, after the COMMIT (the row is
+    visible from another connection by then), and a block rolled back runs none."""
+    from django.db import transaction
+
+    from agent_bridge.models import OutboxEvent
+
+    seen: list[int] = []
+
+    def committed_rows() -> None:
+        with psycopg.connect(_dsn()) as other:
+            seen.append(other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone()[0])
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle (own BEGIN from here)
+        rawsql.insert(OutboxEvent(type="user.registered"))
+    with rawsql.atomic_pipeline():
+        rawsql.insert(OutboxEvent(type="user.registered"))
+        transaction.on_commit(committed_rows)
+        assert seen == []
+    assert seen == [2]
+    with rawsql.atomic_pipeline():
+        rawsql.insert(OutboxEvent(type="user.registered"))
+        transaction.on_commit(committed_rows)
+        transaction.set_rollback(True)
+    assert seen == [2]
+
+
 @pytest.mark.django_db
 def test_insert_values_writes_what_insert_writes(verified_user) -> None:
     """The same row as rawsql.insert of the instance (and so as the ORM): given values prepared by their fields,

@@ -142,15 +142,12 @@ class _ClaimSql:
         return [PENDING.value, when, when]
 
     def rows(self, sql: str, params: list) -> list[tuple]:
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return rawsql.fetchall(sql, params, using=self.using)
 
     def claim(self, pks: list[int], *, worker_id: str, until: datetime, now: datetime) -> None:
         """Claim those of `pks` that are still due: pending, available, not claimed or claimed until before `now`."""
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(f"{self.update}({rawsql.placeholders(len(pks))})",
-                           [worker_id, self.prep("claimed_until", until), *self.due_params(now), *pks])
+        rawsql.execute(f"{self.update}({rawsql.placeholders(len(pks))})",
+                       [worker_id, self.prep("claimed_until", until), *self.due_params(now), *pks], using=self.using)
 
 
 _claim_sql: dict[str, _ClaimSql] = {}
@@ -266,16 +263,22 @@ class _PostgresClaim:
                     f"AND ({col['claimed_until']} IS NULL OR {col['claimed_until']} < %(now)s)")
 
         priority = "CASE WHEN {type} = ANY(%(urgent)s::text[]) THEN 0 ELSE 1 END"
+
+        def wanted(rank: str, urgent: str) -> str:
+            # Due, of the rank's types, and of a user neither in flight here nor leased to another consumer.
+            return (f"(SELECT {o['id']} AS id, {o['uid']} AS uid, {rank} AS rank, {o['available_at']} AS available_at "  # noqa: S608
+                    f"FROM {q.table} WHERE {due(o)} AND {urgent}({o['type']} = ANY(%(urgent)s::text[])) "
+                    f"AND NOT ({o['uid']} IS NOT NULL AND ({o['uid']} = ANY(%(excluded)s::uuid[]) "
+                    f"OR {lease.held_elsewhere(o['uid'], owner='%(worker)s', now='%(now)s')})) "
+                    f"ORDER BY {o['available_at']}, {o['id']} LIMIT %(scan)s)")
         self.returned = rawsql.Columns(OutboxEvent, "c")
         # Only quoted names from the model's metadata are interpolated; values are parameters.
         self.sql = (
-            f"WITH candidate AS ("  # noqa: S608
-            f"SELECT {o['id']} AS id, {o['uid']} AS uid, "
-            f"row_number() OVER (ORDER BY {priority.format(type=o['type'])}, {o['available_at']}, {o['id']}) AS pos "
-            f"FROM {q.table} WHERE {due(o)} "
-            f"AND NOT ({o['uid']} IS NOT NULL AND ({o['uid']} = ANY(%(excluded)s::uuid[]) "
-            f"OR {lease.held_elsewhere(o['uid'], owner='%(worker)s', now='%(now)s')})) "
-            f"ORDER BY {priority.format(type=o['type'])}, {o['available_at']}, {o['id']} LIMIT %(scan)s), "
+            # The oldest due allergy events and the oldest due others, each read in the order of the
+            # (status, available_at) index and only as far as needed: no sort of every due row.
+            f"WITH candidate AS (SELECT u.id, u.uid, row_number() OVER (ORDER BY u.rank, u.available_at, u.id) AS pos "  # noqa: S608
+            f"FROM ({wanted('0', '')} UNION ALL {wanted('1', 'NOT ')}) u "
+            f"ORDER BY u.rank, u.available_at, u.id LIMIT %(scan)s), "
             # One head per user (each event without a user is its own), the most urgent first.
             f"head AS (SELECT h.id, h.uid FROM candidate h WHERE h.uid IS NULL OR NOT EXISTS "
             f"(SELECT 1 FROM candidate e WHERE e.uid = h.uid AND e.pos < h.pos) ORDER BY h.pos LIMIT %(users)s), "

@@ -341,7 +341,12 @@ def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
                 pg.execute("COMMIT")
 
 
-def _postgresql_idle() -> Any:
-    from psycopg.pq import TransactionStatus
+_idle: list[Any] = []  # psycopg's TransactionStatus.IDLE, imported once (not on every transaction)
 
-    return TransactionStatus.IDLE
+
+def _postgresql_idle() -> Any:
+    if not _idle:
+        from psycopg.pq import TransactionStatus
+
+        _idle.append(TransactionStatus.IDLE)
+    return _idle[0]

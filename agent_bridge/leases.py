@@ -1,5 +1,9 @@
 """Per-user ownership: one consumer at a time talks to the Agent about a given user.
 
+On the embedded bus the claim takes the lease of every user it claims and the settle frees it,
+inside their own statements (agent_bridge.outbox, with the statements' text from `UserLeaseSql`);
+`user_lease` holds one around a block (diagnostics and tests, or a caller without a claim).
+
 A holder's ownership lasts `BusTiming.ownership_seconds` and is renewed every third of that by
 the process's `RENEWER` thread for as long as the work runs, so a long handler never outlives
 its lease and a crashed holder blocks the user for one window at most.

@@ -2,7 +2,8 @@
 
 State of an outbox row (as Saleor keeps delivery-state changes in one place):
 
-    pending ──claim (embedded; heads of N users)──▶ pending + claimed ──settle (many per UPDATE)──▶ delivered
+    pending ──claim (embedded; heads of N users, their leases taken)──▶ pending + claimed
+       │                              │ settle (many per UPDATE, the users' leases freed in it) ──▶ delivered
        │                              │ retry later: attempts+1, due later, claim released
        │ relay: published             └ dead-letter ──▶ dead (+ DeadLetter row)
        ▼
@@ -108,10 +109,11 @@ class Claim:
 
 
 class _ClaimSql:
-    """The embedded claim's statements, written by hand once per database: the consumer loop claims
-    before nearly every handler call, and compiling the ORM's six statements each time cost more CPU
-    than the database spent on them. Only quoted names from the model's metadata are interpolated;
-    values are parameters (IN lists get one placeholder per value)."""
+    """The embedded claim's statements on SQLite, and the names _PostgresClaim builds its one statement from,
+    written by hand once per database: the consumer loop claims before nearly every handler call, and
+    compiling the ORM's statements each time cost more CPU than the database spent on them. Only quoted
+    names from the model's metadata are interpolated; values are parameters (IN lists get one placeholder
+    per value)."""
 
     def __init__(self, using: str) -> None:
         db = connections[using]

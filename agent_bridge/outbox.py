@@ -266,24 +266,29 @@ class _PostgresClaim:
 
         priority = "CASE WHEN {type} = ANY(%(urgent)s::text[]) THEN 0 ELSE 1 END"
 
-        def wanted(rank: str, urgent: str) -> str:
-            # Due, of the rank's types, and of a user neither in flight here nor leased to another consumer.
-            return (f"(SELECT {o['id']} AS id, {o['uid']} AS uid, {rank} AS rank, {o['available_at']} AS available_at "  # noqa: S608
-                    f"FROM {q.table} WHERE {due(o)} AND {urgent}({o['type']} = ANY(%(urgent)s::text[])) "
-                    f"AND NOT ({o['uid']} IS NOT NULL AND ({o['uid']} = ANY(%(excluded)s::uuid[]) "
-                    f"OR {lease.held_elsewhere(o['uid'], owner='%(worker)s', now='%(now)s')})) "
-                    f"ORDER BY {o['available_at']}, {o['id']} LIMIT %(scan)s)")
+        def wanted(rank: str, urgent: str, gate: str = "") -> str:
+            # Due, of the rank's types, and of a user not in flight here.
+            return (f"SELECT {o['id']} AS id, {o['uid']} AS uid, {rank} AS rank, {o['available_at']} AS available_at "  # noqa: S608
+                    f"FROM {q.table} WHERE {gate}{due(o)} AND {urgent}({o['type']} = ANY(%(urgent)s::text[])) "
+                    f"AND NOT ({o['uid']} IS NOT NULL AND {o['uid']} = ANY(%(excluded)s::uuid[])) "
+                    f"ORDER BY {o['available_at']}, {o['id']} LIMIT %(scan)s")
         self.returned = rawsql.Columns(OutboxEvent, "c")
         # Only quoted names from the model's metadata are interpolated; values are parameters.
         self.sql = (
-            # The oldest due allergy events and the oldest due others, each read in the order of the
-            # (status, available_at) index and only as far as needed: no sort of every due row.
-            f"WITH candidate AS (SELECT u.id, u.uid, row_number() OVER (ORDER BY u.rank, u.available_at, u.id) AS pos "  # noqa: S608
-            f"FROM ({wanted('0', '')} UNION ALL {wanted('1', 'NOT ')}) u "
+            # The oldest due allergy events, then (only if they are fewer than wanted: a one-time filter) the
+            # oldest due others, each read in the order of the (status, available_at) index and only as far
+            # as needed: no sort of every due row per claim.
+            f"WITH urgent AS ({wanted('0', '')}), "  # noqa: S608
+            f"candidate AS (SELECT u.id, u.uid, row_number() OVER (ORDER BY u.rank, u.available_at, u.id) AS pos "
+            f"FROM (SELECT * FROM urgent UNION ALL ({wanted('1', 'NOT ', '(SELECT count(*) FROM urgent) < %(scan)s AND ')})) u "  # noqa: E501
             f"ORDER BY u.rank, u.available_at, u.id LIMIT %(scan)s), "
-            # One head per user (each event without a user is its own), the most urgent first.
-            f"head AS (SELECT h.id, h.uid FROM candidate h WHERE h.uid IS NULL OR NOT EXISTS "
-            f"(SELECT 1 FROM candidate e WHERE e.uid = h.uid AND e.pos < h.pos) ORDER BY h.pos LIMIT %(users)s), "
+            # One head per user (each event without a user is its own), the most urgent first, of users not
+            # leased to another consumer (checked on the candidates only: a probe by key each, however many
+            # users have a lease row).
+            f"head AS (SELECT h.id, h.uid FROM candidate h WHERE h.uid IS NULL OR (NOT EXISTS "
+            f"(SELECT 1 FROM candidate e WHERE e.uid = h.uid AND e.pos < h.pos) "
+            f"AND NOT {lease.held_elsewhere('h.uid', owner='%(worker)s', now='%(now)s')}) "
+            f"ORDER BY h.pos LIMIT %(users)s), "
             f"leased AS ({lease.take('SELECT h.uid, %(worker)s, %(until)s FROM head h WHERE h.uid IS NOT NULL ORDER BY h.uid', now='%(now)s')} "  # noqa: E501
             f"RETURNING {lease.table}.{lease.uid} AS uid), "
             f"claimed AS (UPDATE {table} SET {bare['claimed_by']} = %(worker)s, {bare['claimed_until']} = %(until)s "

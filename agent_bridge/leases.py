@@ -108,6 +108,7 @@ class UserLeaseSql:
     uid: str
     owner: str
     expires_at: str
+    row_locks: bool = False  # the database locks rows (PostgreSQL): take them in uid order, as the claim does
 
     def take(self, rows: str, *, now: str) -> str:
         """Insert or take the leases of `rows` (a VALUES list or a SELECT of uid, owner, expires_at): taken
@@ -119,9 +120,14 @@ class UserLeaseSql:
                 f"WHERE {t}.{o} = '' OR {t}.{e} < {now} OR {t}.{o} = excluded.{o}")
 
     def free(self, *, owner: str, uids: str) -> str:
-        """Free this owner's leases of `uids` (`= %s`, `= ANY(...)`, `IN (...)`)."""
-        return (f"UPDATE {self.table} SET {self.owner} = '', {self.expires_at} = NULL "  # noqa: S608
-                f"WHERE {self.owner} = {owner} AND {self.uid} {uids}")
+        """Free this owner's leases of `uids` (`= ANY(...)`, `IN (...)`; `owner` is used twice). Its rows are
+        locked in uid order, as the claim's upsert takes them, so a settle and a concurrent claim that both
+        touch several users' leases never wait for each other in a cycle."""
+        set_free = f"UPDATE {self.table} SET {self.owner} = '', {self.expires_at} = NULL "  # noqa: S608
+        if not self.row_locks:
+            return f"{set_free}WHERE {self.owner} = {owner} AND {self.uid} {uids}"
+        return (f"{set_free}WHERE {self.owner} = {owner} AND {self.uid} IN (SELECT {self.uid} FROM {self.table} "  # noqa: S608
+                f"WHERE {self.owner} = {owner} AND {self.uid} {uids} ORDER BY {self.uid} FOR UPDATE)")
 
     def held_elsewhere(self, uid: str, *, owner: str, now: str) -> str:
         """True while another owner holds the lease of the user in column `uid`."""
@@ -138,7 +144,8 @@ def user_lease_sql(using: str = "default") -> UserLeaseSql:
         quote = connections[using].ops.quote_name
         meta = UserSyncLease._meta
         found = _lease_sql[using] = UserLeaseSql(quote(meta.db_table), *(
-            quote(meta.get_field(name).column) for name in ("uid", "owner", "expires_at")))
+            quote(meta.get_field(name).column) for name in ("uid", "owner", "expires_at")),
+            row_locks=connections[using].vendor == "postgresql")
     return found
 
 
@@ -168,9 +175,11 @@ def user_leases_take(*, uids: list[uuid.UUID], owner: str, until: timezone.datet
 def user_leases_free(*, uids: Collection[uuid.UUID], owner: str) -> None:
     """Free `owner`'s leases of `uids` (one statement)."""
     if uids:
+        listed = [_uid_param(uid) for uid in uids]
+        sql = user_lease_sql()
+        params = [owner, owner, *listed] if sql.row_locks else [owner, *listed]
         with connection.cursor() as cursor:
-            cursor.execute(user_lease_sql().free(owner="%s", uids=f"IN ({', '.join(['%s'] * len(uids))})"),
-                           [owner, *(_uid_param(uid) for uid in uids)])
+            cursor.execute(sql.free(owner="%s", uids=f"IN ({', '.join(['%s'] * len(listed))})"), params)
 
 
 def user_leases_free_all(*, owner: str) -> None:

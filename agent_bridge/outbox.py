@@ -181,9 +181,10 @@ def outbox_claim_users(
     The claim takes each claimed user's lease (agent_bridge.leases, owner `worker_id`, until the
     claim's end): while a consumer works on a user no other claims any of that user's events, and
     a consumer killed mid-handler leaves both to lapse together and be taken over. The settle
-    frees the lease (outbox_settle_delivered's `free_users`, outbox_claim_free). On PostgreSQL all
-    of it is one statement (_PostgresClaim); on SQLite a few. The coalesced rows are committed
-    (visible now), so the state each handler reads after this covers them.
+    frees the lease (outbox_settle_delivered's `free_users`; outbox_claims_end when the consumer
+    stops). On PostgreSQL all of it is one statement (_PostgresClaim); on SQLite a few. The
+    coalesced rows are committed (visible now), so the state each handler reads after this covers
+    them.
     """
     if users <= 0:
         return []
@@ -507,10 +508,11 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
         # its length and values, and psycopg prepares per text and types). UUIDs and ints need no quoting.
         params = [DELIVERED.value, delivered_at, DELIVERED.value, _array(ids), _array(keys)]
         if free_users:
-            # The leases' UPDATE rides along as a writing CTE: no statement of its own.
+            # The leases' UPDATE rides along as a writing CTE: no statement of its own (PostgreSQL locks rows,
+            # so the owner comes twice: UserLeaseSql.free).
             freeing = leases.user_lease_sql(using).free(owner="%s", uids="= ANY(%s::uuid[])")
             rawsql.execute(f"WITH freed AS ({freeing}) {head}{by_id} OR {by_key})",
-                           [owner, _array(free_users), *params])
+                           [owner, owner, _array(free_users), *params])
         else:
             rawsql.execute(f"{head}{by_id} OR {by_key})", params)
         return

@@ -407,3 +407,40 @@ def test_write_is_add_without_reading_back() -> None:
     assert same(written) == same(added) == ("allergies.replaced", 2, {"revision": 4}, PENDING, 0, "", None)
     assert written.event_id != added.event_id
     assert abs(written.available_at - written.occurred_at) < timedelta(seconds=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_leased_by_a_claim_whose_head_was_settled_meanwhile_is_let_go_at_once() -> None:
+    """The race the claim's read and its UPDATE leave open: another transaction settles the head after the claim
+    read it as due; the claim then claims nothing for that user and must not keep its lease (the user would
+    wait a whole ownership window for nothing)."""
+    from django.db import connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time: the race needs row locks")
+    head = row()
+    settled = threading.Event()
+
+    def settle_meanwhile() -> None:
+        # Another session locks the row first (uncommitted), then commits the settle while the claim waits for it.
+        other = connections.create_connection("default")
+        try:
+            other.set_autocommit(False)
+            with other.cursor() as cursor:
+                cursor.execute("UPDATE agent_bridge_outboxevent SET status = %s WHERE id = %s",
+                               [DELIVERED.value, head.pk])
+            settled.set()
+            time.sleep(1.0)  # the claim reads the row as due, takes the lease, and waits on the row lock
+            other.commit()
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=settle_meanwhile)
+    thread.start()
+    assert settled.wait(10)
+    try:
+        assert owner.outbox_claim_users(worker_id="a", timing=bus_timing(), users=5) == []
+    finally:
+        thread.join()
+        connection.close()
+    assert UserSyncLease.objects.get(uid=head.uid).owner == ""

@@ -1,9 +1,10 @@
 """Long chaos soaks from the command line:
 
     python -m tests.chaos --seed 1234 --duration 900
+    python -m tests.chaos --bus embedded --duration 300
 
-Needs PostgreSQL (DATABASE_URL, default: the scripts/services.sh server) and rabbitmq-server
-installed; the run starts its own broker node. Exit status 0 when nothing was lost or stale.
+Needs PostgreSQL (DATABASE_URL, default: the scripts/services.sh server) and, on RabbitMQ (the
+default), rabbitmq-server installed: the run starts its own broker node. Exit status 0 when nothing was lost or stale.
 """
 
 import argparse
@@ -13,11 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.chaos.faults import Bus
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--bus", choices=[bus.value for bus in Bus], default=Bus.RABBITMQ.value,
+                        help="rabbitmq (default; the run starts its own broker node) or embedded (no broker, no relay)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run (default: a fresh random seed)")
     parser.add_argument("--duration", type=float, default=600, help="seconds of fault injection (default 600)")
     parser.add_argument("--min-faults-per-kind", type=int, default=50, help="inject every kind at least this often")
@@ -34,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from tests.chaos.broker import rabbitmq_missing_reason
     from tests.chaos.runner import ChaosConfig, run_chaos
 
-    reason = rabbitmq_missing_reason()
+    bus = Bus(args.bus)
+    reason = rabbitmq_missing_reason() if bus is Bus.RABBITMQ else None
     if reason:
         print(f"chaos: cannot run: {reason}", file=sys.stderr)
         return 2
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         consumers=args.consumers,
         users_per_client=args.users_per_client,
         drain_timeout=args.drain_timeout,
+        bus=bus,
     )
     report = run_chaos(config, keep=args.keep)
     return 0 if report.ok else 1

@@ -8,6 +8,7 @@ the backend gave up on them (late apply: possibly after a newer write) for a whi
 fault ends with the component healthy again, so the run can drain afterwards.
 """
 
+import enum
 import random
 import threading
 import time
@@ -23,8 +24,28 @@ AGENT_KINDS = ("agent_slow", "agent_5xx", "agent_down", "agent_401", "agent_late
 ALL_KINDS = PROCESS_KINDS + BROKER_KINDS + AGENT_KINDS
 
 
+class Bus(enum.Enum):
+    """Which bus the chaos stack runs on."""
+
+    RABBITMQ = "rabbitmq"
+    EMBEDDED = "embedded"  # no broker and no relay: the consumers claim outbox rows from PostgreSQL
+
+
+def lanes_for(bus: Bus) -> dict[str, tuple[str, ...]]:
+    """The fault lanes of a run on `bus`, by name: the embedded bus has no relay and no broker to fault."""
+    if bus is Bus.EMBEDDED:
+        return {"processes": ("api_kill", "consumer_kill"), "agent": AGENT_KINDS}
+    return {"processes": PROCESS_KINDS, "broker": BROKER_KINDS, "agent": AGENT_KINDS}
+
+
+def kinds_for(bus: Bus) -> tuple[str, ...]:
+    """Every fault kind a run on `bus` injects."""
+    return tuple(kind for kinds in lanes_for(bus).values() for kind in kinds)
+
+
 @dataclass
 class FaultLog:
+    kinds: tuple[str, ...] = ALL_KINDS  # counted, 0 until injected
     started: float = field(default_factory=time.monotonic)
     entries: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -42,7 +63,7 @@ class FaultLog:
 
     def counts(self) -> dict[str, int]:
         with self.lock:
-            counts = dict.fromkeys(ALL_KINDS, 0)
+            counts = dict.fromkeys(self.kinds, 0)
             for entry in self.entries:
                 counts[entry["kind"]] += 1
             return counts
@@ -55,7 +76,7 @@ class FaultLog:
 class Injector:
     """Applies one fault of a kind and heals it before returning."""
 
-    def __init__(self, stack: ChaosStack, broker: OwnBroker) -> None:
+    def __init__(self, stack: ChaosStack, broker: OwnBroker | None) -> None:
         self.stack = stack
         self.broker = broker
 
@@ -80,6 +101,7 @@ class Injector:
         return self._crash_and_restart(f"consumer{rng.randrange(self.stack.consumer_count)}", rng, 3.0)
 
     def rabbitmq_restart(self, rng: random.Random) -> str:
+        assert self.broker is not None
         down = rng.uniform(0, 2)
         self.broker.stop()
         time.sleep(down)
@@ -87,6 +109,7 @@ class Injector:
         return f"stopped, down {down:.1f}s"
 
     def rabbitmq_kill(self, rng: random.Random) -> str:
+        assert self.broker is not None
         down = rng.uniform(0, 2)
         self.broker.kill()
         time.sleep(down)

@@ -14,7 +14,7 @@ import requests
 
 from tests.chaos.broker import OwnBroker
 from tests.chaos.client import ClientWorker, EmailBox
-from tests.chaos.faults import AGENT_KINDS, ALL_KINDS, BROKER_KINDS, PROCESS_KINDS, FaultLane, FaultLog, Injector
+from tests.chaos.faults import Bus, FaultLane, FaultLog, Injector, kinds_for, lanes_for
 from tests.chaos.invariants import Findings, check, read_database
 from tests.chaos.model import Ledger
 from tests.chaos.stack import ChaosStack
@@ -44,12 +44,14 @@ class ChaosConfig:
     users_per_client: int = 40
     verify_grace_seconds: float = 30.0
     drain_timeout: float = 300.0
+    bus: Bus = Bus.RABBITMQ
 
 
 @dataclass
 class ChaosReport:
     seed: int
     workdir: str
+    bus: str = Bus.RABBITMQ.value
     ok: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
@@ -73,7 +75,7 @@ class ChaosReport:
         acknowledged = self.actions.get("acknowledged", {})
         lines = [
             "=" * 72,
-            f"chaos run  seed={self.seed}  {'PASS' if self.ok else 'FAIL'}",
+            f"chaos run  seed={self.seed}  bus={self.bus}  {'PASS' if self.ok else 'FAIL'}",
             f"  workdir        {self.workdir}",
             f"  trials         {sum(acknowledged.values())} acknowledged actions "
             f"({self.actions.get('attempts_total', 0)} requests, "
@@ -98,7 +100,8 @@ class ChaosReport:
             for text in self.findings.get(bucket, [])[:10]:
                 lines.append(f"  {bucket.upper()}: {text[:400]}")
         lines.append(
-            f"  replay with: python -m tests.chaos --seed {self.seed} --duration {int(self.seconds.get('faults', 0))}"
+            f"  replay with: python -m tests.chaos --bus {self.bus} --seed {self.seed} "
+            f"--duration {int(self.seconds.get('faults', 0))}"
         )
         lines.append("=" * 72)
         return "\n".join(lines)
@@ -125,12 +128,13 @@ def _verify_in_db(database_url: str):
     return verify
 
 
-def _ensure_healthy(stack: ChaosStack, broker: OwnBroker, problems: list[str]) -> None:
+def _ensure_healthy(stack: ChaosStack, broker: OwnBroker | None, problems: list[str]) -> None:
     """After the faults: every process running, the Agent up and without faults."""
     stack.agent.up()
     stack.agent.clear_faults()
-    broker.start()  # idempotent
-    names = ["api", "relay", *(f"consumer{i}" for i in range(stack.consumer_count))]
+    if broker is not None:
+        broker.start()  # idempotent
+    names = ["api", *(["relay"] if broker is not None else []), *(f"consumer{i}" for i in range(stack.consumer_count))]
     for name in names:
         process = stack.processes.get(name)
         if process is None or process.poll() is not None:
@@ -160,13 +164,15 @@ def _wait_drained(stack: ChaosStack, timeout: float) -> tuple[float | None, dict
 
 def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
     """Run once and return the report; the stack's logs and report.json stay in `config.workdir`."""
-    print(f"chaos: seed {config.seed} (replay: python -m tests.chaos --seed {config.seed})", flush=True)
-    report = ChaosReport(seed=config.seed, workdir=str(config.workdir))
+    print(f"chaos: seed {config.seed} on {config.bus.value} "
+          f"(replay: python -m tests.chaos --bus {config.bus.value} --seed {config.seed})", flush=True)
+    report = ChaosReport(seed=config.seed, workdir=str(config.workdir), bus=config.bus.value)
     master = random.Random(config.seed)
     started = time.monotonic()
     config.workdir.mkdir(parents=True, exist_ok=True)
-    broker = OwnBroker().start()
-    stack = ChaosStack(config.workdir / "stack", amqp_url=broker.url, consumers=config.consumers)
+    broker = OwnBroker().start() if config.bus is Bus.RABBITMQ else None
+    # No AMQP_URL: the embedded bus (the consumers claim outbox rows from the database).
+    stack = ChaosStack(config.workdir / "stack", amqp_url=broker.url if broker else "", consumers=config.consumers)
     stack.workdir.mkdir(parents=True, exist_ok=True)
     try:
         stack.start()
@@ -192,7 +198,7 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
             for i in range(config.clients)
         ]
         injector = Injector(stack, broker)
-        fault_log = FaultLog()
+        fault_log = FaultLog(kinds=kinds_for(config.bus))
         lanes = [
             FaultLane(
                 name=f"faults-{name}",
@@ -203,7 +209,7 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
                 stop=fault_stop,
                 gap=(0.3, 1.5),
             )
-            for name, kinds in (("processes", PROCESS_KINDS), ("broker", BROKER_KINDS), ("agent", AGENT_KINDS))
+            for name, kinds in lanes_for(config.bus).items()
         ]
         for worker in clients:
             worker.start()
@@ -218,7 +224,8 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
             if failed or elapsed >= max(config.duration, config.max_duration):
                 break
             counts = fault_log.counts()
-            if elapsed >= config.duration and all(counts[kind] >= config.min_faults_per_kind for kind in ALL_KINDS):
+            if elapsed >= config.duration and all(counts[kind] >= config.min_faults_per_kind
+                                                  for kind in kinds_for(config.bus)):
                 break
         fault_stop.set()
         for lane in lanes:
@@ -307,5 +314,6 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
         else:
             for name in list(stack.processes):
                 stack.kill(name, 15)
-        broker.destroy()
+        if broker is not None:
+            broker.destroy()
     return report

@@ -87,15 +87,52 @@ def placeholders(count: int) -> str:
 _postgresql: tuple | None = None  # (ServerBindingCursor, TIMESTAMPTZ_OID, TEXT, register_tzloader), imported once
 
 
+class _StatementCursor:
+    """The cursor of these statements on a PostgreSQL connection that nothing watches (no execute wrapper, no
+    query log): psycopg's own, run without Django's CursorWrapper (three calls and a context manager per
+    statement) and kept for the connection's life (a cursor and its adapters built once, not per statement).
+    What the wrapper does for these statements is kept: a broken transaction refused, errors as Django's."""
+
+    __slots__ = ("db", "pg", "raw")
+
+    def __init__(self, db: Any, raw: Any) -> None:
+        self.db, self.pg, self.raw = db, db.connection, raw
+
+    def __enter__(self) -> "_StatementCursor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None  # kept open: the next statement of this connection reuses it
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self.db.validate_no_broken_transaction()
+        with self.db.wrap_database_errors:
+            self.raw.execute(sql, params)
+
+    def fetchone(self) -> tuple | None:
+        with self.db.wrap_database_errors:
+            return self.raw.fetchone()
+
+
 def _cursor(connection: Any) -> Any:
     """A cursor for these statements. On PostgreSQL one that binds its parameters on the server (psycopg's
     `Cursor`, where Django's default `ClientCursor` writes them into the SQL text), so that psycopg prepares a
     statement the connection has run a few times (`prepare_threshold`, 5) and the server stops parsing and
-    planning it on each request; the rest of the project keeps Django's cursor. Wrapped as Django wraps its
-    own (execute wrappers, the debug log of queries, errors as Django's)."""
-    global _postgresql
+    planning it on each request; the rest of the project keeps Django's cursor. When something watches the
+    statements (an execute wrapper, the debug log of queries: tests, bench/queries.py), wrapped as Django wraps
+    its own; otherwise the connection's _StatementCursor."""
     if connection.vendor != "postgresql":
         return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    if connection.execute_wrappers or connection.queries_logged:
+        return connection._prepare_cursor(_psycopg_cursor(connection))
+    connection.validate_thread_sharing()
+    return _kept_cursor(connection)
+
+
+def _psycopg_cursor(connection: Any) -> Any:
+    global _postgresql
     if _postgresql is None:
         from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerBindingCursor
         from django.db.backends.postgresql.psycopg_any import register_tzloader
@@ -103,14 +140,20 @@ def _cursor(connection: Any) -> Any:
 
         _postgresql = (ServerBindingCursor, TIMESTAMPTZ_OID, Format.TEXT, register_tzloader)
     cursor_class, timestamptz, text, register_tzloader = _postgresql
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
     with connection.wrap_database_errors:
         raw = cursor_class(connection.connection)
         # As Django's create_cursor: the cursor's timezone only if the connection's differs.
         if connection.timezone != connection.connection.adapters.get_loader(timestamptz, text).timezone:
             register_tzloader(connection.timezone, raw)
-        return connection._prepare_cursor(raw)
+    return raw
+
+
+def _kept_cursor(connection: Any) -> _StatementCursor:
+    """The open PostgreSQL connection's _StatementCursor (a new one for a new connection)."""
+    kept = getattr(connection, "_rawsql_cursor", None)
+    if kept is None or kept.pg is not connection.connection or kept.raw.closed:
+        kept = connection._rawsql_cursor = _StatementCursor(connection, _psycopg_cursor(connection))
+    return kept
 
 
 def first_statement_checked(run: Callable[[Callable[[], None]], T], *, using: str = "default") -> T:
@@ -325,12 +368,13 @@ def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
         if own_begin:
             pg.autocommit = True
         with pipeline(using=using):
+            # Both sent on psycopg's cursor, not a Django one: Django logs its own (then empty) commit once. On the
+            # connection's kept cursor (_StatementCursor) rather than a cursor of their own (Connection.execute).
             if own_begin:
-                pg.execute("BEGIN")
+                _kept_cursor(connection).raw.execute("BEGIN")
             yield
             if ends_transaction and not connection.needs_rollback:
-                # Sent through psycopg, not a Django cursor: Django logs its own (now empty) commit once.
-                pg.execute("COMMIT")
+                _kept_cursor(connection).raw.execute("COMMIT")
 
 
 def _postgresql_idle() -> Any:

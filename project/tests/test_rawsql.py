@@ -412,3 +412,56 @@ def test_first_statement_checked_retries_only_before_the_first_answer(monkeypatc
     else:
         assert rawsql.first_statement_checked(run) == "done"
         assert len(calls) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_statements_run_on_one_kept_psycopg_cursor_per_connection(monkeypatch) -> None:
+    """Nothing watching: every statement on the connection's own psycopg cursor, created once (not a cursor and a
+    Django CursorWrapper per statement); a new connection gets a new one."""
+    made = mock.Mock(side_effect=connection.make_cursor)
+    monkeypatch.setattr(connection, "make_cursor", made)
+    assert rawsql.fetchone("SELECT 1", []) == (1,)
+    kept = connection._rawsql_cursor.raw
+    with rawsql.atomic_pipeline():
+        rawsql.execute("SELECT 2", [])
+        assert rawsql.fetchone("SELECT 3", []) == (3,)
+    assert connection._rawsql_cursor.raw is kept and not kept.closed
+    assert made.call_count == 0
+    connection.close()
+    assert rawsql.fetchone("SELECT 4", []) == (4,)
+    assert connection._rawsql_cursor.raw is not kept
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_cursor_keeps_djangos_errors_and_broken_transaction_check() -> None:
+    from django.db import DataError, transaction
+    from django.db.transaction import TransactionManagementError
+
+    with pytest.raises(DataError):  # Django's exception, not psycopg's
+        rawsql.fetchone("SELECT 1 / %s", [0])
+    with transaction.atomic():
+        transaction.set_rollback(True)  # as after an error caught inside the block
+        with pytest.raises(TransactionManagementError):
+            rawsql.execute("SELECT 1", [])
+    assert rawsql.fetchone("SELECT 1", []) == (1,)  # and the connection is fine afterwards
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_watched_statements_go_through_djangos_cursor() -> None:
+    """An execute wrapper or the query log (tests, bench/queries.py) sees every statement, as on Django's cursor."""
+    from django.test.utils import CaptureQueriesContext
+
+    seen: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert rawsql.fetchone("SELECT 5", []) == (5,)
+    with CaptureQueriesContext(connection) as captured:
+        assert rawsql.fetchone("SELECT 6", []) == (6,)
+    assert seen == ["SELECT 5"] and [q["sql"] for q in captured.captured_queries] == ["SELECT 6"]

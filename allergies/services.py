@@ -80,17 +80,18 @@ def _replace_authenticated(
 
 
 def _replace_locked(
-    *, user: User, clean: CleanProfile, session: AuthToken | None, replaced: tuple[dict, AllergyProfile] | None,
+    *, user: User, clean: CleanProfile, session: AuthToken | None, replaced: tuple[dict, dict] | None,
 ) -> AllergyState:
     """The rest of a replacement, inside its transaction, after the locked update (`replaced`; None: no row yet)."""
     if replaced is None:  # the first write: create the row (race-safe, raises nothing), then update it
         AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
         replaced = _profile_update_locked(user=user, clean=clean)
-    before, profile = replaced
+    before, after = replaced
+    revision = after["revision"]
     rawsql.insert_values(AllergyRevision, {
         "user_id": user.pk,
-        "revision": profile.revision,
-        "created_at": profile.updated_at,
+        "revision": revision,
+        "created_at": after["updated_at"],
         "changes": allergy_changes(
             before=before,
             after={"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity},
@@ -101,27 +102,32 @@ def _replace_locked(
     signals.allergy_profile_replaced.send(
         sender=AllergyProfile,
         uid=user.uid,
-        revision=profile.revision,
-        confirmed=list(profile.confirmed),
-        intolerances=list(profile.intolerances),
-        severity=dict(profile.severity),
-        allergy_flags=allergy_flags_for(profile.confirmed, profile.intolerances),
+        revision=revision,
+        confirmed=list(after["confirmed"]),
+        intolerances=list(after["intolerances"]),
+        severity=dict(after["severity"]),
+        allergy_flags=allergy_flags_for(after["confirmed"], after["intolerances"]),
     )
-    return AllergyState.of(profile)
+    return AllergyState.of_fields(after)
 
 
+_LISTS = ("confirmed", "intolerances", "severity")
 _PROFILE = selectors.PROFILE_COLUMNS
-_PROFILE_USER_ID = _PROFILE.attnames.index("user_id")
-_LOCKED = rawsql.Columns(AllergyProfile, "locked")
-# What the history needs of the row as it was: its lists and severity only (values, no instance).
-_BEFORE = rawsql.Columns(AllergyProfile, "locked", only=("confirmed", "intolerances", "severity"))
+# What the lock reads of the row as it was: its key, its revision, and its lists and severity for the history.
+_LOCKED_SOURCE = rawsql.Columns(AllergyProfile, "p", only=("user_id", "revision", *_LISTS))
+_LOCKED = rawsql.Columns(AllergyProfile, "locked", only=_LOCKED_SOURCE.attnames)
+_BEFORE = rawsql.Columns(AllergyProfile, "locked", only=_LISTS)
+# What the UPDATE returns of the row now: every column but the lists and severity, which are `clean`'s (sent, not
+# read back: no JSON out of the server and decoded again for values the request already holds).
+_AFTER = rawsql.Columns(AllergyProfile, "p", only=[a for a in _PROFILE.attnames if a not in _LISTS])
+_AFTER_USER_ID = _AFTER.attnames.index("user_id")
 _update_locked_sql: dict[str, str] = {}
 
 
-def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, AllergyProfile] | None:
+def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, dict] | None:
     """The user's profile locked and replaced by `clean` at the next revision: (its lists and severity before,
-    the profile now); None when the user has no profile row yet. The revision is incremented under the row's
-    lock, so concurrent writers get distinct revisions. Inside transaction.atomic only.
+    its fields now by attname); None when the user has no profile row yet. The revision is incremented under the
+    row's lock, so concurrent writers get distinct revisions. Inside transaction.atomic only.
 
     PostgreSQL: one statement (the row locked in a CTE, `UPDATE ... RETURNING` both versions). Elsewhere the
     locked read, then the UPDATE (SQLite's IMMEDIATE transactions serialise writers anyway)."""
@@ -140,16 +146,16 @@ def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, Al
         profile.sync_failed_at = None
         profile.updated_at = now
         rawsql.update(profile, REPLACED_FIELDS)
-        return before, profile
+        return before, {name: getattr(profile, name) for name in _PROFILE.attnames}
     sql = _update_locked_sql.get(using)
     if sql is None:
         locked, update = _update_locked_parts(using, user_is="= %s")
         sql = _update_locked_sql[using] = (
-            f"WITH {locked} {update} RETURNING {_BEFORE.select(using)}, {_PROFILE.select(using)}")
+            f"WITH {locked} {update} RETURNING {_BEFORE.select(using)}, {_AFTER.select(using)}")
     row = rawsql.fetchone(sql, [user.pk, *_update_params(clean, now, connection)], using=using)
     if row is None:
         return None
-    return _replaced_from(row, 0, user)
+    return _replaced_from(row, 0, clean)
 
 
 def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
@@ -161,7 +167,7 @@ def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
     # revision and the history's "before" never come from a stale snapshot (a plain UPDATE ... FROM would).
     # sync_failed_at: the new revision has not been tried yet, it is pending, not failing (the last error
     # stays visible until the Agent holds the profile).
-    locked = (f"locked AS (SELECT {_PROFILE.select(using)} FROM {table} p "  # noqa: S608
+    locked = (f"locked AS (SELECT {_LOCKED_SOURCE.select(using)} FROM {table} p "  # noqa: S608
               f"WHERE {_PROFILE.column('user_id', using)} {user_is} FOR UPDATE)")
     update = (
         f"UPDATE {table} p SET {quote('confirmed')} = %s, {quote('intolerances')} = %s, {quote('severity')} = %s, "  # noqa: S608
@@ -182,11 +188,12 @@ def _update_params(clean: CleanProfile, now: datetime, connection) -> list:
             severity.get_db_prep_save(clean.severity, connection), updated_at.get_db_prep_save(now, connection)]
 
 
-def _replaced_from(row, start: int, user: User) -> tuple[dict, AllergyProfile]:
-    """(lists before, profile now) from a row holding _BEFORE's then the profile's columns from `start`."""
-    profile = _PROFILE.instance(row, start + len(_BEFORE))
-    profile.user = user
-    return dict(zip(_BEFORE.attnames, _BEFORE.values(row, start), strict=True)), profile
+def _replaced_from(row, start: int, clean: CleanProfile) -> tuple[dict, dict]:
+    """(lists before, fields now) from a row holding _BEFORE's then _AFTER's columns from `start`: values by
+    attname, no model instance (nothing reads one)."""
+    after = dict(zip(_AFTER.attnames, _AFTER.values(row, start + len(_BEFORE)), strict=True))
+    after["confirmed"], after["intolerances"], after["severity"] = clean.confirmed, clean.intolerances, clean.severity
+    return dict(zip(_BEFORE.attnames, _BEFORE.values(row, start), strict=True)), after
 
 
 _with_token_sql: dict[str, str] = {}
@@ -206,7 +213,7 @@ def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple
         # Named output columns: `locked` and `p` share their column names.
         returning = ", ".join(
             [f"{column} AS b{i}" for i, column in enumerate(_BEFORE.select(using).split(", "))]
-            + [f"{column} AS a{i}" for i, column in enumerate(_PROFILE.select(using).split(", "))])
+            + [f"{column} AS a{i}" for i, column in enumerate(_AFTER.select(using).split(", "))])
         sql = _with_token_sql[using] = f"WITH {locked}, upd AS ({update} RETURNING {returning}) " + (
             identity_selectors.auth_token_usable_sql(columns="upd.*", joins="LEFT OUTER JOIN upd ON TRUE", using=using))
     token_params = identity_selectors.auth_token_usable_params(raw=raw, using=using)
@@ -216,9 +223,9 @@ def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple
         return None
     token = identity_selectors.auth_token_from_row(row, using=using)
     start = len(identity_selectors.TOKEN_COLUMNS) + len(identity_selectors.USER_COLUMNS)
-    if row[start + len(_BEFORE) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
+    if row[start + len(_BEFORE) + _AFTER_USER_ID] is None:  # no profile row yet: nothing updated
         return token, None
-    return token, _replaced_from(row, start, token.user)
+    return token, _replaced_from(row, start, clean)
 
 
 def _lists(profile: AllergyProfile) -> dict:

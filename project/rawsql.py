@@ -202,27 +202,7 @@ def execute(sql: str, params: Sequence[Any], *, using: str = "default") -> None:
 # field's pre_save and get_db_prep_save as the ORM's do (auto_now, JSON, UUIDs, datetimes per database). They
 # return nothing, so inside `pipeline` they never wait for the database on their own.
 
-_insert_sql: dict[tuple[type[Model], str], tuple[str, list]] = {}
 _update_sql: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list]] = {}
-
-
-def insert(instance: Model, *, using: str = "default") -> None:
-    """INSERT `instance` as a new row, without reading anything back: an auto primary key is left unset."""
-    model = type(instance)
-    found = _insert_sql.get((model, using))
-    if found is None:
-        quote = connections[using].ops.quote_name
-        fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.auto_created)]
-        sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-               f"VALUES ({placeholders(len(fields))})")
-        found = _insert_sql[(model, using)] = (sql, fields)
-    sql, fields = found
-    connection = connections[using]
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    with _cursor(connection) as cursor:
-        cursor.execute(sql, params)
-    instance._state.adding = False
-    instance._state.db = using
 
 
 class _InsertPlan:
@@ -239,9 +219,9 @@ class _InsertPlan:
         if unknown:
             raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))} to insert")
         for field in fields:
-            # A field whose pre_save computes its value (auto_now, files, ...) needs the instance: rawsql.insert.
+            # A field whose pre_save computes its value (auto_now, files, ...) needs an instance: the ORM's save().
             if not _plain_pre_save(field):
-                raise ValueError(f"{model.__name__}.{field.name} is set by pre_save: use rawsql.insert")
+                raise ValueError(f"{model.__name__}.{field.name} is set by pre_save: save an instance instead")
         self.sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
                     f"VALUES ({placeholders(len(fields))})")
         # Per column: (index into the given values, or -1), the field, its constant prepared default or _CALL.
@@ -270,7 +250,8 @@ def _plain_pre_save(field: Any) -> bool:
 
 
 def insert_values(model: type[Model], values: dict[str, Any], *, using: str = "default") -> None:
-    """What insert(model(**values)) sends, without building the instance: `values` by attname, every other field
+    """INSERT a row without building an instance or reading anything back (an auto primary key is not returned):
+    what Model.save() would send for model(**values), `values` by attname, every other field
     at its default (callable defaults called per row), each prepared by its get_db_prep_save as Model.save()
     prepares it. For the hottest inserts (a model instance and its pre_save calls cost more Python than the
     statement); models with a field whose pre_save computes its value (auto_now...) are refused (ValueError)."""

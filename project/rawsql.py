@@ -15,7 +15,7 @@ connection turns out dead (database restarted) it is closed and the statement re
 new connection. Same guarantee, no error from a stale connection, one round trip fewer.
 """
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, transaction
@@ -319,16 +319,21 @@ def pipeline(*, using: str = "default") -> Iterator[None]:
 
 @contextmanager
 def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
-    """transaction.atomic() around `pipeline`, whose BEGIN goes to the server with the block's first statement and
-    whose COMMIT goes with its last ones (PostgreSQL): one wait at the first read of the block (or none) and one at
-    its end, for the pipelined writes and the COMMIT together, instead of one more for psycopg's BEGIN and one
-    more for Django's COMMIT. The block is the whole transaction, so nothing can run between its last statement
-    and the COMMIT.
+    """transaction.atomic() around `pipeline` whose transaction costs no statement of its own (PostgreSQL): one wait
+    at the first read of the block (or none) and one at its end, for the pipelined writes and the end of the
+    transaction together, instead of one more for psycopg's BEGIN and one more for Django's COMMIT. The block is
+    the whole transaction, so nothing can run between its last statement and the commit.
 
-    Only when this is the outermost atomic block (nested in another, it is a savepoint and the outer block
-    commits) and the block ended without an error; Django's own commit then finds the transaction ended and
-    sends nothing. A failing COMMIT (or any pipelined statement) is raised at the end of the block as Django's
-    exception, and the transaction is rolled back as usual. Elsewhere it is transaction.atomic()."""
+    The outermost block on a connection with no isolation level or access mode set is PostgreSQL's implicit
+    transaction: every statement sent before the pipeline's Sync (a read in the block waits with a Flush, which
+    does not end it) is one transaction, committed by the Sync at the end of the block, rolled back whole if any
+    of them fails; a block that raises or is marked for rollback sends ROLLBACK before the Sync. No BEGIN, no
+    COMMIT. Nothing in such a block may open a savepoint (a nested atomic() with savepoint=True): PostgreSQL
+    refuses SAVEPOINT outside an explicit transaction block, loudly. Otherwise (nested, it is a savepoint and the
+    outer block commits; or a BEGIN psycopg must send with the connection's settings) the COMMIT goes with the
+    block's last statements. Django's own commit then finds the transaction ended and sends nothing. A failing
+    statement is raised at the end of the block as Django's exception, and the transaction is rolled back as
+    usual. Elsewhere it is transaction.atomic()."""
     connection = connections[using]
     with transaction.atomic(using=using):
         if connection.vendor != "postgresql":
@@ -340,22 +345,37 @@ def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
         pg = connection.connection
         # psycopg would begin the transaction itself before the first statement, and in a pipeline it waits for
         # that BEGIN's answer (a Sync) before sending anything else: a round trip of its own. With psycopg left in
-        # autocommit it sends no BEGIN; ours is pipelined with the block's statements. Django still holds the
-        # transaction (in_atomic_block, on_commit); its commit or rollback afterwards goes by the server's
-        # transaction status (psycopg sends ROLLBACK whenever one is open) and it sets autocommit back on as
-        # always. Only for a plain BEGIN (no isolation level or access mode set on the connection).
-        own_begin = (ends_transaction and pg.pgconn.transaction_status == _postgresql_idle()
-                     and pg.isolation_level is None and pg.read_only is None and pg.deferrable is None)
-        if own_begin:
+        # autocommit it sends no BEGIN, and the pipeline's statements up to its Sync are one implicit transaction.
+        # Django still holds the transaction (in_atomic_block, on_commit); its commit or rollback afterwards goes
+        # by the server's transaction status (psycopg sends ROLLBACK whenever one is open) and it sets autocommit
+        # back on as always. Only for a plain transaction (no isolation level or access mode on the connection).
+        implicit = (ends_transaction and pg.pgconn.transaction_status == _postgresql_idle()
+                    and pg.isolation_level is None and pg.read_only is None and pg.deferrable is None)
+        if implicit:
             pg.autocommit = True
         with pipeline(using=using):
-            # Both sent on psycopg's cursor, not a Django one: Django logs its own (then empty) commit once. On the
+            # Sent on psycopg's cursor, not a Django one (Django logs its own, then empty, commit once): the
             # connection's kept cursor (_StatementCursor) rather than a cursor of their own (Connection.execute).
-            if own_begin:
-                _kept_cursor(connection).raw.execute("BEGIN")
-            yield
-            if ends_transaction and not connection.needs_rollback:
-                _kept_cursor(connection).raw.execute("COMMIT")
+            if not implicit:
+                yield
+                if ends_transaction and not connection.needs_rollback:
+                    _kept_cursor(connection).raw.execute("COMMIT")
+                return
+            try:
+                yield
+            except BaseException:
+                _implicit_rollback(connection)
+                raise
+            if connection.needs_rollback:
+                _implicit_rollback(connection)
+
+
+def _implicit_rollback(connection: Any) -> None:
+    """End the pipeline's implicit transaction with a rollback, not the commit its Sync would make of it. If the
+    ROLLBACK cannot be sent, a statement of the block failed (the transaction is aborted: the Sync rolls it back)
+    or the connection is gone (nothing commits): the block's own error is the one raised."""
+    with suppress(Exception):  # see the docstring: the block's error matters, not this one
+        _kept_cursor(connection).raw.execute("ROLLBACK")
 
 
 def _postgresql_idle() -> Any:

@@ -462,3 +462,54 @@ def test_watched_statements_go_through_djangos_cursor() -> None:
     with CaptureQueriesContext(connection) as captured:
         assert rawsql.fetchone("SELECT 6", []) == (6,)
     assert seen == ["SELECT 5"] and [q["sql"] for q in captured.captured_queries] == ["SELECT 6"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_atomic_pipeline_is_one_implicit_transaction_without_begin_or_commit(monkeypatch) -> None:
+    """The outermost block sends no BEGIN and no COMMIT: its statements up to the pipeline's Sync are PostgreSQL's
+    implicit transaction. A read in the block does not end it (nothing is visible elsewhere until the block's
+    end, and the block's statements share one transaction id), the end commits it."""
+    sent: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(self, query, *args, **kwargs):
+        if self.connection is connection.connection:  # the service's connection, not `other`
+            sent.append(str(query).split()[0].upper())
+        return real_execute(self, query, *args, **kwargs)
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
+        _event_insert()
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    with psycopg.connect(_dsn(), autocommit=True) as other:
+        with rawsql.atomic_pipeline():
+            _event_insert()
+            first = rawsql.fetchone("SELECT txid_current(), count(*) FROM agent_bridge_outboxevent", [])
+            assert first[1] == 2  # its own write, seen
+            assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (1,)  # not committed
+            _event_insert()
+            assert rawsql.fetchone("SELECT txid_current()", [])[0] == first[0]
+        assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (3,)
+    assert sent == ["INSERT", "SELECT", "INSERT", "SELECT"]
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_savepoint_in_an_implicit_atomic_pipeline_fails_loudly_and_commits_nothing() -> None:
+    """PostgreSQL refuses SAVEPOINT outside an explicit transaction block: a nested atomic() in the block is an
+    error, never a half-committed block."""
+    from django.db import DatabaseError, transaction
+
+    from agent_bridge.models import OutboxEvent
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
+        _event_insert()
+    with pytest.raises(DatabaseError, match="SAVEPOINT"), rawsql.atomic_pipeline():
+        _event_insert()
+        with transaction.atomic():
+            _event_insert()
+    assert OutboxEvent.objects.count() == 1
+    with rawsql.atomic_pipeline():  # the connection is fine afterwards
+        _event_insert()
+    assert OutboxEvent.objects.count() == 2

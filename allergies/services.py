@@ -43,8 +43,8 @@ def allergy_profile_replace(
 
 def _replace(*, user: User, clean: CleanProfile, session: AuthToken | None) -> AllergyState:
     # Every DELETE (and PUT off PostgreSQL) runs this: its statements are written by hand (project.rawsql, no ORM
-    # compilation) and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row,
-    # the outbox row (the receiver's) and COMMIT one more. The same writes in the same transaction.
+    # compilation) and pipelined (PostgreSQL): the locked update is one round trip, the history row, the outbox
+    # row (the receiver's) and the end of the (implicit) transaction one more. The same writes in one transaction.
     with rawsql.atomic_pipeline():
         return _replace_locked(user=user, clean=clean, session=session,
                                replaced=_profile_update_locked(user=user, clean=clean))
@@ -53,7 +53,7 @@ def _replace(*, user: User, clean: CleanProfile, session: AuthToken | None) -> A
 def allergy_profile_replace_authenticated(*, raw: str, clean: CleanProfile) -> tuple[AuthToken, AllergyState] | None:
     """allergy_profile_replace for the usable token whose secret is `raw` (identity.selectors.auth_token_get_usable's
     rules) and its user, the token read in the locked update's own statement: PUT /api/allergies/ in 2 round trips
-    (BEGIN with token + locked update; history + outbox + COMMIT) instead of 3. None, and nothing written, when
+    (token + locked update; history + outbox + the transaction's end) and 3 statements instead of 3 and 5. None, and nothing written, when
     the token is not usable. The token is checked by the statement that writes, so a token revoked before it is
     refused as by a separate read (no cache). Elsewhere than PostgreSQL: the token read, then the replacement."""
     connection = connections["default"]

@@ -53,9 +53,10 @@ def _replace(*, user: User, clean: CleanProfile, session: AuthToken | None) -> A
 def allergy_profile_replace_authenticated(*, raw: str, clean: CleanProfile) -> tuple[AuthToken, AllergyState] | None:
     """allergy_profile_replace for the usable token whose secret is `raw` (identity.selectors.auth_token_get_usable's
     rules) and its user, the token read in the locked update's own statement: PUT /api/allergies/ in 2 round trips
-    (token + locked update; history + outbox + the transaction's end) and 3 statements instead of 3 and 5. None, and nothing written, when
-    the token is not usable. The token is checked by the statement that writes, so a token revoked before it is
-    refused as by a separate read (no cache). Elsewhere than PostgreSQL: the token read, then the replacement."""
+    (token + locked update; history + outbox + the transaction's end) and 3 statements, not 3 and 5 apart. None,
+    and nothing written, when the token is not usable. The token is checked by the statement that writes, so a
+    token revoked before it is refused as by a separate read (no cache). Elsewhere than PostgreSQL: the token
+    read, then the replacement."""
     connection = connections["default"]
     if connection.vendor != "postgresql":
         token = identity_selectors.auth_token_get_usable(raw=raw)
@@ -202,23 +203,26 @@ _with_token_sql: dict[str, str] = {}
 def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple[AuthToken, tuple | None] | None:
     """_profile_update_locked for the user of the usable token `raw`, in the token's statement (PostgreSQL):
     (the token, its user attached; what _profile_update_locked returns), None when the token is not usable (the
-    UPDATE then matches nothing). One snapshot for the whole statement: the token is valid in the lock's
-    subquery exactly when it is in the final SELECT."""
+    UPDATE then matches nothing). The token is read once, in the statement's one snapshot: the row it locks and
+    updates is its user's exactly when the token is returned."""
     using = "default"
     connection = connections[using]
     sql = _with_token_sql.get(using)
     if sql is None:
-        locked, update = _update_locked_parts(
-            using, user_is=f"IN ({identity_selectors.auth_token_usable_sql(only='t.user_id', using=using)})")
+        # The usable token and its user read once (`tok`, materialized: the lock's subquery and the final SELECT
+        # read the same rows, one index lookup and one set of token parameters instead of two).
+        token_user_id = connection.ops.quote_name(AuthToken._meta.get_field("user").column)
+        locked, update = _update_locked_parts(using, user_is=f"IN (SELECT {token_user_id} FROM tok)")  # noqa: S608
         # Named output columns: `locked` and `p` share their column names.
         returning = ", ".join(
             [f"{column} AS b{i}" for i, column in enumerate(_BEFORE.select(using).split(", "))]
             + [f"{column} AS a{i}" for i, column in enumerate(_AFTER.select(using).split(", "))])
-        sql = _with_token_sql[using] = f"WITH {locked}, upd AS ({update} RETURNING {returning}) " + (
-            identity_selectors.auth_token_usable_sql(columns="upd.*", joins="LEFT OUTER JOIN upd ON TRUE", using=using))
+        # Only quoted names from the models' metadata are interpolated; values are parameters.
+        sql = _with_token_sql[using] = (
+            f"WITH tok AS MATERIALIZED ({identity_selectors.auth_token_usable_sql(using=using)}), {locked}, "  # noqa: S608
+            f"upd AS ({update} RETURNING {returning}) SELECT tok.*, upd.* FROM tok LEFT OUTER JOIN upd ON TRUE")
     token_params = identity_selectors.auth_token_usable_params(raw=raw, using=using)
-    row = rawsql.fetchone(sql, [*token_params, *_update_params(clean, timezone.now(), connection), *token_params],
-                          using=using)
+    row = rawsql.fetchone(sql, [*token_params, *_update_params(clean, timezone.now(), connection)], using=using)
     if row is None:
         return None
     token = identity_selectors.auth_token_from_row(row, using=using)

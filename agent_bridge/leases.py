@@ -1,5 +1,9 @@
 """Per-user ownership: one consumer at a time talks to the Agent about a given user.
 
+On the embedded bus the claim takes the lease of every user it claims and the settle frees it,
+inside their own statements (agent_bridge.outbox, with the statements' text from `UserLeaseSql`);
+`user_lease` holds one around a block (diagnostics and tests, or a caller without a claim).
+
 A holder's ownership lasts `BusTiming.ownership_seconds` and is renewed every third of that by
 the process's `RENEWER` thread for as long as the work runs, so a long handler never outlives
 its lease and a crashed holder blocks the user for one window at most.
@@ -10,8 +14,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import DatabaseError, connection, connections
@@ -91,27 +96,56 @@ def _expiry() -> timezone.datetime:
     return timezone.now() + timedelta(seconds=bus_timing().ownership_seconds)
 
 
-# The embedded bus takes and frees a user's lease around every delivery, each in one statement
-# written by hand (no ORM compilation): the take is an upsert, so a user's first delivery (no lease
-# row yet) costs the same one statement as the later ones.
-_lease_sql: dict[str, tuple[str, str]] = {}
+@dataclass(frozen=True)
+class UserLeaseSql:
+    """The user lease's statements, as SQL text for one database, so that the embedded claim and settle
+    (agent_bridge.outbox) can take and free many users' leases inside their own statements (no statement of
+    their own per event) while what "taken" means is written here only. Placeholders are the caller's
+    (`%s`, or `%(name)s` in a statement with named parameters). Only quoted names from the model's
+    metadata are interpolated."""
+
+    table: str
+    uid: str
+    owner: str
+    expires_at: str
+    row_locks: bool = False  # the database locks rows (PostgreSQL): take them in uid order, as the claim does
+
+    def take(self, rows: str, *, now: str) -> str:
+        """Insert or take the leases of `rows` (a VALUES list or a SELECT of uid, owner, expires_at): taken
+        when free, lapsed or already this owner's; a row updated or inserted counts (and is RETURNING's), a
+        busy one does not (PostgreSQL and SQLite alike)."""
+        t, o, e = self.table, self.owner, self.expires_at
+        return (f"INSERT INTO {t} ({self.uid}, {o}, {e}) {rows} "
+                f"ON CONFLICT ({self.uid}) DO UPDATE SET {o} = excluded.{o}, {e} = excluded.{e} "
+                f"WHERE {t}.{o} = '' OR {t}.{e} < {now} OR {t}.{o} = excluded.{o}")
+
+    def free(self, *, owner: str, uids: str) -> str:
+        """Free this owner's leases of `uids` (`= ANY(...)`, `IN (...)`; `owner` is used twice). Its rows are
+        locked in uid order, as the claim's upsert takes them, so a settle and a concurrent claim that both
+        touch several users' leases never wait for each other in a cycle."""
+        set_free = f"UPDATE {self.table} SET {self.owner} = '', {self.expires_at} = NULL "  # noqa: S608
+        if not self.row_locks:
+            return f"{set_free}WHERE {self.owner} = {owner} AND {self.uid} {uids}"
+        return (f"{set_free}WHERE {self.owner} = {owner} AND {self.uid} IN (SELECT {self.uid} FROM {self.table} "  # noqa: S608
+                f"WHERE {self.owner} = {owner} AND {self.uid} {uids} ORDER BY {self.uid} FOR UPDATE)")
+
+    def held_elsewhere(self, uid: str, *, owner: str, now: str) -> str:
+        """True while another owner holds the lease of the user in column `uid`."""
+        return (f"EXISTS (SELECT 1 FROM {self.table} l WHERE l.{self.uid} = {uid} AND l.{self.owner} <> '' "  # noqa: S608
+                f"AND l.{self.owner} <> {owner} AND l.{self.expires_at} >= {now})")
 
 
-def _lease_statements(using: str = "default") -> tuple[str, str]:
+_lease_sql: dict[str, UserLeaseSql] = {}
+
+
+def user_lease_sql(using: str = "default") -> UserLeaseSql:
     found = _lease_sql.get(using)
     if found is None:
         quote = connections[using].ops.quote_name
         meta = UserSyncLease._meta
-        table, uid, owner, expires = (quote(meta.db_table), *(quote(meta.get_field(name).column)
-                                                                for name in ("uid", "owner", "expires_at")))
-        # Taken when free, lapsed or already ours; a row updated (or inserted) counts 1, a busy one 0
-        # (PostgreSQL and SQLite alike). Only quoted names from the model's metadata are interpolated.
-        found = _lease_sql[using] = (
-            f"INSERT INTO {table} ({uid}, {owner}, {expires}) VALUES (%s, %s, %s) "  # noqa: S608
-            f"ON CONFLICT ({uid}) DO UPDATE SET {owner} = excluded.{owner}, {expires} = excluded.{expires} "
-            f"WHERE {table}.{owner} = '' OR {table}.{expires} < %s OR {table}.{owner} = excluded.{owner}",
-            f"UPDATE {table} SET {owner} = '', {expires} = NULL WHERE {uid} = %s AND {owner} = %s",  # noqa: S608
-        )
+        found = _lease_sql[using] = UserLeaseSql(quote(meta.db_table), *(
+            quote(meta.get_field(name).column) for name in ("uid", "owner", "expires_at")),
+            row_locks=connections[using].vendor == "postgresql")
     return found
 
 
@@ -123,11 +157,40 @@ def _uid_param(uid: uuid.UUID, using: str = "default") -> object:
     return UserSyncLease._meta.pk.get_db_prep_value(uid, connections[using])
 
 
-def _try_acquire(uid: uuid.UUID, owner: str) -> bool:
+# user_lease takes and frees a user's lease in one statement each, written by hand (no ORM compilation): the
+# take is an upsert, so a user's first delivery (no lease row yet) costs the same one statement as later ones.
+def _try_acquire(uid: uuid.UUID, owner: str, *, expires_at: timezone.datetime | None = None) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(_lease_statements()[0], [_uid_param(uid), owner, _datetime_param(_expiry()),
-                                                _datetime_param(timezone.now())])
+        cursor.execute(user_lease_sql().take("VALUES (%s, %s, %s)", now="%s"), [
+            _uid_param(uid), owner, _datetime_param(expires_at or _expiry()), _datetime_param(timezone.now())])
         return cursor.rowcount == 1
+
+
+def user_leases_take(*, uids: list[uuid.UUID], owner: str, until: timezone.datetime) -> set[uuid.UUID]:
+    """Take the leases of `uids` that are free, lapsed or `owner`'s already, until `until`; returns those taken
+    (one statement per user: the embedded claim's path on SQLite; on PostgreSQL its claim statement takes them)."""
+    return {uid for uid in sorted(uids) if _try_acquire(uid, owner, expires_at=until)}
+
+
+def user_leases_free(*, uids: Collection[uuid.UUID], owner: str) -> None:
+    """Free `owner`'s leases of `uids` (one statement)."""
+    if uids:
+        listed = [_uid_param(uid) for uid in uids]
+        sql = user_lease_sql()
+        params = [owner, owner, *listed] if sql.row_locks else [owner, *listed]
+        with connection.cursor() as cursor:
+            cursor.execute(sql.free(owner="%s", uids=f"IN ({', '.join(['%s'] * len(listed))})"), params)
+
+
+def user_leases_free_all(*, owner: str) -> None:
+    """Free every lease `owner` holds (a consumer's claims ended: its transport closes)."""
+    UserSyncLease.objects.filter(owner=owner).update(owner="", expires_at=None)
+
+
+def user_leases_renew(*, uids: Collection[uuid.UUID], owner: str) -> None:
+    """Move on `owner`'s leases of `uids` by one ownership window (its work still runs)."""
+    if uids:
+        UserSyncLease.objects.filter(uid__in=list(uids), owner=owner).update(expires_at=_expiry())
 
 
 @contextmanager
@@ -150,8 +213,7 @@ def user_lease(uid: uuid.UUID | str, *, wait_seconds: float | None = None) -> It
         with RENEWER.hold(renew):
             yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute(_lease_statements()[1], [_uid_param(uid), owner])
+        user_leases_free(uids=[uid], owner=owner)
 
 
 def user_lease_forget(*, uid: uuid.UUID | str) -> None:

@@ -2,7 +2,8 @@
 
 State of an outbox row (as Saleor keeps delivery-state changes in one place):
 
-    pending ──claim (embedded; heads of N users)──▶ pending + claimed ──settle (many per UPDATE)──▶ delivered
+    pending ──claim (embedded; heads of N users, their leases taken)──▶ pending + claimed
+       │                              │ settle (many per UPDATE, the users' leases freed in it) ──▶ delivered
        │                              │ retry later: attempts+1, due later, claim released
        │ relay: published             └ dead-letter ──▶ dead (+ DeadLetter row)
        ▼
@@ -27,7 +28,7 @@ from django.db import connection, connections, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
-from agent_bridge import events
+from agent_bridge import events, leases
 from agent_bridge.delivery import Cause
 from agent_bridge.events import Envelope, Payload
 from agent_bridge.models import OutboxEvent
@@ -108,10 +109,11 @@ class Claim:
 
 
 class _ClaimSql:
-    """The embedded claim's statements, written by hand once per database: the consumer loop claims
-    before nearly every handler call, and compiling the ORM's six statements each time cost more CPU
-    than the database spent on them. Only quoted names from the model's metadata are interpolated;
-    values are parameters (IN lists get one placeholder per value)."""
+    """The embedded claim's statements on SQLite, and the names _PostgresClaim builds its one statement from,
+    written by hand once per database: the consumer loop claims before nearly every handler call, and
+    compiling the ORM's statements each time cost more CPU than the database spent on them. Only quoted
+    names from the model's metadata are interpolated; values are parameters (IN lists get one placeholder
+    per value)."""
 
     def __init__(self, using: str) -> None:
         db = connections[using]
@@ -142,15 +144,12 @@ class _ClaimSql:
         return [PENDING.value, when, when]
 
     def rows(self, sql: str, params: list) -> list[tuple]:
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return rawsql.fetchall(sql, params, using=self.using)
 
     def claim(self, pks: list[int], *, worker_id: str, until: datetime, now: datetime) -> None:
         """Claim those of `pks` that are still due: pending, available, not claimed or claimed until before `now`."""
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(f"{self.update}({rawsql.placeholders(len(pks))})",
-                           [worker_id, self.prep("claimed_until", until), *self.due_params(now), *pks])
+        rawsql.execute(f"{self.update}({rawsql.placeholders(len(pks))})",
+                       [worker_id, self.prep("claimed_until", until), *self.due_params(now), *pks], using=self.using)
 
 
 _claim_sql: dict[str, _ClaimSql] = {}
@@ -175,24 +174,42 @@ def outbox_claim_users(
 ) -> list[Claim]:
     """Claim, for one ownership window, the most urgent due event of each of up to `users`
     distinct users (allergy events first, then the oldest due), skipping `exclude_uids` (users
-    whose work is in flight in this consumer), each with the other due, never-tried events of
-    its user and type that one handler call delivers too (events.COALESCING_TYPES).
+    whose work is in flight in this consumer) and users whose lease another consumer holds, each
+    with the other due, never-tried events of its user and type that one handler call delivers
+    too (events.COALESCING_TYPES).
 
-    Three statements claim the heads of every user at once (candidates, one UPDATE, read back)
-    and three more their coalesced rows; the coalesced rows are committed (visible now), so the
-    state each handler reads after this covers them.
+    The claim takes each claimed user's lease (agent_bridge.leases, owner `worker_id`, until the
+    claim's end): while a consumer works on a user no other claims any of that user's events, and
+    a consumer killed mid-handler leaves both to lapse together and be taken over. The settle
+    frees the lease (outbox_settle_delivered's `free_users`; outbox_claims_end when the consumer
+    stops). On PostgreSQL all of it is one statement (_PostgresClaim); on SQLite a few. The
+    coalesced rows are committed (visible now), so the state each handler reads after this covers
+    them.
     """
     if users <= 0:
         return []
     q = _claim_statements()
-    c = q.col
     now = timezone.now()
     until = _after(timing.ownership_seconds)
-    where, params = q.due, q.due_params(now)
-    excluded = [q.prep("uid", uuid.UUID(str(uid))) for uid in exclude_uids]
+    excluded = [uuid.UUID(str(uid)) for uid in exclude_uids]
+    if connections[q.using].vendor == "postgresql":
+        return _postgres_claim(q.using).claim(worker_id=worker_id, users=users, excluded=excluded, now=now,
+                                              until=until, coalesce_limit=coalesce_limit)
+    return _claim_users_stepwise(q, worker_id=worker_id, users=users, excluded=excluded, now=now, until=until,
+                                 coalesce_limit=coalesce_limit)
+
+
+def _claim_users_stepwise(q: "_ClaimSql", *, worker_id: str, users: int, excluded: list[uuid.UUID], now: datetime,
+                          until: datetime, coalesce_limit: int) -> list[Claim]:
+    """outbox_claim_users in several statements (SQLite, which has no writing CTEs): the candidates, the heads'
+    leases, the heads' claim and its read-back, then the coalesced rows."""
+    c = q.col
+    lease = leases.user_lease_sql(q.using)
+    where = f"{q.due} AND NOT ({c['uid']} IS NOT NULL AND {lease.held_elsewhere(c['uid'], owner='%s', now='%s')})"
+    params = [*q.due_params(now), worker_id, q.prep("claimed_until", now)]
     if excluded:
         where += f" AND NOT ({c['uid']} IN ({rawsql.placeholders(len(excluded))}) AND {c['uid']} IS NOT NULL)"
-        params += excluded
+        params += [q.prep("uid", uid) for uid in excluded]
     # A few candidates per user wanted: a flooding user's rows must not hide everyone else's.
     candidates = q.rows(
         f"SELECT {c['id']}, {c['uid']} FROM {q.table} WHERE {where} "  # noqa: S608
@@ -201,14 +218,16 @@ def outbox_claim_users(
     )
     heads: dict[object, int] = {}
     for pk, uid in candidates:
-        key = uid if uid is not None else ("event", pk)
+        key = _uuid_of(uid) if uid is not None else ("event", pk)
         if key not in heads:
             heads[key] = pk
             if len(heads) == users:
                 break
-    if not heads:
+    wanted = [key for key in heads if isinstance(key, uuid.UUID)]
+    leased = leases.user_leases_take(uids=wanted, owner=worker_id, until=until)
+    pks = [pk for key, pk in heads.items() if key in leased or not isinstance(key, uuid.UUID)]
+    if not pks:
         return []
-    pks = list(heads.values())
     q.claim(pks, worker_id=worker_id, until=until, now=now)
     mine = q.rows(
         f"SELECT {q.columns.select(q.using)} FROM {q.table} WHERE {c['id']} IN ({rawsql.placeholders(len(pks))}) "  # noqa: S608
@@ -217,8 +236,113 @@ def outbox_claim_users(
         [*pks, PENDING.value, worker_id, q.prep("claimed_until", until), *events.HIGH_PRIORITY_TYPES],
     )
     claimed = [q.columns.instance(row, 0, q.using) for row in mine]
+    # A head claimed (or settled) by someone else between the candidates and the claim: its lease goes back.
+    leases.user_leases_free(uids=leased - {event.uid for event in claimed}, owner=worker_id)
     covered = _claim_coalesced(claimed, worker_id=worker_id, until=until, now=now, limit=coalesce_limit)
     return [Claim(event, covered.get(event.pk, [])) for event in claimed]
+
+
+class _PostgresClaim:
+    """outbox_claim_users on PostgreSQL as one statement, whatever the number of users: the candidates (due, not
+    excluded, not leased to another consumer), one head per user, the heads' users' leases taken (an upsert
+    whose rows are locked in uid order, so concurrent claims never deadlock), the heads of the users leased
+    claimed, their coalesced rows claimed, and the claimed heads returned with their coalesced rows' ids and
+    the users leased but not claimed (a head claimed or settled meanwhile: their leases are freed at once).
+    Parameters are named and lists are arrays, so the text is the same for every call and the statement is
+    prepared on the server (project.rawsql)."""
+
+    def __init__(self, q: "_ClaimSql") -> None:
+        meta = OutboxEvent._meta
+        quote = connections[q.using].ops.quote_name
+        lease = leases.user_lease_sql(q.using)
+        bare = {f.attname: quote(f.column) for f in meta.concrete_fields}
+        table = quote(meta.db_table)
+        o = q.col
+        s = {attname: f"s.{column}" for attname, column in bare.items()}
+        c = {attname: f"c.{column}" for attname, column in bare.items()}
+
+        def due(col: dict[str, str]) -> str:
+            return (f"{col['status']} = %(pending)s AND {col['available_at']} <= %(now)s "
+                    f"AND ({col['claimed_until']} IS NULL OR {col['claimed_until']} < %(now)s)")
+
+        priority = "CASE WHEN {type} = ANY(%(urgent)s::text[]) THEN 0 ELSE 1 END"
+
+        def wanted(rank: str, urgent: str, gate: str = "") -> str:
+            # Due, of the rank's types, and of a user not in flight here.
+            return (f"SELECT {o['id']} AS id, {o['uid']} AS uid, {rank} AS rank, {o['available_at']} AS available_at "  # noqa: S608
+                    f"FROM {q.table} WHERE {gate}{due(o)} AND {urgent}({o['type']} = ANY(%(urgent)s::text[])) "
+                    f"AND NOT ({o['uid']} IS NOT NULL AND {o['uid']} = ANY(%(excluded)s::uuid[])) "
+                    f"ORDER BY {o['available_at']}, {o['id']} LIMIT %(scan)s")
+        self.returned = rawsql.Columns(OutboxEvent, "c")
+        # Only quoted names from the model's metadata are interpolated; values are parameters.
+        self.sql = (
+            # The oldest due allergy events, then (only if they are fewer than wanted: a one-time filter) the
+            # oldest due others, each read in the order of the (status, available_at) index and only as far
+            # as needed: no sort of every due row per claim.
+            f"WITH urgent AS ({wanted('0', '')}), "  # noqa: S608
+            f"candidate AS (SELECT u.id, u.uid, row_number() OVER (ORDER BY u.rank, u.available_at, u.id) AS pos "
+            f"FROM (SELECT * FROM urgent UNION ALL ({wanted('1', 'NOT ', '(SELECT count(*) FROM urgent) < %(scan)s AND ')})) u "  # noqa: E501
+            f"ORDER BY u.rank, u.available_at, u.id LIMIT %(scan)s), "
+            # One head per user (each event without a user is its own), the most urgent first, of users not
+            # leased to another consumer (checked on the candidates only: a probe by key each, however many
+            # users have a lease row).
+            f"head AS (SELECT h.id, h.uid FROM candidate h WHERE h.uid IS NULL OR (NOT EXISTS "
+            f"(SELECT 1 FROM candidate e WHERE e.uid = h.uid AND e.pos < h.pos) "
+            f"AND NOT {lease.held_elsewhere('h.uid', owner='%(worker)s', now='%(now)s')}) "
+            f"ORDER BY h.pos LIMIT %(users)s), "
+            f"leased AS ({lease.take('SELECT h.uid, %(worker)s, %(until)s FROM head h WHERE h.uid IS NOT NULL ORDER BY h.uid', now='%(now)s')} "  # noqa: E501
+            f"RETURNING {lease.table}.{lease.uid} AS uid), "
+            f"claimed AS (UPDATE {table} SET {bare['claimed_by']} = %(worker)s, {bare['claimed_until']} = %(until)s "
+            f"WHERE {bare['id']} IN (SELECT h.id FROM head h WHERE h.uid IS NULL OR h.uid IN (SELECT uid FROM leased)) "
+            f"AND {due(bare)} RETURNING {table}.*), "
+            # The due, never-tried rows of each claimed head's user and type (coalescing types only), oldest first.
+            f"sibling AS (SELECT id, head FROM (SELECT {s['id']} AS id, {c['id']} AS head, "
+            f"row_number() OVER (PARTITION BY {c['id']} ORDER BY {s['id']}) AS n "
+            f"FROM {table} s JOIN claimed c ON {s['uid']} = {c['uid']} AND {s['type']} = {c['type']} "
+            f"WHERE {c['type']} = ANY(%(coalescing)s::text[]) AND {s['id']} <> {c['id']} AND {due(s)} "
+            f"AND {s['attempts']} = 0) numbered WHERE n <= %(coalesce_limit)s), "
+            f"covered AS (UPDATE {table} SET {bare['claimed_by']} = %(worker)s, {bare['claimed_until']} = %(until)s "
+            f"FROM sibling WHERE {table}.{bare['id']} = sibling.id AND {due({k: f'{table}.{v}' for k, v in bare.items()})} "  # noqa: E501
+            f"RETURNING {table}.{bare['id']} AS id, sibling.head AS head) "
+            f"SELECT {self.returned.select(q.using)}, "
+            f"ARRAY(SELECT v.id FROM covered v WHERE v.head = {c['id']} ORDER BY v.id), "
+            f"ARRAY(SELECT l.uid FROM leased l WHERE NOT EXISTS (SELECT 1 FROM claimed x WHERE x.{bare['uid']} = l.uid)) "  # noqa: E501
+            f"FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true "
+            f"ORDER BY {priority.format(type=c['type'])}, {c['available_at']}, {c['id']}"
+        )
+        self.using = q.using
+        self.prep = q.prep
+
+    def claim(self, *, worker_id: str, users: int, excluded: list[uuid.UUID], now: datetime, until: datetime,
+              coalesce_limit: int) -> list[Claim]:
+        rows = rawsql.fetchall(self.sql, {
+            "pending": PENDING.value, "now": self.prep("available_at", now), "until": self.prep("claimed_until", until),
+            "worker": worker_id, "excluded": _array(excluded), "urgent": _array(events.HIGH_PRIORITY_TYPES),
+            "coalescing": _array(events.COALESCING_TYPES), "scan": users * 4 + 4, "users": users,
+            "coalesce_limit": coalesce_limit,
+        }, using=self.using)
+        width = len(self.returned)
+        strays = rows[0][width + 1] if rows else []
+        if strays:
+            leases.user_leases_free(uids=[_uuid_of(uid) for uid in strays], owner=worker_id)
+        return [Claim(self.returned.instance(row, 0, self.using), list(row[width]))
+                for row in rows if row[0] is not None]
+
+
+def _array(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of UUIDs or plain names (no quoting needed), passed as text and cast in the
+    statement: the same parameter type for every length (psycopg prepares per text and types)."""
+    return f"{{{','.join(map(str, values))}}}"
+
+
+_postgres_claims: dict[str, _PostgresClaim] = {}
+
+
+def _postgres_claim(using: str) -> _PostgresClaim:
+    found = _postgres_claims.get(using)
+    if found is None:
+        found = _postgres_claims[using] = _PostgresClaim(_claim_statements(using))
+    return found
 
 
 def _claim_coalesced(heads: list[OutboxEvent], *, worker_id: str, until: datetime, now: datetime,
@@ -262,10 +386,20 @@ def outbox_claim_release(*, pks: list[int], worker_id: str) -> None:
         )
 
 
-def outbox_claim_renew(*, pks: list[int], worker_id: str, timing: BusTiming) -> None:
+def outbox_claim_renew(*, pks: list[int], worker_id: str, timing: BusTiming, uid: uuid.UUID | None = None) -> None:
+    """The claim's work still runs: its rows, and the lease of its user `uid` the claim took, for one more window."""
     OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id).update(
         claimed_until=_after(timing.ownership_seconds)
     )
+    if uid is not None:
+        leases.user_leases_renew(uids=[uid], owner=worker_id)
+
+
+def outbox_claims_end(*, worker_id: str) -> None:
+    """A consumer's claims are over (its transport closes, nothing of it in flight): the leases its claims
+    took are freed for other consumers at once (otherwise they lapse after one ownership window). Its rows
+    still claimed stay so until their claim lapses: they may be delivered already (at least once)."""
+    leases.user_leases_free_all(owner=worker_id)
 
 
 def outbox_seconds_until_next_due() -> float | None:
@@ -329,13 +463,16 @@ def outbox_mark_republished(*, pk: int, timing: BusTiming) -> None:
 _settle_sql: dict[str, tuple[str, str, str]] = {}
 
 
-def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: Iterable[int] = ()) -> None:
-    """Delivered (or skipped): by event id (what a message carries) and/or by row (claimed rows).
+def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: Iterable[int] = (),
+                            free_users: Collection[uuid.UUID] = (), owner: str = "") -> None:
+    """Delivered (or skipped): by event id (what a message carries) and/or by row (claimed rows); with
+    `free_users`, `owner`'s leases of those users (taken by its embedded claim) are freed by the same statement
+    on PostgreSQL (a second one on SQLite).
 
     One UPDATE, written by hand (the consumer loop sends it for every batch it settles; compiling
     the ORM's cost more CPU than the database spends on it): the statement
     `filter(Q(event_id__in=…) | Q(pk__in=…)).exclude(status=DELIVERED).update(…)` would send. On
-    PostgreSQL the ids go as two array parameters (`= ANY(%s)`), so the text is the same for every
+    PostgreSQL the ids go as array parameters (`= ANY(%s)`), so the text is the same for every
     batch size and the statement is prepared on the server like the other hot ones."""
     using = "default"
     db = connections[using]
@@ -343,6 +480,7 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
     ids = [fields.get_field("event_id").get_db_prep_value(event_id, db) for event_id in event_ids]
     keys = [fields.pk.get_db_prep_value(pk, db) for pk in pks]
     if not ids and not keys:
+        leases.user_leases_free(uids=free_users, owner=owner)
         return
     arrays = db.vendor == "postgresql"
     found = _settle_sql.get(using)
@@ -368,14 +506,21 @@ def outbox_settle_delivered(*, event_ids: Iterable[uuid.UUID | str] = (), pks: I
     if arrays:
         # Array literals as text: the same parameter types for every batch (a list's own array type would follow
         # its length and values, and psycopg prepares per text and types). UUIDs and ints need no quoting.
-        id_array, key_array = (f"{{{','.join(map(str, values))}}}" for values in (ids, keys))
-        rawsql.execute(f"{head}{by_id} OR {by_key})", [DELIVERED.value, delivered_at, DELIVERED.value,
-                                                       id_array, key_array])
+        params = [DELIVERED.value, delivered_at, DELIVERED.value, _array(ids), _array(keys)]
+        if free_users:
+            # The leases' UPDATE rides along as a writing CTE: no statement of its own (PostgreSQL locks rows,
+            # so the owner comes twice: UserLeaseSql.free).
+            freeing = leases.user_lease_sql(using).free(owner="%s", uids="= ANY(%s::uuid[])")
+            rawsql.execute(f"WITH freed AS ({freeing}) {head}{by_id} OR {by_key})",
+                           [owner, owner, _array(free_users), *params])
+        else:
+            rawsql.execute(f"{head}{by_id} OR {by_key})", params)
         return
     where = [f"{by_id}({rawsql.placeholders(len(ids))})"] if ids else []
     where += [f"{by_key}({rawsql.placeholders(len(keys))})"] if keys else []
     with db.cursor() as cursor:
         cursor.execute(f"{head}{' OR '.join(where)})", [DELIVERED.value, delivered_at, DELIVERED.value, *ids, *keys])
+    leases.user_leases_free(uids=free_users, owner=owner)
 
 
 def outbox_schedule_retry(

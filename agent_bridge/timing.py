@@ -10,9 +10,10 @@ guarding handlers that could run ~40 s). Now:
 - `ownership_seconds` (a user's lease, an embedded claim) is *renewed* every `renew_seconds`
   while a handler runs, so it only needs to outlast a renewal that is late, not the work itself;
   a crashed holder's ownership lapses after `ownership_seconds`.
-- `lease_wait_seconds`: how long a handler waits for a user held by another consumer before it
-  gives the event back for a delayed retry: one ownership window, after which a dead holder's
-  lease has lapsed and a live one is busy with a long attempt.
+- `lease_wait_seconds`: how long `leases.user_lease` waits for a user held by another consumer
+  before it gives the event back for a delayed retry: one ownership window, after which a dead
+  holder's lease has lapsed and a live one is busy with a long attempt. (The embedded claim takes
+  the lease itself, for the claim's window, and skips a user held elsewhere instead of waiting.)
 - `republish_after_seconds` (AMQP): an event handed to RabbitMQ and not settled within this is
   published again. `BUS_REPUBLISH_AFTER_SECONDS` is raised, if need be, to one attempt plus one
   ownership window, so a slow delivery is never duplicated by the relay. With several handlers

@@ -188,6 +188,14 @@ def fetchone(sql: str, params: Sequence[Any], *, using: str = "default") -> tupl
     return first_statement_checked(run, using=using)
 
 
+def fetchall(sql: str, params: Sequence[Any] | dict[str, Any], *, using: str = "default") -> list[tuple]:
+    """Every row of a statement (a read, or a write with RETURNING) on the statements' cursor, after Django's own
+    health check; not retried, as `execute`."""
+    with _cursor(connections[using]) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def execute(sql: str, params: Sequence[Any], *, using: str = "default") -> None:
     """A write on the statements' cursor (`_cursor`: prepared once the connection has run it a few times), after
     Django's own health check. Not retried on a dead connection as `fetchone` is: a write may have reached the
@@ -378,7 +386,12 @@ def _implicit_rollback(connection: Any) -> None:
         _kept_cursor(connection).raw.execute("ROLLBACK")
 
 
-def _postgresql_idle() -> Any:
-    from psycopg.pq import TransactionStatus
+_idle: list[Any] = []  # psycopg's TransactionStatus.IDLE, imported once (not on every transaction)
 
-    return TransactionStatus.IDLE
+
+def _postgresql_idle() -> Any:
+    if not _idle:
+        from psycopg.pq import TransactionStatus
+
+        _idle.append(TransactionStatus.IDLE)
+    return _idle[0]

@@ -49,8 +49,117 @@ def test_claim_takes_a_due_row_once_for_one_ownership_window(settings) -> None:
     assert claimed.event.pk == event.pk and claimed.event.claimed_by == "a"
     assert soon(8) < claimed.event.claimed_until < soon(10)
     assert owner.outbox_claim_users(worker_id="b", timing=timing, users=5) == []
-    OutboxEvent.objects.filter(pk=event.pk).update(claimed_until=soon(-1))  # "a" died
+    # "a" died: its claim and the user's lease it took lapse together.
+    OutboxEvent.objects.filter(pk=event.pk).update(claimed_until=soon(-1))
+    UserSyncLease.objects.filter(uid=event.uid).update(expires_at=soon(-1))
     assert [c.event.pk for c in owner.outbox_claim_users(worker_id="b", timing=timing, users=5)] == [event.pk]
+    assert UserSyncLease.objects.get(uid=event.uid).owner == "b"  # taken over with the claim
+
+
+def test_no_consumer_claims_a_user_another_consumer_has_claimed_until_that_one_settles() -> None:
+    timing = bus_timing()
+    uid = uuid.uuid4()
+    first = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=uid)
+    then = OutboxEvent.objects.create(type=events.EMAIL_REQUESTED, uid=uid, data={"kind": "verify"})
+    other = row()
+
+    [mine] = owner.outbox_claim_users(worker_id="a", timing=timing, users=1)
+    assert mine.event.pk == first.pk and UserSyncLease.objects.get(uid=uid).owner == "a"
+    # "b" takes the other user, not the next event of the user "a" works on.
+    assert [c.event.pk for c in owner.outbox_claim_users(worker_id="b", timing=timing, users=5)] == [other.pk]
+
+    owner.outbox_settle_delivered(pks=[first.pk], free_users=[uid], owner="a")
+
+    assert UserSyncLease.objects.get(uid=uid).owner == ""
+    assert [c.event.pk for c in owner.outbox_claim_users(worker_id="b", timing=timing, users=5)] == [then.pk]
+
+
+def test_a_user_whose_lease_another_consumer_holds_is_not_claimed_until_it_lapses() -> None:
+    timing = bus_timing()
+    held = row()
+    free = row()
+    UserSyncLease.objects.create(uid=held.uid, owner="alive:1", expires_at=soon(30))
+
+    assert [c.event.pk for c in owner.outbox_claim_users(worker_id="a", timing=timing, users=5)] == [free.pk]
+    assert OutboxEvent.objects.get(pk=held.pk).claimed_by == ""
+    UserSyncLease.objects.filter(uid=held.uid).update(expires_at=soon(-1))  # its holder died
+    assert [c.event.pk for c in owner.outbox_claim_users(worker_id="a", timing=timing, users=5)] == [held.pk]
+
+
+def test_a_claim_of_several_users_their_leases_and_coalesced_rows_is_one_statement_on_postgresql(
+    orm_compilations_refused,
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no writing CTEs: the claim is several statements there")
+    uid, busy = uuid.uuid4(), uuid.uuid4()
+    prefs = [OutboxEvent.objects.create(type=events.PREFERENCES_UPDATED, uid=uid, data={"revision": n})
+             for n in range(3)]
+    OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=busy)
+    others = [row() for _ in range(3)]
+    no_user = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=None)
+
+    with orm_compilations_refused(), CaptureQueriesContext(connection) as queries:
+        claims = owner.outbox_claim_users(worker_id="a", timing=bus_timing(), users=10, exclude_uids=[str(busy)])
+
+    assert len(queries.captured_queries) == 1
+    assert [(c.event.pk, c.covered) for c in claims] == [
+        (prefs[0].pk, [prefs[1].pk, prefs[2].pk]), *((o.pk, []) for o in others), (no_user.pk, [])]
+    assert set(UserSyncLease.objects.filter(owner="a").values_list("uid", flat=True)) == {
+        uid, *(o.uid for o in others)}
+    assert not UserSyncLease.objects.filter(uid=busy).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_consumers_claiming_at_once_never_hold_one_user_together() -> None:
+    """Two consumers claim, hold and settle in a loop over the same users' events: each user is held by at most
+    one of them at any moment (its lease, taken by the claim itself), and every event is delivered once."""
+    from django.db import connections
+
+    timing = bus_timing()
+    users = [uuid.uuid4() for _ in range(6)]
+    kinds = [(events.USER_REGISTERED, {}), (events.EMAIL_REQUESTED, {"kind": "verify"})]
+    for n in range(4):
+        for uid in users:
+            event_type, data = kinds[n % 2]
+            OutboxEvent.objects.create(type=event_type, uid=uid, data=data)
+    holders: dict[uuid.UUID, set[str]] = {uid: set() for uid in users}
+    overlaps: list[uuid.UUID] = []
+    delivered: list[int] = []
+    lock = threading.Lock()
+
+    def consumer(name: str) -> None:
+        try:
+            idle = 0
+            while idle < 20:
+                claims = owner.outbox_claim_users(worker_id=name, timing=timing, users=3)
+                idle = 0 if claims else idle + 1
+                with lock:
+                    for c in claims:
+                        if holders[c.event.uid]:
+                            overlaps.append(c.event.uid)
+                        holders[c.event.uid].add(name)
+                time.sleep(0.01)  # the handlers
+                pks = [pk for c in claims for pk in (c.event.pk, *c.covered)]
+                with lock:  # let go first: the settle frees the users for the other consumer
+                    for c in claims:
+                        holders[c.event.uid].discard(name)
+                    delivered.extend(pks)
+                owner.outbox_settle_delivered(pks=pks, free_users=[c.event.uid for c in claims], owner=name)
+                time.sleep(0.005 if claims else 0.02)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=consumer, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert overlaps == []
+    assert sorted(delivered) == sorted(OutboxEvent.objects.values_list("pk", flat=True))
 
 
 def test_a_claim_is_renewed_only_by_its_holder() -> None:
@@ -298,3 +407,40 @@ def test_write_is_add_without_reading_back() -> None:
     assert same(written) == same(added) == ("allergies.replaced", 2, {"revision": 4}, PENDING, 0, "", None)
     assert written.event_id != added.event_id
     assert abs(written.available_at - written.occurred_at) < timedelta(seconds=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_leased_by_a_claim_whose_head_was_settled_meanwhile_is_let_go_at_once() -> None:
+    """The race the claim's read and its UPDATE leave open: another transaction settles the head after the claim
+    read it as due; the claim then claims nothing for that user and must not keep its lease (the user would
+    wait a whole ownership window for nothing)."""
+    from django.db import connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time: the race needs row locks")
+    head = row()
+    settled = threading.Event()
+
+    def settle_meanwhile() -> None:
+        # Another session locks the row first (uncommitted), then commits the settle while the claim waits for it.
+        other = connections.create_connection("default")
+        try:
+            other.set_autocommit(False)
+            with other.cursor() as cursor:
+                cursor.execute("UPDATE agent_bridge_outboxevent SET status = %s WHERE id = %s",
+                               [DELIVERED.value, head.pk])
+            settled.set()
+            time.sleep(1.0)  # the claim reads the row as due, takes the lease, and waits on the row lock
+            other.commit()
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=settle_meanwhile)
+    thread.start()
+    assert settled.wait(10)
+    try:
+        assert owner.outbox_claim_users(worker_id="a", timing=bus_timing(), users=5) == []
+    finally:
+        thread.join()
+        connection.close()
+    assert UserSyncLease.objects.get(uid=head.uid).owner == ""

@@ -1,6 +1,7 @@
 """agent_bridge.transports.embedded: the outbox table as the queue (the consumer loop over it:
 consumers/tests/test_runners.py)."""
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from agent_bridge import events
 from agent_bridge.delivery import Cause, Outcome, Status
-from agent_bridge.models import OutboxEvent
+from agent_bridge.models import OutboxEvent, UserSyncLease
 from agent_bridge.timing import bus_timing
 from agent_bridge.transports.embedded import EmbeddedTransport
 from consumers.models import DeadLetter
@@ -89,17 +90,64 @@ def test_a_dead_letter_is_recorded_and_the_covered_rows_go_back() -> None:
     assert (later.status, later.claimed_by) == (PENDING, "")
 
 
-def test_ownership_is_the_users_lease(settings) -> None:
+def test_the_claim_takes_the_users_lease_and_the_settle_frees_it() -> None:
     from agent_bridge.leases import LeaseBusy, user_lease
 
+    row = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=uuid.uuid4())
     transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
-    uid = str(uuid.uuid4())
-    with transport.ownership_for({"uid": uid}), pytest.raises(LeaseBusy), user_lease(uid, wait_seconds=0):
-        pass
-    with user_lease(uid, wait_seconds=0):  # let go after the block
-        pass
-    with transport.ownership_for({"uid": None}):  # no user: nothing to serialise
-        pass
+    delivery = transport.claim()
+    assert UserSyncLease.objects.get(uid=row.uid).owner == transport.worker_id
+    with transport.ownership_for(delivery.envelope), pytest.raises(LeaseBusy), user_lease(row.uid, wait_seconds=0):
+        pass  # a handler needs nothing more: nobody else can take the user meanwhile
+    transport.ack(delivery)
+    assert UserSyncLease.objects.get(uid=row.uid).owner == ""
+
+
+def test_a_retry_and_a_dead_letter_free_the_users_lease_too(settings) -> None:
+    settings.BUS_RETRY_DELAYS_SECONDS = [30]
+    retried, dead = (OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=uuid.uuid4()) for _ in range(2))
+    transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
+    runs = transport.take(users=2, busy=set())
+    outcomes = {retried.pk: Outcome(Status.RETRY, Cause.AGENT_TRANSIENT, "503", 30),
+                dead.pk: Outcome(Status.DEAD, Cause.AGENT_PERMANENT, "401")}
+
+    transport.settle([(run[0], outcomes[run[0].tag.pk]) for run in runs])
+
+    assert set(UserSyncLease.objects.filter(uid__in=[retried.uid, dead.uid]).values_list("owner", flat=True)) == {""}
+    assert OutboxEvent.objects.get(pk=dead.pk).status == DEAD
+    assert OutboxEvent.objects.get(pk=retried.pk).attempts == 1
+
+
+def test_closing_the_transport_frees_the_leases_its_claims_took() -> None:
+    row = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=uuid.uuid4())
+    transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
+    assert transport.claim().tag.pk == row.pk
+
+    transport.close()
+
+    assert UserSyncLease.objects.get(uid=row.uid).owner == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_handler_keeps_its_claim_and_its_users_lease(settings) -> None:
+    from django.db import connection
+
+    settings.BUS_OWNERSHIP_SECONDS = 1.5  # renewed every 0.5 s
+    row = OutboxEvent.objects.create(type=events.USER_REGISTERED, uid=uuid.uuid4())
+    transport = EmbeddedTransport(stop=threading.Event(), timing=bus_timing())
+    delivery = transport.claim()
+    first = UserSyncLease.objects.get(uid=row.uid).expires_at
+
+    def handler() -> list:
+        time.sleep(2.5)  # longer than the window: the claim and the lease must outlive it
+        return EmbeddedTransport(stop=threading.Event(), timing=bus_timing(), worker_id="other").take(
+            users=5, busy=set())
+
+    try:
+        assert transport.run(delivery, handler) == []  # nobody else could claim the user meanwhile
+        assert UserSyncLease.objects.get(uid=row.uid).expires_at > first + timedelta(seconds=0.9)
+    finally:
+        connection.close()
 
 
 def test_the_embedded_bus_claims_several_users_at_once_and_settles_them_in_one_statement() -> None:
@@ -119,6 +167,7 @@ def test_the_embedded_bus_claims_several_users_at_once_and_settles_them_in_one_s
     assert transport.take(users=5, busy={str(u.uid) for u in users}) == []  # users in flight are not claimed
     with CaptureQueriesContext(connection) as queries:
         transport.settle([(run[0], Outcome(Status.DELIVERED)) for run in runs])
-    assert len(queries.captured_queries) == 1
+    # The rows and their users' leases: one statement on PostgreSQL, the leases' own on SQLite.
+    assert len(queries.captured_queries) == (1 if connection.vendor == "postgresql" else 2)
     assert OutboxEvent.objects.filter(status=OutboxEvent.Status.DELIVERED).count() == 3
     assert [run[0].tag.pk for run in transport.take(users=5, busy=set())] == [second.pk]

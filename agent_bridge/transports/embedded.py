@@ -5,9 +5,11 @@ events first), each together with the pending events of its user and type that t
 call delivers (coalescing: handlers send current state), for one ownership window; each claim is
 renewed while its handler runs (agent_bridge.leases.RENEWER), so a consumer killed mid-event
 leaves the rows to be taken again once the claim lapses, and a slow handler never loses them.
-Users with work in flight in this consumer are not claimed again; another consumer process that
-claims a row of the same user waits for the user's lease.
+The claim takes the user's lease too, in the same statement, and the settle frees it: no other
+consumer claims a user's events while one works on them (it claims other users instead), with no
+lease statement per event. Users with work in flight in this consumer are not claimed again.
 """
+import contextlib
 import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future
@@ -16,10 +18,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.db import DatabaseError
+
 from agent_bridge import outbox as owner
 from agent_bridge.delivery import Outcome, Status
 from agent_bridge.events import Envelope
-from agent_bridge.leases import RENEWER, WORKER_ID, user_lease
+from agent_bridge.leases import RENEWER, WORKER_ID
 from agent_bridge.timing import BusTiming
 from agent_bridge.transports import Delivery, Run, Settled
 from agent_bridge.transports.notify import OutboxWaiter
@@ -50,8 +54,13 @@ class EmbeddedTransport:
         self.waiter.prepare()
 
     def close(self) -> None:
-        if self.waiter is not None:
-            self.waiter.close()
+        try:
+            if self.waiter is not None:
+                self.waiter.close()
+        finally:
+            # The consumer loop drained its runs before: no handler of ours holds a user now.
+            with contextlib.suppress(DatabaseError):  # a database that is gone: they lapse on their own
+                owner.outbox_claims_end(worker_id=self.worker_id)
 
     def claim_runs(self, *, users: int, busy: Collection[str] = ()) -> list[Run]:
         """The most urgent due event of up to `users` users not in `busy`, each with the pending
@@ -85,31 +94,47 @@ class EmbeddedTransport:
         claimed = delivery.tag
 
         def renew() -> None:
-            owner.outbox_claim_renew(pks=[claimed.pk, *claimed.covered], worker_id=self.worker_id, timing=self.timing)
+            owner.outbox_claim_renew(pks=[claimed.pk, *claimed.covered], worker_id=self.worker_id, timing=self.timing,
+                                     uid=_uid(delivery))
 
         with RENEWER.hold(renew):
             return work(*args, **kwargs)
 
     def ownership_for(self, envelope: Envelope) -> AbstractContextManager:
-        """The user's lease: consumers claim rows independently, so this serialises their Agent
-        calls about one user (raises LeaseBusy, a retry later, when another consumer holds it)."""
-        return user_lease(envelope["uid"]) if envelope.get("uid") else nullcontext()
+        # The claim took the user's lease (renewed in run(), freed by the settle): nothing more to hold.
+        return nullcontext()
 
     def settle(self, settled: list[Settled]) -> None:
-        self.ack(*(delivery for delivery, outcome in settled if outcome.done))
+        """Retries and dead letters first (a statement each), then every delivered row and every settled user's
+        lease in one statement: a user is let go only once all its outcomes are recorded."""
         for delivery, outcome in settled:
             if outcome.status is Status.RETRY:
-                self.retry_later(delivery, outcome)
+                self._retry_later(delivery, outcome)
             elif outcome.status is Status.DEAD:
-                self.dead_letter(delivery, outcome)
+                self._dead_letter(delivery, outcome)
+        self._ack([delivery for delivery, outcome in settled if outcome.done],
+                  users=[delivery for delivery, _ in settled])
 
     def ack(self, *deliveries: Delivery) -> None:
-        """Delivered or skipped: every row of `deliveries`, coalesced ones included, in one UPDATE."""
+        """Delivered or skipped: every row of `deliveries`, coalesced ones included, and their users' leases, in
+        one UPDATE."""
+        self._ack(list(deliveries), users=deliveries)
+
+    def _ack(self, deliveries: list[Delivery], *, users: Collection[Delivery]) -> None:
         pks = [pk for delivery in deliveries for pk in (delivery.tag.pk, *delivery.tag.covered)]
-        if pks:
-            owner.outbox_settle_delivered(pks=pks)
+        free = {uid for uid in map(_uid, users) if uid is not None}
+        if pks or free:
+            owner.outbox_settle_delivered(pks=pks, free_users=free, owner=self.worker_id)
 
     def retry_later(self, delivery: Delivery, outcome: Outcome) -> None:
+        self._retry_later(delivery, outcome)
+        self._ack([], users=[delivery])
+
+    def dead_letter(self, delivery: Delivery, outcome: Outcome) -> None:
+        self._dead_letter(delivery, outcome)
+        self._ack([], users=[delivery])
+
+    def _retry_later(self, delivery: Delivery, outcome: Outcome) -> None:
         # The coalesced rows were not tried: they go back untouched, due now.
         owner.outbox_claim_release(pks=delivery.tag.covered, worker_id=self.worker_id)
         owner.outbox_schedule_retry(
@@ -117,7 +142,7 @@ class EmbeddedTransport:
             timing=self.timing,
         )
 
-    def dead_letter(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _dead_letter(self, delivery: Delivery, outcome: Outcome) -> None:
         owner.outbox_claim_release(pks=delivery.tag.covered, worker_id=self.worker_id)
         owner.dead_letter_record(
             envelope=delivery.envelope, attempts=delivery.attempt, reason=outcome.error, cause=outcome.cause
@@ -125,3 +150,9 @@ class EmbeddedTransport:
 
     def housekeeping(self) -> None:
         pass  # nothing lives outside the table
+
+
+def _uid(delivery: Delivery) -> uuid.UUID | None:
+    """The user whose lease the delivery's claim took (None: an event without a user took none)."""
+    uid = delivery.envelope.get("uid")
+    return uuid.UUID(str(uid)) if uid else None

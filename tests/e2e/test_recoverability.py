@@ -2,6 +2,7 @@
 whichever bus the run has: the embedded outbox bus, or RabbitMQ when AMQP_URL is set."""
 import os
 import signal
+import time
 
 import pytest
 
@@ -78,6 +79,33 @@ def test_sigterm_during_a_slow_agent_call_finishes_the_event_and_exits_0(stack_f
     assert "stopping after the event in hand" in (stack.workdir / "consumer0.log").read_text()
     if stack.amqp_url:
         assert stack.kill("relay", signal.SIGTERM, timeout=30) == 0
+
+
+def test_an_embedded_consumer_killed_mid_handler_keeps_its_user_until_its_ownership_lapses(stack_factory) -> None:
+    """Embedded bus: the claim took the user's lease; a consumer SIGKILLed during the Agent call settles
+    nothing and frees nothing, so another consumer running beside it takes the user over only once the dead
+    one's claim and lease have lapsed (one ownership window after its last renewal), and then delivers it."""
+    if os.environ.get("AMQP_URL"):
+        pytest.skip("the embedded bus's claims (RabbitMQ's partitions: tests/e2e/test_broker.py)")
+    window = 4.0
+    stack = stack_factory(extra_env={"AGENT_TIMEOUT_SECONDS": "20", "BUS_OWNERSHIP_SECONDS": str(window)})
+    stack.agent.fault(latency_ms=8000, fail_count=1)
+    signup(stack, "dies@example.com")
+    wait_for(lambda: current_fault(stack) is None, timeout=30, interval=0.05, what="the Agent call to start")
+    stack.start_consumer(1)  # a live consumer beside it, looking for work the whole time
+    wait_for(lambda: "consumer started" in (stack.workdir / "consumer1.log").read_text(), timeout=60,
+             what="the second consumer")
+
+    killed_at = time.time()
+    stack.kill("consumer0")  # SIGKILL, mid-call
+
+    uid = uid_of(stack, "dies@example.com")
+    wait_for(lambda: len(agent_calls(stack, uid=uid, method="POST")) >= 2, timeout=60, what="the takeover")
+    first, second = sorted(call["timestamp"] for call in agent_calls(stack, uid=uid, method="POST"))[:2]
+    # Renewed every third of the window while consumer0 lived: it lapses at least 2/3 of a window after the kill.
+    assert second >= killed_at + window * 2 / 3 - 0.3, (first, killed_at, second)
+    wait_drained(stack)
+    assert stack.agent.user(uid) is not None and dead_letters(stack) == 0
 
 
 def test_one_failing_user_holds_up_no_one_and_gets_the_latest_state_once_the_agent_is_back(stack_factory) -> None:

@@ -113,6 +113,10 @@ class _StatementCursor:
         with self.db.wrap_database_errors:
             return self.raw.fetchone()
 
+    def fetchall(self) -> list[tuple]:
+        with self.db.wrap_database_errors:
+            return self.raw.fetchall()
+
 
 def _cursor(connection: Any) -> Any:
     """A cursor for these statements. On PostgreSQL one that binds its parameters on the server (psycopg's

@@ -423,6 +423,7 @@ def test_statements_run_on_one_kept_psycopg_cursor_per_connection(monkeypatch) -
     with rawsql.atomic_pipeline():
         rawsql.execute("SELECT 2", [])
         assert rawsql.fetchone("SELECT 3", []) == (3,)
+    assert rawsql.fetchall("SELECT generate_series(1, %(n)s)", {"n": 2}) == [(1,), (2,)]
     assert connection._rawsql_cursor.raw is kept and not kept.closed
     assert made.call_count == 0
     connection.close()

@@ -53,7 +53,10 @@ class AllergyRevision(models.Model):
     commands). Deleted with the account (cascade) and after ALLERGY_HISTORY_RETENTION_DAYS.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="allergy_revisions")
+    # No index of its own: the unique (user, revision) constraint's index leads with user_id and serves every read
+    # and cascade by user; a second one only cost every PUT its upkeep.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="allergy_revisions",
+                             db_index=False)
     revision = models.PositiveIntegerField()
     created_at = models.DateTimeField()
     changes = models.JSONField(default=dict)

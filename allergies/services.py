@@ -43,8 +43,8 @@ def allergy_profile_replace(
 
 def _replace(*, user: User, clean: CleanProfile, session: AuthToken | None) -> AllergyState:
     # Every DELETE (and PUT off PostgreSQL) runs this: its statements are written by hand (project.rawsql, no ORM
-    # compilation) and pipelined (PostgreSQL): BEGIN and the locked update are one round trip, the history row,
-    # the outbox row (the receiver's) and COMMIT one more. The same writes in the same transaction.
+    # compilation) and pipelined (PostgreSQL): the locked update is one round trip, the history row, the outbox
+    # row (the receiver's) and the end of the (implicit) transaction one more. The same writes in one transaction.
     with rawsql.atomic_pipeline():
         return _replace_locked(user=user, clean=clean, session=session,
                                replaced=_profile_update_locked(user=user, clean=clean))
@@ -53,9 +53,10 @@ def _replace(*, user: User, clean: CleanProfile, session: AuthToken | None) -> A
 def allergy_profile_replace_authenticated(*, raw: str, clean: CleanProfile) -> tuple[AuthToken, AllergyState] | None:
     """allergy_profile_replace for the usable token whose secret is `raw` (identity.selectors.auth_token_get_usable's
     rules) and its user, the token read in the locked update's own statement: PUT /api/allergies/ in 2 round trips
-    (BEGIN with token + locked update; history + outbox + COMMIT) instead of 3. None, and nothing written, when
-    the token is not usable. The token is checked by the statement that writes, so a token revoked before it is
-    refused as by a separate read (no cache). Elsewhere than PostgreSQL: the token read, then the replacement."""
+    (token + locked update; history + outbox + the transaction's end) and 3 statements, not 3 and 5 apart. None,
+    and nothing written, when the token is not usable. The token is checked by the statement that writes, so a
+    token revoked before it is refused as by a separate read (no cache). Elsewhere than PostgreSQL: the token
+    read, then the replacement."""
     connection = connections["default"]
     if connection.vendor != "postgresql":
         token = identity_selectors.auth_token_get_usable(raw=raw)
@@ -80,17 +81,18 @@ def _replace_authenticated(
 
 
 def _replace_locked(
-    *, user: User, clean: CleanProfile, session: AuthToken | None, replaced: tuple[dict, AllergyProfile] | None,
+    *, user: User, clean: CleanProfile, session: AuthToken | None, replaced: tuple[dict, dict] | None,
 ) -> AllergyState:
     """The rest of a replacement, inside its transaction, after the locked update (`replaced`; None: no row yet)."""
     if replaced is None:  # the first write: create the row (race-safe, raises nothing), then update it
         AllergyProfile.objects.bulk_create([AllergyProfile(user=user)], ignore_conflicts=True)
         replaced = _profile_update_locked(user=user, clean=clean)
-    before, profile = replaced
+    before, after = replaced
+    revision = after["revision"]
     rawsql.insert_values(AllergyRevision, {
         "user_id": user.pk,
-        "revision": profile.revision,
-        "created_at": profile.updated_at,
+        "revision": revision,
+        "created_at": after["updated_at"],
         "changes": allergy_changes(
             before=before,
             after={"confirmed": clean.confirmed, "intolerances": clean.intolerances, "severity": clean.severity},
@@ -101,27 +103,32 @@ def _replace_locked(
     signals.allergy_profile_replaced.send(
         sender=AllergyProfile,
         uid=user.uid,
-        revision=profile.revision,
-        confirmed=list(profile.confirmed),
-        intolerances=list(profile.intolerances),
-        severity=dict(profile.severity),
-        allergy_flags=allergy_flags_for(profile.confirmed, profile.intolerances),
+        revision=revision,
+        confirmed=list(after["confirmed"]),
+        intolerances=list(after["intolerances"]),
+        severity=dict(after["severity"]),
+        allergy_flags=allergy_flags_for(after["confirmed"], after["intolerances"]),
     )
-    return AllergyState.of(profile)
+    return AllergyState.of_fields(after)
 
 
+_LISTS = ("confirmed", "intolerances", "severity")
 _PROFILE = selectors.PROFILE_COLUMNS
-_PROFILE_USER_ID = _PROFILE.attnames.index("user_id")
-_LOCKED = rawsql.Columns(AllergyProfile, "locked")
-# What the history needs of the row as it was: its lists and severity only (values, no instance).
-_BEFORE = rawsql.Columns(AllergyProfile, "locked", only=("confirmed", "intolerances", "severity"))
+# What the lock reads of the row as it was: its key, its revision, and its lists and severity for the history.
+_LOCKED_SOURCE = rawsql.Columns(AllergyProfile, "p", only=("user_id", "revision", *_LISTS))
+_LOCKED = rawsql.Columns(AllergyProfile, "locked", only=_LOCKED_SOURCE.attnames)
+_BEFORE = rawsql.Columns(AllergyProfile, "locked", only=_LISTS)
+# What the UPDATE returns of the row now: every column but the lists and severity, which are `clean`'s (sent, not
+# read back: no JSON out of the server and decoded again for values the request already holds).
+_AFTER = rawsql.Columns(AllergyProfile, "p", only=[a for a in _PROFILE.attnames if a not in _LISTS])
+_AFTER_USER_ID = _AFTER.attnames.index("user_id")
 _update_locked_sql: dict[str, str] = {}
 
 
-def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, AllergyProfile] | None:
+def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, dict] | None:
     """The user's profile locked and replaced by `clean` at the next revision: (its lists and severity before,
-    the profile now); None when the user has no profile row yet. The revision is incremented under the row's
-    lock, so concurrent writers get distinct revisions. Inside transaction.atomic only.
+    its fields now by attname); None when the user has no profile row yet. The revision is incremented under the
+    row's lock, so concurrent writers get distinct revisions. Inside transaction.atomic only.
 
     PostgreSQL: one statement (the row locked in a CTE, `UPDATE ... RETURNING` both versions). Elsewhere the
     locked read, then the UPDATE (SQLite's IMMEDIATE transactions serialise writers anyway)."""
@@ -140,16 +147,16 @@ def _profile_update_locked(*, user: User, clean: CleanProfile) -> tuple[dict, Al
         profile.sync_failed_at = None
         profile.updated_at = now
         rawsql.update(profile, REPLACED_FIELDS)
-        return before, profile
+        return before, {name: getattr(profile, name) for name in _PROFILE.attnames}
     sql = _update_locked_sql.get(using)
     if sql is None:
         locked, update = _update_locked_parts(using, user_is="= %s")
         sql = _update_locked_sql[using] = (
-            f"WITH {locked} {update} RETURNING {_BEFORE.select(using)}, {_PROFILE.select(using)}")
+            f"WITH {locked} {update} RETURNING {_BEFORE.select(using)}, {_AFTER.select(using)}")
     row = rawsql.fetchone(sql, [user.pk, *_update_params(clean, now, connection)], using=using)
     if row is None:
         return None
-    return _replaced_from(row, 0, user)
+    return _replaced_from(row, 0, clean)
 
 
 def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
@@ -161,7 +168,7 @@ def _update_locked_parts(using: str, *, user_is: str) -> tuple[str, str]:
     # revision and the history's "before" never come from a stale snapshot (a plain UPDATE ... FROM would).
     # sync_failed_at: the new revision has not been tried yet, it is pending, not failing (the last error
     # stays visible until the Agent holds the profile).
-    locked = (f"locked AS (SELECT {_PROFILE.select(using)} FROM {table} p "  # noqa: S608
+    locked = (f"locked AS (SELECT {_LOCKED_SOURCE.select(using)} FROM {table} p "  # noqa: S608
               f"WHERE {_PROFILE.column('user_id', using)} {user_is} FOR UPDATE)")
     update = (
         f"UPDATE {table} p SET {quote('confirmed')} = %s, {quote('intolerances')} = %s, {quote('severity')} = %s, "  # noqa: S608
@@ -182,11 +189,12 @@ def _update_params(clean: CleanProfile, now: datetime, connection) -> list:
             severity.get_db_prep_save(clean.severity, connection), updated_at.get_db_prep_save(now, connection)]
 
 
-def _replaced_from(row, start: int, user: User) -> tuple[dict, AllergyProfile]:
-    """(lists before, profile now) from a row holding _BEFORE's then the profile's columns from `start`."""
-    profile = _PROFILE.instance(row, start + len(_BEFORE))
-    profile.user = user
-    return dict(zip(_BEFORE.attnames, _BEFORE.values(row, start), strict=True)), profile
+def _replaced_from(row, start: int, clean: CleanProfile) -> tuple[dict, dict]:
+    """(lists before, fields now) from a row holding _BEFORE's then _AFTER's columns from `start`: values by
+    attname, no model instance (nothing reads one)."""
+    after = dict(zip(_AFTER.attnames, _AFTER.values(row, start + len(_BEFORE)), strict=True))
+    after["confirmed"], after["intolerances"], after["severity"] = clean.confirmed, clean.intolerances, clean.severity
+    return dict(zip(_BEFORE.attnames, _BEFORE.values(row, start), strict=True)), after
 
 
 _with_token_sql: dict[str, str] = {}
@@ -195,30 +203,33 @@ _with_token_sql: dict[str, str] = {}
 def _profile_update_locked_with_token(*, raw: str, clean: CleanProfile) -> tuple[AuthToken, tuple | None] | None:
     """_profile_update_locked for the user of the usable token `raw`, in the token's statement (PostgreSQL):
     (the token, its user attached; what _profile_update_locked returns), None when the token is not usable (the
-    UPDATE then matches nothing). One snapshot for the whole statement: the token is valid in the lock's
-    subquery exactly when it is in the final SELECT."""
+    UPDATE then matches nothing). The token is read once, in the statement's one snapshot: the row it locks and
+    updates is its user's exactly when the token is returned."""
     using = "default"
     connection = connections[using]
     sql = _with_token_sql.get(using)
     if sql is None:
-        locked, update = _update_locked_parts(
-            using, user_is=f"IN ({identity_selectors.auth_token_usable_sql(only='t.user_id', using=using)})")
+        # The usable token and its user read once (`tok`, materialized: the lock's subquery and the final SELECT
+        # read the same rows, one index lookup and one set of token parameters instead of two).
+        token_user_id = connection.ops.quote_name(AuthToken._meta.get_field("user").column)
+        locked, update = _update_locked_parts(using, user_is=f"IN (SELECT {token_user_id} FROM tok)")  # noqa: S608
         # Named output columns: `locked` and `p` share their column names.
         returning = ", ".join(
             [f"{column} AS b{i}" for i, column in enumerate(_BEFORE.select(using).split(", "))]
-            + [f"{column} AS a{i}" for i, column in enumerate(_PROFILE.select(using).split(", "))])
-        sql = _with_token_sql[using] = f"WITH {locked}, upd AS ({update} RETURNING {returning}) " + (
-            identity_selectors.auth_token_usable_sql(columns="upd.*", joins="LEFT OUTER JOIN upd ON TRUE", using=using))
+            + [f"{column} AS a{i}" for i, column in enumerate(_AFTER.select(using).split(", "))])
+        # Only quoted names from the models' metadata are interpolated; values are parameters.
+        sql = _with_token_sql[using] = (
+            f"WITH tok AS MATERIALIZED ({identity_selectors.auth_token_usable_sql(using=using)}), {locked}, "  # noqa: S608
+            f"upd AS ({update} RETURNING {returning}) SELECT tok.*, upd.* FROM tok LEFT OUTER JOIN upd ON TRUE")
     token_params = identity_selectors.auth_token_usable_params(raw=raw, using=using)
-    row = rawsql.fetchone(sql, [*token_params, *_update_params(clean, timezone.now(), connection), *token_params],
-                          using=using)
+    row = rawsql.fetchone(sql, [*token_params, *_update_params(clean, timezone.now(), connection)], using=using)
     if row is None:
         return None
     token = identity_selectors.auth_token_from_row(row, using=using)
     start = len(identity_selectors.TOKEN_COLUMNS) + len(identity_selectors.USER_COLUMNS)
-    if row[start + len(_BEFORE) + _PROFILE_USER_ID] is None:  # no profile row yet: nothing updated
+    if row[start + len(_BEFORE) + _AFTER_USER_ID] is None:  # no profile row yet: nothing updated
         return token, None
-    return token, _replaced_from(row, start, token.user)
+    return token, _replaced_from(row, start, clean)
 
 
 def _lists(profile: AllergyProfile) -> dict:

@@ -4,6 +4,7 @@ The service runs `allergy_profile_clean` on every write, so a profile written fr
 admin, shell) is normalised and valid; the API answers its AllergyProfileInvalid as a validation
 error naming each field.
 """
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -40,17 +41,32 @@ def _clean_name(raw: object, errors: list[str], where: str) -> str | None:
     if not isinstance(raw, str):
         errors.append(f"{where}: an allergen name must be a string.")
         return None
-    if any(unicodedata.category(ch) == "Cc" for ch in raw):
-        errors.append(f"{where}: an allergen name must not contain control characters.")
-        return None
-    name = allergen_normalize(raw)
-    if not name:
-        errors.append(f"{where}: an allergen name must not be empty.")
-        return None
-    if len(name) > MAX_NAME_LENGTH:
-        errors.append(f"{where}: an allergen name must be at most {MAX_NAME_LENGTH} characters.")
+    # Every PUT checks the same few names again: short ones are remembered (a bounded cache keyed by the name as
+    # sent, so no body can grow it past NAME_CACHE_SIZE entries of at most NAME_CACHE_LENGTH characters).
+    name, problem = _name_checked(raw) if len(raw) <= NAME_CACHE_LENGTH else _name_check(raw)
+    if problem:
+        errors.append(f"{where}: {problem}")
         return None
     return name
+
+
+NAME_CACHE_SIZE = 4096
+NAME_CACHE_LENGTH = 2 * MAX_NAME_LENGTH
+
+
+def _name_check(raw: str) -> tuple[str, str]:
+    """(the normalised name, "") or ("", what is wrong with it): a pure function of `raw`."""
+    if any(unicodedata.category(ch) == "Cc" for ch in raw):
+        return "", "an allergen name must not contain control characters."
+    name = allergen_normalize(raw)
+    if not name:
+        return "", "an allergen name must not be empty."
+    if len(name) > MAX_NAME_LENGTH:
+        return "", f"an allergen name must be at most {MAX_NAME_LENGTH} characters."
+    return name, ""
+
+
+_name_checked = functools.lru_cache(maxsize=NAME_CACHE_SIZE)(_name_check)
 
 
 def _clean_list(field: str, raw: object, errors: dict[str, list[str]]) -> list[str]:

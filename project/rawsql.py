@@ -15,7 +15,7 @@ connection turns out dead (database restarted) it is closed and the statement re
 new connection. Same guarantee, no error from a stale connection, one round trip fewer.
 """
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, transaction
@@ -87,15 +87,56 @@ def placeholders(count: int) -> str:
 _postgresql: tuple | None = None  # (ServerBindingCursor, TIMESTAMPTZ_OID, TEXT, register_tzloader), imported once
 
 
+class _StatementCursor:
+    """The cursor of these statements on a PostgreSQL connection that nothing watches (no execute wrapper, no
+    query log): psycopg's own, run without Django's CursorWrapper (three calls and a context manager per
+    statement) and kept for the connection's life (a cursor and its adapters built once, not per statement).
+    What the wrapper does for these statements is kept: a broken transaction refused, errors as Django's."""
+
+    __slots__ = ("db", "pg", "raw")
+
+    def __init__(self, db: Any, raw: Any) -> None:
+        self.db, self.pg, self.raw = db, db.connection, raw
+
+    def __enter__(self) -> "_StatementCursor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None  # kept open: the next statement of this connection reuses it
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self.db.validate_no_broken_transaction()
+        with self.db.wrap_database_errors:
+            self.raw.execute(sql, params)
+
+    def fetchone(self) -> tuple | None:
+        with self.db.wrap_database_errors:
+            return self.raw.fetchone()
+
+    def fetchall(self) -> list[tuple]:
+        with self.db.wrap_database_errors:
+            return self.raw.fetchall()
+
+
 def _cursor(connection: Any) -> Any:
     """A cursor for these statements. On PostgreSQL one that binds its parameters on the server (psycopg's
     `Cursor`, where Django's default `ClientCursor` writes them into the SQL text), so that psycopg prepares a
     statement the connection has run a few times (`prepare_threshold`, 5) and the server stops parsing and
-    planning it on each request; the rest of the project keeps Django's cursor. Wrapped as Django wraps its
-    own (execute wrappers, the debug log of queries, errors as Django's)."""
-    global _postgresql
+    planning it on each request; the rest of the project keeps Django's cursor. When something watches the
+    statements (an execute wrapper, the debug log of queries: tests, bench/queries.py), wrapped as Django wraps
+    its own; otherwise the connection's _StatementCursor."""
     if connection.vendor != "postgresql":
         return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    if connection.execute_wrappers or connection.queries_logged:
+        return connection._prepare_cursor(_psycopg_cursor(connection))
+    connection.validate_thread_sharing()
+    return _kept_cursor(connection)
+
+
+def _psycopg_cursor(connection: Any) -> Any:
+    global _postgresql
     if _postgresql is None:
         from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerBindingCursor
         from django.db.backends.postgresql.psycopg_any import register_tzloader
@@ -103,14 +144,20 @@ def _cursor(connection: Any) -> Any:
 
         _postgresql = (ServerBindingCursor, TIMESTAMPTZ_OID, Format.TEXT, register_tzloader)
     cursor_class, timestamptz, text, register_tzloader = _postgresql
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
     with connection.wrap_database_errors:
         raw = cursor_class(connection.connection)
         # As Django's create_cursor: the cursor's timezone only if the connection's differs.
         if connection.timezone != connection.connection.adapters.get_loader(timestamptz, text).timezone:
             register_tzloader(connection.timezone, raw)
-        return connection._prepare_cursor(raw)
+    return raw
+
+
+def _kept_cursor(connection: Any) -> _StatementCursor:
+    """The open PostgreSQL connection's _StatementCursor (a new one for a new connection)."""
+    kept = getattr(connection, "_rawsql_cursor", None)
+    if kept is None or kept.pg is not connection.connection or kept.raw.closed:
+        kept = connection._rawsql_cursor = _StatementCursor(connection, _psycopg_cursor(connection))
+    return kept
 
 
 def first_statement_checked(run: Callable[[Callable[[], None]], T], *, using: str = "default") -> T:
@@ -167,27 +214,7 @@ def execute(sql: str, params: Sequence[Any], *, using: str = "default") -> None:
 # field's pre_save and get_db_prep_save as the ORM's do (auto_now, JSON, UUIDs, datetimes per database). They
 # return nothing, so inside `pipeline` they never wait for the database on their own.
 
-_insert_sql: dict[tuple[type[Model], str], tuple[str, list]] = {}
 _update_sql: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list]] = {}
-
-
-def insert(instance: Model, *, using: str = "default") -> None:
-    """INSERT `instance` as a new row, without reading anything back: an auto primary key is left unset."""
-    model = type(instance)
-    found = _insert_sql.get((model, using))
-    if found is None:
-        quote = connections[using].ops.quote_name
-        fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.auto_created)]
-        sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-               f"VALUES ({placeholders(len(fields))})")
-        found = _insert_sql[(model, using)] = (sql, fields)
-    sql, fields = found
-    connection = connections[using]
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    with _cursor(connection) as cursor:
-        cursor.execute(sql, params)
-    instance._state.adding = False
-    instance._state.db = using
 
 
 class _InsertPlan:
@@ -204,9 +231,9 @@ class _InsertPlan:
         if unknown:
             raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))} to insert")
         for field in fields:
-            # A field whose pre_save computes its value (auto_now, files, ...) needs the instance: rawsql.insert.
+            # A field whose pre_save computes its value (auto_now, files, ...) needs an instance: the ORM's save().
             if not _plain_pre_save(field):
-                raise ValueError(f"{model.__name__}.{field.name} is set by pre_save: use rawsql.insert")
+                raise ValueError(f"{model.__name__}.{field.name} is set by pre_save: save an instance instead")
         self.sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
                     f"VALUES ({placeholders(len(fields))})")
         # Per column: (index into the given values, or -1), the field, its constant prepared default or _CALL.
@@ -235,7 +262,8 @@ def _plain_pre_save(field: Any) -> bool:
 
 
 def insert_values(model: type[Model], values: dict[str, Any], *, using: str = "default") -> None:
-    """What insert(model(**values)) sends, without building the instance: `values` by attname, every other field
+    """INSERT a row without building an instance or reading anything back (an auto primary key is not returned):
+    what Model.save() would send for model(**values), `values` by attname, every other field
     at its default (callable defaults called per row), each prepared by its get_db_prep_save as Model.save()
     prepares it. For the hottest inserts (a model instance and its pre_save calls cost more Python than the
     statement); models with a field whose pre_save computes its value (auto_now...) are refused (ValueError)."""
@@ -303,16 +331,21 @@ def pipeline(*, using: str = "default") -> Iterator[None]:
 
 @contextmanager
 def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
-    """transaction.atomic() around `pipeline`, whose BEGIN goes to the server with the block's first statement and
-    whose COMMIT goes with its last ones (PostgreSQL): one wait at the first read of the block (or none) and one at
-    its end, for the pipelined writes and the COMMIT together, instead of one more for psycopg's BEGIN and one
-    more for Django's COMMIT. The block is the whole transaction, so nothing can run between its last statement
-    and the COMMIT.
+    """transaction.atomic() around `pipeline` whose transaction costs no statement of its own (PostgreSQL): one wait
+    at the first read of the block (or none) and one at its end, for the pipelined writes and the end of the
+    transaction together, instead of one more for psycopg's BEGIN and one more for Django's COMMIT. The block is
+    the whole transaction, so nothing can run between its last statement and the commit.
 
-    Only when this is the outermost atomic block (nested in another, it is a savepoint and the outer block
-    commits) and the block ended without an error; Django's own commit then finds the transaction ended and
-    sends nothing. A failing COMMIT (or any pipelined statement) is raised at the end of the block as Django's
-    exception, and the transaction is rolled back as usual. Elsewhere it is transaction.atomic()."""
+    The outermost block on a connection with no isolation level or access mode set is PostgreSQL's implicit
+    transaction: every statement sent before the pipeline's Sync (a read in the block waits with a Flush, which
+    does not end it) is one transaction, committed by the Sync at the end of the block, rolled back whole if any
+    of them fails; a block that raises or is marked for rollback sends ROLLBACK before the Sync. No BEGIN, no
+    COMMIT. Nothing in such a block may open a savepoint (a nested atomic() with savepoint=True): PostgreSQL
+    refuses SAVEPOINT outside an explicit transaction block, loudly. Otherwise (nested, it is a savepoint and the
+    outer block commits; or a BEGIN psycopg must send with the connection's settings) the COMMIT goes with the
+    block's last statements. Django's own commit then finds the transaction ended and sends nothing. A failing
+    statement is raised at the end of the block as Django's exception, and the transaction is rolled back as
+    usual. Elsewhere it is transaction.atomic()."""
     connection = connections[using]
     with transaction.atomic(using=using):
         if connection.vendor != "postgresql":
@@ -324,21 +357,37 @@ def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
         pg = connection.connection
         # psycopg would begin the transaction itself before the first statement, and in a pipeline it waits for
         # that BEGIN's answer (a Sync) before sending anything else: a round trip of its own. With psycopg left in
-        # autocommit it sends no BEGIN; ours is pipelined with the block's statements. Django still holds the
-        # transaction (in_atomic_block, on_commit); its commit or rollback afterwards goes by the server's
-        # transaction status (psycopg sends ROLLBACK whenever one is open) and it sets autocommit back on as
-        # always. Only for a plain BEGIN (no isolation level or access mode set on the connection).
-        own_begin = (ends_transaction and pg.pgconn.transaction_status == _postgresql_idle()
-                     and pg.isolation_level is None and pg.read_only is None and pg.deferrable is None)
-        if own_begin:
+        # autocommit it sends no BEGIN, and the pipeline's statements up to its Sync are one implicit transaction.
+        # Django still holds the transaction (in_atomic_block, on_commit); its commit or rollback afterwards goes
+        # by the server's transaction status (psycopg sends ROLLBACK whenever one is open) and it sets autocommit
+        # back on as always. Only for a plain transaction (no isolation level or access mode on the connection).
+        implicit = (ends_transaction and pg.pgconn.transaction_status == _postgresql_idle()
+                    and pg.isolation_level is None and pg.read_only is None and pg.deferrable is None)
+        if implicit:
             pg.autocommit = True
         with pipeline(using=using):
-            if own_begin:
-                pg.execute("BEGIN")
-            yield
-            if ends_transaction and not connection.needs_rollback:
-                # Sent through psycopg, not a Django cursor: Django logs its own (now empty) commit once.
-                pg.execute("COMMIT")
+            # Sent on psycopg's cursor, not a Django one (Django logs its own, then empty, commit once): the
+            # connection's kept cursor (_StatementCursor) rather than a cursor of their own (Connection.execute).
+            if not implicit:
+                yield
+                if ends_transaction and not connection.needs_rollback:
+                    _kept_cursor(connection).raw.execute("COMMIT")
+                return
+            try:
+                yield
+            except BaseException:
+                _implicit_rollback(connection)
+                raise
+            if connection.needs_rollback:
+                _implicit_rollback(connection)
+
+
+def _implicit_rollback(connection: Any) -> None:
+    """End the pipeline's implicit transaction with a rollback, not the commit its Sync would make of it. If the
+    ROLLBACK cannot be sent, a statement of the block failed (the transaction is aborted: the Sync rolls it back)
+    or the connection is gone (nothing commits): the block's own error is the one raised."""
+    with suppress(Exception):  # see the docstring: the block's error matters, not this one
+        _kept_cursor(connection).raw.execute("ROLLBACK")
 
 
 _idle: list[Any] = []  # psycopg's TransactionStatus.IDLE, imported once (not on every transaction)

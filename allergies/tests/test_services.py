@@ -266,6 +266,27 @@ def test_replace_authenticated_refuses_an_unusable_token_and_writes_nothing(unus
 
 
 @pytest.mark.postgres
+def test_replace_authenticated_reads_the_token_once(issued_token, verified_user, monkeypatch) -> None:
+    """One statement, one read of the token and its user (a CTE the lock and the answer share): its hash is sent
+    once, and the statement still refuses a token revoked just before (test above, and tests/security)."""
+    from identity.tokens import auth_token_hash
+    from project import rawsql
+
+    replace(verified_user)  # the profile row exists: the PUT's steady state
+    sent: list[list] = []
+    real_fetchone = rawsql.fetchone
+
+    def fetchone(sql, params, **kwargs):
+        sent.append(list(params))
+        return real_fetchone(sql, params, **kwargs)
+
+    monkeypatch.setattr(rawsql, "fetchone", fetchone)
+    token, written = services.allergy_profile_replace_authenticated(raw=issued_token.raw, clean=_clean())
+    assert token.pk == issued_token.token.pk and written == state(verified_user)
+    assert len(sent) == 1 and sent[0].count(auth_token_hash(issued_token.raw)) == 1
+
+
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("dead", [False, True])
 def test_replace_authenticated_is_the_health_check(issued_token, verified_user, monkeypatch, dead) -> None:

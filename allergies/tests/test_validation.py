@@ -111,3 +111,29 @@ def test_names_must_be_strings(bad) -> None:
 
 def test_control_characters_are_refused() -> None:
     assert list(errors_of(confirmed=["pea\x00nuts"])) == ["confirmed"]
+
+
+def test_names_are_normalised_once_and_the_cache_stays_bounded(monkeypatch) -> None:
+    """Every PUT checks the same names again: a short name is normalised once, then remembered (same answer,
+    errors included); a name longer than NAME_CACHE_LENGTH is never kept, so no body grows the cache."""
+    from unittest import mock
+
+    from allergies import validation
+
+    validation._name_checked.cache_clear()
+    normalize = mock.Mock(side_effect=validation.allergen_normalize)
+    monkeypatch.setattr(validation, "allergen_normalize", normalize)
+    body = {"confirmed": ["Peanuts", "sesame"], "intolerances": ["lactose"],
+            "severity": {"peanuts": "severe", "sesame": "moderate", "lactose": "intolerance"}}
+    first = allergy_profile_clean(**body)
+    assert allergy_profile_clean(**body) == first
+    assert normalize.call_count == 4  # four distinct spellings ("Peanuts", "peanuts", "sesame", "lactose"), once each
+    for _ in range(2):
+        with pytest.raises(AllergyProfileInvalid, match="control characters"):
+            allergy_profile_clean(confirmed=["pea\x00nut"], intolerances=[], severity={})
+    long_name = "x" * (validation.NAME_CACHE_LENGTH + 1)
+    for _ in range(2):
+        with pytest.raises(AllergyProfileInvalid, match="at most"):
+            allergy_profile_clean(confirmed=[long_name], intolerances=[], severity={long_name: "severe"})
+    assert normalize.call_count == 4 + 4  # the long name each time (list and key, twice), never cached
+    assert validation._name_checked.cache_info().maxsize == validation.NAME_CACHE_SIZE

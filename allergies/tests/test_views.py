@@ -255,17 +255,29 @@ def test_put_compiles_no_orm_query_and_sends_its_writes_in_one_pipeline(auth_cli
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_put_waits_for_the_database_twice(auth_client, verified_user) -> None:
-    """In its own transaction (as under gunicorn): BEGIN with the token read in the locked update; the history and
-    outbox rows with the COMMIT (project.rawsql.atomic_pipeline). Counted as bench/queries.py counts them."""
+    """In its own transaction (as under gunicorn): the token read in the locked update; the history and outbox
+    rows with the end of the transaction, and 3 statements in all: no BEGIN, no COMMIT (project.rawsql.
+    atomic_pipeline's implicit transaction). Counted as bench/queries.py counts them."""
+    from unittest import mock
+
+    import psycopg
     from django.db import connection
 
     from bench.queries import _round_trips
 
     auth_client.put(URL, BODY, format="json")  # the token's first use is recorded (a write at most every few minutes)
-    with _round_trips() as waits:
+    sent: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(self, query, *args, **kwargs):
+        sent.append(str(query).split(" ", 1)[0])
+        return real_execute(self, query, *args, **kwargs)
+
+    with _round_trips() as waits, mock.patch.object(psycopg.Cursor, "execute", execute):
         response = auth_client.put(URL, {"confirmed": ["milk"], "severity": {"milk": "severe"}}, format="json")
     assert response.status_code == 200 and response.json()["revision"] == 2
     assert waits == [2]
+    assert sent == ["WITH", "INSERT", "INSERT"]
     assert not connection.in_atomic_block and connection.get_autocommit()
     assert OutboxEvent.objects.filter(uid=verified_user.uid, data={"revision": 2}).count() == 1
 

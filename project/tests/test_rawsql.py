@@ -1,4 +1,5 @@
 """project.rawsql: model instances from hand-written statements, and the health check the first read stands in for."""
+import uuid
 from unittest import mock
 
 import psycopg
@@ -11,6 +12,12 @@ from identity.models import AuthToken, User
 from project import rawsql
 
 connection = connections["default"]  # the wrapper itself (monkeypatch cannot patch through the proxy)
+
+
+def _event_insert(**values) -> None:
+    from agent_bridge.models import OutboxEvent
+
+    rawsql.insert_values(OutboxEvent, {"type": "user.registered", **values})
 
 
 def _fields(instance) -> dict:
@@ -101,9 +108,7 @@ def test_postgres_backend_killed_between_requests_is_survived(monkeypatch, verif
 
 
 @pytest.mark.django_db
-def test_insert_and_update_write_what_the_orm_writes(verified_user) -> None:
-    import uuid
-
+def test_insert_values_and_update_write_what_the_orm_writes(verified_user) -> None:
     from django.db import transaction
     from django.utils import timezone
 
@@ -112,21 +117,20 @@ def test_insert_and_update_write_what_the_orm_writes(verified_user) -> None:
 
     at = timezone.now()
     values = {"type": "allergies.replaced", "schema": 2, "uid": uuid.uuid4(), "data": {"revision": 3},
-              "occurred_at": at, "available_at": at, "traceparent": None}
-    written = OutboxEvent(**values)
+              "occurred_at": at, "available_at": at, "traceparent": None, "event_id": uuid.uuid4()}
     with transaction.atomic():
-        rawsql.insert(written)
-    assert written.pk is None and written._state.adding is False  # nothing read back
-    by_orm = OutboxEvent.objects.create(**{**values, "uid": uuid.uuid4()})
-    loaded = OutboxEvent.objects.get(event_id=written.event_id)
-    assert {**_fields(loaded), "id": None} == {**_fields(written), "id": None}
+        rawsql.insert_values(OutboxEvent, values)
+    by_orm = OutboxEvent.objects.create(**{**values, "uid": uuid.uuid4(), "event_id": uuid.uuid4()})
+    loaded = OutboxEvent.objects.get(event_id=values["event_id"])
+    assert {**_fields(loaded), "id": None} == {**_fields(OutboxEvent(**values)), "id": None}
     assert {**_fields(loaded), "id": None, "uid": None, "event_id": None} == \
         {**_fields(by_orm), "id": None, "uid": None, "event_id": None}
 
-    revision = AllergyRevision(user=verified_user, revision=1, created_at=at, session_id=None,
-                               changes={"added": [{"allergen": "milk", "list": "confirmed", "severity": "severe"}]})
-    rawsql.insert(revision)
-    assert _fields(AllergyRevision.objects.get(user=verified_user)) == {**_fields(revision), "id": mock.ANY}
+    changes = {"added": [{"allergen": "milk", "list": "confirmed", "severity": "severe"}]}
+    rawsql.insert_values(AllergyRevision, {"user_id": verified_user.pk, "revision": 1, "created_at": at,
+                                           "session_id": None, "changes": changes})
+    expected = AllergyRevision(user=verified_user, revision=1, created_at=at, session_id=None, changes=changes)
+    assert _fields(AllergyRevision.objects.get(user=verified_user)) == {**_fields(expected), "id": mock.ANY}
 
     profile = AllergyProfile.objects.create(user=verified_user, synced_revision=0, sync_last_error="kept")
     before = profile.updated_at
@@ -154,20 +158,17 @@ def test_pipeline_reads_see_what_was_sent_before_and_an_error_rolls_the_transact
 
     from agent_bridge.models import OutboxEvent
 
-    def event(**fields) -> OutboxEvent:
-        return OutboxEvent(type="user.registered", **fields)
-
-    first = event()
+    first = uuid.uuid4()
     with transaction.atomic(), rawsql.pipeline():
-        rawsql.insert(first)
+        _event_insert(event_id=first)
         assert connection.connection.pgconn.pipeline_status != 0
         # A read waits for what was sent before it, in the same transaction.
         assert rawsql.fetchone("SELECT count(*) FROM agent_bridge_outboxevent", []) == (1,)
     assert OutboxEvent.objects.count() == 1
 
     with pytest.raises(IntegrityError), transaction.atomic(), rawsql.pipeline():
-        rawsql.insert(event())
-        rawsql.insert(event(event_id=first.event_id))  # unique: fails (seen at the latest at the end of the block)
+        _event_insert()
+        _event_insert(event_id=first)  # unique: fails (seen at the latest at the end of the block)
     assert OutboxEvent.objects.count() == 1  # the whole transaction rolled back
     assert connection.connection.pgconn.pipeline_status == 0
 
@@ -201,13 +202,12 @@ def _waits() -> tuple:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_atomic_pipeline_commits_with_the_last_statements_in_one_wait() -> None:
-    from agent_bridge.models import OutboxEvent
 
     counter, patch_execute, patch_exit, syncs, patch_sync = _waits()
     with patch_execute, patch_exit as ends, patch_sync:
         with rawsql.atomic_pipeline():
-            rawsql.insert(OutboxEvent(type="user.registered"))
-            rawsql.insert(OutboxEvent(type="user.registered"))
+            _event_insert()
+            _event_insert()
         # One wait: the end of the pipeline carries BEGIN, the two INSERTs and the COMMIT (psycopg's own BEGIN
         # would be followed by a Sync and a wait of its own); Django's commit afterwards finds the transaction
         # ended and sends nothing.
@@ -233,7 +233,7 @@ def test_atomic_pipeline_inside_another_transaction_leaves_the_commit_to_it() ->
 
     with transaction.atomic():
         with rawsql.atomic_pipeline():  # a savepoint here: no COMMIT of its own
-            rawsql.insert(OutboxEvent(type="user.registered"))
+            _event_insert()
         assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         transaction.set_rollback(True)
     assert OutboxEvent.objects.count() == 0  # the outer transaction's rollback took the row with it
@@ -246,16 +246,16 @@ def test_atomic_pipeline_error_commits_nothing() -> None:
 
     from agent_bridge.models import OutboxEvent
 
-    first = OutboxEvent(type="user.registered")
+    first = uuid.uuid4()
     with rawsql.atomic_pipeline():
-        rawsql.insert(first)
+        _event_insert(event_id=first)
     with pytest.raises(IntegrityError), rawsql.atomic_pipeline():
-        rawsql.insert(OutboxEvent(type="user.registered"))
-        rawsql.insert(OutboxEvent(type="user.registered", event_id=first.event_id))  # unique: the block fails
+        _event_insert()
+        _event_insert(event_id=first)  # unique: the block fails
     assert OutboxEvent.objects.count() == 1
     assert connection.connection.pgconn.pipeline_status == 0
     with rawsql.atomic_pipeline():  # the connection is fine afterwards
-        rawsql.insert(OutboxEvent(type="user.registered"))
+        _event_insert()
     assert OutboxEvent.objects.count() == 2
 
 
@@ -265,7 +265,7 @@ def test_atomic_pipeline_is_a_transaction_off_postgresql(db) -> None:
     if connection.vendor == "postgresql":
         pytest.skip("SQLite only")
     with pytest.raises(ZeroDivisionError), rawsql.atomic_pipeline():
-        rawsql.insert(OutboxEvent(type="user.registered"))
+        _event_insert()
         1 / 0  # noqa: B018
     assert OutboxEvent.objects.count() == 0
 
@@ -296,10 +296,10 @@ def test_atomic_pipeline_with_its_own_begin_rolls_back_what_it_sent(how: str) ->
     from agent_bridge.models import OutboxEvent
 
     with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
-        rawsql.insert(OutboxEvent(type="user.registered"))
+        _event_insert()
     try:
         with rawsql.atomic_pipeline():
-            rawsql.insert(OutboxEvent(type="user.registered"))
+            _event_insert()
             assert rawsql.fetchone("SELECT count(*) FROM agent_bridge_outboxevent", []) == (2,)  # sent, in the tx
             if how == "exception":
                 raise ValueError("the block fails after writing")
@@ -320,7 +320,6 @@ def test_atomic_pipeline_with_its_own_begin_runs_on_commit_hooks_after_the_commi
     visible from another connection by then), and a block rolled back runs none."""
     from django.db import transaction
 
-    from agent_bridge.models import OutboxEvent
 
     seen: list[int] = []
 
@@ -329,25 +328,23 @@ def test_atomic_pipeline_with_its_own_begin_runs_on_commit_hooks_after_the_commi
             seen.append(other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone()[0])
 
     with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle (own BEGIN from here)
-        rawsql.insert(OutboxEvent(type="user.registered"))
+        _event_insert()
     with rawsql.atomic_pipeline():
-        rawsql.insert(OutboxEvent(type="user.registered"))
+        _event_insert()
         transaction.on_commit(committed_rows)
         assert seen == []
     assert seen == [2]
     with rawsql.atomic_pipeline():
-        rawsql.insert(OutboxEvent(type="user.registered"))
+        _event_insert()
         transaction.on_commit(committed_rows)
         transaction.set_rollback(True)
     assert seen == [2]
 
 
 @pytest.mark.django_db
-def test_insert_values_writes_what_insert_writes(verified_user) -> None:
-    """The same row as rawsql.insert of the instance (and so as the ORM): given values prepared by their fields,
-    the others at their defaults (constants, and callable defaults called for each row)."""
-    import uuid
-
+def test_insert_values_fills_the_other_fields_as_the_orm_does(verified_user) -> None:
+    """The same row as the ORM's create(): given values prepared by their fields, the others at their defaults
+    (constants, and callable defaults called for each row)."""
     from django.db import transaction
     from django.utils import timezone
 
@@ -358,7 +355,7 @@ def test_insert_values_writes_what_insert_writes(verified_user) -> None:
     values = {"type": "allergies.replaced", "schema": 2, "uid": uid, "data": {"revision": 3}, "traceparent": None}
     started = timezone.now()
     with transaction.atomic():
-        rawsql.insert(OutboxEvent(**values))
+        OutboxEvent.objects.create(**values)
         rawsql.insert_values(OutboxEvent, values)
         rawsql.insert_values(OutboxEvent, values)
     by_instance, *by_values = OutboxEvent.objects.filter(uid=uid).order_by("id")
@@ -412,3 +409,108 @@ def test_first_statement_checked_retries_only_before_the_first_answer(monkeypatc
     else:
         assert rawsql.first_statement_checked(run) == "done"
         assert len(calls) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_statements_run_on_one_kept_psycopg_cursor_per_connection(monkeypatch) -> None:
+    """Nothing watching: every statement on the connection's own psycopg cursor, created once (not a cursor and a
+    Django CursorWrapper per statement); a new connection gets a new one."""
+    made = mock.Mock(side_effect=connection.make_cursor)
+    monkeypatch.setattr(connection, "make_cursor", made)
+    assert rawsql.fetchone("SELECT 1", []) == (1,)
+    kept = connection._rawsql_cursor.raw
+    with rawsql.atomic_pipeline():
+        rawsql.execute("SELECT 2", [])
+        assert rawsql.fetchone("SELECT 3", []) == (3,)
+    assert rawsql.fetchall("SELECT generate_series(1, %(n)s)", {"n": 2}) == [(1,), (2,)]
+    assert connection._rawsql_cursor.raw is kept and not kept.closed
+    assert made.call_count == 0
+    connection.close()
+    assert rawsql.fetchone("SELECT 4", []) == (4,)
+    assert connection._rawsql_cursor.raw is not kept
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_cursor_keeps_djangos_errors_and_broken_transaction_check() -> None:
+    from django.db import DataError, transaction
+    from django.db.transaction import TransactionManagementError
+
+    with pytest.raises(DataError):  # Django's exception, not psycopg's
+        rawsql.fetchone("SELECT 1 / %s", [0])
+    with transaction.atomic():
+        transaction.set_rollback(True)  # as after an error caught inside the block
+        with pytest.raises(TransactionManagementError):
+            rawsql.execute("SELECT 1", [])
+    assert rawsql.fetchone("SELECT 1", []) == (1,)  # and the connection is fine afterwards
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_watched_statements_go_through_djangos_cursor() -> None:
+    """An execute wrapper or the query log (tests, bench/queries.py) sees every statement, as on Django's cursor."""
+    from django.test.utils import CaptureQueriesContext
+
+    seen: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert rawsql.fetchone("SELECT 5", []) == (5,)
+    with CaptureQueriesContext(connection) as captured:
+        assert rawsql.fetchone("SELECT 6", []) == (6,)
+    assert seen == ["SELECT 5"] and [q["sql"] for q in captured.captured_queries] == ["SELECT 6"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_atomic_pipeline_is_one_implicit_transaction_without_begin_or_commit(monkeypatch) -> None:
+    """The outermost block sends no BEGIN and no COMMIT: its statements up to the pipeline's Sync are PostgreSQL's
+    implicit transaction. A read in the block does not end it (nothing is visible elsewhere until the block's
+    end, and the block's statements share one transaction id), the end commits it."""
+    sent: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(self, query, *args, **kwargs):
+        if self.connection is connection.connection:  # the service's connection, not `other`
+            sent.append(str(query).split()[0].upper())
+        return real_execute(self, query, *args, **kwargs)
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
+        _event_insert()
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    with psycopg.connect(_dsn(), autocommit=True) as other:
+        with rawsql.atomic_pipeline():
+            _event_insert()
+            first = rawsql.fetchone("SELECT txid_current(), count(*) FROM agent_bridge_outboxevent", [])
+            assert first[1] == 2  # its own write, seen
+            assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (1,)  # not committed
+            _event_insert()
+            assert rawsql.fetchone("SELECT txid_current()", [])[0] == first[0]
+        assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (3,)
+    assert sent == ["INSERT", "SELECT", "INSERT", "SELECT"]
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_savepoint_in_an_implicit_atomic_pipeline_fails_loudly_and_commits_nothing() -> None:
+    """PostgreSQL refuses SAVEPOINT outside an explicit transaction block: a nested atomic() in the block is an
+    error, never a half-committed block."""
+    from django.db import DatabaseError, transaction
+
+    from agent_bridge.models import OutboxEvent
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
+        _event_insert()
+    with pytest.raises(DatabaseError, match="SAVEPOINT"), rawsql.atomic_pipeline():
+        _event_insert()
+        with transaction.atomic():
+            _event_insert()
+    assert OutboxEvent.objects.count() == 1
+    with rawsql.atomic_pipeline():  # the connection is fine afterwards
+        _event_insert()
+    assert OutboxEvent.objects.count() == 2

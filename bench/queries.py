@@ -76,12 +76,47 @@ def api_statements(stack: Stack, token: str, peer_token: str) -> dict[str, Any]:
         call = getattr(client, method.lower())
         call(path, **kwargs)
         connection.health_check_done = False  # as at the start of a request (the test client does not reset it)
-        with CaptureQueriesContext(connection) as captured, _round_trips() as round_trips, \
+        with CaptureQueriesContext(connection) as captured, _round_trips() as round_trips, _sent() as sent, \
                 mock.patch.object(connection, "is_usable", wraps=connection.is_usable) as health_check:
             response = call(path, **kwargs)
-        out[name] = {"status": response.status_code, "count": len(captured.captured_queries),
+        # On PostgreSQL what psycopg sent: Django's query log also lists the BEGIN and COMMIT of its transaction
+        # handling, which send nothing when the transaction is the pipeline's implicit one (rawsql.atomic_pipeline).
+        statements = sent if connection.vendor == "postgresql" else [q["sql"] for q in captured.captured_queries]
+        out[name] = {"status": response.status_code, "count": len(statements),
                      "health_checks": health_check.call_count,
                      "round_trips": round_trips[0] if connection.vendor == "postgresql"
                      else len(captured.captured_queries) + health_check.call_count,
-                     "statements": [q["sql"][:120] for q in captured.captured_queries]}
+                     "statements": [sql[:120] for sql in statements]}
     return out
+
+
+@contextlib.contextmanager
+def _sent() -> Iterator[list[str]]:
+    """The text of every statement psycopg 3 sends to the server in the block: its cursors' (Django's, rawsql's,
+    Connection.execute's) and its own commands (BEGIN, COMMIT, ROLLBACK, SAVEPOINT). Empty without psycopg."""
+    from unittest import mock
+
+    try:
+        import psycopg
+    except ImportError:
+        yield []
+        return
+    from psycopg._connection_base import BaseConnection
+
+    sent: list[str] = []
+    execute, command = psycopg.Cursor.execute, BaseConnection._exec_command
+
+    def counted_execute(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return execute(cursor, query, *args, **kwargs)
+        finally:  # after the BEGIN psycopg may send first
+            sent.append(query if isinstance(query, str) else str(query))
+
+    def counted_command(conn: Any, text: Any, *args: Any, **kwargs: Any) -> Any:
+        # What psycopg sends of its own: BEGIN before a transaction's first statement, COMMIT, ROLLBACK, SAVEPOINT.
+        sent.append(text.decode() if isinstance(text, bytes) else str(text))
+        return command(conn, text, *args, **kwargs)
+
+    with mock.patch.object(psycopg.Cursor, "execute", counted_execute), \
+            mock.patch.object(BaseConnection, "_exec_command", counted_command):
+        yield sent

@@ -1,0 +1,25 @@
+"""bench/queries.py counts what psycopg sends, not what Django's query log lists."""
+import pytest
+from django.db import transaction
+
+from bench.queries import _sent
+from identity.models import UserPreferences
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def test_sent_lists_psycopg_begin_and_commit_of_an_orm_transaction(verified_user) -> None:
+    with _sent() as sent, transaction.atomic():
+        UserPreferences.objects.filter(user=verified_user).update(data={"cuisine": "thai"})
+    assert [text.split(" ", 1)[0] for text in sent] == ["BEGIN", "UPDATE", "COMMIT"]
+
+
+def test_sent_lists_no_begin_or_commit_for_an_implicit_atomic_pipeline(auth_client) -> None:
+    """Django's query log shows BEGIN and COMMIT for this PUT; neither is sent (rawsql.atomic_pipeline)."""
+    body = {"confirmed": ["milk"], "severity": {"milk": "severe"}}
+    auth_client.put("/api/allergies/", body, format="json")  # the token's first use is recorded once
+    with _sent() as sent:
+        response = auth_client.put("/api/allergies/", {"confirmed": ["peanuts"], "severity": {"peanuts": "severe"}},
+                                   format="json")
+    assert response.status_code == 200
+    assert [text.split(" ", 1)[0] for text in sent] == ["WITH", "INSERT", "INSERT"]

@@ -15,7 +15,7 @@ connection turns out dead (database restarted) it is closed and the statement re
 new connection. Same guarantee, no error from a stale connection, one round trip fewer.
 """
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, transaction
@@ -385,9 +385,17 @@ def atomic_pipeline(*, using: str = "default") -> Iterator[None]:
 def _implicit_rollback(connection: Any) -> None:
     """End the pipeline's implicit transaction with a rollback, not the commit its Sync would make of it. If the
     ROLLBACK cannot be sent, a statement of the block failed (the transaction is aborted: the Sync rolls it back)
-    or the connection is gone (nothing commits): the block's own error is the one raised."""
-    with suppress(Exception):  # see the docstring: the block's error matters, not this one
+    or the connection is gone (nothing commits); on a pipeline in neither state the connection is closed, so that
+    no Sync can commit the block's writes (the server rolls back a session that ends). The block's own error is
+    the one raised."""
+    try:
         _kept_cursor(connection).raw.execute("ROLLBACK")
+    except Exception:
+        pg = connection.connection
+        from psycopg.pq import PipelineStatus
+
+        if pg is not None and not pg.closed and pg.pgconn.pipeline_status != PipelineStatus.ABORTED:
+            pg.close()  # at once (PQfinish), without the Sync that leaving the pipeline would send
 
 
 _idle: list[Any] = []  # psycopg's TransactionStatus.IDLE, imported once (not on every transaction)

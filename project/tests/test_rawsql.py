@@ -514,3 +514,31 @@ def test_a_savepoint_in_an_implicit_atomic_pipeline_fails_loudly_and_commits_not
     with rawsql.atomic_pipeline():  # the connection is fine afterwards
         _event_insert()
     assert OutboxEvent.objects.count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_implicit_atomic_pipeline_whose_rollback_cannot_be_sent_commits_nothing(monkeypatch) -> None:
+    """A block that raises after writing, on a healthy pipeline, where the ROLLBACK itself fails to go out: the
+    connection is closed rather than left to the Sync, which would commit the block's writes."""
+    from agent_bridge.models import OutboxEvent
+
+    with rawsql.atomic_pipeline():  # a first transaction: the connection is open and idle
+        _event_insert()
+    real_execute = psycopg.Cursor.execute
+
+    def execute(self, query, *args, **kwargs):
+        if str(query) == "ROLLBACK":
+            raise psycopg.InterfaceError("the ROLLBACK could not be sent")
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    with pytest.raises(Exception) as raised, rawsql.atomic_pipeline():
+        _event_insert()
+        raise ValueError("the block fails after writing")
+    assert isinstance(raised.value, ValueError) or isinstance(raised.value.__context__, ValueError)
+    monkeypatch.undo()
+    with psycopg.connect(_dsn()) as other:
+        assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (1,)
+    connection.close()
+    assert OutboxEvent.objects.count() == 1  # and Django's next connection works

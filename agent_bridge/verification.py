@@ -267,6 +267,18 @@ def drift_repair(*, uid: uuid.UUID, drifts: tuple[DriftKind, ...], repairs: int 
     read_back_start(uid=uid, repairs=repairs + 1)
 
 
+def erasure_read_back_start(*, uid: uuid.UUID) -> None:
+    """The Agent erased the user (`user.deleted` delivered): read the erasure back over the horizon.
+
+    An older write of ours that creates the user (`POST /users/{uid}`) may still land after the
+    DELETE: one whose answer timed out, or whose consumer died waiting for it (which recorded no
+    unknown outcome). Any write was sent before the DELETE, so a chain from now covers them all.
+    A chain already running is a repair's (its count of repairs bounds the loop against an Agent
+    that keeps the user): it is left alone."""
+    if not read_back_running(uid=uid):
+        read_back_start(uid=uid)
+
+
 def read_back_start(*, uid: uuid.UUID | str, repairs: int = 0) -> uuid.UUID:
     """Start (or restart, superseding the previous one) the read-back chain of a user.
 
@@ -352,7 +364,8 @@ def tombstone_add(*, uid: uuid.UUID) -> None:
     erasure at the Agent. Call in the deletion's transaction.
 
     The erasure also ends any read-back of the user: the bus empties the chain's pending event
-    (so it could never resolve it), and reconciliation verifies the erasure instead."""
+    (so it could never resolve it); the delivery of `user.deleted` starts a fresh chain that reads
+    the erasure back (:func:`erasure_read_back_start`), and reconciliation verifies it later."""
     AgentCopy.objects.update_or_create(
         uid=uid, defaults={"erased_at": timezone.now(), "read_back_chain": None, "read_back_since": None}
     )

@@ -197,9 +197,11 @@ def handle_interactions_refresh_requested(envelope: Envelope, agent: AgentClient
 
 
 def handle_user_deleted(envelope: Envelope, agent: AgentClient) -> Status:
+    """Erase the user at the Agent, then read the erasure back: an older create may land late."""
     uid = _uid(envelope)
     agent.delete_user(uid=str(uid))  # a 404 counts as done
     user_lease_forget(uid=uid)
+    verification.erasure_read_back_start(uid=uid)
     return DELIVERED
 
 

@@ -1,11 +1,12 @@
 """The outbox owner's transitions (agent_bridge.outbox): each state change, written one way."""
+import functools
 import threading
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from agent_bridge import events
@@ -130,11 +131,24 @@ def test_consumers_claiming_at_once_never_hold_one_user_together() -> None:
     delivered: list[int] = []
     lock = threading.Lock()
 
+    def on_sqlite_retry_while_locked(call):
+        # The SQLite test database is shared-cache in memory, whose table locks fail at once
+        # ("database table is locked") instead of waiting out the busy timeout as a file does.
+        while True:
+            try:
+                return call()
+            except OperationalError as exc:
+                if connection.vendor != "sqlite" or "locked" not in str(exc):
+                    raise
+                time.sleep(0.005)
+
     def consumer(name: str) -> None:
         try:
             idle = 0
             while idle < 20:
-                claims = owner.outbox_claim_users(worker_id=name, timing=timing, users=3)
+                claims = on_sqlite_retry_while_locked(
+                    functools.partial(owner.outbox_claim_users, worker_id=name, timing=timing, users=3)
+                )
                 idle = 0 if claims else idle + 1
                 with lock:
                     for c in claims:
@@ -147,7 +161,9 @@ def test_consumers_claiming_at_once_never_hold_one_user_together() -> None:
                     for c in claims:
                         holders[c.event.uid].discard(name)
                     delivered.extend(pks)
-                owner.outbox_settle_delivered(pks=pks, free_users=[c.event.uid for c in claims], owner=name)
+                on_sqlite_retry_while_locked(functools.partial(
+                    owner.outbox_settle_delivered, pks=pks, free_users=[c.event.uid for c in claims], owner=name
+                ))
                 time.sleep(0.005 if claims else 0.02)
         finally:
             connections.close_all()

@@ -281,6 +281,51 @@ def test_deleting_a_user_mid_read_back_ends_the_read_back(verified_user) -> None
     assert verification.verification_status_get()["verifying"] == 0
 
 
+@pytest.mark.django_db
+def test_a_delivered_erasure_is_read_back_so_an_older_create_landing_late_is_erased_again(
+    verified_user, agent, devagent, short_schedule
+) -> None:
+    """Found by the chaos run on the embedded bus: a create whose answer timed out (its read-back
+    ended by the erasure) or whose consumer died waiting landed at the Agent after the DELETE, and
+    nothing looked again: the deleted user stayed at the Agent."""
+    uid = synced_user(verified_user, agent)
+    identity_services.user_erase(user=verified_user)
+    erase = OutboxEvent.objects.get(type=events.USER_DELETED, uid=uid)
+    HANDLERS[erase.type](erase.envelope, agent)
+    OutboxEvent.objects.filter(pk=erase.pk).update(status=OutboxEvent.Status.DELIVERED)
+    assert str(uid) not in devagent.state.snapshot()["users"]
+    devagent.state.create_user(str(uid), {})  # the older create, held by the Agent, lands now
+
+    run_step(steps(uid)[-1], agent)
+    assert AgentDriftCount.objects.get(kind=DriftKind.LEFTOVER).count == 1
+    again = OutboxEvent.objects.get(type=events.USER_DELETED, uid=uid, status=OutboxEvent.Status.PENDING)
+    HANDLERS[again.type](again.envelope, agent)
+    assert str(uid) not in devagent.state.snapshot()["users"]
+
+
+@pytest.mark.django_db
+def test_the_erasure_read_back_resolves_and_a_repair_does_not_restart_its_count(
+    verified_user, agent, devagent, short_schedule
+) -> None:
+    uid = synced_user(verified_user, agent)
+    identity_services.user_erase(user=verified_user)
+    erase = OutboxEvent.objects.get(type=events.USER_DELETED, uid=uid)
+    HANDLERS[erase.type](erase.envelope, agent)
+    settle_all()
+    for _ in range(3):
+        run_step(steps(uid)[-1], agent)
+    assert AgentCopy.objects.get(uid=uid).read_back_chain is None, "three equal steps end the chain"
+    assert verification.verification_status_get()["verifying"] == 0
+
+    # A repair's chain (repairs=1) is running when its user.deleted is delivered: the delivery
+    # leaves it (and its count, which bounds the repairs) alone.
+    verification.read_back_start(uid=uid, repairs=1)
+    chain = AgentCopy.objects.get(uid=uid).read_back_chain
+    HANDLERS[erase.type](erase.envelope, agent)
+    assert AgentCopy.objects.get(uid=uid).read_back_chain == chain
+    assert steps(uid)[-1].data["repairs"] == 1
+
+
 def test_settings_document_the_horizon() -> None:
     assert "AGENT_READ_BACK_DELAYS_SECONDS" in (settings.BASE_DIR / ".env.example").read_text()
 

@@ -106,6 +106,9 @@ class Claim:
 
     event: OutboxEvent
     covered: list[int]
+    #: The event was claimed before and that claim lapsed: its consumer died (or stalled) maybe
+    #: mid-handler, with an Agent write sent and no answer recorded.
+    taken_over: bool = False
 
 
 class _ClaimSql:
@@ -212,15 +215,18 @@ def _claim_users_stepwise(q: "_ClaimSql", *, worker_id: str, users: int, exclude
         params += [q.prep("uid", uid) for uid in excluded]
     # A few candidates per user wanted: a flooding user's rows must not hide everyone else's.
     candidates = q.rows(
-        f"SELECT {c['id']}, {c['uid']} FROM {q.table} WHERE {where} "  # noqa: S608
+        f"SELECT {c['id']}, {c['uid']}, {c['claimed_until']} IS NOT NULL FROM {q.table} WHERE {where} "  # noqa: S608
         f"ORDER BY {q.priority}, {c['available_at']}, {c['id']} LIMIT %s",
         [*params, *events.HIGH_PRIORITY_TYPES, users * 4 + 4],
     )
     heads: dict[object, int] = {}
-    for pk, uid in candidates:
+    lapsed: set[int] = set()
+    for pk, uid, was_claimed in candidates:
         key = _uuid_of(uid) if uid is not None else ("event", pk)
         if key not in heads:
             heads[key] = pk
+            if was_claimed:
+                lapsed.add(pk)
             if len(heads) == users:
                 break
     wanted = [key for key in heads if isinstance(key, uuid.UUID)]
@@ -239,7 +245,7 @@ def _claim_users_stepwise(q: "_ClaimSql", *, worker_id: str, users: int, exclude
     # A head claimed (or settled) by someone else between the candidates and the claim: its lease goes back.
     leases.user_leases_free(uids=leased - {event.uid for event in claimed}, owner=worker_id)
     covered = _claim_coalesced(claimed, worker_id=worker_id, until=until, now=now, limit=coalesce_limit)
-    return [Claim(event, covered.get(event.pk, [])) for event in claimed]
+    return [Claim(event, covered.get(event.pk, []), taken_over=event.pk in lapsed) for event in claimed]
 
 
 class _PostgresClaim:
@@ -269,7 +275,8 @@ class _PostgresClaim:
 
         def wanted(rank: str, urgent: str, gate: str = "") -> str:
             # Due, of the rank's types, and of a user not in flight here.
-            return (f"SELECT {o['id']} AS id, {o['uid']} AS uid, {rank} AS rank, {o['available_at']} AS available_at "  # noqa: S608
+            return (f"SELECT {o['id']} AS id, {o['uid']} AS uid, {rank} AS rank, {o['available_at']} AS available_at, "  # noqa: S608
+                    f"{o['claimed_until']} IS NOT NULL AS lapsed "
                     f"FROM {q.table} WHERE {gate}{due(o)} AND {urgent}({o['type']} = ANY(%(urgent)s::text[])) "
                     f"AND NOT ({o['uid']} IS NOT NULL AND {o['uid']} = ANY(%(excluded)s::uuid[])) "
                     f"ORDER BY {o['available_at']}, {o['id']} LIMIT %(scan)s")
@@ -280,13 +287,14 @@ class _PostgresClaim:
             # oldest due others, each read in the order of the (status, available_at) index and only as far
             # as needed: no sort of every due row per claim.
             f"WITH urgent AS ({wanted('0', '')}), "  # noqa: S608
-            f"candidate AS (SELECT u.id, u.uid, row_number() OVER (ORDER BY u.rank, u.available_at, u.id) AS pos "
+            f"candidate AS (SELECT u.id, u.uid, u.lapsed, "
+            f"row_number() OVER (ORDER BY u.rank, u.available_at, u.id) AS pos "
             f"FROM (SELECT * FROM urgent UNION ALL ({wanted('1', 'NOT ', '(SELECT count(*) FROM urgent) < %(scan)s AND ')})) u "  # noqa: E501
             f"ORDER BY u.rank, u.available_at, u.id LIMIT %(scan)s), "
             # One head per user (each event without a user is its own), the most urgent first, of users not
             # leased to another consumer (checked on the candidates only: a probe by key each, however many
             # users have a lease row).
-            f"head AS (SELECT h.id, h.uid FROM candidate h WHERE h.uid IS NULL OR (NOT EXISTS "
+            f"head AS (SELECT h.id, h.uid, h.lapsed FROM candidate h WHERE h.uid IS NULL OR (NOT EXISTS "
             f"(SELECT 1 FROM candidate e WHERE e.uid = h.uid AND e.pos < h.pos) "
             f"AND NOT {lease.held_elsewhere('h.uid', owner='%(worker)s', now='%(now)s')}) "
             f"ORDER BY h.pos LIMIT %(users)s), "
@@ -306,7 +314,8 @@ class _PostgresClaim:
             f"RETURNING {table}.{bare['id']} AS id, sibling.head AS head) "
             f"SELECT {self.returned.select(q.using)}, "
             f"ARRAY(SELECT v.id FROM covered v WHERE v.head = {c['id']} ORDER BY v.id), "
-            f"ARRAY(SELECT l.uid FROM leased l WHERE NOT EXISTS (SELECT 1 FROM claimed x WHERE x.{bare['uid']} = l.uid)) "  # noqa: E501
+            f"ARRAY(SELECT l.uid FROM leased l WHERE NOT EXISTS (SELECT 1 FROM claimed x WHERE x.{bare['uid']} = l.uid)), "  # noqa: E501
+            f"(SELECT h.lapsed FROM head h WHERE h.id = {c['id']}) "
             f"FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true "
             f"ORDER BY {priority.format(type=c['type'])}, {c['available_at']}, {c['id']}"
         )
@@ -325,7 +334,7 @@ class _PostgresClaim:
         strays = rows[0][width + 1] if rows else []
         if strays:
             leases.user_leases_free(uids=[_uuid_of(uid) for uid in strays], owner=worker_id)
-        return [Claim(self.returned.instance(row, 0, self.using), list(row[width]))
+        return [Claim(self.returned.instance(row, 0, self.using), list(row[width]), taken_over=bool(row[width + 2]))
                 for row in rows if row[0] is not None]
 
 

@@ -65,6 +65,8 @@ _COPY_CHANGING = (
     events.AGENT_RESYNC_REQUESTED,
 )
 _UNDELIVERED = (OutboxEvent.Status.PENDING, OutboxEvent.Status.PUBLISHED)
+#: Events whose handlers write the user's copy at the Agent (a user.deleted is always read back).
+_COPY_WRITING = tuple(event_type for event_type in _COPY_CHANGING if event_type != events.USER_DELETED)
 
 
 class CheckSource(StrEnum):
@@ -338,6 +340,14 @@ def handle_read_back_due(envelope: Envelope, agent: AgentClient) -> str:
 
 
 Handler = Callable[[Envelope, AgentClient], str]
+
+
+def read_back_after_takeover(envelope: Envelope) -> None:
+    """An earlier delivery of `envelope` may have died mid-handler (its consumer killed while the
+    Agent held a write, which a live consumer would have recorded as an unknown outcome): take
+    the outcome as unknown and read the user back. Call before the handler runs again."""
+    if envelope.get("uid") and envelope.get("type") in _COPY_WRITING:
+        read_back_start(uid=envelope["uid"])
 
 
 def read_back_on_unknown_outcome(handler: Handler) -> Handler:

@@ -17,7 +17,7 @@ import backoff
 from django.conf import settings
 from django.db import DatabaseError
 
-from agent_bridge import events
+from agent_bridge import events, verification
 from agent_bridge.agent_client import AgentClient
 from agent_bridge.delivery import Cause, DeliveryError, Outcome, Retry, Status
 from agent_bridge.events import Envelope
@@ -96,12 +96,14 @@ def process_envelope(
     attempt: int,
     agent: AgentClient,
     ownership: Callable[[Envelope], AbstractContextManager] | None = None,
+    taken_over: bool = False,
 ) -> Outcome:
     """Deliver one event (attempt `attempt`, counting from 1) and say what became of it.
 
     `ownership(envelope)` is held around the handler (and its immediate retries) so that no other
     consumer talks to the Agent about the same user meanwhile; it is the transport's (see
-    agent_bridge.transports), by default the user's lease.
+    agent_bridge.transports), by default the user's lease. `taken_over`: an earlier delivery of
+    the event may have died mid-handler, so a read-back of the user starts first.
 
     Database errors propagate: the transport leaves the event to be delivered again once the
     database is back. Any other unexpected exception (a handler bug, a library error) is treated
@@ -114,6 +116,8 @@ def process_envelope(
     else:
         try:
             with (ownership or _user_lease)(envelope):
+                if taken_over:
+                    verification.read_back_after_takeover(envelope)
                 outcome = Outcome(Status(_call_with_immediate_retries(envelope, agent)))
         except DeliveryError as exc:
             error = _describe(exc)

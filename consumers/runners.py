@@ -251,7 +251,8 @@ class Consumer:
         with tracing.delivery_span(traceparent=delivery.traceparent, event_type=envelope["type"],
                                    event_id=envelope["id"]):
             return processing.process_envelope(
-                envelope, attempt=delivery.attempt, agent=self.agent, ownership=self.transport.ownership_for
+                envelope, attempt=delivery.attempt, agent=self.agent, ownership=self.transport.ownership_for,
+                taken_over=delivery.taken_over or any(covered.taken_over for covered in delivery.covered),
             )
 
     def handle(self, delivery: Delivery) -> Outcome:

@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from agent_bridge import events
+from agent_bridge import events, leases
 from agent_bridge import outbox as owner
 from agent_bridge.delivery import Cause
 from agent_bridge.leases import LeaseBusy, user_lease
@@ -49,12 +49,25 @@ def test_claim_takes_a_due_row_once_for_one_ownership_window(settings) -> None:
     [claimed] = owner.outbox_claim_users(worker_id="a", timing=timing, users=5)
     assert claimed.event.pk == event.pk and claimed.event.claimed_by == "a"
     assert soon(8) < claimed.event.claimed_until < soon(10)
+    assert not claimed.taken_over
     assert owner.outbox_claim_users(worker_id="b", timing=timing, users=5) == []
     # "a" died: its claim and the user's lease it took lapse together.
     OutboxEvent.objects.filter(pk=event.pk).update(claimed_until=soon(-1))
     UserSyncLease.objects.filter(uid=event.uid).update(expires_at=soon(-1))
-    assert [c.event.pk for c in owner.outbox_claim_users(worker_id="b", timing=timing, users=5)] == [event.pk]
+    [again] = owner.outbox_claim_users(worker_id="b", timing=timing, users=5)
+    assert again.event.pk == event.pk
+    assert again.taken_over, "a's handler may have died with an Agent write unanswered"
     assert UserSyncLease.objects.get(uid=event.uid).owner == "b"  # taken over with the claim
+
+
+def test_a_row_given_back_for_a_retry_is_not_taken_over_when_claimed_again(settings) -> None:
+    timing = bus_timing()
+    event = row()
+    [claimed] = owner.outbox_claim_users(worker_id="a", timing=timing, users=5)
+    owner.outbox_schedule_retry(event_id=claimed.event.event_id, attempt=1, delay=0, error="503", timing=timing)
+    leases.user_leases_free(uids=[event.uid], owner="a")
+    [again] = owner.outbox_claim_users(worker_id="b", timing=timing, users=5)
+    assert again.event.pk == event.pk and not again.taken_over
 
 
 def test_no_consumer_claims_a_user_another_consumer_has_claimed_until_that_one_settles() -> None:

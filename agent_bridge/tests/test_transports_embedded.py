@@ -23,10 +23,13 @@ PENDING, DELIVERED, DEAD = OutboxEvent.Status.PENDING, OutboxEvent.Status.DELIVE
 
 def test_an_expired_claim_is_taken_again(verified_user) -> None:
     row = registered(verified_user)
-    assert claim().tag.pk == row.pk
+    first = claim()
+    assert first.tag.pk == row.pk and not first.taken_over
     assert claim() is None  # claimed
     OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-    assert claim().tag.pk == row.pk  # the first consumer died mid-event
+    again = claim()
+    assert again.tag.pk == row.pk  # the first consumer died mid-event
+    assert again.taken_over  # ... maybe with an Agent write sent and unanswered
 
 
 def preferences_updates(uid: uuid.UUID, count: int) -> list[OutboxEvent]:

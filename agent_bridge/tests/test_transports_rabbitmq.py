@@ -326,3 +326,14 @@ def test_the_messages_a_consumer_holds_keep_their_settle_deadline_while_they_wai
 
     assert all(at > timezone.now() + timedelta(seconds=800) for at in
                OutboxEvent.objects.values_list("available_at", flat=True))
+
+
+def test_a_message_redelivered_by_the_broker_is_a_delivery_taken_over() -> None:
+    """RabbitMQ redelivers what a consumer held when its connection went (a kill mid-handler):
+    the consumer then reads the user back before handling it (consumers.processing)."""
+    transport = RabbitTransport(stop=threading.Event(), timing=bus_timing())
+    body = json.dumps(envelope(events.ALLERGIES_REPLACED, uuid.uuid4())).encode()
+    for tag, redelivered in ((1, False), (2, True)):
+        method = pika.spec.Basic.Deliver(consumer_tag="c", delivery_tag=tag, redelivered=redelivered)
+        transport._on_message(None, method, pika.BasicProperties(headers={"x-kairos-attempt": 1}), body)
+    assert [(d.tag.delivery_tag, d.taken_over) for d in transport._inbox] == [(1, False), (2, True)]

@@ -30,6 +30,10 @@ class Delivery:
     # Later deliveries of the same user and type that this one's handler call delivers too
     # (coalesced: the handler sends the state read when it runs); settled with it.
     covered: tuple["Delivery", ...] = ()
+    # An earlier delivery of this event may have died mid-handler (RabbitMQ: redelivered after
+    # its consumer's connection went; embedded: claimed again after a lapsed claim): an Agent
+    # write of it may have been sent with no answer recorded, and may still land.
+    taken_over: bool = False
 
     @property
     def user(self) -> str:

@@ -71,7 +71,8 @@ class EmbeddedTransport:
         )
         return [
             [Delivery(envelope=claim.event.envelope, attempt=claim.event.attempts + 1,
-                      tag=Claimed(claim.event.pk, claim.covered), traceparent=claim.event.traceparent or None)]
+                      tag=Claimed(claim.event.pk, claim.covered), traceparent=claim.event.traceparent or None,
+                      taken_over=claim.taken_over)]
             for claim in claims
         ]
 

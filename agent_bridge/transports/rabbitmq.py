@@ -559,6 +559,7 @@ class RabbitTransport:
             attempt=attempt_of(properties),
             tag=Tag(method.delivery_tag, self._partition_of_tag.get(method.consumer_tag, 0)),
             traceparent=traceparent_of(properties),
+            taken_over=bool(method.redelivered),
         )
         with self._held_lock:
             self._inbox.append(delivery)

@@ -158,3 +158,25 @@ def test_secrets_never_reach_the_log_line(agent, settings, monkeypatch, caplog) 
     assert token not in logged
     assert "s3cret-pass" not in logged
     assert "amqp://kairos:[redacted]@rabbit" in outcome.error
+
+
+def test_a_delivery_taken_over_from_a_dead_consumer_reads_the_user_back(devagent, agent, verified_user) -> None:
+    """A consumer killed while the Agent held its write recorded no unknown outcome, and the write
+    may land after a newer one: the delivery that takes the event over starts the read-back."""
+    from agent_bridge.models import AgentCopy, OutboxEvent
+
+    uid = verified_user.uid
+    processing.process_envelope(envelope(events.USER_REGISTERED, uid), attempt=1, agent=agent)
+    assert not AgentCopy.objects.filter(uid=uid, read_back_chain__isnull=False).exists()
+
+    outcome = processing.process_envelope(envelope(events.USER_REGISTERED, uid), attempt=1, agent=agent,
+                                          taken_over=True)
+    assert outcome.status == Status.DELIVERED
+    assert AgentCopy.objects.get(uid=uid).read_back_chain is not None
+    assert OutboxEvent.objects.filter(type=events.AGENT_READ_BACK_DUE, uid=uid).count() == 1
+
+    # An email sends nothing to the Agent: nothing to read back.
+    AgentCopy.objects.filter(uid=uid).update(read_back_chain=None)
+    processing.process_envelope(envelope(events.EMAIL_REQUESTED, uid, {"kind": "verify"}), attempt=1, agent=agent,
+                                taken_over=True)
+    assert not AgentCopy.objects.filter(uid=uid, read_back_chain__isnull=False).exists()

@@ -33,6 +33,18 @@ def test_a_delivered_event_is_marked_delivered(consumer, devagent, verified_user
     assert str(verified_user.uid) in devagent.state.snapshot()["users"]
 
 
+def test_a_claim_taken_over_from_a_dead_consumer_reads_the_user_back(consumer, devagent, verified_user) -> None:
+    from agent_bridge.models import AgentCopy
+
+    row = registered(verified_user)
+    assert claim().tag.pk == row.pk  # "test-worker" dies mid-handler: its claim lapses
+    OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+
+    assert consumer.handle(claim()).status == Status.DELIVERED
+    assert AgentCopy.objects.get(uid=verified_user.uid).read_back_chain is not None
+    assert OutboxEvent.objects.filter(type=events.AGENT_READ_BACK_DUE, uid=verified_user.uid).count() == 1
+
+
 def test_a_transient_failure_is_released_for_a_delayed_retry(consumer, devagent, verified_user, settings) -> None:
     settings.BUS_RETRY_DELAYS_SECONDS = [30, 60]
     devagent.state.set_fault({"status": 503})

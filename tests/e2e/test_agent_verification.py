@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from agent_bridge.verification import MAX_REPAIRS
 from tests.e2e.harness import wait_for
 from tests.e2e.helpers import create_verified_user
 
@@ -119,6 +120,27 @@ def test_a_late_apply_of_an_older_request_is_undone_without_any_command(vstack) 
     assert allergies(stack, user)["sync"]["verified_at"] is not None
 
 
+def test_an_older_create_landing_after_the_erasure_is_erased_again_without_any_command(vstack) -> None:
+    """Found by the chaos run: the double holds the user's create past the consumer's timeout (a
+    read-back starts; the retry creates the user), the account is deleted (which ends that
+    read-back) and erased at the Agent, then the held create lands and re-creates the user. The
+    erasure's own read-back finds the user there and erases it again."""
+    stack = vstack
+    hold_ms = 8000  # the deletion must reach the Agent before the held create lands
+    stack.agent.late_apply(hold_ms=hold_ms, paths=r"^/users/[^/]+$", count=1)
+    user = create_verified_user(stack, email="late-create@example.com")
+    response = stack.api("DELETE", "/api/account/", token=user.token, json={"password": user.password})
+    assert response.status_code in (200, 202, 204), response.text
+    wait_for(lambda: stack.agent.user(user.uid) is None, timeout=30, what="the erasure delivered")
+    assert stack.agent.misbehaviour()["late_apply"]["held"] == 1, "the create still held after the erasure"
+
+    wait_for(lambda: stack.agent.misbehaviour()["late_apply"]["applied"] == 1, timeout=30, what="the held create")
+    log = [(r["method"], r["late"]) for r in stack.agent.requests() if user.uid in r["path"]]
+    assert log.index(("POST", True)) > log.index(("DELETE", False)), "the older create landed after the erasure"
+    wait_for(lambda: stack.agent.user(user.uid) is None, timeout=HORIZON + 30, what="the re-created user erased")
+    assert stack.bus_status()["verification"]["drift"]["leftover"] >= 1
+
+
 def test_dropped_and_altered_allergies_are_detected_reported_and_repaired_by_reconcile(vstack) -> None:
     stack = vstack
     dropped = user_with(stack, "dropped@example.com", OLD)
@@ -169,10 +191,15 @@ def test_resync_restores_every_user_exactly_after_the_agent_forgot_everything(vs
 def test_a_user_deleted_here_but_kept_by_the_agent_is_erased_by_reconcile(vstack) -> None:
     stack = vstack
     user = user_with(stack, "kept@example.com", OLD)
-    stack.agent.keep_erased(paths=user.uid, count=1)
+    # The erasure's own read-back erases a kept user again, MAX_REPAIRS times, then leaves it to reconcile.
+    erasures = 1 + MAX_REPAIRS
+    stack.agent.keep_erased(paths=user.uid, count=erasures)
     response = stack.api("DELETE", "/api/account/", token=user.token, json={"password": user.password})
     assert response.status_code in (200, 202, 204), response.text
-    wait_for(lambda: stack.agent.misbehaviour()["keep_erased"]["kept"] == 1, timeout=60, what="the erasure ignored")
+    wait_for(lambda: stack.agent.misbehaviour()["keep_erased"]["kept"] == erasures, timeout=120,
+             what="every erasure ignored")
+    wait_for(lambda: stack.bus_status()["verification"]["verifying"] == 0, timeout=2 * HORIZON + 30,
+             what="automatic repair given up")
     stack.wait_drained()
     assert stack.agent.user(user.uid) is not None, "the double kept the erased user"
 

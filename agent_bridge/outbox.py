@@ -198,8 +198,11 @@ def outbox_claim_users(
     if connections[q.using].vendor == "postgresql":
         return _postgres_claim(q.using).claim(worker_id=worker_id, users=users, excluded=excluded, now=now,
                                               until=until, coalesce_limit=coalesce_limit)
-    return _claim_users_stepwise(q, worker_id=worker_id, users=users, excluded=excluded, now=now, until=until,
-                                 coalesce_limit=coalesce_limit)
+    # One transaction: a statement failing halfway (SQLite busy) must not leave leases taken and rows claimed
+    # that nobody returned, to wait out a whole ownership window.
+    with transaction.atomic(using=q.using):
+        return _claim_users_stepwise(q, worker_id=worker_id, users=users, excluded=excluded, now=now, until=until,
+                                     coalesce_limit=coalesce_limit)
 
 
 def _claim_users_stepwise(q: "_ClaimSql", *, worker_id: str, users: int, excluded: list[uuid.UUID], now: datetime,

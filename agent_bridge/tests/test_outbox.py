@@ -473,3 +473,21 @@ def test_a_user_leased_by_a_claim_whose_head_was_settled_meanwhile_is_let_go_at_
         thread.join()
         connection.close()
     assert UserSyncLease.objects.get(uid=head.uid).owner == ""
+
+
+def test_a_claim_failing_halfway_leaves_no_lease_taken_and_no_row_claimed(monkeypatch) -> None:
+    """SQLite claims in several statements: one failing (a busy database) rolls back the others,
+    instead of leaving leases and claims that nobody returned to wait out an ownership window."""
+    if connection.vendor != "sqlite":
+        pytest.skip("on PostgreSQL the claim is one statement")
+    event = row()
+
+    def busy(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(owner, "_claim_coalesced", busy)  # after the leases and the rows were claimed
+    with pytest.raises(OperationalError):
+        owner.outbox_claim_users(worker_id="a", timing=bus_timing(), users=5)
+    event.refresh_from_db()
+    assert (event.claimed_by, event.claimed_until) == ("", None)
+    assert not UserSyncLease.objects.filter(uid=event.uid, owner="a").exists()

@@ -276,23 +276,33 @@ class _PostgresClaim:
 
         priority = "CASE WHEN {type} = ANY(%(urgent)s::text[]) THEN 0 ELSE 1 END"
 
-        def wanted(rank: str, urgent: str, gate: str = "") -> str:
-            # Due, of the rank's types, and of a user not in flight here.
+        def wanted(rank: str, types: str, gate: str = "", limit: str = "%(scan)s") -> str:
+            # Due, of `types` (a condition on the type, or none), of a user not in flight here.
             return (f"SELECT {o['id']} AS id, {o['uid']} AS uid, {rank} AS rank, {o['available_at']} AS available_at, "  # noqa: S608
-                    f"{o['claimed_until']} IS NOT NULL AS lapsed "
-                    f"FROM {q.table} WHERE {gate}{due(o)} AND {urgent}({o['type']} = ANY(%(urgent)s::text[])) "
+                    f"{o['type']} AS type, {o['claimed_until']} IS NOT NULL AS lapsed "
+                    f"FROM {q.table} WHERE {gate}{due(o)} {types}"
                     f"AND NOT ({o['uid']} IS NOT NULL AND {o['uid']} = ANY(%(excluded)s::uuid[])) "
-                    f"ORDER BY {o['available_at']}, {o['id']} LIMIT %(scan)s")
+                    f"ORDER BY {o['available_at']}, {o['id']} LIMIT {limit}")
+
+        # The others are read as the first due rows of any type, the allergy events then dropped: fewer than
+        # `scan` of those are due (or this part does not run), so the first 2 * scan rows hold every other
+        # row wanted. A filter on "not an allergy event" would let the planner's estimate of it decide the
+        # plan: with statistics taken while nearly every row was a pending allergy event (a burst, delivered
+        # since), it expected to read the whole table for `scan` rows and chose a sequential scan of it.
+        urgent_type = f"AND {o['type']} = ANY(%(urgent)s::text[]) "
+        others = (f"SELECT x.id, x.uid, x.rank, x.available_at, x.type, x.lapsed FROM "  # noqa: S608
+                  f"({wanted('1', '', '(SELECT count(*) FROM urgent) < %(scan)s AND ', '%(prefix)s')}) x "
+                  f"WHERE NOT (x.type = ANY(%(urgent)s::text[])) ORDER BY x.available_at, x.id LIMIT %(scan)s")
         self.returned = rawsql.Columns(OutboxEvent, "c")
         # Only quoted names from the model's metadata are interpolated; values are parameters.
         self.sql = (
             # The oldest due allergy events, then (only if they are fewer than wanted: a one-time filter) the
             # oldest due others, each read in the order of the (status, available_at) index and only as far
             # as needed: no sort of every due row per claim.
-            f"WITH urgent AS ({wanted('0', '')}), "  # noqa: S608
+            f"WITH urgent AS ({wanted('0', urgent_type)}), "  # noqa: S608
             f"candidate AS (SELECT u.id, u.uid, u.lapsed, "
             f"row_number() OVER (ORDER BY u.rank, u.available_at, u.id) AS pos "
-            f"FROM (SELECT * FROM urgent UNION ALL ({wanted('1', 'NOT ', '(SELECT count(*) FROM urgent) < %(scan)s AND ')})) u "  # noqa: E501
+            f"FROM (SELECT * FROM urgent UNION ALL ({others})) u "
             f"ORDER BY u.rank, u.available_at, u.id LIMIT %(scan)s), "
             # One head per user (each event without a user is its own), the most urgent first, of users not
             # leased to another consumer (checked on the candidates only: a probe by key each, however many
@@ -306,17 +316,21 @@ class _PostgresClaim:
             f"claimed AS (UPDATE {table} SET {bare['claimed_by']} = %(worker)s, {bare['claimed_until']} = %(until)s "
             f"WHERE {bare['id']} IN (SELECT h.id FROM head h WHERE h.uid IS NULL OR h.uid IN (SELECT uid FROM leased)) "
             f"AND {due(bare)} RETURNING {table}.*), "
-            # The due, never-tried rows of each claimed head's user and type (coalescing types only), oldest first.
-            f"sibling AS (SELECT id, head FROM (SELECT {s['id']} AS id, {c['id']} AS head, "
-            f"row_number() OVER (PARTITION BY {c['id']} ORDER BY {s['id']}) AS n "
-            f"FROM {table} s JOIN claimed c ON {s['uid']} = {c['uid']} AND {s['type']} = {c['type']} "
-            f"WHERE {c['type']} = ANY(%(coalescing)s::text[]) AND {s['id']} <> {c['id']} AND {due(s)} "
-            f"AND {s['attempts']} = 0) numbered WHERE n <= %(coalesce_limit)s), "
+            # Up to coalesce_limit due, never-tried rows of each claimed head's user and type (coalescing types only;
+            # any of them: the handler sends the state they all led to), found per head by the user's index (a
+            # lateral subquery, unordered: ordered by id, the planner walks the primary key) and claimed by primary
+            # key. Written as a join of the table with the heads, statistics taken while a few users had thousands
+            # of pending rows each (an API burst, delivered since) made the planner hash the whole table twice.
+            f"sibling AS (SELECT n.id FROM claimed c CROSS JOIN LATERAL (SELECT {s['id']} AS id FROM {table} s "
+            f"WHERE {s['uid']} = {c['uid']} AND {s['type']} = {c['type']} AND {s['id']} <> {c['id']} AND {due(s)} "
+            f"AND {s['attempts']} = 0 LIMIT %(coalesce_limit)s) n "
+            f"WHERE {c['type']} = ANY(%(coalescing)s::text[])), "
             f"covered AS (UPDATE {table} SET {bare['claimed_by']} = %(worker)s, {bare['claimed_until']} = %(until)s "
-            f"FROM sibling WHERE {table}.{bare['id']} = sibling.id AND {due({k: f'{table}.{v}' for k, v in bare.items()})} "  # noqa: E501
-            f"RETURNING {table}.{bare['id']} AS id, sibling.head AS head) "
+            f"WHERE {bare['id']} = ANY(ARRAY(SELECT id FROM sibling)) AND {due(bare)} "
+            f"RETURNING {bare['id']} AS id, {bare['uid']} AS uid) "
             f"SELECT {self.returned.select(q.using)}, "
-            f"ARRAY(SELECT v.id FROM covered v WHERE v.head = {c['id']} ORDER BY v.id), "
+            # One head per user, so a covered row's user names its head.
+            f"ARRAY(SELECT v.id FROM covered v WHERE v.uid = {c['uid']} ORDER BY v.id), "
             f"ARRAY(SELECT l.uid FROM leased l WHERE NOT EXISTS (SELECT 1 FROM claimed x WHERE x.{bare['uid']} = l.uid)), "  # noqa: E501
             f"(SELECT h.lapsed FROM head h WHERE h.id = {c['id']}) "
             f"FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true "
@@ -330,7 +344,8 @@ class _PostgresClaim:
         rows = rawsql.fetchall(self.sql, {
             "pending": PENDING.value, "now": self.prep("available_at", now), "until": self.prep("claimed_until", until),
             "worker": worker_id, "excluded": _array(excluded), "urgent": _array(events.HIGH_PRIORITY_TYPES),
-            "coalescing": _array(events.COALESCING_TYPES), "scan": users * 4 + 4, "users": users,
+            "coalescing": _array(events.COALESCING_TYPES), "scan": users * 4 + 4, "prefix": 2 * (users * 4 + 4),
+            "users": users,
             "coalesce_limit": coalesce_limit,
         }, using=self.using)
         width = len(self.returned)

@@ -67,17 +67,27 @@ class OwnBroker:
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         self.log_path = self.state_dir / "services.log"
 
-    def _run(self, command: str, timeout: float = 120) -> None:
-        env = {
+    def _env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "KAIROS_SERVICES_DIR": str(self.state_dir),
             "KAIROS_AMQP_PORT": str(self.port),
             "KAIROS_RABBITMQ_NODENAME": self.node,
         }
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """What `rabbitmqctl <args>` prints for this node."""
+        result = subprocess.run(
+            ["bash", str(SERVICES_SCRIPT), "rabbitmqctl", *args],
+            env=self._env(), capture_output=True, text=True, timeout=timeout, check=True,
+        )
+        return result.stdout
+
+    def _run(self, command: str, timeout: float = 120) -> None:
         with open(self.log_path, "ab") as log:
             result = subprocess.run(
                 ["bash", str(SERVICES_SCRIPT), command],
-                env=env,
+                env=self._env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=timeout,

@@ -339,15 +339,22 @@ class _PostgresClaim:
         self.using = q.using
         self.prep = q.prep
 
-    def claim(self, *, worker_id: str, users: int, excluded: list[uuid.UUID], now: datetime, until: datetime,
-              coalesce_limit: int) -> list[Claim]:
-        rows = rawsql.fetchall(self.sql, {
+    def params(self, *, worker_id: str, users: int, excluded: list[uuid.UUID], now: datetime, until: datetime,
+               coalesce_limit: int) -> dict[str, object]:
+        """The statement's parameters (also what a test gives EXPLAIN)."""
+        scan = users * 4 + 4
+        return {
             "pending": PENDING.value, "now": self.prep("available_at", now), "until": self.prep("claimed_until", until),
             "worker": worker_id, "excluded": _array(excluded), "urgent": _array(events.HIGH_PRIORITY_TYPES),
-            "coalescing": _array(events.COALESCING_TYPES), "scan": users * 4 + 4, "prefix": 2 * (users * 4 + 4),
-            "users": users,
+            "coalescing": _array(events.COALESCING_TYPES), "scan": scan, "prefix": 2 * scan, "users": users,
             "coalesce_limit": coalesce_limit,
-        }, using=self.using)
+        }
+
+    def claim(self, *, worker_id: str, users: int, excluded: list[uuid.UUID], now: datetime, until: datetime,
+              coalesce_limit: int) -> list[Claim]:
+        rows = rawsql.fetchall(self.sql, self.params(
+            worker_id=worker_id, users=users, excluded=excluded, now=now, until=until, coalesce_limit=coalesce_limit,
+        ), using=self.using)
         width = len(self.returned)
         strays = rows[0][width + 1] if rows else []
         if strays:

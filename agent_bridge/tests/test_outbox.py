@@ -1,5 +1,6 @@
 """The outbox owner's transitions (agent_bridge.outbox): each state change, written one way."""
 import functools
+import json
 import threading
 import time
 import uuid
@@ -499,7 +500,6 @@ def test_the_claim_scans_no_outbox_row_it_does_not_need_under_statistics_from_a_
     made the planner read the whole outbox per claim, in sequential scans and hash joins."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's planner")
-    import json as _json
 
     burst_users = [uuid.uuid4() for _ in range(16)]
     OutboxEvent.objects.bulk_create([OutboxEvent(type=events.ALLERGIES_REPLACED, uid=burst_users[n % 16],
@@ -510,14 +510,11 @@ def test_the_claim_scans_no_outbox_row_it_does_not_need_under_statistics_from_a_
     OutboxEvent.objects.create(type=events.ALLERGIES_REPLACED, uid=uuid.uuid4(), data={"revision": 1})
 
     claim = owner._postgres_claim("default")
-    now = timezone.now()
-    params = {"pending": PENDING.value, "now": now, "until": soon(15), "worker": "w", "excluded": "{}",
-              "urgent": owner._array(events.HIGH_PRIORITY_TYPES), "coalescing": owner._array(events.COALESCING_TYPES),
-              "scan": 36, "prefix": 72, "users": 8, "coalesce_limit": 500}
+    params = claim.params(worker_id="w", users=8, excluded=[], now=timezone.now(), until=soon(15), coalesce_limit=500)
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {claim.sql}", params)
         plan = cursor.fetchone()[0]
-    plan = _json.loads(plan) if isinstance(plan, str) else plan
+    plan = json.loads(plan) if isinstance(plan, str) else plan
 
     def nodes(node):
         yield node

@@ -8,6 +8,7 @@ from django.db import OperationalError
 
 from agent_bridge import events
 from agent_bridge.delivery import Status
+from agent_bridge.models import AgentCopy, OutboxEvent
 from consumers import processing
 from consumers.handlers import HANDLERS
 from consumers.tests.conftest import envelope
@@ -163,8 +164,6 @@ def test_secrets_never_reach_the_log_line(agent, settings, monkeypatch, caplog) 
 def test_a_delivery_taken_over_from_a_dead_consumer_reads_the_user_back(devagent, agent, verified_user) -> None:
     """A consumer killed while the Agent held its write recorded no unknown outcome, and the write
     may land after a newer one: the delivery that takes the event over starts the read-back."""
-    from agent_bridge.models import AgentCopy, OutboxEvent
-
     uid = verified_user.uid
     processing.process_envelope(envelope(events.USER_REGISTERED, uid), attempt=1, agent=agent)
     assert not AgentCopy.objects.filter(uid=uid, read_back_chain__isnull=False).exists()

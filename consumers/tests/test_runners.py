@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from agent_bridge import events
 from agent_bridge.delivery import Status
-from agent_bridge.models import OutboxEvent
+from agent_bridge.models import AgentCopy, OutboxEvent
 from agent_bridge.timing import bus_timing
 from agent_bridge.transports import Delivery
 from agent_bridge.transports.embedded import EmbeddedTransport
@@ -34,8 +34,6 @@ def test_a_delivered_event_is_marked_delivered(consumer, devagent, verified_user
 
 
 def test_a_claim_taken_over_from_a_dead_consumer_reads_the_user_back(consumer, devagent, verified_user) -> None:
-    from agent_bridge.models import AgentCopy
-
     row = registered(verified_user)
     assert claim().tag.pk == row.pk  # "test-worker" dies mid-handler: its claim lapses
     OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))

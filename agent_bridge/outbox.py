@@ -25,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from agent_bridge import events, leases
@@ -86,6 +86,15 @@ def outbox_event_write(*, uid: uuid.UUID | None, payload: Payload) -> None:
         "type": payload.TYPE, "schema": payload.SCHEMA, "uid": uid, "data": payload.as_data(),
         "traceparent": current_traceparent(),
     })
+
+
+def _status_of_keyed(*statuses: OutboxEvent.Status) -> Q:
+    """status in `statuses`, for rows found by key (primary key, event id), as a test no index can serve (NOT IN
+    the other statuses). Statistics taken while nothing was pending or published (the usual state: every row
+    delivered) estimate one such row, and a plain `status = ...` then made the planner read every row of that
+    status through a status index instead of looking the given ones up by key: each relay batch or claim renewal
+    during a burst read the whole backlog."""
+    return ~Q(status__in=[status for status in OutboxEvent.Status if status not in statuses])
 
 
 def _after(seconds: float) -> datetime:
@@ -270,8 +279,14 @@ class _PostgresClaim:
         s = {attname: f"s.{column}" for attname, column in bare.items()}
         c = {attname: f"c.{column}" for attname, column in bare.items()}
 
-        def due(col: dict[str, str]) -> str:
-            return (f"{col['status']} = %(pending)s AND {col['available_at']} <= %(now)s "
+        def due(col: dict[str, str], *, by_key: bool = False) -> str:
+            # by_key: for rows looked up by key (primary key, the user's index), the status test is one no index
+            # can serve (`IS TRUE`; status is never null). Statistics taken while nothing was pending (the usual
+            # state: every row delivered) estimate a single pending row, and the planner then read every pending
+            # row through a status index rather than look a few up by key: during a burst of 3,000 events each
+            # claim read all 3,000 several times over (5 ms of the database per claim instead of 1.5).
+            status = f"({col['status']} = %(pending)s) IS TRUE" if by_key else f"{col['status']} = %(pending)s"
+            return (f"{status} AND {col['available_at']} <= %(now)s "
                     f"AND ({col['claimed_until']} IS NULL OR {col['claimed_until']} < %(now)s)")
 
         priority = "CASE WHEN {type} = ANY(%(urgent)s::text[]) THEN 0 ELSE 1 END"
@@ -315,18 +330,19 @@ class _PostgresClaim:
             f"RETURNING {lease.table}.{lease.uid} AS uid), "
             f"claimed AS (UPDATE {table} SET {bare['claimed_by']} = %(worker)s, {bare['claimed_until']} = %(until)s "
             f"WHERE {bare['id']} IN (SELECT h.id FROM head h WHERE h.uid IS NULL OR h.uid IN (SELECT uid FROM leased)) "
-            f"AND {due(bare)} RETURNING {table}.*), "
+            f"AND {due(bare, by_key=True)} RETURNING {table}.*), "
             # Up to coalesce_limit due, never-tried rows of each claimed head's user and type (coalescing types only;
             # any of them: the handler sends the state they all led to), found per head by the user's index (a
             # lateral subquery, unordered: ordered by id, the planner walks the primary key) and claimed by primary
             # key. Written as a join of the table with the heads, statistics taken while a few users had thousands
             # of pending rows each (an API burst, delivered since) made the planner hash the whole table twice.
             f"sibling AS (SELECT n.id FROM claimed c CROSS JOIN LATERAL (SELECT {s['id']} AS id FROM {table} s "
-            f"WHERE {s['uid']} = {c['uid']} AND {s['type']} = {c['type']} AND {s['id']} <> {c['id']} AND {due(s)} "
+            f"WHERE {s['uid']} = {c['uid']} AND {s['type']} = {c['type']} AND {s['id']} <> {c['id']} "
+            f"AND {due(s, by_key=True)} "
             f"AND {s['attempts']} = 0 LIMIT %(coalesce_limit)s) n "
             f"WHERE {c['type']} = ANY(%(coalescing)s::text[])), "
             f"covered AS (UPDATE {table} SET {bare['claimed_by']} = %(worker)s, {bare['claimed_until']} = %(until)s "
-            f"WHERE {bare['id']} = ANY(ARRAY(SELECT id FROM sibling)) AND {due(bare)} "
+            f"WHERE {bare['id']} = ANY(ARRAY(SELECT id FROM sibling)) AND {due(bare, by_key=True)} "
             f"RETURNING {bare['id']} AS id, {bare['uid']} AS uid) "
             f"SELECT {self.returned.select(q.using)}, "
             # One head per user, so a covered row's user names its head.
@@ -415,14 +431,14 @@ def _claim_coalesced(heads: list[OutboxEvent], *, worker_id: str, until: datetim
 def outbox_claim_release(*, pks: list[int], worker_id: str) -> None:
     """Give claimed rows back untouched (coalesced events whose head was not delivered)."""
     if pks:
-        OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id).update(
+        OutboxEvent.objects.filter(_status_of_keyed(PENDING), pk__in=pks, claimed_by=worker_id).update(
             claimed_by="", claimed_until=None
         )
 
 
 def outbox_claim_renew(*, pks: list[int], worker_id: str, timing: BusTiming, uid: uuid.UUID | None = None) -> None:
     """The claim's work still runs: its rows, and the lease of its user `uid` the claim took, for one more window."""
-    OutboxEvent.objects.filter(pk__in=pks, status=PENDING, claimed_by=worker_id).update(
+    OutboxEvent.objects.filter(_status_of_keyed(PENDING), pk__in=pks, claimed_by=worker_id).update(
         claimed_until=_after(timing.ownership_seconds)
     )
     if uid is not None:
@@ -459,7 +475,7 @@ def outbox_pending(*, limit: int) -> list[OutboxEvent]:
 
 def outbox_mark_published(*, pks: list[int], timing: BusTiming) -> None:
     """The broker confirmed these; each must be settled by its settle deadline or is published again."""
-    OutboxEvent.objects.filter(pk__in=pks, status=PENDING).update(
+    OutboxEvent.objects.filter(_status_of_keyed(PENDING), pk__in=pks).update(
         status=PUBLISHED, published_at=timezone.now(), available_at=_after(timing.settle_deadline_seconds())
     )
 
@@ -469,7 +485,7 @@ def outbox_publish_refused(*, pks: list[int], timing: BusTiming) -> None:
     are offered again after the first retry delay, not in a tight loop."""
     if pks:
         delay = timing.retry_delay_seconds(attempt=1) or timing.renew_seconds
-        OutboxEvent.objects.filter(pk__in=pks, status=PENDING).update(available_at=_after(delay))
+        OutboxEvent.objects.filter(_status_of_keyed(PENDING), pk__in=pks).update(available_at=_after(delay))
 
 
 def outbox_settle_deadline_extend(*, event_ids: Collection[uuid.UUID | str], timing: BusTiming) -> None:
@@ -477,7 +493,7 @@ def outbox_settle_deadline_extend(*, event_ids: Collection[uuid.UUID | str], tim
     earlier events or in a handler): move their settle deadline on so the relay does not
     publish them again meanwhile (renewed while they are held, like an embedded claim)."""
     if event_ids:
-        OutboxEvent.objects.filter(event_id__in=list(event_ids), status=PUBLISHED).update(
+        OutboxEvent.objects.filter(_status_of_keyed(PUBLISHED), event_id__in=list(event_ids)).update(
             available_at=_after(timing.settle_deadline_seconds())
         )
 
@@ -566,7 +582,7 @@ def outbox_schedule_retry(
     and its claim is released. RabbitMQ: the broker holds it for `delay`; the row's settle
     deadline moves on."""
     ids = [event_id] if event_id is not None else list(event_ids)
-    OutboxEvent.objects.filter(event_id__in=ids, status__in=(PENDING, PUBLISHED)).update(
+    OutboxEvent.objects.filter(_status_of_keyed(PENDING, PUBLISHED), event_id__in=ids).update(
         attempts=attempt,
         last_error=error,
         claimed_by="",

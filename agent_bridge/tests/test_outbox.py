@@ -526,6 +526,16 @@ def test_the_claim_scans_no_outbox_row_it_does_not_need_under_statistics_from_a_
     assert whole_table == []
 
 
+def _burst_under_statistics_with_every_row_delivered(status: OutboxEvent.Status, *, claimed_by: str = "") -> None:
+    """2,000 delivered rows analyzed, then a burst of 3,000 rows of `status` that the statistics do not know."""
+    OutboxEvent.objects.bulk_create([OutboxEvent(type=events.ALLERGIES_REPLACED, uid=uuid.uuid4(),
+                                                 data={"revision": 1}, status=DELIVERED) for _ in range(2000)])
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {OutboxEvent._meta.db_table}")
+    OutboxEvent.objects.bulk_create([OutboxEvent(type=events.ALLERGIES_REPLACED, uid=uuid.uuid4(), data={"revision": 1},
+                                                 status=status, claimed_by=claimed_by) for _ in range(3000)])
+
+
 def _plan_nodes(node: dict):
     yield node
     for child in node.get("Plans", []):
@@ -541,13 +551,7 @@ def test_a_claim_in_a_burst_looks_its_rows_up_by_key_under_statistics_with_nothi
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's planner")
 
-    OutboxEvent.objects.bulk_create([OutboxEvent(type=events.ALLERGIES_REPLACED, uid=uuid.uuid4(),
-                                                 data={"revision": 1}, status=DELIVERED) for _ in range(2000)])
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {OutboxEvent._meta.db_table}")
-    backlog = 3000
-    OutboxEvent.objects.bulk_create([OutboxEvent(type=events.ALLERGIES_REPLACED, uid=uuid.uuid4(),
-                                                 data={"revision": 1}) for _ in range(backlog)])
+    _burst_under_statistics_with_every_row_delivered(PENDING)
 
     claim = owner._postgres_claim("default")
     params = claim.params(worker_id="w", users=4, excluded=[], now=timezone.now(), until=soon(15), coalesce_limit=500)
@@ -575,12 +579,7 @@ def test_updates_of_rows_given_by_key_read_only_those_under_statistics_with_none
         pytest.skip("PostgreSQL's planner")
     from django.test.utils import CaptureQueriesContext
 
-    OutboxEvent.objects.bulk_create([OutboxEvent(type=events.ALLERGIES_REPLACED, uid=uuid.uuid4(),
-                                                 data={"revision": 1}, status=DELIVERED) for _ in range(2000)])
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {OutboxEvent._meta.db_table}")
-    OutboxEvent.objects.bulk_create([OutboxEvent(type=events.ALLERGIES_REPLACED, uid=uuid.uuid4(), data={"revision": 1},
-                                                 status=status, claimed_by="w") for _ in range(3000)])
+    _burst_under_statistics_with_every_row_delivered(status, claimed_by="w")
     given = list(OutboxEvent.objects.order_by("-id")[:20])
     pks, ids, timing = [e.pk for e in given], [e.event_id for e in given], bus_timing()
     calls = {

@@ -511,17 +511,9 @@ def test_the_claim_scans_no_outbox_row_it_does_not_need_under_statistics_from_a_
 
     claim = owner._postgres_claim("default")
     params = claim.params(worker_id="w", users=8, excluded=[], now=timezone.now(), until=soon(15), coalesce_limit=500)
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {claim.sql}", params)
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
+    plan = _explain(claim.sql, params, analyze=False)
 
-    def nodes(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    whole_table = [n["Node Type"] for n in nodes(plan[0]["Plan"])
+    whole_table = [n["Node Type"] for n in _plan_nodes(plan)
                    if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == OutboxEvent._meta.db_table]
     assert whole_table == []
 
@@ -536,10 +528,28 @@ def _burst_under_statistics_with_every_row_delivered(status: OutboxEvent.Status,
                                                  status=status, claimed_by=claimed_by) for _ in range(3000)])
 
 
+def _explain(sql: str, params: dict | None = None, *, analyze: bool = True) -> dict:
+    """The root node of the statement's JSON plan (executed with `analyze`: inside the test's transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN ({'ANALYZE, ' if analyze else ''}FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+
+
 def _plan_nodes(node: dict):
     yield node
     for child in node.get("Plans", []):
         yield from _plan_nodes(child)
+
+
+def _outbox_rows_read(plan: dict) -> dict[str, int]:
+    """Rows each scan of the outbox read in an executed plan (returned or filtered out, every loop)."""
+    read = {}
+    for node in _plan_nodes(plan):
+        if node.get("Relation Name") == OutboxEvent._meta.db_table:
+            rows = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * node.get("Actual Loops", 1)
+            read[f"{node['Node Type']} {node.get('Index Name', '')}".strip()] = rows
+    return read
 
 
 def test_a_claim_in_a_burst_looks_its_rows_up_by_key_under_statistics_with_nothing_pending() -> None:
@@ -555,16 +565,7 @@ def test_a_claim_in_a_burst_looks_its_rows_up_by_key_under_statistics_with_nothi
 
     claim = owner._postgres_claim("default")
     params = claim.params(worker_id="w", users=4, excluded=[], now=timezone.now(), until=soon(15), coalesce_limit=500)
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {claim.sql}", params)
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-
-    read = {}
-    for node in _plan_nodes(plan[0]["Plan"]):
-        if node.get("Relation Name") == OutboxEvent._meta.db_table:
-            rows = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * node.get("Actual Loops", 1)
-            read[f"{node['Node Type']} {node.get('Index Name', '')}".strip()] = rows
+    read = _outbox_rows_read(_explain(claim.sql, params))
     assert OutboxEvent.objects.filter(claimed_by="w").count() == 4
     # The oldest due heads are read in index order (a few dozen rows); nothing else is scanned.
     assert sum(read.values()) < 200, read
@@ -595,10 +596,5 @@ def test_updates_of_rows_given_by_key_read_only_those_under_statistics_with_none
         with CaptureQueriesContext(connection) as captured:
             call()
         (update,) = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {update}")
-            plan = cursor.fetchone()[0]
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        read = sum((n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)) * n.get("Actual Loops", 1)
-                   for n in _plan_nodes(plan[0]["Plan"]) if n.get("Relation Name") == OutboxEvent._meta.db_table)
-        assert read <= 2 * len(given), (read, update[:120])
+        read = _outbox_rows_read(_explain(update))
+        assert sum(read.values()) <= 2 * len(given), (read, update[:120])

@@ -19,22 +19,25 @@ to choose. So every failure is raised as a typed :class:`AgentError` whose
 
 The service token is a secret: it travels only in the ``X-Service-Token``
 header, is never logged, and is scrubbed from every exception message (an
-error body could echo it). Exceptions carry no ``requests`` response either,
-because a response holds its request's headers.
+error body could echo it). Exceptions carry no HTTP response either, because a
+response can hold its request's headers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 import urllib3
+from urllib3.exceptions import HTTPError, LocationValueError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from agent_bridge.delivery import Cause, DeliveryError, Retry
 from project import metrics, tracing
@@ -139,22 +142,14 @@ class AgentConnectionLost(AgentConnectionError, AgentOutcomeUnknown):
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
-def _request_was_sent(exc: requests.RequestException) -> bool:
+def _request_was_sent(exc: HTTPError) -> bool:
     """Whether a failed call got as far as sending its request.
 
-    A connect timeout, or a ConnectionError wrapping a failed connection attempt
-    (MaxRetryError → NewConnectionError), never sent anything; a ConnectionError wrapping
-    urllib3's ProtocolError ("Connection aborted", the peer closed or reset while we waited for
-    the answer) did, and so did a read timeout.
+    A failed connection attempt (refused, a connect timeout) never sent anything; a read timeout
+    did, and so did a ProtocolError ("Connection aborted": the peer closed or reset the
+    connection while we waited for the answer, or broke off the answer).
     """
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    if isinstance(cause, urllib3.exceptions.MaxRetryError):
-        cause = cause.reason
-    return isinstance(cause, urllib3.exceptions.ProtocolError)
+    return isinstance(exc, ReadTimeoutError | ProtocolError)
 
 
 class AgentPermanentError(AgentError):
@@ -219,46 +214,88 @@ def error_class_for(status: int, code: str | None, detail: str) -> type[AgentErr
     return _PERMANENT_BY_STATUS.get(status, AgentPermanentError)
 
 
+@dataclass(frozen=True)
+class AgentAnswer:
+    """One HTTP answer of the Agent, read whole."""
+
+    status: int
+    headers: urllib3.HTTPHeaderDict
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+# What no header value may hold (http.client's own check, which quotes the value, i.e. the token).
+_ILLEGAL_HEADER_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])|^\s|\s$")
+USER_AGENT = f"kairos-backend python-urllib3/{urllib3.__version__}"
+# One attempt, a redirect answered as it is; built once (urllib3 converts `retries=False` per call).
+_ONE_ATTEMPT = urllib3.Retry(False, redirect=False)
+
+
 class AgentClient:
-    """One session to the Agent, authenticated with the service token.
+    """One connection pool to the Agent, authenticated with the service token.
 
     ``timeout`` is the read timeout in seconds; the connect timeout is the
     same capped at :data:`MAX_CONNECT_TIMEOUT`, so an unreachable Agent is
     detected quickly even when reads are allowed to be slow.
     """
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        service_token: str,
-        timeout: float,
-        session: requests.Session | None = None,
-    ) -> None:
+    def __init__(self, *, base_url: str, service_token: str, timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = service_token
         self.timeout = (min(float(timeout), MAX_CONNECT_TIMEOUT), float(timeout))
-        self._owns_session = session is None
-        self._session = session if session is not None else self._session_for(self.base_url)
-        # The session's default headers with ours over them, merged once (requests merges them,
-        # and the session's cookies, hooks and settings, on every call: see _send).
-        self._headers = {**self._session.headers, "X-Service-Token": service_token, "Accept": "application/json"}
+        self._urllib3_timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
+        self._headers = {
+            "X-Service-Token": service_token,
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        # Checked here, raised on each call as the permanent errors they are.
+        self._setting_problem = self._setting_problem_of(self.base_url, service_token)
+        self.proxy, self.verify = self._environment_for(self.base_url)
+        self._pool = self._pool_for(self.proxy, self.verify)
 
     @staticmethod
-    def _session_for(base_url: str) -> requests.Session:
-        """A session that reads the environment's proxy and CA-bundle settings for the Agent's URL
-        once, here, rather than on every call as requests does (scanning os.environ and looking
-        for ~/.netrc cost about as much CPU as the rest of the client's Python per call). A
-        ~/.netrc login is never sent: the service token is the Agent's only credential."""
-        session = requests.Session()
-        found = session.merge_environment_settings(base_url, {}, None, None, None)
-        session.proxies.update(found["proxies"])
-        session.verify = found["verify"]
-        session.trust_env = False
-        return session
+    def _setting_problem_of(base_url: str, token: str) -> AgentPermanentError | None:
+        try:
+            url = urllib3.util.parse_url(base_url)
+        except LocationValueError:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            return AgentPermanentError("AGENT_BASE_URL is not a usable http(s) URL", code="INVALID_AGENT_URL")
+        if _ILLEGAL_HEADER_VALUE.search(token):
+            return AgentPermanentError("AGENT_SERVICE_TOKEN is not a valid header value",
+                                       code="INVALID_SERVICE_TOKEN_SETTING")
+        return None
+
+    @staticmethod
+    def _environment_for(base_url: str) -> tuple[str | None, bool | str]:
+        """The proxy (HTTP(S)_PROXY, NO_PROXY) and CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)
+        the environment sets for the Agent's URL, read once, with requests' rules; a ~/.netrc
+        login is never sent: the service token is the Agent's only credential."""
+        found = requests.Session().merge_environment_settings(base_url, {}, None, None, None)
+        return requests.utils.select_proxy(base_url, found["proxies"]), found["verify"]
+
+    @staticmethod
+    def _pool_for(proxy: str | None, verify: bool | str) -> urllib3.PoolManager:
+        """Kept-alive connections with no retries (the consumer's policy decides) and no redirects
+        followed (one could turn PATCH into GET; a 3xx is an error: fix AGENT_BASE_URL)."""
+        tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"}
+        if verify:
+            bundle = verify if isinstance(verify, str) else requests.certs.where()
+            tls = {"cert_reqs": "CERT_REQUIRED",
+                   **({"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle})}
+        options = {"num_pools": 2, "maxsize": 4, "retries": _ONE_ATTEMPT, **tls}
+        return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
 
     @classmethod
-    def from_settings(cls, *, session: requests.Session | None = None) -> AgentClient:
+    def from_settings(cls) -> AgentClient:
         """Build the client from the AGENT_* Django settings (DESIGN §3)."""
         # Imported here so that this module (and its tests) import without Django.
         from django.conf import settings
@@ -267,16 +304,14 @@ class AgentClient:
             base_url=settings.AGENT_BASE_URL,
             service_token=settings.AGENT_SERVICE_TOKEN,
             timeout=float(settings.AGENT_TIMEOUT_SECONDS),
-            session=session,
         )
 
     def __repr__(self) -> str:
         return f"AgentClient(base_url={self.base_url!r}, timeout={self.timeout!r})"
 
     def close(self) -> None:
-        """Close the session if this client created it."""
-        if self._owns_session:
-            self._session.close()
+        """Close the pool's connections."""
+        self._pool.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -398,7 +433,7 @@ class AgentClient:
         if not isinstance(data, dict) or text_problem(data):
             raise AgentUnavailable(
                 "the Agent's answer is not a JSON object of valid text",
-                status=response.status_code,
+                status=response.status,
                 code="INVALID_RESPONSE",
                 method=method,
                 path=path,
@@ -412,7 +447,7 @@ class AgentClient:
         *,
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
-    ) -> requests.Response:
+    ) -> AgentAnswer:
         """Make one attempt; return a 2xx response or raise a typed AgentError.
 
         The call is a client span of the current trace (project.tracing): the Agent gets its
@@ -423,7 +458,7 @@ class AgentClient:
         try:
             with tracing.span(endpoint, kind=tracing.SpanKind.CLIENT, **{"http.request.method": method}) as trace:
                 response = self._send(method, path, json=json, params=params, traceparent=trace.traceparent)
-            outcome = response.status_code
+            outcome = response.status
         except AgentTimeout:
             outcome = "timeout"
             raise
@@ -437,76 +472,54 @@ class AgentClient:
             "agent %s %s -> %s in %.0f ms",
             method,
             path,
-            response.status_code,
+            response.status,
             elapsed_ms,
         )
-        if 200 <= response.status_code < 300:
+        if 200 <= response.status < 300:
             return response
         raise self._error_from(response, method, path)
 
     def _send(
         self, method: str, path: str, *, json: dict[str, Any] | None, params: dict[str, Any] | None, traceparent: str
-    ) -> requests.Response:
-        """The HTTP exchange itself; transport failures become typed AgentErrors.
-
-        The request is prepared here and handed to the session's adapter, not to
-        `Session.request`: that one merges the session's headers, cookies, hooks, proxies and
-        settings into every call and looks for a redirect to follow (~8 % of the consumer's
-        CPU per event), for none of which the Agent has a use (the headers are merged
-        once in __init__; the Agent sets no cookies and never redirects, and a redirect is never
-        followed: it could turn PATCH into GET). The request on the wire is the same; the
-        preparation (URL, header and body checks) is requests' own."""
+    ) -> AgentAnswer:
+        """The HTTP exchange itself (urllib3: requests' Session and its adapter cost as much CPU per
+        call as the rest of a delivery); transport failures become typed AgentErrors."""
+        if self._setting_problem is not None:
+            problem = self._setting_problem
+            raise type(problem)(problem.detail, code=problem.code, method=method, path=path)
+        url = f"{self.base_url}{path}"
+        if params:
+            url = f"{url}?{urlencode(params)}"
+        headers = {**self._headers, tracing.HEADER: traceparent}
+        body = None
+        if json is not None:
+            body = _json_dumps(json)
+            headers["Content-Type"] = "application/json"
         try:
-            prepared = requests.PreparedRequest()
-            prepared.prepare(
-                method=method,
-                url=f"{self.base_url}{path}",
-                headers={**self._headers, tracing.HEADER: traceparent},
-                json=json,
-                params=params,
-            )
-            session = self._session
-            response = session.get_adapter(prepared.url).send(
-                prepared, timeout=self.timeout, verify=session.verify, cert=session.cert, proxies=session.proxies
-            )
-            response.content  # noqa: B018 -- read the body here, where its transport errors are caught
-            return response
-        except requests.Timeout as exc:  # ConnectTimeout included
+            answer = self._pool.request(method, url, body=body, headers=headers, timeout=self._urllib3_timeout,
+                                        retries=_ONE_ATTEMPT, redirect=False)
+        except NewConnectionError as exc:  # refused, unresolvable (a ConnectTimeoutError for urllib3)
+            raise AgentConnectionError(
+                f"could not reach the Agent ({type(exc).__name__})", method=method, path=path
+            ) from exc
+        except urllib3.exceptions.TimeoutError as exc:  # connect or read
             unknown = method in _WRITES and _request_was_sent(exc)
             raise (AgentResponseTimeout if unknown else AgentTimeout)(
                 f"no answer within {self.timeout[1]:g}s ({type(exc).__name__})",
                 method=method,
                 path=path,
             ) from exc
-        except requests.exceptions.InvalidHeader:
-            # Its message quotes the header value, i.e. the token: drop the cause.
-            raise AgentPermanentError(
-                "AGENT_SERVICE_TOKEN is not a valid header value",
-                code="INVALID_SERVICE_TOKEN_SETTING",
-                method=method,
-                path=path,
-            ) from None
-        except (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.MissingSchema,
-        ) as exc:
-            raise AgentPermanentError(
-                f"AGENT_BASE_URL is not a usable URL ({type(exc).__name__})",
-                code="INVALID_AGENT_URL",
-                method=method,
-                path=path,
-            ) from exc
-        except requests.RequestException as exc:
+        except HTTPError as exc:
             unknown = method in _WRITES and _request_was_sent(exc)
             raise (AgentConnectionLost if unknown else AgentConnectionError)(
                 f"could not reach the Agent ({type(exc).__name__})",
                 method=method,
                 path=path,
             ) from exc
+        return AgentAnswer(status=answer.status, headers=answer.headers, body=answer.data)
 
-    def _error_from(self, response: requests.Response, method: str, path: str) -> AgentError:
-        status = response.status_code
+    def _error_from(self, response: AgentAnswer, method: str, path: str) -> AgentError:
+        status = response.status
         code: str | None = None
         detail = ""
         try:
@@ -551,7 +564,11 @@ def _endpoint_of(path: str) -> str:
     return _USER_SEGMENT.sub("/users/{uid}", path, count=1)
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _json_dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _retry_after(response: AgentAnswer) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None

@@ -1,41 +1,44 @@
-"""Unit tests of AgentClient against mocked HTTP (``responses``).
+"""Unit tests of AgentClient against a scripted HTTP server on loopback (scripted_http).
 
 They pin what goes on the wire for each Agent endpoint and how every kind of
-failure maps onto the typed errors the consumer's retry policy relies on.
+failure maps onto the typed errors the consumer's retry policy relies on. The
+server is real HTTP/1.1, so they hold whatever HTTP library the client uses.
 No database, no Django needed (except the one ``from_settings`` test).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
 import uuid
 
 import pytest
-import requests
-import responses
-from responses import matchers
+import urllib3
 
 from agent_bridge.agent_client import (
+    USER_AGENT,
     AgentAuthError,
     AgentClient,
     AgentConnectionError,
+    AgentConnectionLost,
     AgentError,
     AgentInvalidPayload,
     AgentMissingUserId,
     AgentPermanentError,
+    AgentResponseTimeout,
     AgentTimeout,
     AgentTransientError,
     AgentUnavailable,
     AgentUserNotFound,
 )
+from agent_bridge.tests.scripted_http import Call, ScriptedServer, refused_base_url
 
 BASE = "http://agent.test"
 TOKEN = "s3cret-service-token-0123456789abcdef"
 UID = "550e8400-e29b-41d4-a716-446655440000"
-USER_URL = f"{BASE}/users/{UID}"
-TOKEN_HEADER = matchers.header_matcher({"X-Service-Token": TOKEN})
+USER_PATH = f"/users/{UID}"
+#: The read timeout of the clients that meet a stalled answer (the server holds it 2 s).
+SHORT_TIMEOUT = 0.2
 
 
 @pytest.fixture
@@ -44,13 +47,15 @@ def client() -> AgentClient:
 
 
 @pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        yield rsps
+def scripted_client(scripted: ScriptedServer) -> AgentClient:
+    return AgentClient(base_url=f"{scripted.base_url}/", service_token=TOKEN, timeout=10)
 
 
-def _sent_json(rsps: responses.RequestsMock) -> dict:
-    return json.loads(rsps.calls[-1].request.body)
+def _sent(scripted: ScriptedServer) -> Call:
+    """The last request, which carried the service token."""
+    call = scripted.calls[-1]
+    assert call.headers["X-Service-Token"] == TOKEN
+    return call
 
 
 # --- construction -----------------------------------------------------------
@@ -67,42 +72,32 @@ def test_repr_does_not_show_the_token(client):
     assert TOKEN not in repr(client)
 
 
-def test_uses_the_given_session_without_changing_its_headers(mocked):
-    session = requests.Session()
-    before = dict(session.headers)
-    mocked.get(USER_URL, json={"uid": UID}, match=[TOKEN_HEADER])
-    client = AgentClient(base_url=BASE, service_token=TOKEN, timeout=5, session=session)
-    assert client.get_user(uid=UID) == {"uid": UID}
-    assert dict(session.headers) == before
-
-
-def test_a_call_bypasses_session_request_and_sends_the_same_request(client, mocked, monkeypatch):
-    """The client prepares its request and hands it to the session's adapter: Session.request's
-    per-call merging (headers, cookies, hooks, environment, redirects) is not paid; what goes on
-    the wire is unchanged, the session's default headers included."""
-
-    def refused(*args, **kwargs):
-        raise AssertionError("Session.request/send was used")
-
-    monkeypatch.setattr(requests.Session, "request", refused)
-    monkeypatch.setattr(requests.Session, "send", refused)
-    mocked.patch(f"{USER_URL}/allergies", json={"uid": UID}, match=[TOKEN_HEADER])
-    client.replace_allergies(uid=UID, confirmed=["peanut"], intolerances=[], severity={"peanut": "severe"})
-    sent = mocked.calls[-1].request
+def test_the_request_on_the_wire(scripted_client, scripted):
+    scripted.patch(f"{USER_PATH}/allergies", json={"uid": UID, "allergy_flags": [], "updated": True})
+    scripted_client.replace_allergies(uid=UID, confirmed=["peanut"], intolerances=[], severity={"peanut": "severe"})
+    sent = _sent(scripted)
     assert sent.headers["Accept"] == "application/json"
-    assert sent.headers["User-Agent"] == requests.utils.default_user_agent()
+    assert sent.headers["User-Agent"] == USER_AGENT
     assert sent.headers["Content-Type"] == "application/json"
     assert "traceparent" in sent.headers
-    assert json.loads(sent.body) == {"confirmed": ["peanut"], "intolerances": [], "severity": {"peanut": "severe"}}
+    assert sent.json() == {"confirmed": ["peanut"], "intolerances": [], "severity": {"peanut": "severe"}}
 
 
-def test_the_agents_cookies_are_never_sent_back(client, mocked):
+def test_connections_are_kept_alive_between_calls(scripted_client, scripted):
+    for _ in range(3):
+        scripted.get(USER_PATH, json={"uid": UID})
+        scripted_client.get_user(uid=UID)
+    assert scripted.connections_accepted == 1
+
+
+def test_the_agents_cookies_are_never_sent_back(scripted_client, scripted):
     # The service token is the Agent's only credential: a cookie it sets is not kept.
-    mocked.get(USER_URL, json={"uid": UID}, headers={"Set-Cookie": "sid=abc; Path=/"})
-    mocked.get(USER_URL, json={"uid": UID})
-    client.get_user(uid=UID)
-    client.get_user(uid=UID)
-    assert "Cookie" not in mocked.calls[-1].request.headers
+    scripted.get(USER_PATH, json={"uid": UID}, headers={"Set-Cookie": "sid=abc; Path=/"})
+    scripted.get(USER_PATH, json={"uid": UID})
+    scripted_client.get_user(uid=UID)
+    scripted_client.get_user(uid=UID)
+    assert len(scripted.calls) == 2
+    assert "Cookie" not in scripted.calls[-1].headers
 
 
 def test_from_settings_reads_the_agent_settings(request):
@@ -121,15 +116,12 @@ def test_from_settings_reads_the_agent_settings(request):
 # --- one test per endpoint: method, URL, headers, body, result --------------
 
 
-def test_create_user_sends_the_full_default_payload(client, mocked):
-    mocked.post(
-        USER_URL,
-        status=201,
-        json={"uid": UID, "created": True},
-        match=[TOKEN_HEADER],
-    )
-    assert client.create_user(uid=UID) == {"uid": UID, "created": True}
-    assert _sent_json(mocked) == {
+def test_create_user_sends_the_full_default_payload(scripted_client, scripted):
+    scripted.post(USER_PATH, status=201, json={"uid": UID, "created": True})
+    assert scripted_client.create_user(uid=UID) == {"uid": UID, "created": True}
+    sent = _sent(scripted)
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.json() == {
         "preferences": {},
         "allergies": {},
         "dietary_flags": [],
@@ -138,14 +130,14 @@ def test_create_user_sends_the_full_default_payload(client, mocked):
     }
 
 
-def test_create_user_with_values_and_existing_user(client, mocked):
-    mocked.post(USER_URL, status=200, json={"uid": UID, "created": False})
+def test_create_user_with_values_and_existing_user(scripted_client, scripted):
+    scripted.post(USER_PATH, status=200, json={"uid": UID, "created": False})
     allergies = {
         "confirmed": ["peanuts"],
         "intolerances": [],
         "severity": {"peanuts": "anaphylactic"},
     }
-    result = client.create_user(
+    result = scripted_client.create_user(
         uid=uuid.UUID(UID),
         preferences={"vibes": ["quiet"]},
         allergies=allergies,
@@ -154,7 +146,7 @@ def test_create_user_with_values_and_existing_user(client, mocked):
         allergy_flags=["peanuts"],
     )
     assert result == {"uid": UID, "created": False}
-    assert _sent_json(mocked) == {
+    assert scripted.calls[-1].json() == {
         "preferences": {"vibes": ["quiet"]},
         "allergies": allergies,
         "dietary_flags": ["vegan"],
@@ -163,127 +155,128 @@ def test_create_user_with_values_and_existing_user(client, mocked):
     }
 
 
-def test_get_user(client, mocked):
+def test_get_user(scripted_client, scripted):
     profile = {"uid": UID, "preferences": {}, "allergy_flags": []}
-    mocked.get(USER_URL, json=profile, match=[TOKEN_HEADER])
-    assert client.get_user(uid=UID) == profile
-    assert mocked.calls[0].request.body is None
+    scripted.get(USER_PATH, json=profile)
+    assert scripted_client.get_user(uid=UID) == profile
+    sent = _sent(scripted)
+    assert sent.body == b""
+    assert sent.query == {}
 
 
-def test_update_preferences_wraps_the_delta(client, mocked):
-    mocked.patch(
-        USER_URL,
-        json={"uid": UID, "updated": True},
-        match=[TOKEN_HEADER, matchers.json_params_matcher({"preferences": {"vibes": ["x"]}})],
-    )
-    assert client.update_preferences(uid=UID, preferences={"vibes": ["x"]}) == {
+def test_update_preferences_wraps_the_delta(scripted_client, scripted):
+    scripted.patch(USER_PATH, json={"uid": UID, "updated": True})
+    assert scripted_client.update_preferences(uid=UID, preferences={"vibes": ["x"]}) == {
         "uid": UID,
         "updated": True,
     }
+    assert _sent(scripted).json() == {"preferences": {"vibes": ["x"]}}
 
 
-def test_replace_allergies_sends_the_full_state(client, mocked):
+def test_replace_allergies_sends_the_full_state(scripted_client, scripted):
     body = {
         "confirmed": ["peanuts", "shellfish"],
         "intolerances": ["lactose"],
         "severity": {"peanuts": "anaphylactic", "shellfish": "severe", "lactose": "intolerance"},
     }
     answer = {"uid": UID, "allergy_flags": ["lactose", "peanuts", "shellfish"], "updated": True}
-    mocked.patch(
-        f"{USER_URL}/allergies",
-        json=answer,
-        match=[TOKEN_HEADER, matchers.json_params_matcher(body)],
-    )
-    assert client.replace_allergies(uid=UID, **body) == answer
+    scripted.patch(f"{USER_PATH}/allergies", json=answer)
+    assert scripted_client.replace_allergies(uid=UID, **body) == answer
+    assert _sent(scripted).json() == body
 
 
-def test_replace_allergies_with_an_empty_profile(client, mocked):
-    mocked.patch(f"{USER_URL}/allergies", json={"uid": UID, "allergy_flags": [], "updated": True})
-    client.replace_allergies(uid=UID, confirmed=[], intolerances=[], severity={})
-    assert _sent_json(mocked) == {"confirmed": [], "intolerances": [], "severity": {}}
+def test_replace_allergies_with_an_empty_profile(scripted_client, scripted):
+    scripted.patch(f"{USER_PATH}/allergies", json={"uid": UID, "allergy_flags": [], "updated": True})
+    scripted_client.replace_allergies(uid=UID, confirmed=[], intolerances=[], severity={})
+    assert scripted.calls[-1].json() == {"confirmed": [], "intolerances": [], "severity": {}}
 
 
-def test_delete_user_true_on_204(client, mocked):
-    mocked.delete(USER_URL, status=204, match=[TOKEN_HEADER])
-    assert client.delete_user(uid=UID) is True
+def test_delete_user_true_on_204(scripted_client, scripted):
+    scripted.delete(USER_PATH, status=204)
+    assert scripted_client.delete_user(uid=UID) is True
+    assert _sent(scripted).method == "DELETE"
 
 
-def test_delete_user_false_when_the_agent_has_no_such_user(client, mocked):
-    mocked.delete(USER_URL, status=404, json={"detail": "User not found", "code": "USER_NOT_FOUND"})
-    assert client.delete_user(uid=UID) is False
+def test_delete_user_false_when_the_agent_has_no_such_user(scripted_client, scripted):
+    scripted.delete(USER_PATH, status=404, json={"detail": "User not found", "code": "USER_NOT_FOUND"})
+    assert scripted_client.delete_user(uid=UID) is False
 
 
-def test_delete_user_false_with_the_real_agents_header_only_404(client, mocked):
+def test_delete_user_false_with_the_real_agents_header_only_404(scripted_client, scripted):
     # The real Agent puts the code in X-Error-Code, not in the body, for its 404s.
-    mocked.delete(
-        USER_URL,
+    scripted.delete(
+        USER_PATH,
         status=404,
         json={"detail": "User not found"},
         headers={"X-Error-Code": "USER_NOT_FOUND"},
     )
-    assert client.delete_user(uid=UID) is False
+    assert scripted_client.delete_user(uid=UID) is False
 
 
-def test_delete_user_raises_on_a_bare_404(client, mocked):
+def test_delete_user_raises_on_a_bare_404(scripted_client, scripted):
     # "Not Found" from a wrong base URL must not count as "already deleted".
-    mocked.delete(USER_URL, status=404, json={"detail": "Not Found"})
+    scripted.delete(USER_PATH, status=404, json={"detail": "Not Found"})
     with pytest.raises(AgentPermanentError) as info:
-        client.delete_user(uid=UID)
+        scripted_client.delete_user(uid=UID)
     assert type(info.value) is AgentPermanentError
 
 
-def test_get_interactions_query_parameters(client, mocked):
+def test_get_interactions_query_parameters(scripted_client, scripted):
     page = {"interactions": [], "total": 0, "limit": 5, "offset": 10}
-    mocked.get(
-        f"{USER_URL}/interactions",
+    scripted.get(
+        f"{USER_PATH}/interactions",
         json=page,
-        match=[
-            TOKEN_HEADER,
-            matchers.query_param_matcher({"limit": "5", "offset": "10", "include_response": "true"}),
-        ],
+        query={"limit": "5", "offset": "10", "include_response": "true"},
     )
-    assert client.get_interactions(uid=UID, limit=5, offset=10, include_response=True) == page
+    assert scripted_client.get_interactions(uid=UID, limit=5, offset=10, include_response=True) == page
+    _sent(scripted)
 
 
-def test_get_interactions_defaults(client, mocked):
-    mocked.get(
-        f"{USER_URL}/interactions",
+def test_get_interactions_defaults(scripted_client, scripted):
+    scripted.get(
+        f"{USER_PATH}/interactions",
         json={"interactions": [], "total": 0, "limit": 20, "offset": 0},
-        match=[matchers.query_param_matcher({"limit": "20", "offset": "0", "include_response": "false"})],
+        query={"limit": "20", "offset": "0", "include_response": "false"},
     )
-    assert client.get_interactions(uid=UID)["limit"] == 20
-    sent = mocked.calls[0].request
-    assert sent.method == "GET" and "limit=20" in sent.url and "include_response=false" in sent.url
+    assert scripted_client.get_interactions(uid=UID)["limit"] == 20
+    sent = scripted.calls[0]
+    assert sent.method == "GET"
+    assert sent.query == {"limit": ["20"], "offset": ["0"], "include_response": ["false"]}
 
 
-def test_clear_interactions(client, mocked):
-    mocked.delete(f"{USER_URL}/interactions", status=204, match=[TOKEN_HEADER])
-    assert client.clear_interactions(uid=UID) is None
-    sent = mocked.calls[0].request
-    assert (sent.method, sent.url, sent.headers["X-Service-Token"]) == ("DELETE", f"{USER_URL}/interactions", TOKEN)
+def test_clear_interactions(scripted_client, scripted):
+    scripted.delete(f"{USER_PATH}/interactions", status=204)
+    assert scripted_client.clear_interactions(uid=UID) is None
+    sent = scripted.calls[0]
+    assert (sent.method, sent.path, sent.query, sent.headers["X-Service-Token"]) == (
+        "DELETE",
+        f"{USER_PATH}/interactions",
+        {},
+        TOKEN,
+    )
 
 
-def test_clear_interactions_of_an_unknown_user_raises(client, mocked):
-    mocked.delete(
-        f"{USER_URL}/interactions",
+def test_clear_interactions_of_an_unknown_user_raises(scripted_client, scripted):
+    scripted.delete(
+        f"{USER_PATH}/interactions",
         status=404,
         json={"detail": "User not found", "code": "USER_NOT_FOUND"},
     )
     with pytest.raises(AgentUserNotFound):
-        client.clear_interactions(uid=UID)
+        scripted_client.clear_interactions(uid=UID)
 
 
-def test_uid_is_quoted_into_one_path_segment(client, mocked):
-    mocked.get(f"{BASE}/users/..%2Fadmin", json={})
-    client.get_user(uid="../admin")
+def test_uid_is_quoted_into_one_path_segment(scripted_client, scripted):
+    scripted.get("/users/..%2Fadmin", json={})
+    scripted_client.get_user(uid="../admin")
+    assert scripted.calls[0].path == "/users/..%2Fadmin"
 
 
 @pytest.mark.parametrize("uid", ["", "   "])
-def test_empty_uid_fails_before_any_request(client, mocked, uid):
-    mocked.assert_all_requests_are_fired = False
+def test_empty_uid_fails_before_any_request(scripted_client, scripted, uid):
     with pytest.raises(AgentMissingUserId):
-        client.get_user(uid=uid)
-    assert len(mocked.calls) == 0
+        scripted_client.get_user(uid=uid)
+    assert len(scripted.calls) == 0
 
 
 # --- error mapping ------------------------------------------------------------
@@ -354,11 +347,11 @@ def test_empty_uid_fails_before_any_request(client, mocked, uid):
         ),
     ],
 )
-def test_error_mapping(client, mocked, status, body, headers, expected, code):
+def test_error_mapping(scripted_client, scripted, status, body, headers, expected, code):
     kwargs = {"json": body} if isinstance(body, dict) else {"body": body}
-    mocked.patch(f"{USER_URL}/allergies", status=status, headers=headers, **kwargs)
+    scripted.patch(f"{USER_PATH}/allergies", status=status, headers=headers, **kwargs)
     with pytest.raises(AgentError) as info:
-        client.replace_allergies(uid=UID, confirmed=[], intolerances=[], severity={})
+        scripted_client.replace_allergies(uid=UID, confirmed=[], intolerances=[], severity={})
     error = info.value
     assert type(error) is expected
     assert error.status == status
@@ -366,47 +359,61 @@ def test_error_mapping(client, mocked, status, body, headers, expected, code):
     assert error.transient is issubclass(expected, AgentTransientError)
     assert error.method == "PATCH"
     assert error.path == f"/users/{UID}/allergies"
+    assert len(scripted.calls) == 1  # a redirect is not followed
 
 
-def test_validation_detail_list_is_kept_readable(client, mocked):
+def test_validation_detail_list_is_kept_readable(scripted_client, scripted):
     detail = [{"loc": ["body", "confirmed"], "msg": "value is not a valid list"}]
-    mocked.patch(USER_URL, status=422, json={"detail": detail})
+    scripted.patch(USER_PATH, status=422, json={"detail": detail})
     with pytest.raises(AgentInvalidPayload) as info:
-        client.update_preferences(uid=UID, preferences={})
+        scripted_client.update_preferences(uid=UID, preferences={})
     assert "value is not a valid list" in info.value.detail
     assert "value is not a valid list" in str(info.value)
 
 
-def test_retry_after_is_exposed_for_the_retry_policy(client, mocked):
-    mocked.get(USER_URL, status=429, json={"detail": "slow down"}, headers={"Retry-After": "7"})
+def test_retry_after_is_exposed_for_the_retry_policy(scripted_client, scripted):
+    scripted.get(USER_PATH, status=429, json={"detail": "slow down"}, headers={"Retry-After": "7"})
     with pytest.raises(AgentUnavailable) as info:
-        client.get_user(uid=UID)
+        scripted_client.get_user(uid=UID)
     assert info.value.retry_after == 7.0
 
 
-def test_non_json_success_is_transient(client, mocked):
-    mocked.get(USER_URL, status=200, body="<html>captive portal</html>")
+def test_non_json_success_is_transient(scripted_client, scripted):
+    scripted.get(USER_PATH, status=200, body="<html>captive portal</html>")
     with pytest.raises(AgentUnavailable) as info:
-        client.get_user(uid=UID)
+        scripted_client.get_user(uid=UID)
     assert info.value.code == "INVALID_RESPONSE"
 
 
 @pytest.mark.parametrize(
-    ("raised", "expected"),
+    ("method", "failure", "expected", "exact", "code"),
     [
-        (requests.exceptions.ReadTimeout("read timed out"), AgentTimeout),
-        (requests.exceptions.ConnectTimeout("connect timed out"), AgentTimeout),
-        (requests.exceptions.ConnectionError("connection refused"), AgentConnectionError),
-        (requests.exceptions.ChunkedEncodingError("connection broken"), AgentConnectionError),
+        # A write that reached the Agent without an answer: its outcome is unknown.
+        ("POST", "stall", AgentTimeout, AgentResponseTimeout, "AGENT_TIMEOUT"),
+        ("POST", "close", AgentConnectionError, AgentConnectionLost, "AGENT_CONNECTION_LOST"),
+        # A write that never left: nothing is unknown.
+        ("POST", "refused", AgentConnectionError, AgentConnectionError, "AGENT_CONNECTION_ERROR"),
+        # A read changes nothing, whatever became of it.
+        ("GET", "stall", AgentTimeout, AgentTimeout, "AGENT_TIMEOUT"),
+        ("GET", "close", AgentConnectionError, AgentConnectionError, "AGENT_CONNECTION_ERROR"),
     ],
 )
-def test_network_failures_are_transient(client, mocked, raised, expected):
-    mocked.post(USER_URL, body=raised)
+def test_network_failures_are_transient(scripted, method, failure, expected, exact, code):
+    if failure == "refused":
+        base_url = refused_base_url()
+    else:
+        base_url = scripted.base_url
+        scripted.add(method, USER_PATH, action=failure)
+    client = AgentClient(base_url=base_url, service_token=TOKEN, timeout=SHORT_TIMEOUT)
+    call = client.create_user if method == "POST" else client.get_user
     with pytest.raises(expected) as info:
-        client.create_user(uid=UID)
+        call(uid=UID)
+    assert type(info.value) is exact
+    assert info.value.code == code
     assert info.value.transient is True
     assert info.value.status is None
-    assert info.value.__cause__ is raised
+    assert info.value.__cause__ is not None
+    assert len(scripted.calls) == (0 if failure == "refused" else 1)
 
 
 def test_bad_base_url_is_permanent():
@@ -433,48 +440,56 @@ def _all_text(error: BaseException) -> str:
     return str(error) + repr(error) + "".join(traceback.format_exception(error))
 
 
-def test_token_echoed_by_the_agent_is_scrubbed(client, mocked):
-    mocked.get(
-        USER_URL,
+def test_token_echoed_by_the_agent_is_scrubbed(scripted_client, scripted):
+    scripted.get(
+        USER_PATH,
         status=401,
         json={"detail": f"token {TOKEN} is not valid", "code": f"BAD_{TOKEN}"},
     )
     with pytest.raises(AgentAuthError) as info:
-        client.get_user(uid=UID)
+        scripted_client.get_user(uid=UID)
     assert TOKEN not in _all_text(info.value)
     assert TOKEN not in info.value.detail and TOKEN not in info.value.code
     assert "[redacted]" in info.value.detail
 
 
-def test_token_echoed_in_a_non_json_5xx_is_scrubbed(client, mocked):
-    mocked.get(USER_URL, status=500, body=f"upstream said X-Service-Token: {TOKEN}")
+def test_token_echoed_in_a_non_json_5xx_is_scrubbed(scripted_client, scripted):
+    scripted.get(USER_PATH, status=500, body=f"upstream said X-Service-Token: {TOKEN}")
     with pytest.raises(AgentUnavailable) as info:
-        client.get_user(uid=UID)
+        scripted_client.get_user(uid=UID)
     assert TOKEN not in _all_text(info.value)
 
 
-def test_token_not_in_network_error_text(client, mocked):
-    mocked.get(USER_URL, body=requests.exceptions.ConnectionError("refused"))
-    with pytest.raises(AgentConnectionError) as info:
+@pytest.mark.parametrize("failure", ["refused", "close", "stall"])
+def test_token_not_in_network_error_text(scripted, failure):
+    if failure == "refused":
+        base_url = refused_base_url()
+    else:
+        base_url = scripted.base_url
+        scripted.get(USER_PATH, action=failure)
+    client = AgentClient(base_url=base_url, service_token=TOKEN, timeout=SHORT_TIMEOUT)
+    with pytest.raises(AgentTransientError) as info:
         client.get_user(uid=UID)
+    assert isinstance(info.value, AgentConnectionError | AgentTimeout)
     assert TOKEN not in _all_text(info.value)
 
 
-def test_malformed_token_does_not_leak_through_requests_message():
-    bad = TOKEN + "\n"
-    client = AgentClient(base_url=BASE, service_token=bad, timeout=1)
+def test_a_malformed_token_is_a_permanent_error_that_does_not_quote_it(scripted):
+    client = AgentClient(base_url=scripted.base_url, service_token=TOKEN + "\n", timeout=1)
     with pytest.raises(AgentPermanentError) as info:
         client.get_user(uid=UID)
+    assert info.value.code == "INVALID_SERVICE_TOKEN_SETTING"
     assert TOKEN not in _all_text(info.value)
+    assert scripted.calls == []  # nothing was sent
 
 
-def test_token_never_logged(client, mocked, caplog):
+def test_token_never_logged(scripted_client, scripted, caplog):
     caplog.set_level(logging.DEBUG)
-    mocked.get(USER_URL, json={"uid": UID})
-    mocked.delete(USER_URL, status=500, body="boom")
-    client.get_user(uid=UID)
+    scripted.get(USER_PATH, json={"uid": UID})
+    scripted.delete(USER_PATH, status=500, body="boom")
+    scripted_client.get_user(uid=UID)
     with pytest.raises(AgentUnavailable):
-        client.delete_user(uid=UID)
+        scripted_client.delete_user(uid=UID)
     assert caplog.records, "expected debug lines from the client"
     assert TOKEN not in caplog.text
 
@@ -482,36 +497,36 @@ def test_token_never_logged(client, mocked, caplog):
 # --- trace context and metrics -----------------------------------------------------------
 
 
-def test_each_call_sends_a_child_span_of_the_current_trace(client, mocked) -> None:
+def test_each_call_sends_a_child_span_of_the_current_trace(scripted_client, scripted) -> None:
     from project import tracing
 
-    mocked.get(USER_URL, json={"uid": UID})
-    mocked.get(USER_URL, json={"uid": UID})
+    scripted.get(USER_PATH, json={"uid": UID})
+    scripted.get(USER_PATH, json={"uid": UID})
     parent = tracing.TraceContext.new()
 
     with tracing.span("deliver", kind=tracing.SpanKind.CONSUMER, parent=parent) as delivery:
-        client.get_user(uid=UID)
-        client.get_user(uid=UID)
+        scripted_client.get_user(uid=UID)
+        scripted_client.get_user(uid=UID)
 
-    sent = [tracing.TraceContext.parse(call.request.headers["traceparent"]) for call in mocked.calls]
+    sent = [tracing.TraceContext.parse(call.headers["traceparent"]) for call in scripted.calls]
     assert [context.trace_id for context in sent] == [parent.trace_id] * 2
     assert len({context.span_id for context in sent} | {delivery.span_id}) == 3  # a new span per call
 
 
-def test_calls_are_timed_by_endpoint_template_and_status(client, mocked) -> None:
+def test_calls_are_timed_by_endpoint_template_and_status(scripted_client, scripted) -> None:
     from prometheus_client import REGISTRY
 
     def count(endpoint: str, status: str) -> float:
         labels = {"endpoint": endpoint, "status": status}
         return REGISTRY.get_sample_value("kairos_agent_request_duration_seconds_count", labels) or 0.0
 
-    mocked.patch(f"{USER_URL}/allergies", json={"uid": UID, "allergy_flags": [], "updated": True})
-    mocked.get(USER_URL, body=requests.ConnectionError("refused"))
+    scripted.patch(f"{USER_PATH}/allergies", json={"uid": UID, "allergy_flags": [], "updated": True})
+    scripted.get(USER_PATH, action="close")
     before = (count("PATCH /users/{uid}/allergies", "200"), count("GET /users/{uid}", "connection_error"))
 
-    client.replace_allergies(uid=UID, confirmed=[], intolerances=[], severity={})
+    scripted_client.replace_allergies(uid=UID, confirmed=[], intolerances=[], severity={})
     with pytest.raises(AgentConnectionError):
-        client.get_user(uid=UID)
+        scripted_client.get_user(uid=UID)
 
     after = (count("PATCH /users/{uid}/allergies", "200"), count("GET /users/{uid}", "connection_error"))
     assert after == (before[0] + 1, before[1] + 1)
@@ -520,26 +535,26 @@ def test_calls_are_timed_by_endpoint_template_and_status(client, mocked) -> None
 # --- the environment, read once ---------------------------------------------------------------
 
 
-def test_the_proxy_and_ca_settings_of_the_environment_are_read_once_at_construction(monkeypatch):
-    """requests would scan the environment (proxies, CA bundle, ~/.netrc) on every call: the client
-    reads it for the Agent's URL when it is built, and keeps it."""
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/kairos-test.pem")
+def test_the_environments_proxy_carries_the_calls(scripted, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", scripted.base_url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     client = AgentClient(base_url=BASE, service_token=TOKEN, timeout=10)
-    reads = []
-    monkeypatch.setattr(requests.sessions, "get_environ_proxies",
-                        lambda *args, **kwargs: reads.append(args) or {})
+    scripted.get(USER_PATH, json={"uid": UID})
 
-    with responses.RequestsMock() as rsps:
-        rsps.add(responses.GET, USER_URL, json={"uid": UID})
-        client.get_user(uid=UID)
-        client.get_user(uid=UID)
+    assert client.get_user(uid=UID) == {"uid": UID}  # answered by the proxy, the scripted server
+    assert scripted.calls[-1].headers["Host"] == "agent.test"
+    assert client.proxy == scripted.base_url
 
-    assert reads == []
-    assert client._session.proxies["http"] == "http://proxy.test:3128"
-    assert client._session.verify == "/etc/ssl/kairos-test.pem"
+
+def test_the_environments_ca_bundle_verifies_the_agent(monkeypatch, tmp_path):
+    bundle = tmp_path / "kairos-test.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    client = AgentClient(base_url="https://agent.test", service_token=TOKEN, timeout=10)
+    assert client.verify == str(bundle)
+    assert client._pool.connection_pool_kw["ca_certs"] == str(bundle)
+    assert client._pool.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
 
 
 def test_no_proxy_for_the_agent_is_kept(monkeypatch):
@@ -548,4 +563,5 @@ def test_no_proxy_for_the_agent_is_kept(monkeypatch):
 
     client = AgentClient(base_url=BASE, service_token=TOKEN, timeout=10)
 
-    assert "http" not in client._session.proxies
+    assert client.proxy is None
+    assert not isinstance(client._pool, urllib3.ProxyManager)

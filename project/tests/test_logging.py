@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import responses
 from django.conf import settings
 
 from agent_bridge import events
@@ -55,8 +54,7 @@ def test_text_format_is_one_line_per_record() -> None:
 
 
 @pytest.mark.django_db
-@responses.activate
-def test_no_password_token_or_service_token_reaches_the_logs(api_client, json_log, caplog) -> None:
+def test_no_password_token_or_service_token_reaches_the_logs(api_client, json_log, caplog, scripted, settings) -> None:
     caplog.set_level(logging.DEBUG)
     password = "Sup3r-secret-passphrase-" + uuid.uuid4().hex[:8]
     email = "secret-test@example.com"
@@ -81,9 +79,9 @@ def test_no_password_token_or_service_token_reaches_the_logs(api_client, json_lo
     # A consumer delivery the Agent refuses, echoing the service token in its error body.
     service_token = settings.AGENT_SERVICE_TOKEN
     user = User.objects.get(email=email)
-    responses.add(
-        responses.POST,
-        f"{settings.AGENT_BASE_URL.rstrip('/')}/users/{user.uid}",
+    settings.AGENT_BASE_URL = scripted.base_url
+    scripted.post(
+        f"/users/{user.uid}",
         status=401,
         json={"detail": f"bad token {service_token}", "code": "INVALID_SERVICE_TOKEN"},
     )

@@ -232,7 +232,7 @@ class RecordingPublisher:
 def transport_holding(deliveries: list[Delivery], *, unacked_too: tuple[int, ...] = ()) -> RabbitTransport:
     transport = RabbitTransport(stop=threading.Event(), timing=bus_timing())
     transport.channel, transport.publisher = RecordingChannel(), RecordingPublisher()
-    transport._unacked = {d.tag.delivery_tag for d in deliveries} | set(unacked_too)
+    transport._unacked = dict.fromkeys(sorted({d.tag.delivery_tag for d in deliveries} | set(unacked_too)))
     transport._in_hand = {d.tag.delivery_tag: d for d in deliveries}
     return transport
 
@@ -256,18 +256,47 @@ def test_a_batch_is_settled_in_one_statement_and_acked_at_once_coalesced_message
     assert len(queries.captured_queries) == 1
     assert set(OutboxEvent.objects.values_list("status", flat=True)) == {OutboxEvent.Status.DELIVERED}
     assert transport.channel.calls == [("ack", 4, True)]  # nothing earlier is left unacknowledged
-    assert transport._in_hand == {} and transport._unacked == set()
+    assert transport._in_hand == {} and transport._unacked == {}
 
 
 @pytest.mark.django_db
-def test_acks_go_one_by_one_while_an_earlier_message_waits() -> None:
+def test_acks_go_one_by_one_while_an_earlier_message_waits_in_the_inbox() -> None:
     batch = [message(B, tag=2), message(C, tag=3)]
     published(batch)
-    transport = transport_holding(batch, unacked_too=(1,))  # tag 1: a busy user's message, still in hand
+    transport = transport_holding(batch, unacked_too=(1,))  # tag 1: a busy user's message, not yet taken
 
     transport.settle([(d, Outcome(Status.SKIPPED)) for d in batch])
 
     assert transport.channel.calls == [("ack", 2, False), ("ack", 3, False)]
+    assert list(transport._unacked) == [1]
+
+
+@pytest.mark.django_db
+def test_acks_wait_for_an_earlier_message_in_hand_and_then_go_as_one() -> None:
+    first, later = message(A, tag=1), [message(B, tag=2), message(C, tag=3)]
+    published([first, *later])
+    transport = transport_holding([first, *later])  # all three taken; tag 1's handler still runs
+
+    transport.settle([(d, Outcome(Status.DELIVERED)) for d in later])
+    assert transport.channel.calls == []  # settled in the database, acked with tag 1
+    transport.settle([(first, Outcome(Status.DELIVERED))])
+
+    assert transport.channel.calls == [("ack", 3, True)]
+    assert transport._unacked == {} and transport._ack_deferred == set()
+
+
+@pytest.mark.django_db
+def test_held_back_acks_go_one_by_one_past_the_limit(settings) -> None:
+    settings.AMQP_PREFETCH = 4  # at most 2 held back
+    first, later = message(A, tag=1), [message(B, tag=2), message(C, tag=3), message(str(uuid.uuid4()), tag=4)]
+    published([first, *later])
+    transport = transport_holding([first, *later])
+
+    for delivery in later:
+        transport.settle([(delivery, Outcome(Status.DELIVERED))])
+
+    assert transport.channel.calls == [("ack", 2, False), ("ack", 3, False), ("ack", 4, False)]
+    assert list(transport._unacked) == [1]
 
 
 @pytest.mark.django_db
@@ -306,7 +335,7 @@ def test_a_retry_the_broker_refuses_leaves_the_whole_settle_unacked(settings) ->
                           (retried, Outcome(Status.RETRY, Cause.AGENT_TRANSIENT, "503", retry_after=5))])
 
     assert transport.channel.calls == []  # both come again (the delivered one is recorded: a duplicate at most)
-    assert transport._unacked == {1, 2}
+    assert list(transport._unacked) == [1, 2]
 
 
 @pytest.mark.django_db

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from agent_bridge.delivery import Outcome
@@ -35,7 +36,7 @@ class Delivery:
     # write of it may have been sent with no answer recorded, and may still land.
     taken_over: bool = False
 
-    @property
+    @cached_property  # read for every message in hand on every take
     def user(self) -> str:
         """Whose events must be handled one at a time, in order (an event without a user is its own)."""
         uid = self.envelope.get("uid")

@@ -33,6 +33,7 @@ already has the queues makes the declare fail (PRECONDITION_FAILED), and the run
 import contextlib
 import enum
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -432,19 +433,26 @@ def runs_of(inbox: list[Delivery], *, users: int, busy: Collection[str], skip_pa
     Runs of users with an allergy event come first; a user's own messages are never reordered.
     Messages of `skip_partition` (being handed over) are all kept.
     """
-    candidates: dict[str, bool] = {}  # user → has an allergy event in hand (in order of arrival)
+    urgent: list[str] = []  # users with an allergy event in hand, in order of arrival
+    others: dict[str, None] = {}
     for delivery in inbox:
-        if delivery.tag.partition != skip_partition and delivery.user not in busy:
-            urgent = delivery.envelope["type"] in events.HIGH_PRIORITY_TYPES
-            candidates[delivery.user] = candidates.get(delivery.user, False) or urgent
-    chosen = sorted(candidates, key=lambda user: not candidates[user])[:max(0, users)]
+        user = delivery.user
+        if delivery.tag.partition == skip_partition or user in busy:
+            continue
+        if delivery.envelope["type"] in events.HIGH_PRIORITY_TYPES:
+            if user not in urgent:
+                urgent.append(user)
+                if len(urgent) >= users:
+                    break  # enough users: the rest of the inbox cannot come before these
+        else:
+            others[user] = None
+    chosen = [*urgent, *(user for user in others if user not in urgent)][:max(0, users)]
     runs: dict[str, Run] = {user: [] for user in chosen}
     kept: list[Delivery] = []
     for delivery in inbox:
         run = runs.get(delivery.user) if delivery.tag.partition != skip_partition else None
         (run if run is not None else kept).append(delivery)
-    ordered = list(runs.values())
-    return ordered, kept
+    return list(runs.values()), kept
 
 
 class RabbitTransport:
@@ -470,7 +478,12 @@ class RabbitTransport:
         self.ownership: PartitionOwnership | None = None
         self._inbox: list[Delivery] = []
         self._in_hand: dict[int, Delivery] = {}  # delivery tag → taken, not yet settled
-        self._unacked: set[int] = set()  # delivery tags received and not yet acked, nacked or rejected
+        # Delivery tags received and not yet acked, nacked or rejected, in the order received.
+        self._unacked: dict[int, None] = {}
+        # Settled, their ack held back until the earlier messages still in hand settle too (one
+        # ack with `multiple` then covers them all); at most `_ack_defer_limit` of them.
+        self._ack_deferred: set[int] = set()
+        self._ack_defer_limit = max(1, settings.AMQP_PREFETCH // 2)
         self._held_lock = threading.Lock()
         self._renewal: contextlib.ExitStack | None = None
         self._partition_of_tag: dict[str, int] = {}
@@ -493,7 +506,7 @@ class RabbitTransport:
         self.membership = Membership(prefix=self.topology.prefix, owner=self.ownership.owner)
         self.membership.join()
         with self._held_lock:
-            self._inbox, self._in_hand, self._unacked = [], {}, set()
+            self._inbox, self._in_hand, self._unacked, self._ack_deferred = [], {}, {}, set()
         self._draining = None
         self._renewal = contextlib.ExitStack()
         self._renewal.enter_context(RENEWER.hold(self._renew_held))
@@ -534,6 +547,7 @@ class RabbitTransport:
         partition = self._draining
         if partition is None or any(d.tag.partition == partition for d in self._in_hand.values()):
             return  # the next owner must never overtake a handler of ours with a newer state
+        self._ack_deferred_flush()  # acked on this channel before the next owner can be handed them again
         tag = self._tag_of_partition.pop(partition)
         self.channel.basic_cancel(tag)  # pika nacks what it had not dispatched yet
         with self._held_lock:
@@ -541,7 +555,7 @@ class RabbitTransport:
             self._inbox = [d for d in self._inbox if d.tag.partition != partition]
         for delivery in mine:
             self.channel.basic_nack(delivery.tag.delivery_tag, requeue=True)
-            self._unacked.discard(delivery.tag.delivery_tag)
+            self._unacked.pop(delivery.tag.delivery_tag, None)
         self.ownership.release(self.topology.work_queue(partition))
         self._draining = None
         logger.info("consumer gave partition %s to a standby", partition)
@@ -553,7 +567,7 @@ class RabbitTransport:
             logger.error("rejecting malformed message %s to the dead-letter queue", properties.message_id)
             self.channel.basic_reject(method.delivery_tag, requeue=False)
             return
-        self._unacked.add(method.delivery_tag)
+        self._unacked[method.delivery_tag] = None
         delivery = Delivery(
             envelope=envelope,
             attempt=attempt_of(properties),
@@ -570,6 +584,9 @@ class RabbitTransport:
         if self._renewal is not None:
             self._renewal.close()
             self._renewal = None
+        if self._ack_deferred and self.connection is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):  # unacked, they come again: at least once
+                self._ack_deferred_flush()
         if self.ownership is not None:
             close_old_connections()  # after a database error: free the partitions on a fresh connection
             with contextlib.suppress(DatabaseError):
@@ -667,18 +684,30 @@ class RabbitTransport:
             raise RetryNotParked(f"the broker refused {len(refused)} retries (first: event_id={refused[0]})")
 
     def _ack(self, tags: list[int]) -> None:
+        """Ack the settled `tags`: the settled messages received before any unsettled one with one
+        `multiple` ack; the others later, together, while a handler still holds an earlier message
+        (one by one once none does, or once too many wait)."""
         if not tags:
             return
         with self._held_lock:
             for tag in tags:
                 self._in_hand.pop(tag, None)
-        self._unacked.difference_update(tags)
-        top = max(tags)
-        if all(tag > top for tag in self._unacked):
-            self.channel.basic_ack(top, multiple=True)
-        else:
-            for tag in tags:
-                self.channel.basic_ack(tag)
+            held = bool(self._in_hand)
+        self._ack_deferred.update(tags)
+        prefix = list(itertools.takewhile(self._ack_deferred.__contains__, self._unacked))
+        if prefix:
+            for tag in prefix:
+                del self._unacked[tag]
+            self._ack_deferred.difference_update(prefix)
+            self.channel.basic_ack(prefix[-1], multiple=True)
+        if self._ack_deferred and (not held or len(self._ack_deferred) > self._ack_defer_limit):
+            self._ack_deferred_flush()
+
+    def _ack_deferred_flush(self) -> None:
+        for tag in sorted(self._ack_deferred):
+            self.channel.basic_ack(tag)
+            self._unacked.pop(tag, None)
+        self._ack_deferred.clear()
 
     def housekeeping(self, *, force: bool = False) -> None:
         """Messages the broker dead-lettered (rejected, over the delivery limit) become dead letters;

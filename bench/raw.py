@@ -2,9 +2,9 @@
 
 Run as `python -m bench.raw pika|http ...`; prints one JSON object. The pika ceiling runs the
 publisher and the consumer in two processes, like the relay and the consumer daemon. The HTTP
-ceiling runs `--processes` client processes of `--threads` threads each (one requests.Session, so one
-kept-alive connection, and one user per thread, like one consumer process with that many Agent calls
-in flight per process):
+ceiling runs `--processes` client processes of `--threads` threads each (one urllib3 pool, the Agent
+client's library, so one kept-alive connection, and one user per thread, like one consumer process with
+that many Agent calls in flight per process):
 `--processes 1 --threads 1` is the sequential ceiling.
 """
 import argparse
@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pika
-import requests
+import urllib3
 
 from bench.cpu import machine_busy_seconds
 
@@ -78,11 +78,12 @@ def pika_ceiling(url: str, n: int, prefetch: int) -> dict:
 PAYLOAD = {"confirmed": ["peanuts"], "intolerances": [], "severity": {"peanuts": "anaphylactic"}}
 
 
-def _http_session(agent_url: str, token: str) -> tuple[requests.Session, str, dict]:
-    session = requests.Session()
+def _http_session(agent_url: str, token: str) -> tuple[urllib3.PoolManager, str, dict]:
+    session = urllib3.PoolManager(retries=False, timeout=10)
     uid = str(uuid.uuid4())
-    headers = {"X-Service-Token": token, "Accept": "application/json"}
-    session.post(f"{agent_url}/users/{uid}", json={}, headers=headers, timeout=10).raise_for_status()
+    headers = {"X-Service-Token": token, "Accept": "application/json", "Content-Type": "application/json"}
+    created = session.request("POST", f"{agent_url}/users/{uid}", body=b"{}", headers=headers)
+    assert 200 <= created.status < 300, created.status
     return session, uid, headers
 
 
@@ -94,18 +95,21 @@ def _http_client(agent_url: str, token: str, n: int, threads: int, ready, start,
     latencies: list[float] = []
     errors = [0]
 
-    def work(session: requests.Session, uid: str, headers: dict) -> None:
+    body = json.dumps(PAYLOAD).encode()
+
+    def work(session: urllib3.PoolManager, uid: str, headers: dict) -> None:
         while True:
             with lock:
                 if left[0] <= 0:
                     return
                 left[0] -= 1
             t0 = time.perf_counter()
-            response = session.patch(f"{agent_url}/users/{uid}/allergies", json=PAYLOAD, headers=headers, timeout=10)
+            response = session.request("PATCH", f"{agent_url}/users/{uid}/allergies", body=body, headers=headers)
+            json.loads(response.data)
             elapsed = time.perf_counter() - t0
             with lock:
                 latencies.append(elapsed)
-                errors[0] += not response.ok
+                errors[0] += not 200 <= response.status < 300
 
     ready.put(True)
     start.wait(60)

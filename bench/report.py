@@ -383,7 +383,8 @@ def _bus_table(results: dict) -> list[str]:
                      f"{p['messages']} | – | – | – |")
     if "http" in raw:
         h = raw["http"]
-        lines.append(f"| raw HTTP, sequential (one requests.Session) | – | – | {_fmt(h['rate'])} | – | – | – | "
+        lines.append(f"| raw HTTP, sequential (one urllib3 pool, the Agent client's library) | – | – | "
+                     f"{_fmt(h['rate'])} | – | – | – | "
                      f"{h['requests']} / {h['requests']} | – | {_fmt(h.get('p50_ms'), 2)} | "
                      f"{_fmt(h.get('p99_ms'), 2)} |")
     for consumers, h in (raw.get("http_concurrent_by_consumers") or {}).items():

@@ -291,11 +291,13 @@ def read_back_start(*, uid: uuid.UUID | str, repairs: int = 0) -> uuid.UUID:
     chain = uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():
+        # The profile before the copy, the order of an account deletion (its cascade, then the
+        # tombstone): the other order deadlocked the two, and the deletion answered 500.
+        allergy_services.allergy_sync_record_verifying(uid=uid)
         copy, _ = AgentCopy.objects.select_for_update().get_or_create(uid=uid)
         copy.read_back_chain = chain
         copy.read_back_since = copy.read_back_since or now
         copy.save(update_fields=["read_back_chain", "read_back_since"])
-        allergy_services.allergy_sync_record_verifying(uid=uid)
         outbox_event_add(
             event_type=events.AGENT_READ_BACK_DUE,
             uid=uid,

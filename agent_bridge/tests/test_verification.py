@@ -266,6 +266,53 @@ def test_deletion_leaves_a_uid_only_tombstone_and_a_leftover_is_erased_through_t
 
 
 @pytest.mark.django_db
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_read_back_started_while_the_account_is_deleted_does_not_deadlock_with_it(verified_user) -> None:
+    """Found by the chaos suite: the deletion locks the profile (cascade), then the copy (tombstone);
+    read_back_start locked the copy, then the profile, and PostgreSQL killed the deletion (500)."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    uid = verified_user.uid
+    allergy_services.allergy_profile_replace(user=verified_user, confirmed=[], intolerances=[], severity={})
+    AgentCopy.objects.get_or_create(uid=uid)
+    cascaded, errors = threading.Event(), []
+
+    def deletion() -> None:
+        try:
+            with transaction.atomic():  # user_erase, paused between its cascade and its tombstone
+                verified_user.delete()
+                cascaded.set()
+                time.sleep(0.5)  # the read-back takes what it can meanwhile
+                verification.tombstone_add(uid=uid)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            cascaded.set()
+            connections.close_all()
+
+    def read_back() -> None:
+        cascaded.wait(5)
+        try:
+            verification.read_back_start(uid=uid)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=deletion), threading.Thread(target=read_back)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert AgentCopy.objects.get(uid=uid).erased_at is not None
+
+
 def test_deleting_a_user_mid_read_back_ends_the_read_back(verified_user) -> None:
     """Found by the chaos suite: the erasure empties the chain's pending event, whose step then
     matches no chain and is skipped, so the chain stayed open for good (and `verifying` never

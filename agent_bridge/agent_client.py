@@ -262,16 +262,16 @@ class AgentClient:
         self._pool = self._pool_for(self.proxy, self.verify)
 
     @staticmethod
-    def _setting_problem_of(base_url: str, token: str) -> AgentPermanentError | None:
+    def _setting_problem_of(base_url: str, token: str) -> tuple[str, str] | None:
+        """(detail, code) of the permanent error every call raises, when a setting is unusable."""
         try:
             url = urllib3.util.parse_url(base_url)
         except LocationValueError:
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
-            return AgentPermanentError("AGENT_BASE_URL is not a usable http(s) URL", code="INVALID_AGENT_URL")
+            return "AGENT_BASE_URL is not a usable http(s) URL", "INVALID_AGENT_URL"
         if _ILLEGAL_HEADER_VALUE.search(token):
-            return AgentPermanentError("AGENT_SERVICE_TOKEN is not a valid header value",
-                                       code="INVALID_SERVICE_TOKEN_SETTING")
+            return "AGENT_SERVICE_TOKEN is not a valid header value", "INVALID_SERVICE_TOKEN_SETTING"
         return None
 
     @staticmethod
@@ -485,8 +485,8 @@ class AgentClient:
         """The HTTP exchange itself (urllib3: requests' Session and its adapter cost as much CPU per
         call as the rest of a delivery); transport failures become typed AgentErrors."""
         if self._setting_problem is not None:
-            problem = self._setting_problem
-            raise type(problem)(problem.detail, code=problem.code, method=method, path=path)
+            detail, code = self._setting_problem
+            raise AgentPermanentError(detail, code=code, method=method, path=path)
         url = f"{self.base_url}{path}"
         if params:
             url = f"{url}?{urlencode(params)}"

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent_bridge.tests.scripted_http import ScriptedServer
+from agent_bridge.tests.conftest import scripted  # noqa: F401 - the Agent stand-in of test_logging
 from project.logging import JsonFormatter, RequestIdFilter
 
 
@@ -25,14 +25,3 @@ def json_log() -> Iterator[io.StringIO]:
     finally:
         root.removeHandler(handler)
         root.setLevel(previous_level)
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
-    """The scripted HTTP server on loopback that stands in for the Agent (agent_bridge.tests.scripted_http;
-    the same fixture as agent_bridge/tests/conftest.py's)."""
-    with ScriptedServer() as server:
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        monkeypatch.setenv("no_proxy", "127.0.0.1")
-        yield server
-        server.verify()

@@ -14,6 +14,7 @@ query, as costly as the statement itself here): the statement is the check, and 
 connection turns out dead (database restarted) it is closed and the statement retried once on a
 new connection. Same guarantee, no error from a stale connection, one round trip fewer.
 """
+import datetime
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -84,7 +85,8 @@ def placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-_postgresql: tuple | None = None  # (ServerBindingCursor, TIMESTAMPTZ_OID, TEXT, register_tzloader), imported once
+# (ServerBindingCursor, TIMESTAMPTZ_OID, TEXT, register_tzloader, psycopg's own timestamptz loader), imported once
+_postgresql: tuple | None = None
 
 
 class _StatementCursor:
@@ -138,18 +140,34 @@ def _cursor(connection: Any) -> Any:
 def _psycopg_cursor(connection: Any) -> Any:
     global _postgresql
     if _postgresql is None:
+        import psycopg
         from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerBindingCursor
         from django.db.backends.postgresql.psycopg_any import register_tzloader
         from psycopg.pq import Format
 
-        _postgresql = (ServerBindingCursor, TIMESTAMPTZ_OID, Format.TEXT, register_tzloader)
-    cursor_class, timestamptz, text, register_tzloader = _postgresql
+        _postgresql = (ServerBindingCursor, TIMESTAMPTZ_OID, Format.TEXT, register_tzloader,
+                       psycopg.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT))
+    cursor_class, timestamptz, text, register_tzloader, psycopg_timestamptz = _postgresql
     with connection.wrap_database_errors:
         raw = cursor_class(connection.connection)
+        if utc_session(connection):
+            # Django's loader (a Python subclass of psycopg's Python loader, which then replaces the tzinfo)
+            # parses each timestamptz in Python: ~4 µs each, 6 % of a PUT's py-spy samples for its 6 or 7.
+            # On a UTC session psycopg's own loader (C, with psycopg[binary]) returns the same aware
+            # datetime, in datetime.timezone.utc.
+            raw.adapters.register_loader(timestamptz, psycopg_timestamptz)
         # As Django's create_cursor: the cursor's timezone only if the connection's differs.
-        if connection.timezone != connection.connection.adapters.get_loader(timestamptz, text).timezone:
+        elif connection.timezone != connection.connection.adapters.get_loader(timestamptz, text).timezone:
             register_tzloader(connection.timezone, raw)
     return raw
+
+
+def utc_session(connection: Any) -> bool:
+    """Whether Django and the PostgreSQL session `connection` holds both keep time in UTC (USE_TZ without a
+    database TIME_ZONE, Django's default, sets the session's TimeZone to UTC): then psycopg's own loader reads a
+    timestamptz as Django's does, an aware datetime in datetime.timezone.utc."""
+    return (connection.timezone is datetime.UTC
+            and connection.connection.info.parameter_status("TimeZone") == "UTC")
 
 
 def _kept_cursor(connection: Any) -> _StatementCursor:

@@ -542,3 +542,46 @@ def test_an_implicit_atomic_pipeline_whose_rollback_cannot_be_sent_commits_nothi
         assert other.execute("SELECT count(*) FROM agent_bridge_outboxevent").fetchone() == (1,)
     connection.close()
     assert OutboxEvent.objects.count() == 1  # and Django's next connection works
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_timestamps_are_read_by_psycopgs_own_loader_on_a_utc_session(monkeypatch, verified_user) -> None:
+    """Django's timestamptz loader parses in Python (~6 % of a PUT); on a UTC session the statements' cursor
+    reads with psycopg's own and gets the very same aware datetimes."""
+    import datetime
+
+    from django.db.backends.postgresql import psycopg_any
+
+    parsed_by_django: list[object] = []
+    django_load = psycopg_any.BaseTzLoader.load
+    monkeypatch.setattr(psycopg_any.BaseTzLoader, "load",
+                        lambda self, data: parsed_by_django.append(data) or django_load(self, data))
+    orm = User.objects.values_list("date_joined", flat=True).get(pk=verified_user.pk)
+    assert parsed_by_django  # the ORM's cursor: Django's loader (so the check below can fail)
+    parsed_by_django.clear()
+    connection.close()  # a new connection and kept cursor, whatever earlier tests left
+    columns = rawsql.Columns(User, "u", only=("date_joined",))
+    row = rawsql.fetchone(f"SELECT {columns.select()}, %s::timestamptz FROM {columns.table()} u "  # noqa: S608
+                          f"WHERE u.id = %s", [orm, verified_user.pk])
+    assert parsed_by_django == []
+    assert row == (orm, orm) and row[0].tzinfo is datetime.UTC is orm.tzinfo
+    assert rawsql.utc_session(connection)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_session_not_in_utc_keeps_djangos_loader(monkeypatch) -> None:
+    import zoneinfo
+
+    rawsql.fetchone("SELECT 1", [])
+    assert rawsql.utc_session(connection)
+    monkeypatch.setattr(connection, "timezone", zoneinfo.ZoneInfo("Europe/Paris"))
+    assert not rawsql.utc_session(connection)
+    monkeypatch.undo()
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'Europe/Paris'")
+    try:
+        assert not rawsql.utc_session(connection)
+    finally:
+        connection.close()

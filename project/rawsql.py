@@ -67,8 +67,11 @@ class Columns:
     def values(self, row: Sequence[Any], start: int, using: str = "default") -> list[Any]:
         """This model's slice of `row` (from `start`), converted as the ORM converts it."""
         values = list(row[start:start + len(self.fields)])
+        converting = self._converters_for(using)
+        if not converting:  # as for the token's and the user's columns on PostgreSQL: no connection lookup either
+            return values
         connection = connections[using]
-        for index, converters, col in self._converters_for(using):
+        for index, converters, col in converting:
             value = values[index]
             for converter in converters:
                 value = converter(value, col, connection)

@@ -15,7 +15,7 @@ def throttled_stack(request, stack_factory):
     if request.param == "redis":
         redis_url = os.environ.get("REDIS_URL", "")
         if not redis_url:
-            pytest.skip("needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0 (bash .ci/run's second pass does)")
+            pytest.skip("needs Redis: set REDIS_URL (scripts/services.sh env gives its test server's)")
     # The default limit over a day-long window: real time cannot cross a window during the test.
     env = {
         "THROTTLE_RATES": "login=10/day",

@@ -166,8 +166,8 @@ def _psycopg_cursor(connection: Any) -> Any:
 
 
 def utc_session(connection: Any) -> bool:
-    """Whether Django and the PostgreSQL session `connection` holds both keep time in UTC (USE_TZ without a
-    database TIME_ZONE, Django's default, sets the session's TimeZone to UTC): then psycopg's own loader reads a
+    """Whether both Django and the PostgreSQL session of `connection` keep time in UTC (USE_TZ without a database
+    TIME_ZONE, Django's default, sets the session's TimeZone to UTC): then psycopg's own loader reads a
     timestamptz as Django's does, an aware datetime in datetime.timezone.utc."""
     return (connection.timezone is datetime.UTC
             and connection.connection.info.parameter_status("TimeZone") == "UTC")

@@ -572,17 +572,25 @@ def test_timestamps_are_read_by_psycopgs_own_loader_on_a_utc_session(monkeypatch
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_session_not_in_utc_keeps_djangos_loader(monkeypatch) -> None:
+    """Django's timezone not UTC, or the session's: the statements' cursor reads timestamps with Django's loader."""
     import zoneinfo
 
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+    from django.db.backends.postgresql.psycopg_any import BaseTzLoader
+    from psycopg.pq import Format
+
+    def loader() -> type:
+        return rawsql._psycopg_cursor(connection).adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+
     rawsql.fetchone("SELECT 1", [])
-    assert rawsql.utc_session(connection)
+    assert rawsql.utc_session(connection) and not issubclass(loader(), BaseTzLoader)
     monkeypatch.setattr(connection, "timezone", zoneinfo.ZoneInfo("Europe/Paris"))
-    assert not rawsql.utc_session(connection)
+    assert not rawsql.utc_session(connection) and issubclass(loader(), BaseTzLoader)
     monkeypatch.undo()
     with connection.cursor() as cursor:
         cursor.execute("SET TIME ZONE 'Europe/Paris'")
     try:
-        assert not rawsql.utc_session(connection)
+        assert not rawsql.utc_session(connection) and issubclass(loader(), BaseTzLoader)
     finally:
         connection.close()
 

@@ -124,6 +124,10 @@ class _JsonHandler(BaseHTTPRequestHandler):
         try:
             super().finish()
         finally:
+            # The FIN goes before the connection stops being counted as open (socketserver closes
+            # the socket only later, in shutdown_request): whoever sees it gone can rely on a
+            # client seeing it closed too, however late the handler thread gets to run.
+            _shut(self._connection)
             self.server.connection_finished(self._connection)
 
     def handle_one_request(self) -> None:

@@ -36,6 +36,7 @@ from agent_bridge.agent_client import (
     AgentUserNotFound,
 )
 from agent_bridge.devagent import LISTENING_LINE_RE, DevAgentServer
+from agent_bridge.devagent.server import _Server
 from tests.devagent_control import DevAgentControl
 
 TOKEN = "devagent-test-token-0123456789abcdef"
@@ -724,6 +725,28 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(short_keep_al
     finally:
         conn.close()
     _wait_until(lambda: server.connections_open == 0, "the connection's handler thread ends")
+
+
+def test_a_connection_no_longer_counted_open_is_already_closed_for_the_client(monkeypatch):
+    """`connections_open` falls only once the FIN is sent, so a test (or a client) that waits for
+    it never writes into a socket the server is about to close. socketserver closes the socket
+    after the handler returns; the delay stands in for a loaded machine's scheduling."""
+    late_close = _Server.shutdown_request
+
+    def slow_shutdown_request(self, request):
+        time.sleep(0.5)
+        late_close(self, request)
+
+    monkeypatch.setattr(_Server, "shutdown_request", slow_shutdown_request)
+    with DevAgentServer(token=TOKEN, keep_alive_s=0.2) as server:
+        conn = HTTPConnection(server.host, server.port, timeout=5)
+        try:
+            assert _exchange(conn, "GET", "/health")[0].status == 200
+            _wait_until(lambda: server.connections_open == 0, "the server closes the idle connection")
+            conn.sock.settimeout(0.05)
+            assert conn.sock.recv(1) == b"", "the client sees the close as soon as the server counts it"
+        finally:
+            conn.close()
 
 
 def test_down_closes_idle_kept_alive_connections_at_once(server, control):

@@ -9,7 +9,6 @@ to BUS_CONSUMER_CONCURRENCY handlers in flight for different users.
 """
 import contextlib
 import logging
-import signal
 import threading
 import time
 import traceback
@@ -32,7 +31,7 @@ from agent_bridge.transports import rabbitmq as amqp
 from agent_bridge.transports.embedded import EmbeddedTransport
 from agent_bridge.transports.notify import OutboxWaiter
 from consumers import processing
-from project import metrics, tracing
+from project import metrics, shutdown, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +42,9 @@ CONNECTION_CHECK_SECONDS = 1.0
 
 def stop_flag_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT: the process finishes its unit of work and exits."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: object) -> None:
-        logger.info("received %s, stopping after the event in hand", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
+    return shutdown.stop_on_signals(
+        lambda signum: logger.info("received %s, stopping after the event in hand", signum.name)
+    )
 
 
 def run_resiliently(name: str, session: Callable[[], None], stop: threading.Event) -> None:

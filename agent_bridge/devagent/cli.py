@@ -6,10 +6,9 @@ import argparse
 import logging
 import os
 import re
-import signal
-import threading
 
 from agent_bridge.devagent.server import KEEP_ALIVE_TIMEOUT_S, DevAgentServer
+from project.shutdown import stop_on_signals
 
 #: The line printed by the CLI once both ports listen; e2e tests parse it to
 #: learn the ports when they start the double with ``--port 0``.
@@ -50,13 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s devagent %(levelname)s %(message)s",
     )
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
 
     server = DevAgentServer(args.host, args.port, args.control_port, args.token, keep_alive_s=args.keep_alive)
     server.start()

@@ -181,20 +181,28 @@ class Stack:
         return self
 
     def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30) -> int:
-        process = self.processes.pop(name)
+        """Signal a process and wait for it; it is forgotten only once it has exited."""
+        process = self.processes[name]
         if process.poll() is None:
             process.send_signal(sig)
-        return process.wait(timeout=timeout)
+        code = process.wait(timeout=timeout)
+        del self.processes[name]
+        return code
 
     def stop(self) -> None:
+        """SIGTERM every process; one still running 15 s later is killed, and the stop fails: a
+        daemon that does not stop on SIGTERM is a defect (deploys wait on it), not noise."""
+        hung = []
         for name in list(self.processes):
             try:
                 self.kill(name, signal.SIGTERM, timeout=15)
             except subprocess.TimeoutExpired:
+                hung.append(name)
                 self.kill(name, signal.SIGKILL)
         if self.amqp_url:
             self._delete_topology()
         self._drop_database()
+        assert not hung, f"still running 15 s after SIGTERM: {', '.join(hung)}\n{self.logs()}"
 
     def _delete_topology(self) -> None:
         import pika

@@ -1,9 +1,7 @@
 """`manage.py reconcile_agent`: compare the Agent's copy of users with ours and repair through the bus."""
 import json
 import re
-import signal
 import sys
-import threading
 import time
 import uuid
 from datetime import timedelta
@@ -14,6 +12,7 @@ from django.utils import timezone
 
 from agent_bridge import reconciliation, verification
 from agent_bridge.agent_client import AgentClient
+from project.shutdown import stop_on_signals
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -25,13 +24,6 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"{text!r} is not a duration like 90s, 30m, 2h or 1d")
     return timedelta(**{_UNITS[match[2].lower()]: int(match[1])})
-
-
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    return stop
 
 
 class Command(BaseCommand):

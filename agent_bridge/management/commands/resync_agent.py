@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from agent_bridge import reconciliation, verification
-from agent_bridge.management.commands.reconcile_agent import parse_duration, stop_on_signals
+from agent_bridge.management.commands.reconcile_agent import parse_duration
+from project.shutdown import stop_on_signals
 
 BATCH = 1000
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from agent_bridge import events
 from agent_bridge.models import InteractionMirror
 from agent_bridge.outbox import outbox_event_add
+from identity import selectors as identity_selectors
 from identity.models import User
 
 #: Most history items the consumer copies from the Agent (newest first); older ones are not
@@ -74,10 +75,10 @@ def interaction_history_clear(*, user: User) -> None:
 def interaction_mirror_store(*, uid: uuid.UUID | str, items: list[dict[str, Any]], total: int) -> bool:
     """Store the history fetched from the Agent (consumer). False when not stored: the user is
     gone, or a clear is pending (the fetched history is about to be erased at the Agent)."""
-    user = User.objects.filter(uid=uid).only("pk").first()
-    if user is None:
-        return False
     with transaction.atomic():
+        user = identity_selectors.user_locked_for_dependent_write(uid=uid)
+        if user is None:
+            return False
         mirror, _ = InteractionMirror.objects.select_for_update().get_or_create(user=user)
         mirror.refresh_requested_at = None
         stored = not mirror.clear_pending

@@ -233,6 +233,9 @@ def check_record(result: CheckResult, *, source: CheckSource, repair: bool, repa
     `repairs` is how many repairs in a row already led to this check."""
     now = timezone.now()
     with transaction.atomic():
+        # The user's row before the copy, the order of an account deletion (which locks the user,
+        # deletes the profile and then writes the tombstone): the copy first could deadlock the two.
+        identity_selectors.user_locked_for_dependent_write(uid=result.uid)
         AgentCopy.objects.update_or_create(uid=result.uid, defaults={"checked_at": now})
         if result.equal:
             allergy_services.allergy_sync_record_verified(uid=result.uid, at=now, resolved=False)
@@ -291,8 +294,9 @@ def read_back_start(*, uid: uuid.UUID | str, repairs: int = 0) -> uuid.UUID:
     chain = uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():
-        # The profile before the copy, the order of an account deletion (its cascade, then the
-        # tombstone): the other order deadlocked the two, and the deletion answered 500.
+        # The user's row and profile before the copy, the order of an account deletion (the user,
+        # its cascade, then the tombstone): the other order deadlocked the two, and the deletion
+        # answered 500.
         allergy_services.allergy_sync_record_verifying(uid=uid)
         copy, _ = AgentCopy.objects.select_for_update().get_or_create(uid=uid)
         copy.read_back_chain = chain

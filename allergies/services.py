@@ -4,7 +4,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -300,24 +300,26 @@ def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:
 
 def allergy_sync_record_verifying(*, uid: uuid.UUID | str) -> None:
     """An Agent call about the user had an unknown outcome: not `synced` until it is read back."""
-    user = User.objects.filter(uid=uid).only("pk").first()
-    if user is None:
-        return
-    AllergyProfile.objects.get_or_create(user=user)  # an absent profile is an empty one at revision 0
-    AllergyProfile.objects.filter(user=user).update(sync_verifying=True)
+    with transaction.atomic():
+        user = identity_selectors.user_locked_for_dependent_write(uid=uid)
+        if user is None:
+            return
+        AllergyProfile.objects.get_or_create(user=user)  # an absent profile is an empty one at revision 0
+        AllergyProfile.objects.filter(user=user).update(sync_verifying=True)
 
 
 def allergy_sync_record_verified(*, uid: uuid.UUID | str, at: datetime, resolved: bool) -> None:
     """The Agent's copy was read back equal at `at`; `resolved` ends a read-back after an
     uncertain outcome (only the read-back itself may end it)."""
-    user = User.objects.filter(uid=uid).only("pk").first()
-    if user is None:
-        return
-    AllergyProfile.objects.get_or_create(user=user)
     changes: dict = {"sync_verified_at": at}
     if resolved:
         changes["sync_verifying"] = False
-    AllergyProfile.objects.filter(user=user).update(**changes)
+    with transaction.atomic():
+        user = identity_selectors.user_locked_for_dependent_write(uid=uid)
+        if user is None:
+            return
+        AllergyProfile.objects.get_or_create(user=user)
+        AllergyProfile.objects.filter(user=user).update(**changes)
 
 
 def allergy_sync_record_unconfirmed(*, uids: list[uuid.UUID]) -> None:

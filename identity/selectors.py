@@ -25,6 +25,17 @@ def user_get_by_uid(*, uid: uuid.UUID) -> User | None:
     return User.objects.filter(uid=uid).first()
 
 
+def user_locked_for_dependent_write(*, uid: uuid.UUID | str) -> User | None:
+    """The user, its row locked until the transaction ends, before writing a row that refers to it
+    (a profile, a mirror) from outside the user's own request: the consumer's. An account deletion
+    locks the same row first (services.user_erase), so the two cannot interleave: a deletion under
+    way makes this wait and then find no user, and a write under way is seen (and deleted) by the
+    deletion. Without it, a row inserted between the deletion's cascade and its DELETE of the user
+    failed the deletion's commit on the foreign key (a 500 on DELETE /api/account/). Only inside
+    `transaction.atomic()`; FOR NO KEY UPDATE (PostgreSQL) is the weakest lock the deletion's waits for."""
+    return User.objects.select_for_update(no_key=True).filter(uid=uid).only("pk").first()
+
+
 def user_get_by_email(*, email: str) -> User | None:
     """The account holding `email` (canonical already): exact equality on the stored canonical form,
     the lookup signup and the unique index use."""

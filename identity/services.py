@@ -331,6 +331,10 @@ def user_erase(*, user: User) -> uuid.UUID:
     """
     uid, email = user.uid, user.email
     with transaction.atomic():
+        # The user's row first: a consumer about to add a row that refers to the user waits for
+        # this transaction and then finds no user, and one already adding it is waited for, so
+        # the cascade below sees its row (selectors.user_locked_for_dependent_write).
+        User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
         MailNotice.objects.filter(uid=uid).delete()
         user.delete()
         signals.user_deleted.send(sender=User, uid=uid)

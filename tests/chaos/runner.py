@@ -107,6 +107,17 @@ class ChaosReport:
         return "\n".join(lines)
 
 
+def first_logged_error(workdir: Path, *, max_chars: int = 3000) -> str | None:
+    """The first exception the API logged (its log lines, with the traceback), so that a 5xx in
+    a CI run explains itself: the workdir is gone by the time anyone reads the report."""
+    for path in sorted(workdir.glob("api*.log")):
+        lines = path.read_text(errors="replace").splitlines()
+        for at, line in enumerate(lines):
+            if '"exc_info"' in line or line.startswith("Traceback"):
+                return "\n".join(lines[max(at - 1, 0):at + 40])[-max_chars:]
+    return None
+
+
 def _capabilities(stack: ChaosStack) -> set[str]:
     schema = requests.get(f"{stack.api_url}/api/schema/", params={"format": "json"}, timeout=30).json()
     paths = schema.get("paths", {})
@@ -295,6 +306,9 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
         }
         if ledger.server_errors:
             report.problems.append(f"{len(ledger.server_errors)} API answers were 5xx, e.g. {ledger.server_errors[0]}")
+            logged = first_logged_error(config.workdir)
+            report.problems.append(f"the API's log, at its first exception:\n{logged}" if logged else
+                                   "the API's log holds no exception")
         if ledger.rejected:
             report.problems.append(f"{len(ledger.rejected)} actions were refused (4xx), e.g. {ledger.rejected[0]}")
         report.ok = findings.ok and not report.problems

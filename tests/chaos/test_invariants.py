@@ -126,3 +126,18 @@ def test_a_key_whose_shape_changed_is_named_in_the_finding() -> None:
 
     assert held == {"cuisine_affinity": {"thai": 0.5, "french": 1}} != final
     assert len(findings.stale) == 1 and "['cuisine_affinity'] changed shape" in findings.stale[0]
+
+
+def test_a_5xx_is_reported_with_the_exception_the_api_logged(tmp_path) -> None:
+    from tests.chaos.runner import first_logged_error
+
+    assert first_logged_error(tmp_path) is None
+    (tmp_path / "api.log").write_text(
+        '{"level": "INFO", "message": "request"}\n'
+        '{"level": "ERROR", "message": "Internal Server Error: /api/account/", '
+        '"exc_info": "Traceback ...\\nIntegrityError: still referenced"}\n'
+    )
+    logged = first_logged_error(tmp_path)
+    assert logged is not None
+    assert "IntegrityError: still referenced" in logged
+    assert "Internal Server Error: /api/account/" in logged

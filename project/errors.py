@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
@@ -133,6 +134,24 @@ def _as_api_exception(exc: Exception) -> Exception:
     return exc
 
 
+#: PostgreSQL's SQLSTATEs for a transaction given up because another one held what it needed:
+#: serialization_failure, deadlock_detected, lock_not_available. The transaction was rolled back,
+#: so nothing changed, and the same request can succeed a moment later.
+TRANSIENT_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+CONFLICT_RETRY_DETAIL = "The request met a concurrent change to the same data and was not applied. Try again."
+CONFLICT_RETRY_AFTER_SECONDS = 1
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """A database error that only says "another transaction was in the way": a deadlock or a
+    serialization failure on PostgreSQL, SQLite's busy timeout running out."""
+    if not isinstance(exc, OperationalError):
+        return False
+    if getattr(exc.__cause__, "sqlstate", None) in TRANSIENT_CONFLICT_SQLSTATES:
+        return True
+    return "database is locked" in str(exc)
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER: the one place where errors become answers."""
     # Imported here: rest_framework.views loads the parser classes, and project.parsers imports
@@ -143,6 +162,16 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         if exc.errors:
             return Response(_validation_body(exc.errors), status=status.HTTP_400_BAD_REQUEST)
         return Response({"detail": exc.detail, "code": exc.code}, status=exc.status_code)
+    if is_transient_conflict(exc):
+        # E.g. a user's PUT /api/allergies/ and DELETE /api/account/ at the same moment: the
+        # database broke the tie by rolling one back. Worth a line (a steady rate is a lock-order
+        # bug), not a 500 to the client, who only has to send it again.
+        logger.warning("transient database conflict in %s: %s", context.get("view"), exc)
+        return Response(
+            {"detail": CONFLICT_RETRY_DETAIL, "code": "conflict_retry"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
+        )
     exc = _as_api_exception(exc)
     response = exception_handler(exc, context)
     if response is None:

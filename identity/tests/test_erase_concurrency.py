@@ -134,3 +134,76 @@ def test_a_deletion_during_a_consumer_write_waits_for_it_and_deletes_its_row(wri
     assert deletion, "the consumer's write inserted no row"
     assert deletion[0].finish() == []
     _nothing_left_of(user)
+
+
+def _wait_until_a_backend_waits_for_a_lock(timeout: float = 10.0) -> None:
+    """Poll PostgreSQL (on a connection of its own) until some session of this database waits for a lock."""
+    import time
+
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(**params, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("no session ever waited for a lock")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_put_and_the_account_deletion_at_once_answer_a_retry_not_a_500(verified_user, issued_token, password) -> None:
+    """The user's own PUT /api/allergies/ holds the profile's row and, at its commit, needs the user's
+    row (the history row's foreign key); the deletion holds the user's row and needs the profile's.
+    PostgreSQL breaks that deadlock by rolling one back: it must answer 503 `conflict_retry` with
+    Retry-After, having changed nothing, and succeed when sent again; never a 500."""
+    from rest_framework.test import APIClient
+
+    from allergies import signals as allergy_signals
+
+    allergy_services.allergy_profile_replace(
+        user=verified_user, confirmed=["peanuts"], intolerances=[], severity={"peanuts": "severe"}
+    )
+
+    def client() -> APIClient:
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
+        return api
+
+    def send(name: str):
+        if name == "delete":
+            return client().delete("/api/account/", {"password": password}, format="json")
+        milk = {"confirmed": ["milk"], "intolerances": [], "severity": {"milk": "severe"}}
+        return client().put("/api/allergies/", milk, format="json")
+
+    answers: dict[str, object] = {}
+    deletion: list[InThread] = []
+
+    def delete_while_the_put_holds_the_profile(sender, **kwargs) -> None:
+        if not deletion:
+            deletion.append(InThread(lambda: answers.__setitem__("delete", send("delete"))))
+            _wait_until_a_backend_waits_for_a_lock()  # the deletion, for the profile's row
+
+    allergy_signals.allergy_profile_replaced.connect(delete_while_the_put_holds_the_profile, weak=False)
+    try:
+        answers["put"] = send("put")
+    finally:
+        allergy_signals.allergy_profile_replaced.disconnect(delete_while_the_put_holds_the_profile)
+    assert deletion[0].finish() == []
+
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    [rolled_back] = [name for name, code in statuses.items() if code == 503]
+    assert set(statuses.values()) - {503} <= {200, 204}, statuses
+    answer = answers[rolled_back]
+    assert answer.json()["code"] == "conflict_retry"
+    assert answer["Retry-After"] == "1"
+    if rolled_back == "delete":
+        assert User.objects.filter(pk=verified_user.pk).exists()  # nothing changed
+        assert send("delete").status_code == 204
+    _nothing_left_of(verified_user)

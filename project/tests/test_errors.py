@@ -239,3 +239,15 @@ def test_an_unexpected_exception_is_json_in_debug_too(settings, caplog) -> None:
     assert response.status_code == 500
     assert response.data == {"detail": "Internal server error.", "code": "server_error"}
     assert "boom" in caplog.text  # the traceback is for the console, not the answer
+
+
+def test_only_a_transient_database_conflict_answers_conflict_retry(settings) -> None:
+    """The real thing, a PostgreSQL deadlock between two requests, is in
+    identity/tests/test_erase_concurrency.py; here, what is and is not one."""
+    from django.db import OperationalError
+
+    settings.DEBUG = False
+    busy = errors.api_exception_handler(OperationalError("database is locked"), {"view": None})
+    assert (busy.status_code, busy.data["code"], busy["Retry-After"]) == (503, "conflict_retry", "1")
+    # A database that is down is not a conflict a retry a second later resolves: Django's 500.
+    assert errors.api_exception_handler(OperationalError("connection refused"), {"view": None}) is None

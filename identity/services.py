@@ -197,7 +197,11 @@ def user_login(*, email: str, password: str, client: ClientInfo | None = None) -
     with transaction.atomic():
         logged_in_before = user.last_login is not None
         user.last_login = timezone.now()
-        user.save(update_fields=["last_login"])
+        # An UPDATE that counts, not save(update_fields=...): the owner may have deleted the account
+        # (from another device) since it was read, and that is a failed login, not a 500. The UPDATE
+        # locks the row, so a deletion that starts now waits, and deletes the token issued here too.
+        if not User.objects.filter(pk=user.pk).update(last_login=user.last_login):
+            raise InvalidCredentials
         issued = auth_token_issue(user=user, client=client)
         if logged_in_before:
             _login_notice_if_new_device(user=user, issued=issued)

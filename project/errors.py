@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.db import OperationalError
+from django.db import IntegrityError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
@@ -134,22 +134,28 @@ def _as_api_exception(exc: Exception) -> Exception:
     return exc
 
 
-#: PostgreSQL's SQLSTATEs for a transaction given up because another one held what it needed:
+#: PostgreSQL's SQLSTATEs for a transaction given up because another one was in the way:
 #: serialization_failure, deadlock_detected, lock_not_available. The transaction was rolled back,
 #: so nothing changed, and the same request can succeed a moment later.
 TRANSIENT_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+#: foreign_key_violation. The code never writes a reference it has not just read, so one means the
+#: row it refers to was deleted meanwhile (a user's first preferences while the account is being
+#: deleted): rolled back too, and sent again the request gets the answer for what is there now.
+VANISHED_REFERENCE_SQLSTATE = "23503"
 CONFLICT_RETRY_DETAIL = "The request met a concurrent change to the same data and was not applied. Try again."
 CONFLICT_RETRY_AFTER_SECONDS = 1
 
 
 def is_transient_conflict(exc: BaseException) -> bool:
     """A database error that only says "another transaction was in the way": a deadlock or a
-    serialization failure on PostgreSQL, SQLite's busy timeout running out."""
-    if not isinstance(exc, OperationalError):
-        return False
-    if getattr(exc.__cause__, "sqlstate", None) in TRANSIENT_CONFLICT_SQLSTATES:
-        return True
-    return "database is locked" in str(exc)
+    serialization failure on PostgreSQL, SQLite's busy timeout running out, or a row referred to
+    that a concurrent transaction deleted."""
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if isinstance(exc, OperationalError):
+        return sqlstate in TRANSIENT_CONFLICT_SQLSTATES or "database is locked" in str(exc)
+    if isinstance(exc, IntegrityError):
+        return sqlstate == VANISHED_REFERENCE_SQLSTATE or "FOREIGN KEY constraint failed" in str(exc)
+    return False
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:

@@ -4,8 +4,9 @@ The consumer adds rows that refer to a user (an empty allergy profile to mark, a
 mirror) while the user may be deleting the account. Each test runs the two in two threads, on two
 database connections, at the moment that used to fail: the chaos suite's DELETE /api/account/ once
 answered 500 when a profile was inserted between the deletion's cascade and its DELETE of the user.
-On PostgreSQL only: SQLite's IMMEDIATE transactions run one writer at a time anyway, and the test
-database (in memory, shared cache) refuses a second writer at once instead of making it wait.
+The two-thread tests run on PostgreSQL only: SQLite's IMMEDIATE transactions run one writer at a
+time anyway, and the test database (in memory, shared cache) refuses a second writer at once
+instead of making it wait.
 """
 import threading
 import uuid
@@ -28,8 +29,6 @@ from identity.models import User
 #: How long a thread is given to finish its write before the other one goes on; a write that the
 #: locks make wait is still waiting then, which is the point.
 OVERLAP_SECONDS = 0.5
-
-pytestmark = pytest.mark.postgres
 
 CONSUMER_WRITES: dict[str, Callable[[uuid.UUID], object]] = {
     "profile marked verifying": lambda uid: allergy_services.allergy_sync_record_verifying(uid=uid),
@@ -81,6 +80,7 @@ def _nothing_left_of(user: User) -> None:
     assert AgentCopy.objects.get(uid=user.uid).erased_at is not None  # the tombstone was written
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("write", CONSUMER_WRITES.values(), ids=CONSUMER_WRITES.keys())
 def test_a_consumer_write_during_the_deletion_waits_for_it_and_finds_no_user(write, monkeypatch) -> None:
@@ -105,6 +105,7 @@ def test_a_consumer_write_during_the_deletion_waits_for_it_and_finds_no_user(wri
     _nothing_left_of(user)
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("write", "model"),
@@ -157,6 +158,7 @@ def _wait_until_a_backend_waits_for_a_lock(timeout: float = 10.0) -> None:
     raise AssertionError("no session ever waited for a lock")
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_put_and_the_account_deletion_at_once_answer_a_retry_not_a_500(verified_user, issued_token, password) -> None:
     """The user's own PUT /api/allergies/ holds the profile's row and, at its commit, needs the user's
@@ -206,4 +208,59 @@ def test_a_put_and_the_account_deletion_at_once_answer_a_retry_not_a_500(verifie
     if rolled_back == "delete":
         assert User.objects.filter(pk=verified_user.pk).exists()  # nothing changed
         assert send("delete").status_code == 204
+    _nothing_left_of(verified_user)
+
+
+def test_a_login_that_the_accounts_deletion_overtakes_is_a_failed_login(
+    api_client, verified_user, password, monkeypatch
+) -> None:
+    """The owner deletes the account (from another device) after this login read the user and
+    before it issued the token: the login fails as with any unknown account, not with a 500."""
+    check_password = User.check_password
+
+    def check_then_lose_the_account(self, raw: str) -> bool:
+        checked = check_password(self, raw)
+        services.user_erase(user=User.objects.get(pk=self.pk))
+        return checked
+
+    monkeypatch.setattr(User, "check_password", check_then_lose_the_account)
+
+    response = api_client.post("/api/login/", {"email": verified_user.email, "password": password}, format="json")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_credentials"
+    assert not User.objects.filter(pk=verified_user.pk).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_first_preferences_write_that_the_deletion_overtakes_answers_a_retry(verified_user, issued_token) -> None:
+    """The owner's first PATCH /api/preferences/ creates the row while the same account is being
+    deleted: at its commit the user is gone and the foreign key refuses the row. That answers 503
+    `conflict_retry`, having changed nothing; sent again, the request is refused as logged out."""
+    from rest_framework.test import APIClient
+
+    from identity.models import UserPreferences
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {issued_token.raw}")
+    deletion: list[InThread] = []
+
+    def delete_the_account_now(sender, instance, created: bool, **kwargs) -> None:
+        if created and not deletion:
+            deletion.append(InThread(lambda: services.user_erase(user=User.objects.get(pk=verified_user.pk))))
+            deletion[0].overlap()
+
+    post_save.connect(delete_the_account_now, sender=UserPreferences, weak=False)
+    try:
+        answer = api.patch("/api/preferences/", {"preferences": {"vibes": ["quiet"]}}, format="json")
+    finally:
+        post_save.disconnect(delete_the_account_now, sender=UserPreferences)
+
+    assert deletion, "the write created no preferences row"
+    assert deletion[0].finish() == []
+    assert (answer.status_code, answer.json()["code"], answer["Retry-After"]) == (503, "conflict_retry", "1")
+    assert not UserPreferences.objects.filter(user_id=verified_user.pk).exists()
+    again = api.patch("/api/preferences/", {"preferences": {"vibes": ["quiet"]}}, format="json")
+    assert again.status_code == 401
     _nothing_left_of(verified_user)

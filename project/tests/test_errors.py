@@ -244,10 +244,14 @@ def test_an_unexpected_exception_is_json_in_debug_too(settings, caplog) -> None:
 def test_only_a_transient_database_conflict_answers_conflict_retry(settings) -> None:
     """The real thing, a PostgreSQL deadlock between two requests, is in
     identity/tests/test_erase_concurrency.py; here, what is and is not one."""
-    from django.db import OperationalError
+    from django.db import IntegrityError, OperationalError
 
     settings.DEBUG = False
     busy = errors.api_exception_handler(OperationalError("database is locked"), {"view": None})
     assert (busy.status_code, busy.data["code"], busy["Retry-After"]) == (503, "conflict_retry", "1")
-    # A database that is down is not a conflict a retry a second later resolves: Django's 500.
+    vanished = errors.api_exception_handler(IntegrityError("FOREIGN KEY constraint failed"), {"view": None})
+    assert (vanished.status_code, vanished.data["code"]) == (503, "conflict_retry")
+    # A database that is down is not a conflict a retry a second later resolves, nor is a unique
+    # constraint the code did not expect: Django's 500.
     assert errors.api_exception_handler(OperationalError("connection refused"), {"view": None}) is None
+    assert errors.api_exception_handler(IntegrityError("UNIQUE constraint failed"), {"view": None}) is None

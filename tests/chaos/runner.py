@@ -306,7 +306,7 @@ def run_chaos(config: ChaosConfig, *, keep: bool = False) -> ChaosReport:
         }
         if ledger.server_errors:
             report.problems.append(f"{len(ledger.server_errors)} API answers were 5xx, e.g. {ledger.server_errors[0]}")
-            logged = first_logged_error(config.workdir)
+            logged = first_logged_error(stack.workdir)  # where the stack writes api.log
             report.problems.append(f"the API's log, at its first exception:\n{logged}" if logged else
                                    "the API's log holds no exception")
         if ledger.rejected:

@@ -298,14 +298,20 @@ def allergy_sync_record_failure(*, uid: uuid.UUID | str, error: str) -> None:
     )
 
 
-def allergy_sync_record_verifying(*, uid: uuid.UUID | str) -> None:
-    """An Agent call about the user had an unknown outcome: not `synced` until it is read back."""
+def _profile_mark(*, uid: uuid.UUID | str, **changes: object) -> None:
+    """Set verification columns on the user's profile, creating the (empty) row if need be; the
+    user's row is locked first, so an account deletion cannot interleave (nothing if it is gone)."""
     with transaction.atomic():
         user = identity_selectors.user_locked_for_dependent_write(uid=uid)
         if user is None:
             return
         AllergyProfile.objects.get_or_create(user=user)  # an absent profile is an empty one at revision 0
-        AllergyProfile.objects.filter(user=user).update(sync_verifying=True)
+        AllergyProfile.objects.filter(user=user).update(**changes)
+
+
+def allergy_sync_record_verifying(*, uid: uuid.UUID | str) -> None:
+    """An Agent call about the user had an unknown outcome: not `synced` until it is read back."""
+    _profile_mark(uid=uid, sync_verifying=True)
 
 
 def allergy_sync_record_verified(*, uid: uuid.UUID | str, at: datetime, resolved: bool) -> None:
@@ -314,12 +320,7 @@ def allergy_sync_record_verified(*, uid: uuid.UUID | str, at: datetime, resolved
     changes: dict = {"sync_verified_at": at}
     if resolved:
         changes["sync_verifying"] = False
-    with transaction.atomic():
-        user = identity_selectors.user_locked_for_dependent_write(uid=uid)
-        if user is None:
-            return
-        AllergyProfile.objects.get_or_create(user=user)
-        AllergyProfile.objects.filter(user=user).update(**changes)
+    _profile_mark(uid=uid, **changes)
 
 
 def allergy_sync_record_unconfirmed(*, uids: list[uuid.UUID]) -> None:
